@@ -1,0 +1,170 @@
+"""config.yaml -> pydantic models. Secrets never live here: tokens and keys come from the environment.
+
+Loading with `PATH:LINE: key.path: message` errors and cross-reference checks: see load_config().
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- tools --------------------------------------------------------------------------------------
+
+
+class CodeInterpreterTool(_Strict):
+    type: Literal["code_interpreter"]
+    memory_limit: Literal["1g", "4g", "16g", "64g"] | None = None
+
+
+class ChunkingConfig(_Strict):
+    max_chunk_size_tokens: int = Field(800, ge=100, le=4096)
+    chunk_overlap_tokens: int = Field(400, ge=0)
+
+
+class FileSearchTool(_Strict):
+    type: Literal["file_search"]
+    files: list[str] = []                 # paths or globs, relative to the config file
+    max_num_results: int | None = Field(None, ge=1, le=50)
+    score_threshold: float | None = Field(None, ge=0, le=1)
+    chunking: ChunkingConfig | None = None
+
+
+class FunctionTool(_Strict):
+    type: Literal["function"]
+    function: str                         # "package.module:function"
+    name: str | None = None               # defaults to the Python function's name
+    description: str | None = None        # defaults to the docstring's first paragraph
+    parameters: dict[str, Any] | None = None  # explicit JSON schema; else derived from type hints
+    timeout: float = Field(30.0, gt=0)
+
+
+class ImageGenerationTool(_Strict):
+    type: Literal["image_generation"]
+    size: str | None = None
+    quality: str | None = None
+
+
+ToolConfig = Annotated[
+    CodeInterpreterTool | FileSearchTool | FunctionTool | ImageGenerationTool,
+    Field(discriminator="type"),
+]
+
+
+# ---- files routing (attachments) ---------------------------------------------------------------
+
+
+class FilesConfig(_Strict):
+    max_image_mb: float = Field(20, gt=0)
+    max_code_interpreter_mb: float = Field(50, gt=0)
+    max_document_mb: float = Field(50, gt=0)
+    conversation_store_expiry_days: int = Field(7, ge=1, le=365)
+
+
+# ---- access -------------------------------------------------------------------------------------
+
+
+class AccessConfig(_Strict):
+    allow_users: list[str] = []
+    deny_users: list[str] = []
+    allow_roles: list[str] = []
+    deny_roles: list[str] = []
+    allow_channels: list[str] = []
+    deny_channels: list[str] = []
+    allow_workspaces: list[str] = []
+    allow_dms: bool = True
+
+
+# ---- assistants ---------------------------------------------------------------------------------
+
+Scope = Literal["thread", "channel", "user", "channel_user"]
+
+
+class AssistantConfig(_Strict):
+    name: str = ""                        # filled from the mapping key
+    description: str = ""
+    backend: str = "openai"
+    model: str
+    instructions: str = ""
+    tools: list[ToolConfig] = []
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_output_tokens: int | None = Field(None, ge=16)
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    scope: Scope = "thread"
+    vision: bool = True                   # model accepts input_image
+    max_tool_rounds: int = Field(8, ge=1, le=50)
+    files: FilesConfig = FilesConfig()
+    access: AccessConfig = AccessConfig()
+
+    def tool(self, kind: str):
+        return next((t for t in self.tools if t.type == kind), None)
+
+
+# ---- backends -----------------------------------------------------------------------------------
+
+
+class OpenAIBackendConfig(_Strict):
+    type: Literal["openai"] = "openai"
+    base_url: str | None = None           # OPENAI_BASE_URL wins when set
+    timeout: float = Field(120, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+
+
+# ---- platforms ----------------------------------------------------------------------------------
+
+
+class ChannelRoute(_Strict):
+    assistant: str | None = None
+    respond_without_mention: bool = False  # answer every message in this channel
+    follow_threads: bool = True            # Slack: keep answering in a thread the bot is part of
+
+
+class SlackConfig(_Strict):
+    enabled: bool = True
+    mode: Literal["socket", "http"] = "socket"
+    http_port: int = Field(3000, ge=1, le=65535)
+    default_assistant: str | None = None
+    dm_assistant: str | None = None
+    allow_dms: bool = True
+    follow_threads: bool = True
+    native_streaming: bool = True
+    slash_command: str = "/teambridge"
+    channels: dict[str, ChannelRoute] = {}
+    max_file_mb: float = Field(50, gt=0)
+
+
+class DiscordConfig(_Strict):
+    enabled: bool = True
+    default_assistant: str | None = None
+    dm_assistant: str | None = None
+    allow_dms: bool = True
+    auto_thread: bool = False
+    guilds: list[str] = []                 # sync slash commands per guild (instant); empty = global
+    channels: dict[str, ChannelRoute] = {}
+    max_file_mb: float = Field(10, gt=0)
+
+
+class ConsoleConfig(_Strict):
+    assistant: str | None = None
+
+
+class Config(_Strict):
+    database: str = "teambridge.db"
+    default_assistant: str
+    shutdown_grace_seconds: float = Field(30, ge=0)
+    backends: dict[str, OpenAIBackendConfig] = {"openai": OpenAIBackendConfig()}
+    assistants: dict[str, AssistantConfig]
+    admins: list[str] = []                 # user ids allowed to run admin commands
+    slack: SlackConfig = SlackConfig()
+    discord: DiscordConfig = DiscordConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    base_dir: Path = Path(".")             # set by the loader: directory of the config file
+
+    def assistant(self, name: str) -> AssistantConfig:
+        return self.assistants[name]

@@ -1,0 +1,131 @@
+"""Frozen value types shared by core and the platform adapters.
+
+Adapters translate platform payloads into these; backends yield the event types at the bottom.
+Nothing here knows Slack, Discord or OpenAI.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    id: str
+    name: str = ""
+    roles: tuple[str, ...] = ()  # Discord role ids (or names); empty elsewhere
+    is_admin: bool = False       # platform-level admin flag (workspace admin / guild administrator)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a user attached. `read()` is bound by the adapter (downloads with the platform's credentials)."""
+    name: str
+    size: int | None
+    content_type: str | None
+    read: Callable[[], Awaitable[bytes]] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    platform: str                    # "console" | "slack" | "discord"
+    workspace: str                   # Slack team id, Discord guild id ("" for DMs / console)
+    channel: str                     # channel id (a DM channel id for DMs)
+    author: Author
+    text: str                        # bot mention already stripped
+    thread: str | None = None        # Slack thread_ts, Discord thread id; None when not threaded
+    attachments: tuple[Attachment, ...] = ()
+    is_direct: bool = False
+    mentions_bot: bool = False
+    event_id: str | None = None      # platform event id, for de-duplication
+    message_id: str | None = None    # platform message id (Slack ts, Discord snowflake)
+    channel_parents: tuple[str, ...] = ()  # Discord category / parent channel of a thread
+    assistant: str | None = None     # explicit choice (slash command option), wins over routing
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Which conversation a message belongs to, after the assistant's scope was applied."""
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+    user: str
+
+    def as_string(self) -> str:
+        return "|".join((self.platform, self.workspace, self.channel, self.thread, self.user))
+
+
+# ---- what a backend yields while it answers -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUpdate:
+    """Progress of a tool call. `status`: started | running | done | failed."""
+    item_id: str
+    tool: str                  # "code_interpreter" | "file_search" | "function" | "image_generation" | ...
+    status: str
+    title: str                 # short, human: "Running code", "Searching files", "Calling query_weather"
+    detail: str = ""           # code, logs, arguments, result preview
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFile:
+    name: str
+    data: bytes = field(repr=False)
+    mime: str = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    index: int                 # 1-based footnote number
+    title: str                 # file name or page title
+    file_id: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+    code_interpreter_sessions: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(*(a + b for a, b in zip(
+            (self.input_tokens, self.cached_tokens, self.output_tokens, self.tool_calls,
+             self.code_interpreter_sessions),
+            (other.input_tokens, other.cached_tokens, other.output_tokens, other.tool_calls,
+             other.code_interpreter_sessions))))
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    usage: Usage
+    response_id: str = ""
+
+
+BackendEvent = TextDelta | ToolUpdate | OutboundFile | Citation | Completed
+
+
+class BackendError(Exception):
+    """A failure the user should read about: the message is one readable line, no secrets."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+class UserFacingError(Exception):
+    """Bad input from a user (unsupported file, unknown assistant, ...): reply with the message, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
