@@ -1,0 +1,430 @@
+"""SQLite persistence (the embedded default behind core.ports.Store).
+
+One aiosqlite connection per store. aiosqlite runs every statement on one worker thread in the order it was
+queued, so single statements never interleave; the connection is in autocommit mode
+(``isolation_level=None``), which makes each single-statement write its own committed transaction. That keeps
+the hot paths (``claim_event``, ``get_conversation``, ``record_usage``) at one round trip to the worker
+thread, with no lock, and lets hundreds of coroutines pipeline their statements.
+
+The few operations that need several statements (migrations) run inside ``_transaction()``, which holds
+``_tx_lock``. While it is held, every other statement waits for it (see ``_fetch``), so nobody's write is
+pulled into, or rolled back with, someone else's transaction.
+
+SQL is kept portable (ON CONFLICT ... DO NOTHING/UPDATE, RETURNING, quoted "user") so the PostgreSQL store
+that follows can reuse the statements; the DDL differs only in the auto-increment ids (SQLite's
+``INTEGER PRIMARY KEY`` vs. ``GENERATED ALWAYS AS IDENTITY``). RETURNING needs SQLite >= 3.35.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
+
+import aiosqlite
+
+from core.model import ConversationKey, Usage
+from core.ports import ConversationRecord, InflightReply
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.ports import Store
+
+log = logging.getLogger(__name__)
+
+EVENT_RETENTION_SECONDS = 7 * 24 * 3600   # processed events older than this are pruned
+EVENT_PRUNE_INTERVAL = 3600.0             # a long-running process prunes at most this often
+BUSY_TIMEOUT_MS = 5000                    # another process (e.g. `teambridge chat` next to `run`) holds the lock
+
+# Each migration is a sequence of single statements (not an executescript blob: sqlite3's executescript
+# COMMITs first, which would break the "one migration, one transaction" rule). Append only; never edit a
+# released migration. user_version N means migrations[:N] were applied.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: initial schema
+    (
+        """CREATE TABLE conversations (
+            key TEXT NOT NULL,
+            assistant TEXT NOT NULL,
+            backend_id TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            vector_store_id TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (key, assistant)
+        )""",
+        """CREATE TABLE preferences (
+            scope TEXT PRIMARY KEY,
+            assistant TEXT NOT NULL
+        )""",
+        """CREATE TABLE processed_events (
+            platform TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (platform, event_key)
+        )""",
+        "CREATE INDEX processed_events_created_at ON processed_events (created_at)",
+        """CREATE TABLE files (
+            sha256 TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (sha256, purpose)
+        )""",
+        "CREATE INDEX files_file_id ON files (file_id)",
+        """CREATE TABLE usage (
+            id INTEGER PRIMARY KEY,
+            ts DOUBLE PRECISION NOT NULL,
+            assistant TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            "user" TEXT NOT NULL,
+            model TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            tool_calls INTEGER NOT NULL DEFAULT 0,
+            code_interpreter_sessions INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX usage_ts ON usage (ts)",
+        """CREATE TABLE inflight (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            thread TEXT,
+            started_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE knowledge_stores (
+            assistant TEXT PRIMARY KEY,
+            vector_store_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE knowledge_files (
+            assistant TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            PRIMARY KEY (assistant, path)
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_USAGE_COLUMNS = ("id", "ts", "assistant", "platform", "workspace", "channel", "user", "model",
+                  "input_tokens", "cached_tokens", "output_tokens", "tool_calls", "code_interpreter_sessions")
+
+
+class SqliteStore:
+    """core.ports.Store on SQLite. Use ``async with SqliteStore(path) as store:`` or open()/close()."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._conn: aiosqlite.Connection | None = None
+        self._tx_lock = asyncio.Lock()     # one multi-statement transaction at a time
+        self._tx_open = False              # True while such a transaction is open on the connection
+        self._tx_done = asyncio.Event()    # set whenever no transaction is open
+        self._tx_done.set()
+        self._last_prune = 0.0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> "SqliteStore":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        if str(self._path) != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit; we issue BEGIN ourselves where several statements belong together.
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            # busy_timeout first: switching to WAL needs a lock another process may hold.
+            await conn.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            mode = rows[0][0] if rows else "?"
+            if mode.lower() != "wal" and str(self._path) != ":memory:":
+                # WAL is refused on some network file systems; we still work, just with more lock waits.
+                log.warning("SQLite database %s: WAL journal mode unavailable, using %s", self._path, mode)
+            # NORMAL is durable in WAL mode except for the last commits on power loss (not on a crash).
+            await conn.execute_fetchall("PRAGMA synchronous = NORMAL")
+            await conn.execute_fetchall("PRAGMA foreign_keys = ON")
+            self._conn = conn
+            await self._migrate()
+            await self.prune_events()
+        except BaseException:
+            self._conn = None
+            await conn.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        # Let a transaction in progress finish rather than closing under it.
+        async with self._tx_lock:
+            await conn.close()
+
+    async def schema_version(self) -> int:
+        rows = await self._fetch("PRAGMA user_version")
+        return int(rows[0][0])
+
+    async def _migrate(self) -> None:
+        for target in range(1, SCHEMA_VERSION + 1):
+            async with self._transaction() as execute:
+                # Re-read inside the (write-locked) transaction: another process may have migrated meanwhile.
+                current = int((await execute("PRAGMA user_version"))[0][0])
+                if current >= target:
+                    continue
+                if current != target - 1:  # pragma: no cover - cannot happen with the loop above
+                    raise RuntimeError(f"database schema version {current}, expected {target - 1}")
+                for statement in MIGRATIONS[target - 1]:
+                    await execute(statement)
+                # PRAGMA takes no parameters; target is our own int.
+                await execute(f"PRAGMA user_version = {int(target)}")
+                log.info("SQLite database %s migrated to schema version %d", self._path, target)
+        current = await self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database {self._path} has schema version {current}, newer than this teambridge "
+                f"understands ({SCHEMA_VERSION}); upgrade teambridge or use another database")
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    def _require(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open (call await store.open() or use `async with`)")
+        return self._conn
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run one statement (autocommit) and return its rows, in one hop to the worker thread."""
+        while self._tx_open:
+            # A multi-statement transaction is open on our one connection: wait, so that this statement is
+            # not executed (and possibly rolled back) inside it. An Event, not the lock, so that all waiters
+            # resume together and pipeline. Once it is closed we queue directly: no await separates the
+            # check from the queueing, so a later BEGIN is queued after this statement.
+            await self._tx_done.wait()
+        return list(await self._require().execute_fetchall(sql, params))
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Callable[..., Any]]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); yields an execute(sql, params) -> rows."""
+        conn = self._require()
+        async with self._tx_lock:
+            async def execute(sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+                return list(await conn.execute_fetchall(sql, params))
+
+            self._tx_open = True
+            self._tx_done.clear()
+            try:
+                # IMMEDIATE takes the write lock up front, so two processes cannot both read, then both write.
+                await conn.execute_fetchall("BEGIN IMMEDIATE")
+                try:
+                    yield execute
+                except BaseException:
+                    await conn.execute_fetchall("ROLLBACK")
+                    raise
+                await conn.execute_fetchall("COMMIT")
+            finally:
+                self._tx_open = False
+                self._tx_done.set()
+
+    # ---- conversations -----------------------------------------------------------------------
+
+    @staticmethod
+    def _conversation(row: sqlite3.Row) -> ConversationRecord:
+        return ConversationRecord(
+            key=row["key"], assistant=row["assistant"], backend_id=row["backend_id"],
+            metadata=json.loads(row["metadata"] or "{}"), vector_store_id=row["vector_store_id"],
+            created_at=row["created_at"], updated_at=row["updated_at"])
+
+    async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None:
+        rows = await self._fetch(
+            "SELECT * FROM conversations WHERE key = ? AND assistant = ?", (key.as_string(), assistant))
+        return self._conversation(rows[0]) if rows else None
+
+    async def save_conversation(self, key: ConversationKey, assistant: str, backend_id: str,
+                                metadata: dict[str, str]) -> None:
+        """Insert, or point an existing (key, assistant) at a new backend conversation.
+
+        created_at and vector_store_id of an existing row are kept.
+        """
+        now = self._clock()
+        await self._fetch(
+            "INSERT INTO conversations (key, assistant, backend_id, metadata, vector_store_id, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, NULL, ?, ?)"
+            " ON CONFLICT (key, assistant) DO UPDATE SET backend_id = excluded.backend_id,"
+            " metadata = excluded.metadata, updated_at = excluded.updated_at",
+            (key.as_string(), assistant, backend_id, json.dumps(dict(metadata), ensure_ascii=False), now, now))
+
+    async def set_conversation_vector_store(self, key: ConversationKey, assistant: str,
+                                            vector_store_id: str) -> None:
+        rows = await self._fetch(
+            "UPDATE conversations SET vector_store_id = ?, updated_at = ? WHERE key = ? AND assistant = ?"
+            " RETURNING 1",
+            (vector_store_id, self._clock(), key.as_string(), assistant))
+        if not rows:
+            # E.g. a /reset deleted the conversation while its upload was running: nothing to attach to.
+            log.warning("no conversation %s for assistant %s to attach vector store %s to",
+                        key.as_string(), assistant, vector_store_id)
+
+    async def delete_conversation(self, key: ConversationKey, assistant: str) -> bool:
+        rows = await self._fetch(
+            "DELETE FROM conversations WHERE key = ? AND assistant = ? RETURNING 1",
+            (key.as_string(), assistant))
+        return bool(rows)
+
+    async def list_conversations(self) -> list[ConversationRecord]:
+        rows = await self._fetch("SELECT * FROM conversations ORDER BY created_at, key, assistant")
+        return [self._conversation(r) for r in rows]
+
+    async def count_conversations(self) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM conversations")
+        return int(rows[0][0])
+
+    # ---- preferences -------------------------------------------------------------------------
+
+    async def get_preference(self, scope: str) -> str | None:
+        rows = await self._fetch("SELECT assistant FROM preferences WHERE scope = ?", (scope,))
+        return rows[0][0] if rows else None
+
+    async def set_preference(self, scope: str, assistant: str | None) -> None:
+        """None clears the choice (routing decides again)."""
+        if assistant is None:
+            await self._fetch("DELETE FROM preferences WHERE scope = ?", (scope,))
+        else:
+            await self._fetch(
+                "INSERT INTO preferences (scope, assistant) VALUES (?, ?)"
+                " ON CONFLICT (scope) DO UPDATE SET assistant = excluded.assistant", (scope, assistant))
+
+    # ---- de-duplication ----------------------------------------------------------------------
+
+    async def claim_event(self, platform: str, event_key: str) -> bool:
+        # One INSERT against the primary key: the first writer wins, across coroutines and processes alike
+        # (and across instances once the store is PostgreSQL). No read-then-write race.
+        now = self._clock()
+        rows = await self._fetch(
+            "INSERT INTO processed_events (platform, event_key, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (platform, event_key) DO NOTHING RETURNING 1", (platform, event_key, now))
+        if now - self._last_prune >= EVENT_PRUNE_INTERVAL:
+            await self.prune_events()
+        return bool(rows)
+
+    async def prune_events(self) -> int:
+        """Forget processed events older than EVENT_RETENTION_SECONDS; returns how many were removed."""
+        now = self._clock()
+        self._last_prune = now
+        rows = await self._fetch("DELETE FROM processed_events WHERE created_at < ? RETURNING 1",
+                                 (now - EVENT_RETENTION_SECONDS,))
+        return len(rows)
+
+    # ---- uploaded files ----------------------------------------------------------------------
+
+    async def get_file(self, sha256: str, purpose: str) -> str | None:
+        rows = await self._fetch("SELECT file_id FROM files WHERE sha256 = ? AND purpose = ?", (sha256, purpose))
+        return rows[0][0] if rows else None
+
+    async def save_file(self, sha256: str, purpose: str, file_id: str, name: str, size: int) -> None:
+        # A re-upload of the same bytes (e.g. after the old file was deleted at the backend) replaces the id.
+        await self._fetch(
+            "INSERT INTO files (sha256, purpose, file_id, name, size, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (sha256, purpose) DO UPDATE SET file_id = excluded.file_id, name = excluded.name,"
+            " size = excluded.size, created_at = excluded.created_at",
+            (sha256, purpose, file_id, name, int(size), self._clock()))
+
+    async def list_files(self) -> list[dict]:
+        rows = await self._fetch(
+            "SELECT sha256, purpose, file_id, name, size, created_at FROM files ORDER BY created_at, file_id")
+        return [dict(r) for r in rows]
+
+    async def delete_file(self, file_id: str) -> None:
+        await self._fetch("DELETE FROM files WHERE file_id = ?", (file_id,))
+
+    # ---- usage -------------------------------------------------------------------------------
+
+    async def record_usage(self, *, assistant: str, platform: str, workspace: str, channel: str, user: str,
+                           model: str, usage: Usage) -> None:
+        await self._fetch(
+            'INSERT INTO usage (ts, assistant, platform, workspace, channel, "user", model, input_tokens,'
+            " cached_tokens, output_tokens, tool_calls, code_interpreter_sessions)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self._clock(), assistant, platform, workspace, channel, user, model, usage.input_tokens,
+             usage.cached_tokens, usage.output_tokens, usage.tool_calls, usage.code_interpreter_sessions))
+
+    async def usage_rows(self, since: float, until: float) -> list[dict]:
+        """Turns with since <= ts < until, oldest first; each a dict of every usage column."""
+        columns = ", ".join('"user"' if c == "user" else c for c in _USAGE_COLUMNS)
+        rows = await self._fetch(
+            f"SELECT {columns} FROM usage WHERE ts >= ? AND ts < ? ORDER BY ts, id", (since, until))
+        return [dict(r) for r in rows]
+
+    # ---- replies in flight -------------------------------------------------------------------
+
+    async def add_inflight(self, platform: str, channel: str, message_id: str, thread: str | None) -> int:
+        rows = await self._fetch(
+            "INSERT INTO inflight (platform, channel, message_id, thread, started_at) VALUES (?, ?, ?, ?, ?)"
+            " RETURNING id", (platform, channel, message_id, thread, self._clock()))
+        return int(rows[0][0])
+
+    async def remove_inflight(self, inflight_id: int) -> None:
+        await self._fetch("DELETE FROM inflight WHERE id = ?", (inflight_id,))
+
+    async def list_inflight(self, platform: str | None = None) -> list[InflightReply]:
+        if platform is None:
+            rows = await self._fetch("SELECT * FROM inflight ORDER BY id")
+        else:
+            rows = await self._fetch("SELECT * FROM inflight WHERE platform = ? ORDER BY id", (platform,))
+        return [InflightReply(id=r["id"], platform=r["platform"], channel=r["channel"],
+                              message_id=r["message_id"], thread=r["thread"], started_at=r["started_at"])
+                for r in rows]
+
+    # ---- knowledge (vector store per assistant, synced from the config's files) --------------
+
+    async def get_knowledge_store(self, assistant: str) -> str | None:
+        rows = await self._fetch("SELECT vector_store_id FROM knowledge_stores WHERE assistant = ?", (assistant,))
+        return rows[0][0] if rows else None
+
+    async def save_knowledge_store(self, assistant: str, vector_store_id: str) -> None:
+        await self._fetch(
+            "INSERT INTO knowledge_stores (assistant, vector_store_id, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (assistant) DO UPDATE SET vector_store_id = excluded.vector_store_id,"
+            " created_at = excluded.created_at",
+            (assistant, vector_store_id, self._clock()))
+
+    async def list_knowledge_files(self, assistant: str) -> list[dict]:
+        """[{path, sha256, file_id, status, error}] for one assistant, ordered by path."""
+        rows = await self._fetch(
+            "SELECT path, sha256, file_id, status, error FROM knowledge_files WHERE assistant = ? ORDER BY path",
+            (assistant,))
+        return [dict(r) for r in rows]
+
+    async def save_knowledge_file(self, assistant: str, path: str, sha256: str, file_id: str, status: str,
+                                  error: str | None = None) -> None:
+        await self._fetch(
+            "INSERT INTO knowledge_files (assistant, path, sha256, file_id, status, error)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (assistant, path) DO UPDATE SET sha256 = excluded.sha256,"
+            " file_id = excluded.file_id, status = excluded.status, error = excluded.error",
+            (assistant, path, sha256, file_id, status, error))
+
+    async def delete_knowledge_file(self, assistant: str, path: str) -> None:
+        await self._fetch("DELETE FROM knowledge_files WHERE assistant = ? AND path = ?", (assistant, path))
+
+
+if TYPE_CHECKING:  # pragma: no cover - lets a type checker confirm SqliteStore satisfies the port
+    def _satisfies_port(store: SqliteStore) -> Store:
+        return store
