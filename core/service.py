@@ -4,30 +4,296 @@ Platform adapters call into this; nothing here knows a platform.
 """
 from __future__ import annotations
 
-from core.model import InboundMessage
-from core.ports import ReplyTarget
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from core.access import check_access, is_admin
+from core.citations import footnotes
+from core.config import Config
+from core.limits import UsageLimiter
+from core.locks import KeyedLocks
+from core.model import (BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile, TextDelta,
+                        ToolUpdate, UserFacingError)
+from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarget, Store, Turn
+from core.routing import conversation_key, is_addressed, pick_assistant, preference_scope, thread_scope
+from core.streaming import EditStream
+
+log = logging.getLogger("teambridge.service")
+
+INTERRUPTED_NOTICE = "This answer was cut off — please ask again."
+SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minute."
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedInputs:
+    images: tuple = ()
+    container_file_ids: tuple[str, ...] = ()
+    vector_store_ids: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 class ChatService:
-    """API used by the platform adapters (bots/*). Implementation in progress.
+    def __init__(self, config: Config, store: Store, backends: dict[str, AssistantBackend], *,
+                 files=None, knowledge=None, limiter: UsageLimiter | None = None,
+                 commands: dict[str, Callable[[InboundMessage, str], Awaitable[str]]] | None = None) -> None:
+        self._config = config
+        self._store = store
+        self._backends = backends
+        self._files = files            # core.files.AttachmentRouter (optional: no attachments without it)
+        self._knowledge = knowledge    # core.knowledge.KnowledgeSync (optional: assistant vector stores)
+        self._limiter = limiter or UsageLimiter(store)
+        self._locks = KeyedLocks()
+        self._admin_commands = dict(commands or {})
+        self._turns: set[asyncio.Task] = set()
+        self._accepting = True
 
-    async handle(msg, target) -> None
-        Answer one message: de-duplicate (msg.event_id / message_id), route to an assistant, access check,
-        per-conversation lock, attachments routed, backend run, reply streamed into `target`
-        (target.open_stream() or core.streaming.EditStream over target.post/edit), files uploaded via
-        target.upload, citations as footnotes, usage recorded. Never raises: errors end the reply with a
-        one-line notice (or target.notice for refusals).
-    async claim(platform, event_key) -> bool
-        True the first time a key is seen (persisted in SQLite); adapters use it for event ids / channel+ts.
-    async reset(msg) -> str
-        Start a new conversation for the place/user of msg; returns the text to show the user.
-    async choose_assistant(msg, name) -> str
-        Set the user's assistant for this place; returns the text to show (error text for unknown names).
-    assistant_names() -> list[str]
-    help_text(platform) -> str
-    async command(msg, text) -> str      # admin/other text commands ("usage", "reload"), returns reply text
-    owns_thread(platform, channel, thread) -> bool  # True when the bot answered in this thread (follow-ups)
-    """
+    # ---- configuration (hot reload swaps it; a turn keeps the snapshot it started with) -----------------
 
-    async def handle(self, msg: InboundMessage, target: ReplyTarget) -> None:  # pragma: no cover - stub
-        raise NotImplementedError
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def apply_config(self, config: Config) -> None:
+        self._config = config
+
+    def add_command(self, name: str, handler: Callable[[InboundMessage, str], Awaitable[str]]) -> None:
+        self._admin_commands[name] = handler
+
+    # ---- the main path -------------------------------------------------------------------------------------
+
+    async def handle(self, msg: InboundMessage, target: ReplyTarget) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._turns.add(task)
+        try:
+            await self._handle(msg, target)
+        except Exception:  # last line of defence: the adapter's task must never die silently
+            log.exception("unhandled error for %s message in %s", msg.platform, msg.channel)
+            await _quietly(target.notice("Sorry, something went wrong on our side — please try again."))
+        finally:
+            if task is not None:
+                self._turns.discard(task)
+
+    async def _handle(self, msg: InboundMessage, target: ReplyTarget) -> None:
+        config = self._config
+        owns_thread = bool(msg.thread) and await self._store.get_preference(
+            thread_scope(msg.platform, msg.channel, msg.thread)) is not None
+        if not is_addressed(config, msg, bot_owns_thread=owns_thread):
+            return
+        if msg.event_id and not await self._store.claim_event(msg.platform, msg.event_id):
+            log.info("duplicate delivery of %s event %s ignored", msg.platform, msg.event_id)
+            return
+        if not self._accepting:
+            await target.notice(SHUTTING_DOWN_NOTICE, ephemeral=True)
+            return
+
+        preference = await self._store.get_preference(preference_scope(msg))
+        if owns_thread and not msg.assistant:
+            preference = await self._store.get_preference(thread_scope(msg.platform, msg.channel, msg.thread))
+        name = pick_assistant(config, msg, preference=preference)
+        assistant = config.assistants.get(name)
+        if assistant is None:
+            await target.notice(f"There is no assistant called “{name}”. Available: {', '.join(config.assistants)}.",
+                                ephemeral=True)
+            return
+        refusal = check_access(config, assistant, msg)
+        limits = _limits_for(config, assistant)
+        if refusal is None and limits is not None:
+            refusal = await self._limiter.check(limits, msg)
+        if refusal is not None:
+            await target.notice(refusal, ephemeral=True)
+            return
+        self._limiter.note_message(msg)
+
+        key = conversation_key(assistant, msg)
+        async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
+            await self._turn(config, assistant, msg, key, target)
+
+    async def _turn(self, config: Config, assistant, msg: InboundMessage, key: ConversationKey,
+                    target: ReplyTarget) -> None:
+        backend = self._backends[assistant.backend]
+        metadata = _metadata(msg, assistant.name)
+        try:
+            conversation_id = await self._conversation_id(backend, key, assistant.name, metadata)
+            inputs = await self._prepare_inputs(assistant, msg, key, metadata)
+        except UserFacingError as err:
+            await target.notice(err.message)
+            return
+        except BackendError as err:
+            log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
+            await target.notice(f"⚠️ {err.message}")
+            return
+
+        text = msg.text
+        if inputs.notes:
+            text = "\n".join((text, *inputs.notes)) if text else "\n".join(inputs.notes)
+        knowledge_ids = tuple(await self._knowledge.vector_store_ids(assistant.name)) if self._knowledge else ()
+        turn = Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
+                    images=tuple(inputs.images), container_file_ids=inputs.container_file_ids,
+                    vector_store_ids=knowledge_ids + inputs.vector_store_ids, metadata=metadata)
+
+        inflight: list[int] = []
+
+        async def on_posted(message_id: str) -> None:
+            inflight.append(await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread))
+
+        await _quietly(target.typing())
+        stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
+        citations: list[Citation] = []
+        try:
+            async for event in backend.run(turn):
+                match event:
+                    case TextDelta(text=delta):
+                        await stream.text(delta)
+                    case ToolUpdate():
+                        await stream.status(event)
+                    case OutboundFile():
+                        await self._upload(target, event)
+                    case Citation():
+                        citations.append(event)
+                    case Completed(usage=usage):
+                        await self._store.record_usage(
+                            assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
+                            channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
+                        self._limiter.add_tokens(msg, usage.input_tokens + usage.output_tokens)
+            await stream.close(footnotes(citations))
+        except BackendError as err:
+            log.warning("backend error for %s: %s", key.as_string(), err.message)
+            await stream.fail(err.message)
+        except asyncio.CancelledError:
+            # shutdown past its grace period: say so in the reply, then let the cancellation through
+            await _quietly(asyncio.shield(stream.fail(INTERRUPTED_NOTICE)))
+            raise
+        except Exception:
+            log.exception("error while answering %s", key.as_string())
+            await _quietly(stream.fail("Something went wrong while answering — please try again."))
+        finally:
+            for inflight_id in inflight:
+                await _quietly(self._store.remove_inflight(inflight_id))
+        if msg.thread:
+            await self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name)
+
+    async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
+                               metadata: dict[str, str]) -> str:
+        record = await self._store.get_conversation(key, assistant)
+        if record is not None:
+            return record.backend_id  # resumed, not recreated: the history lives at the backend
+        conversation_id = await backend.create_conversation(metadata)
+        await self._store.save_conversation(key, assistant, conversation_id, metadata)
+        return conversation_id
+
+    async def _prepare_inputs(self, assistant, msg: InboundMessage, key: ConversationKey,
+                              metadata: dict[str, str]) -> PreparedInputs:
+        if not msg.attachments:
+            return PreparedInputs()
+        if self._files is None:
+            raise UserFacingError("Attachments are not supported here.")
+        return await self._files.prepare(assistant, msg.attachments, key, metadata)
+
+    async def _upload(self, target: ReplyTarget, file: OutboundFile) -> None:
+        try:
+            await target.upload(file)
+        except Exception:
+            log.exception("upload of %s failed", file.name)
+            await _quietly(target.notice(f"⚠️ Could not post the file {file.name}."))
+
+    # ---- commands ------------------------------------------------------------------------------------------
+
+    async def claim(self, platform: str, event_key: str) -> bool:
+        return await self._store.claim_event(platform, event_key)
+
+    async def reset(self, msg: InboundMessage) -> str:
+        config = self._config
+        name = pick_assistant(config, msg, preference=await self._store.get_preference(preference_scope(msg)))
+        assistant = config.assistants.get(name)
+        if assistant is None:
+            return f"There is no assistant called “{name}”."
+        key = conversation_key(assistant, msg)
+        async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
+            existed = await self._store.delete_conversation(key, assistant.name)
+        return (f"Started a new conversation with {name}." if existed
+                else f"There was no earlier conversation with {name} here; the next message starts one.")
+
+    async def choose_assistant(self, msg: InboundMessage, name: str) -> str:
+        config = self._config
+        assistant = config.assistants.get(name.strip())
+        if assistant is None:
+            return f"There is no assistant called “{name}”. Available: {', '.join(config.assistants)}."
+        refusal = check_access(config, assistant, msg)
+        if refusal is not None:
+            return refusal
+        await self._store.set_preference(preference_scope(msg), assistant.name)
+        return f"You are now talking to {assistant.name}" + (f" — {assistant.description}" if assistant.description else ".")
+
+    def assistant_names(self) -> list[str]:
+        return list(self._config.assistants)
+
+    def help_text(self, platform: str) -> str:
+        lines = ["*teambridge* — AI assistants in your chat.", "", "Assistants:"]
+        for name, assistant in self._config.assistants.items():
+            tools = ", ".join(t.type.replace("_", " ") for t in assistant.tools) or "chat"
+            lines.append(f"• {name} — {assistant.description or tools}")
+        lines += ["", "Commands: ask, reset (start a new conversation), assistant NAME (switch), help."]
+        return "\n".join(lines)
+
+    async def command(self, msg: InboundMessage, text: str) -> str:
+        name, _, rest = text.strip().partition(" ")
+        handler = self._admin_commands.get(name.lower())
+        if handler is None:
+            return f"Unknown command “{name}”. " + "Try help."
+        if not is_admin(self._config, msg.author):
+            return f"Only admins can use “{name}”."
+        return await handler(msg, rest.strip())
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    async def recover_interrupted(self, adapter: PlatformAdapter) -> int:
+        """Replies left in flight by a crash: have the platform mark them as cut off."""
+        count = 0
+        for reply in await self._store.list_inflight(adapter.name):
+            try:
+                await adapter.mark_interrupted(reply.channel, reply.message_id, reply.thread)
+                count += 1
+            except Exception:
+                log.exception("could not mark %s message %s as interrupted", adapter.name, reply.message_id)
+            await self._store.remove_inflight(reply.id)
+        return count
+
+    async def shutdown(self, grace: float | None = None) -> int:
+        """Stop taking messages, let answers in flight finish within `grace` seconds, interrupt the rest."""
+        self._accepting = False
+        grace = self._config.shutdown_grace_seconds if grace is None else grace
+        pending = {t for t in self._turns if t is not asyncio.current_task()}
+        if pending:
+            _, still_running = await asyncio.wait(pending, timeout=grace)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running, timeout=5)
+            return len(still_running)
+        return 0
+
+    @property
+    def turns_in_flight(self) -> int:
+        return len(self._turns)
+
+
+def _limits_for(config: Config, assistant):
+    return getattr(assistant, "limits", None) or getattr(config, "limits", None)
+
+
+def _metadata(msg: InboundMessage, assistant: str) -> dict[str, str]:
+    """Conversation metadata, as the tutorial labels threads (OpenAI: ≤16 keys, values ≤512 chars)."""
+    data = {"platform": msg.platform, "workspace": msg.workspace, "channel": msg.channel,
+            "thread": msg.thread or "", "user_id": msg.author.id, "user_name": msg.author.name,
+            "assistant": assistant}
+    return {k: v[:512] for k, v in data.items() if v}
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("ignored error while reporting another")

@@ -1,0 +1,103 @@
+"""`teambridge chat`: one line on stdin is one message; the reply streams to stdout. Works with pipes and terminals."""
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import AsyncIterator, TextIO
+
+from core.model import Attachment, Author, InboundMessage
+from core.service import ChatService
+from bots.console.target import ConsoleTarget
+
+
+class ConsoleChat:
+    def __init__(self, service: ChatService, *, user: str, assistant: str | None, out: TextIO,
+                 files_dir: Path) -> None:
+        self._service = service
+        self._user = user
+        self._assistant = assistant
+        self._out = out
+        self._target = ConsoleTarget(out, files_dir)
+        self._pending: list[Attachment] = []
+        self._count = 0
+
+    def _message(self, text: str) -> InboundMessage:
+        self._count += 1
+        return InboundMessage(
+            platform="console", workspace="", channel=f"console:{self._user}",
+            author=Author(id=self._user, name=self._user), text=text,
+            attachments=tuple(self._pending), assistant=self._assistant)
+
+    async def run(self, lines: AsyncIterator[str]) -> None:
+        async for raw in lines:
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if line.startswith("/"):
+                await self._command(line)
+                continue
+            msg = self._message(line)
+            self._pending = []
+            await self._service.handle(msg, self._target)
+
+    async def _command(self, line: str) -> None:
+        name, _, arg = line[1:].partition(" ")
+        arg = arg.strip()
+        match name:
+            case "reset":
+                self._say(await self._service.reset(self._message("")))
+            case "attach":
+                self._say(self._attach(arg))
+            case "assistant":
+                if not arg:
+                    self._say("Usage: /assistant NAME — one of " + ", ".join(self._service.assistant_names()))
+                    return
+                reply = await self._service.choose_assistant(self._message(""), arg)
+                if arg in self._service.assistant_names():
+                    self._assistant = arg
+                self._say(reply)
+            case "help":
+                self._say(self._service.help_text("console")
+                          + "\nConsole: /reset, /attach PATH, /assistant NAME, /help")
+            case _:
+                self._say(await self._service.command(self._message(""), line[1:]))
+
+    def _attach(self, arg: str) -> str:
+        if not arg:
+            return "Usage: /attach PATH"
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            return f"No such file: {path}"
+        content_type = mimetypes.guess_type(path.name)[0]
+
+        async def read(path: Path = path) -> bytes:
+            return path.read_bytes()
+
+        self._pending.append(Attachment(name=path.name, size=path.stat().st_size, content_type=content_type,
+                                        read=read))
+        return f"📎 {path.name} will be sent with your next message."
+
+    def _say(self, text: str) -> None:
+        self._out.write(text.rstrip("\n") + "\n")
+        self._out.flush()
+
+
+async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:
+    """Lines from stdin without blocking the loop where possible (pipes, ttys); files are read directly."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        mode = stat.S_IFREG
+    if stat.S_ISREG(mode):
+        for line in stream:  # a regular file never blocks
+            yield line
+        return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
+    while line := await reader.readline():
+        yield line.decode("utf-8", errors="replace")

@@ -1,0 +1,99 @@
+"""The console as a reply target: the answer streams straight to a text stream (stdout), append-only."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from core.model import OutboundFile, ToolUpdate
+from core.ports import Limits, OnPosted
+
+
+class ConsoleStream:
+    """Writes deltas as they come. A terminal can't edit what it printed, so tool progress gets lines of its own."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._at_line_start = True
+        self._started: set[str] = set()
+        self._finished: set[str] = set()
+
+    def _write(self, text: str) -> None:
+        if text:
+            self._out.write(text)
+            self._out.flush()
+            self._at_line_start = text.endswith("\n")
+
+    def _line(self, text: str) -> None:
+        self._write(("" if self._at_line_start else "\n") + text + "\n")
+
+    async def text(self, delta: str) -> None:
+        self._write(delta)
+
+    async def status(self, update: ToolUpdate | None) -> None:
+        if update is None:
+            return
+        if update.status in ("done", "failed"):
+            if update.item_id in self._finished:
+                return
+            self._finished.add(update.item_id)
+            self._line(f"{'✅' if update.status == 'done' else '⚠️'} {update.title}")
+            if update.detail:
+                self._line(_indent(update.detail))
+        elif update.item_id not in self._started:
+            self._started.add(update.item_id)
+            self._line(f"⚙️ {update.title}…")
+
+    async def close(self, footer: str = "") -> None:
+        if footer:
+            self._line("")
+            self._write(footer)
+        if not self._at_line_start:
+            self._write("\n")
+
+    async def fail(self, notice: str) -> None:
+        self._line(f"⚠️ {notice}")
+
+
+class ConsoleTarget:
+    limits = Limits(max_chars=1_000_000, edit_interval=0.0)
+
+    def __init__(self, out: TextIO, files_dir: Path) -> None:
+        self._out = out
+        self._files_dir = files_dir
+
+    def open_stream(self, on_posted: OnPosted) -> ConsoleStream:
+        return ConsoleStream(self._out)
+
+    async def post(self, text: str) -> str:
+        self._out.write(text + "\n")
+        self._out.flush()
+        return "console"
+
+    async def edit(self, message_id: str, text: str) -> None:
+        raise NotImplementedError("the console streams append-only")
+
+    async def upload(self, file: OutboundFile) -> None:
+        self._files_dir.mkdir(parents=True, exist_ok=True)
+        path = _free_path(self._files_dir / Path(file.name).name)
+        path.write_bytes(file.data)
+        self._out.write(f"📎 {file.name} saved to {path}\n")
+        self._out.flush()
+
+    async def notice(self, text: str, *, ephemeral: bool = False) -> None:
+        self._out.write(text + "\n")
+        self._out.flush()
+
+    async def typing(self) -> None:
+        return None
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.rstrip("\n").splitlines())
+
+
+def _free_path(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate

@@ -1,0 +1,124 @@
+"""`teambridge run`: start every platform that is enabled and has credentials; shut down cleanly on a signal."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Mapping
+
+from core.config import Config
+
+log = logging.getLogger("teambridge")
+
+
+def _platform_classes():
+    """(name, adapter class) for each platform; imported lazily so one platform's import problem can't stop another."""
+    from bots.discord import DiscordAdapter
+    from bots.slack import SlackAdapter
+    return [("slack", SlackAdapter), ("discord", DiscordAdapter)]
+
+
+def plan_platforms(config: Config, env: Mapping[str, str]) -> tuple[list[tuple[str, type]], list[str]]:
+    """Which platforms can start, and one line per enabled platform that can't, naming what is missing."""
+    ready, problems = [], []
+    for name, cls in _platform_classes():
+        section = getattr(config, name)
+        if not section.enabled:
+            continue
+        missing = cls.missing_credentials(config, env)
+        if missing:
+            problems.append(f"{name}: not started — set {' and '.join(missing)} (in the environment or .env)")
+        else:
+            ready.append((name, cls))
+    return ready, problems
+
+
+async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str]) -> int:
+    from bots.runtime import open_runtime
+
+    ready, problems = plan_platforms(config, env)
+    for line in problems:
+        print(f"teambridge: {line}", file=sys.stderr)
+    if not ready:
+        print("teambridge: no platform credentials found — starting the console instead "
+              "(type a message, Ctrl-D to quit).", file=sys.stderr)
+        from bots.console.chat import ConsoleChat, stdin_lines
+        runtime = await open_runtime(config, env)
+        try:
+            await _sync_knowledge(runtime)
+            from bots.app import _login_name
+            chat = ConsoleChat(runtime.service, user=_login_name(), assistant=config.console.assistant,
+                               out=sys.stdout, files_dir=Path.cwd() / "teambridge-files")
+            await chat.run(stdin_lines())
+        finally:
+            await runtime.aclose()
+        return 0
+
+    runtime = await open_runtime(config, env)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reloader = _make_reloader(config_path, runtime)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload_now()))
+    adapters = []
+    try:
+        await _sync_knowledge(runtime)
+        for name, cls in ready:
+            adapter = cls.from_env(runtime.service, env)
+            await adapter.start()
+            adapters.append(adapter)
+            recovered = await runtime.service.recover_interrupted(adapter)
+            if recovered:
+                log.info("%s: marked %d interrupted replies from the last run", name, recovered)
+        if reloader is not None:
+            await reloader.start()
+        log.info("teambridge is running (%s). Ctrl-C to stop.", ", ".join(a.name for a in adapters))
+        await stop.wait()
+        log.info("shutting down: no new messages; letting answers in flight finish")
+    finally:
+        if reloader is not None:
+            await reloader.stop()
+        for adapter in adapters:
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("error while stopping %s", adapter.name)
+        interrupted = await runtime.service.shutdown()
+        if interrupted:
+            log.warning("%d answers did not finish within the grace period and were marked interrupted", interrupted)
+        for adapter in adapters:
+            close = getattr(adapter, "close", None)
+            if close is not None:
+                await close()
+        await runtime.aclose()
+    return 0
+
+
+def _make_reloader(config_path: Path, runtime):
+    from core.reload import ConfigReloader
+
+    def applied(config: Config) -> None:
+        runtime.service.apply_config(config)
+        log.info("config reloaded from %s", config_path)
+
+    def rejected(errors: list[str]) -> None:
+        for line in errors:
+            log.error("config not reloaded: %s", line)
+
+    reloader = ConfigReloader(config_path, applied, on_error=rejected)
+
+    async def reload_command(msg, rest: str) -> str:
+        errors = await reloader.reload_now()
+        return "Config reloaded." if not errors else "Config not reloaded:\n" + "\n".join(errors)
+
+    runtime.service.add_command("reload", reload_command)
+    return reloader
+
+
+async def _sync_knowledge(runtime) -> None:
+    from bots.app import _sync_knowledge as sync
+    await sync(runtime)
