@@ -4,17 +4,30 @@ Loading with `PATH:LINE: key.path: message` errors and cross-reference checks: s
 """
 from __future__ import annotations
 
+import difflib
+import glob
+import os
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Discord snowflakes and Slack-ish ids are often written unquoted in YAML (`123456789012345678:`),
+    # which YAML reads as int: accept numbers wherever the schema wants a string.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 # ---- tools --------------------------------------------------------------------------------------
+
+
+_FUNCTION_REF = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class CodeInterpreterTool(_Strict):
@@ -42,6 +55,28 @@ class FunctionTool(_Strict):
     description: str | None = None        # defaults to the docstring's first paragraph
     parameters: dict[str, Any] | None = None  # explicit JSON schema; else derived from type hints
     timeout: float = Field(30.0, gt=0)
+
+    @field_validator("function")
+    @classmethod
+    def _import_path(cls, v: str) -> str:
+        if not _FUNCTION_REF.fullmatch(v):
+            raise ValueError(f"must look like 'package.module:function' (got {v!r})")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _tool_name(cls, v: str | None) -> str | None:
+        # The Responses API rejects other function names with a 400 at the first request.
+        if v is not None and not _TOOL_NAME.fullmatch(v):
+            raise ValueError(f"must be 1-64 letters, digits, '_' or '-' (got {v!r})")
+        return v
+
+    @field_validator("parameters")
+    @classmethod
+    def _schema_is_object(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and v.get("type") != "object":
+            raise ValueError("must be a JSON schema with type: object")
+        return v
 
 
 class ImageGenerationTool(_Strict):
@@ -168,3 +203,412 @@ class Config(_Strict):
 
     def assistant(self, name: str) -> AssistantConfig:
         return self.assistants[name]
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. `errors` holds one `PATH:LINE: key.path: message` line per problem."""
+
+    def __init__(self, errors: list[str] | str) -> None:
+        self.errors: list[str] = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# Keys that look like credentials. `max_output_tokens` and friends end in "tokens" and do not match.
+_SECRET_KEY = re.compile(r"(?:^|[_-])(?:api[_-]?key|apikey|token|secret|password|passwd)$", re.IGNORECASE)
+# Mappings whose keys are names chosen by the admin (or JSON schema properties), not settings.
+_NAME_MAPS = {"assistants", "backends", "channels", "properties", "parameters"}
+
+_Loc = tuple[Any, ...]
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and cross-check a config file. Raises ConfigError listing every problem found."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{shown}: cannot read: {exc}"]) from None
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        what = " ".join(p for p in (exc.problem, f"({exc.context})" if exc.context else None) if p)
+        raise ConfigError([f"{shown}:{line}: yaml: {what or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{shown}:1: yaml: {exc}"]) from None
+
+    if root is None:
+        raise ConfigError([f"{shown}:1: <root>: the file is empty; it needs at least default_assistant and assistants"])
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
+        raise ConfigError([f"{shown}:{root.start_mark.line + 1}: <root>: must be a mapping of keys to values"])
+
+    doc = _Doc(shown, root)
+    errors: list[str] = []
+    skip: set[str] = set()  # key paths already reported here; pydantic's "unknown key" would repeat them
+
+    _check_duplicates(doc, root, (), errors)
+    for loc in _secret_keys(root, ()):
+        errors.append(doc.error(loc, f"secrets never go in the config file: remove it and set the environment "
+                                     f"variable {_env_var_for(loc)} instead"))
+        skip.add(_dotted(loc))
+        _drop(data, loc)
+
+    if "base_dir" in data:
+        errors.append(doc.error(("base_dir",), "is set by the loader to the config file's directory; remove it"))
+        del data["base_dir"]
+    assistants = data.get("assistants")
+    if isinstance(assistants, dict):
+        for key, body in assistants.items():
+            if not isinstance(body, dict):
+                continue
+            if "name" in body and str(body["name"]) != str(key):
+                errors.append(doc.error(("assistants", key, "name"),
+                                        f"an assistant's name is its key under assistants ({key!r}); remove it"))
+            body["name"] = str(key)
+    data["base_dir"] = str(path.resolve().parent)
+
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc, message = _explain(err)
+            if _dotted(loc) in skip:
+                continue
+            errors.append(doc.error(loc, message))
+        raise ConfigError(errors) from None
+    if errors:
+        raise ConfigError(errors)
+
+    errors.extend(_cross_check(config, doc))
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def check_summary(config: Config) -> list[str]:
+    """One line per assistant for `teambridge check`, e.g. `math: gpt-4.1-mini, tools: code_interpreter, scope thread`."""
+    lines = []
+    for name, a in config.assistants.items():
+        tools = ", ".join(_tool_label(t) for t in a.tools) or "none"
+        lines.append(f"{name}: {a.model}, tools: {tools}, scope {a.scope}")
+    return lines
+
+
+def _tool_label(tool: Any) -> str:
+    if isinstance(tool, FunctionTool):
+        return f"function {tool.name or tool.function.rsplit(':', 1)[1].rsplit('.', 1)[-1]}"
+    if isinstance(tool, FileSearchTool):
+        return f"file_search ({len(tool.files)} file pattern{'s' if len(tool.files) != 1 else ''})"
+    return tool.type
+
+
+# ---- locating errors in the YAML node tree -------------------------------------------------------
+
+
+class _Doc:
+    """The composed YAML tree of one file: turns a pydantic-style loc into `PATH:LINE: key.path`."""
+
+    def __init__(self, shown: str, root: yaml.Node) -> None:
+        self.shown = shown
+        self.root = root
+
+    def locate(self, loc: _Loc) -> tuple[int, str]:
+        node: yaml.Node | None = self.root
+        line = self.root.start_mark.line + 1
+        parts: list[str] = []
+        for comp in loc:
+            if comp == "[key]":       # pydantic's marker for "the dict key itself is wrong"
+                continue
+            if isinstance(node, yaml.MappingNode):
+                hit = _lookup(node, comp)
+                if hit is None:
+                    if isinstance(comp, str) and _scalar(_lookup_value(node, "type")) == comp:
+                        continue      # a discriminated union's tag: in the loc, not in the YAML
+                    node = None       # a missing key: stay on the parent mapping's line
+                    parts.append(str(comp))
+                    continue
+                key_node, node = hit
+                # The key's line, for values too: a block mapping's value starts on the next line.
+                line = key_node.start_mark.line + 1
+            elif isinstance(node, yaml.SequenceNode) and isinstance(comp, int) and 0 <= comp < len(node.value):
+                node = node.value[comp]
+                line = node.start_mark.line + 1
+            else:
+                node = None
+            parts.append(str(comp))
+        return line, ".".join(parts) or "<root>"
+
+    def error(self, loc: _Loc, message: str) -> str:
+        line, dotted = self.locate(loc)
+        return f"{self.shown}:{line}: {dotted}: {message}"
+
+
+def _scalar(node: yaml.Node | None) -> str | None:
+    return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _lookup(node: yaml.MappingNode, comp: Any) -> tuple[yaml.Node, yaml.Node] | None:
+    want = str(comp)
+    found = None
+    for key_node, value_node in node.value:  # the last duplicate wins, as in yaml.safe_load
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == want:
+            found = (key_node, value_node)
+    return found
+
+
+def _lookup_value(node: yaml.MappingNode, key: str) -> yaml.Node | None:
+    hit = _lookup(node, key)
+    return hit[1] if hit else None
+
+
+def _dotted(loc: _Loc) -> str:
+    return ".".join(str(c) for c in loc)
+
+
+def _check_duplicates(doc: _Doc, node: yaml.Node, loc: _Loc, errors: list[str]) -> None:
+    # PyYAML silently keeps the last of two equal keys; an admin editing the first one would wonder why
+    # nothing changes.
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            if key is None:
+                continue
+            if key in seen:
+                errors.append(f"{doc.shown}:{key_node.start_mark.line + 1}: {_dotted(loc + (key,))}: "
+                              f"duplicate key (first set on line {seen[key]}); the last one wins, remove one")
+            else:
+                seen[key] = key_node.start_mark.line + 1
+            _check_duplicates(doc, value_node, loc + (key,), errors)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(doc, item, loc + (i,), errors)
+
+
+def _secret_keys(node: yaml.Node, loc: _Loc) -> list[_Loc]:
+    found: list[_Loc] = []
+    if isinstance(node, yaml.MappingNode):
+        names_only = bool(loc) and loc[-1] in _NAME_MAPS
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            if key is None:
+                continue
+            if not names_only and _SECRET_KEY.search(key):
+                found.append(loc + (key,))
+                continue
+            if key == "parameters":   # a JSON schema may well have a property called "token"
+                continue
+            found.extend(_secret_keys(value_node, loc + (key,)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found.extend(_secret_keys(item, loc + (i,)))
+    return found
+
+
+def _env_var_for(loc: _Loc) -> str:
+    key = str(loc[-1]).lower()
+    if loc[0] == "slack":
+        if "app" in key:
+            return "SLACK_APP_TOKEN"
+        if "sign" in key or "secret" in key:
+            return "SLACK_SIGNING_SECRET"
+        return "SLACK_BOT_TOKEN"
+    if loc[0] == "discord":
+        return "DISCORD_BOT_TOKEN"
+    return "OPENAI_API_KEY"
+
+
+def _drop(data: Any, loc: _Loc) -> None:
+    for comp in loc[:-1]:
+        try:
+            data = data[comp]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(data, dict):
+        data.pop(loc[-1], None)
+
+
+# ---- readable pydantic messages ------------------------------------------------------------------
+
+
+def _explain(err: dict[str, Any]) -> tuple[_Loc, str]:
+    """A pydantic error -> (loc, message an admin understands)."""
+    loc: _Loc = tuple(err["loc"])
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        message = f"unknown key {key!r}"
+        known = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.7)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif known:
+            message += f"; allowed here: {', '.join(sorted(known))}"
+        return loc, message
+    if kind == "missing":
+        return loc, f"required key {loc[-1]!r} is missing"
+    if kind == "union_tag_invalid":
+        return loc + ("type",), f"unknown tool type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return loc + ("type",), "every tool needs a type: code_interpreter, file_search, function or image_generation"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        hint = ""
+        if len(loc) >= 2 and loc[-2] == "tools" and isinstance(value, str):
+            hint = f" (write `- type: {value}`)"
+        return loc, f"must be a mapping of keys to values, not {_kind_of(value)}{hint}"
+    if kind == "list_type":
+        return loc, f"must be a list, not {_kind_of(value)}"
+    message = str(err.get("msg", "invalid value"))
+    if message.startswith("Value error, "):
+        return loc, message[len("Value error, "):]
+    message = message.replace("Input should be", "must be")
+    if isinstance(value, (str, int, float, bool)) and not isinstance(value, dict):
+        message += f" (got {value!r})"
+    elif value is None:
+        message += " (got nothing)"
+    return loc, message
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _fields_at(loc: _Loc) -> list[str]:
+    """Field names of the model found at `loc` (discriminator tags in the loc pick the union member)."""
+    tp: Any = Config
+    for comp in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(comp))
+            if field is None:
+                return []
+            tp = field.annotation
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+        elif origin is list:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            tp = next((m for m in typing.get_args(tp) if _tag_of(m) == comp), None)
+            if tp is None:
+                return []
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f for f in tp.model_fields if f not in ("name", "base_dir") or tp not in (AssistantConfig, Config)]
+    return []
+
+
+def _tag_of(tp: Any) -> Any:
+    if isinstance(tp, type) and issubclass(tp, BaseModel) and "type" in tp.model_fields:
+        args = typing.get_args(tp.model_fields["type"].annotation)
+        return args[0] if args else None
+    return None
+
+
+# ---- cross references -----------------------------------------------------------------------------
+
+
+def _cross_check(config: Config, doc: _Doc) -> list[str]:
+    errors: list[str] = []
+    names = sorted(config.assistants)
+    known = ", ".join(names)
+
+    def assistant_ref(loc: _Loc, value: str | None) -> None:
+        if value is not None and value not in config.assistants:
+            close = difflib.get_close_matches(value, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            errors.append(doc.error(loc, f"unknown assistant {value!r}; {hint}assistants: {known}"))
+
+    if not config.assistants:
+        errors.append(doc.error(("assistants",), "define at least one assistant"))
+    assistant_ref(("default_assistant",), config.default_assistant)
+    for section in ("slack", "discord"):
+        platform = getattr(config, section)
+        assistant_ref((section, "default_assistant"), platform.default_assistant)
+        assistant_ref((section, "dm_assistant"), platform.dm_assistant)
+        for channel, route in platform.channels.items():
+            assistant_ref((section, "channels", channel, "assistant"), route.assistant)
+    assistant_ref(("console", "assistant"), config.console.assistant)
+
+    for name, assistant in config.assistants.items():
+        base = ("assistants", name)
+        if assistant.backend not in config.backends:
+            errors.append(doc.error(base + ("backend",), f"unknown backend {assistant.backend!r}; backends: "
+                                                         f"{', '.join(sorted(config.backends)) or 'none'}"))
+        seen: dict[str, int] = {}
+        for i, tool in enumerate(assistant.tools):
+            loc = base + ("tools", i)
+            tool_name = tool.type
+            if isinstance(tool, FunctionTool):
+                tool_name = tool.name or tool.function.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+                problem = _function_problem(tool.function, config.base_dir)
+                if problem:
+                    errors.append(doc.error(loc + ("function",), problem))
+            elif isinstance(tool, FileSearchTool):
+                for j, pattern in enumerate(tool.files):
+                    if not _matching_files(pattern, config.base_dir):
+                        errors.append(doc.error(loc + ("files", j),
+                                                f"no file matches {pattern!r} (relative to {config.base_dir})"))
+            if tool_name in seen:
+                errors.append(doc.error(loc, f"duplicate tool name {tool_name!r} (also tools.{seen[tool_name]}); "
+                                             "give one of them another name"))
+            else:
+                seen[tool_name] = i
+    return errors
+
+
+def _function_problem(ref: str, base_dir: Path) -> str | None:
+    # Imported lazily: core.tools.registry imports this module.
+    from core.tools.registry import import_function
+
+    try:
+        import_function(ref, base_dir)
+    except ConfigError as exc:
+        return "; ".join(exc.errors)
+    return None
+
+
+def _matching_files(pattern: str, base_dir: Path) -> list[str]:
+    full = pattern if os.path.isabs(pattern) else os.path.join(base_dir, pattern)
+    return [p for p in glob.glob(full, recursive=True) if os.path.isfile(p)]
+
+
+def resolve_files(config: Config, tool: FileSearchTool) -> list[Path]:
+    """The existing files a file_search tool names (globs expanded, relative to the config's directory), sorted."""
+    found: set[str] = set()
+    for pattern in tool.files:
+        found.update(_matching_files(pattern, config.base_dir))
+    return sorted(Path(p) for p in found)
