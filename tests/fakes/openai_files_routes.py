@@ -23,6 +23,10 @@ class FakeOpenAIFiles(FakeOpenAI):
         """Files uploaded under this name end vector-store processing as 'failed' with last_error."""
         self._failing_names[filename] = (code, message)
 
+    def stop_failing(self, filename: str) -> None:
+        """Files uploaded under this name from now on process normally."""
+        self._failing_names.pop(filename, None)
+
     def uploads(self) -> list[dict[str, Any]]:
         """{purpose, filename} of every POST /v1/files, in order."""
         return [r.body for r in self.requests if r.method == "POST" and r.path == "/v1/files"]
