@@ -53,7 +53,12 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return all(e.action != FAILED for e in self.entries)
+        return not self.failed
+
+    @property
+    def failed(self) -> tuple[SyncEntry, ...]:
+        """The entries that failed (empty when the sync went through)."""
+        return tuple(e for e in self.entries if e.action == FAILED)
 
     def count(self, action: str) -> int:
         return sum(1 for e in self.entries if e.action == action)
