@@ -241,7 +241,10 @@ def load_config(path: str | Path) -> Config:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        what = " ".join(p for p in (exc.problem, f"({exc.context})" if exc.context else None) if p)
+        context = exc.context or ""
+        if context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            context += f" that starts on line {exc.context_mark.line + 1}"
+        what = " ".join(p for p in (exc.problem, f"({context})" if context else None) if p)
         raise ConfigError([f"{shown}:{line}: yaml: {what or exc}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{shown}:1: yaml: {exc}"]) from None
@@ -274,24 +277,30 @@ def load_config(path: str | Path) -> Config:
                 errors.append(doc.error(("assistants", key, "name"),
                                         f"an assistant's name is its key under assistants ({key!r}); remove it"))
             body["name"] = str(key)
-    data["base_dir"] = str(path.resolve().parent)
+    base_dir = path.resolve().parent
+    data["base_dir"] = str(base_dir)
 
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc, message = _explain(err)
-            if _dotted(loc) in skip:
-                continue
-            errors.append(doc.error(loc, message))
-        raise ConfigError(errors) from None
-    if errors:
-        raise ConfigError(errors)
-
-    errors.extend(_cross_check(config, doc))
-    if errors:
-        raise ConfigError(errors)
+            if _dotted(loc) not in skip:
+                errors.append(doc.error(loc, message))
+    errors.extend(_cross_check(data, base_dir, doc))
+    if errors or config is None:
+        raise ConfigError(_by_line(shown, errors))
     return config
+
+
+def _by_line(shown: str, errors: list[str]) -> list[str]:
+    """Errors in file order (stable), without repeats."""
+    def line(e: str) -> int:
+        rest = e[len(shown) + 1:]
+        number = rest.split(":", 1)[0]
+        return int(number) if number.isdigit() else 0
+    return sorted(dict.fromkeys(errors), key=line)
 
 
 def check_summary(config: Config) -> list[str]:
@@ -541,47 +550,70 @@ def _tag_of(tp: Any) -> Any:
 # ---- cross references -----------------------------------------------------------------------------
 
 
-def _cross_check(config: Config, doc: _Doc) -> list[str]:
+def _cross_check(data: dict[str, Any], base_dir: Path, doc: _Doc) -> list[str]:
+    """Names that must refer to something, tools that must import, files that must exist.
+
+    Works on the raw YAML data, defensively, so these problems are reported together with schema errors
+    instead of one round of fixes later.
+    """
     errors: list[str] = []
-    names = sorted(config.assistants)
-    known = ", ".join(names)
+    assistants = data.get("assistants")
+    assistants = assistants if isinstance(assistants, dict) else {}
+    names = sorted(str(k) for k in assistants)
+    backends = data.get("backends", {"openai": {}})
+    backend_names = sorted(str(k) for k in backends) if isinstance(backends, dict) else []
 
-    def assistant_ref(loc: _Loc, value: str | None) -> None:
-        if value is not None and value not in config.assistants:
-            close = difflib.get_close_matches(value, names, n=1)
+    def assistant_ref(loc: _Loc, value: Any) -> None:
+        if isinstance(value, (str, int)) and str(value) not in names:
+            close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.75)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            errors.append(doc.error(loc, f"unknown assistant {value!r}; {hint}assistants: {known}"))
+            errors.append(doc.error(loc, f"unknown assistant {str(value)!r}; {hint}assistants: "
+                                         f"{', '.join(names) or 'none'}"))
 
-    if not config.assistants:
+    if isinstance(data.get("assistants"), dict) and not assistants:
         errors.append(doc.error(("assistants",), "define at least one assistant"))
-    assistant_ref(("default_assistant",), config.default_assistant)
-    for section in ("slack", "discord"):
-        platform = getattr(config, section)
-        assistant_ref((section, "default_assistant"), platform.default_assistant)
-        assistant_ref((section, "dm_assistant"), platform.dm_assistant)
-        for channel, route in platform.channels.items():
-            assistant_ref((section, "channels", channel, "assistant"), route.assistant)
-    assistant_ref(("console", "assistant"), config.console.assistant)
+    if assistants:
+        assistant_ref(("default_assistant",), data.get("default_assistant"))
+        for section in ("slack", "discord"):
+            platform = data.get(section)
+            if not isinstance(platform, dict):
+                continue
+            assistant_ref((section, "default_assistant"), platform.get("default_assistant"))
+            assistant_ref((section, "dm_assistant"), platform.get("dm_assistant"))
+            channels = platform.get("channels")
+            for channel, route in (channels.items() if isinstance(channels, dict) else ()):
+                if isinstance(route, dict):
+                    assistant_ref((section, "channels", channel, "assistant"), route.get("assistant"))
+        console = data.get("console")
+        if isinstance(console, dict):
+            assistant_ref(("console", "assistant"), console.get("assistant"))
 
-    for name, assistant in config.assistants.items():
+    for name, assistant in assistants.items():
+        if not isinstance(assistant, dict):
+            continue
         base = ("assistants", name)
-        if assistant.backend not in config.backends:
-            errors.append(doc.error(base + ("backend",), f"unknown backend {assistant.backend!r}; backends: "
-                                                         f"{', '.join(sorted(config.backends)) or 'none'}"))
+        backend = assistant.get("backend", "openai")
+        if isinstance(backend, str) and isinstance(backends, dict) and backend not in backend_names:
+            errors.append(doc.error(base + ("backend",) if "backend" in assistant else base,
+                                    f"unknown backend {backend!r}; backends: {', '.join(backend_names) or 'none'}"))
+        tools = assistant.get("tools")
         seen: dict[str, int] = {}
-        for i, tool in enumerate(assistant.tools):
+        for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+            if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+                continue
             loc = base + ("tools", i)
-            tool_name = tool.type
-            if isinstance(tool, FunctionTool):
-                tool_name = tool.name or tool.function.rsplit(":", 1)[1].rsplit(".", 1)[-1]
-                problem = _function_problem(tool.function, config.base_dir)
+            tool_name = tool["type"]
+            ref = tool.get("function")
+            if tool_name == "function" and isinstance(ref, str) and _FUNCTION_REF.fullmatch(ref):
+                tool_name = str(tool.get("name") or ref.rsplit(":", 1)[1].rsplit(".", 1)[-1])
+                problem = _function_problem(ref, base_dir)
                 if problem:
                     errors.append(doc.error(loc + ("function",), problem))
-            elif isinstance(tool, FileSearchTool):
-                for j, pattern in enumerate(tool.files):
-                    if not _matching_files(pattern, config.base_dir):
+            elif tool_name == "file_search" and isinstance(tool.get("files"), list):
+                for j, pattern in enumerate(tool["files"]):
+                    if isinstance(pattern, str) and not _matching_files(pattern, base_dir):
                         errors.append(doc.error(loc + ("files", j),
-                                                f"no file matches {pattern!r} (relative to {config.base_dir})"))
+                                                f"no file matches {pattern!r} (relative to {base_dir})"))
             if tool_name in seen:
                 errors.append(doc.error(loc, f"duplicate tool name {tool_name!r} (also tools.{seen[tool_name]}); "
                                              "give one of them another name"))
