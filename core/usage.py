@@ -18,7 +18,7 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Iterable, Literal, Mapping, Protocol, Sequence
 
 from core.policy_config import PricesConfig
@@ -158,6 +158,20 @@ async def build_report(store: UsageRows, prices: PricesConfig, *, by: By = "user
     """Convenience for the CLI and the admin commands: parse the period, read the rows, build the report."""
     since, until = parse_period(period, now=now)
     return usage_report(await store.usage_rows(since, until), prices, by, since, until, storage=storage)
+
+
+async def usage_text(store: UsageRows, prices: PricesConfig, args: Sequence[str], *, now: float | None = None,
+                     storage: Sequence[StoredVectorStore] | None = None) -> str:
+    """The reply to `usage ARGS` (admin chat command, `teambridge usage`): the table, or JSON with --json, or a
+    one-line explanation of a bad argument. Check admin rights first (core.access.require_admin)."""
+    try:
+        query = parse_usage_args(args)
+        since, until = parse_period(query.period, now=now)
+    except ValueError as exc:
+        return str(exc)
+    rows = await store.usage_rows(since, until)
+    report = usage_report(rows, prices, query.by, since, until, storage=storage)  # type: ignore[arg-type]
+    return to_json(report) if query.as_json else format_table(report)
 
 
 # ---- rendering -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from core.model import Usage
 from core.policy_config import ModelPrice, PricesConfig
 from core.store import SqliteStore
 from core.usage import (GB, StoredVectorStore, UsageQuery, build_report, format_table, parse_period,
-                        parse_usage_args, to_json, usage_report)
+                        parse_usage_args, to_json, usage_report, usage_text)
 
 
 def ts(text: str) -> float:
@@ -191,3 +191,16 @@ def test_usage_command_arguments():
         UsageQuery("day", "2026-11-01..2026-11-25", False)
     with pytest.raises(ValueError, match="Can't read 'planet': use a grouping \\(user, channel"):
         parse_usage_args(["by", "planet"])
+
+
+async def test_usage_command_reply(tmp_path):
+    async with SqliteStore(tmp_path / "c.db", clock=lambda: ts("2026-11-20T09:00:00")) as store:
+        await store.record_usage(assistant="math", platform="slack", workspace="T1", channel="C1", user="U1",
+                                 model="m-big", usage=Usage(1000, 200, 300, 1, 1))
+        table = await usage_text(store, PRICES, ["channel", "2026-11-20"])
+        as_json = await usage_text(store, PRICES, ["--json", "2026-11-20"])
+        bad = await usage_text(store, PRICES, ["fortnight"])
+    assert table.splitlines()[0] == "Usage by channel, 2026-11-20 UTC"
+    assert "| C1 " in table
+    assert json.loads(as_json)["total"]["cost_usd"] == pytest.approx(COST[0])
+    assert bad.startswith("Can't read 'fortnight'")
