@@ -38,6 +38,7 @@ from tests.fakes import openai_events as E
 # Kept at module level: a TypeAdapter that is garbage-collected while its lazy validators are still being
 # consumed makes pydantic-core panic.
 _REQUEST_ADAPTER = TypeAdapter(ResponseCreateParamsStreaming)
+_JSON = web.RequestKey("json", object)
 _REQUEST_KEYS = frozenset(ResponseCreateParamsBase.__required_keys__ | ResponseCreateParamsBase.__optional_keys__
                           | {"stream"})
 
@@ -307,7 +308,7 @@ class FakeOpenAI:
                 except ValueError:
                     self.requests.append(RecordedRequest(request.method, request.path, raw.decode(errors="replace")))
                     return _err(400, "We could not parse the JSON body of your request.")
-        request["json"] = body
+        request[_JSON] = body
         record = RecordedRequest(request.method, request.path, body)
         self.requests.append(record)
         if not request.headers.get("Authorization", "").startswith("Bearer sk-"):
@@ -346,7 +347,7 @@ class FakeOpenAI:
         return None
 
     async def _create_response(self, request: web.Request) -> web.StreamResponse:
-        body = request["json"]
+        body = request[_JSON]
         problem = self._validate_response_request(body)
         if problem is not None:
             return problem
@@ -560,7 +561,7 @@ class FakeOpenAI:
 
     # ---- conversations ----
     async def _create_conversation(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = request[_JSON] or {}
         metadata = body.get("metadata") or {}
         if len(metadata) > 16 or any(len(k) > 64 or len(str(v)) > 512 for k, v in metadata.items()):
             return _err(400, "Invalid metadata: at most 16 pairs, keys up to 64 and values up to 512 characters.",
@@ -587,7 +588,7 @@ class FakeOpenAI:
         cid, missing = self._conv_or_404(request)
         if missing:
             return missing
-        self.conversations[cid] = dict(self.conversations[cid], metadata=(request["json"] or {}).get("metadata") or {})
+        self.conversations[cid] = dict(self.conversations[cid], metadata=(request[_JSON] or {}).get("metadata") or {})
         return web.json_response(self.conversations[cid])
 
     async def _delete_conversation(self, request: web.Request) -> web.Response:
@@ -603,7 +604,7 @@ class FakeOpenAI:
         cid, missing = self._conv_or_404(request)
         if missing:
             return missing
-        items = [self._as_item(i) for i in (request["json"] or {}).get("items") or []]
+        items = [self._as_item(i) for i in (request[_JSON] or {}).get("items") or []]
         if len(items) > 20:
             return _err(400, "At most 20 items can be added at once.", param="items")
         self.conversation_items[cid] += items
@@ -673,7 +674,7 @@ class FakeOpenAI:
 
     # ---- vector stores ----
     async def _create_vs(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = request[_JSON] or {}
         vid = E.new_id("vs")
         obj = E.dump(VectorStore(id=vid, object="vector_store", created_at=self._now(), name=body.get("name") or "",
                                  metadata=body.get("metadata") or {}, status="completed", usage_bytes=0,
@@ -742,7 +743,7 @@ class FakeOpenAI:
         vid, missing = self._vs_or_404(request)
         if missing:
             return missing
-        body = request["json"] or {}
+        body = request[_JSON] or {}
         fid = body.get("file_id")
         if fid not in self.files:
             return _err(404, f"No such File object: {fid}", param="file_id")
@@ -784,7 +785,7 @@ class FakeOpenAI:
         vid, missing = self._vs_or_404(request)
         if missing:
             return missing
-        body = request["json"] or {}
+        body = request[_JSON] or {}
         entries = [{"file_id": f} for f in body.get("file_ids") or []] + list(body.get("files") or [])
         for e in entries:
             if e.get("file_id") not in self.files:
