@@ -8,7 +8,9 @@ limiter.note_message(msg), run the turn, store.record_usage(...), limiter.add_to
   over the current UTC day. The totals are read once per day from `store.usage_rows` and then kept up to date by
   `add_tokens`, so a check costs no query. A turn already running when the budget is reached finishes; the next
   message is refused.
-- Counters are keyed by platform user id and channel id, across all assistants.
+- Counters are keyed by platform user id and channel id, across all assistants and platforms (Slack, Discord
+  and console ids do not overlap in practice). The channel budget does not apply to direct messages: a DM
+  channel has one user, whose own budget covers it.
 """
 from __future__ import annotations
 
@@ -108,7 +110,9 @@ class UsageLimiter:
             window = self._recent.get(msg.author.id)
             if window is not None:
                 self._prune(window, now)
-                if len(window) >= limits.messages_per_minute:
+                if not window:
+                    del self._recent[msg.author.id]   # idle users do not pile up in memory
+                elif len(window) >= limits.messages_per_minute:
                     wait = max(1, math.ceil(window[-limits.messages_per_minute] + WINDOW - now))
                     return (f"You've reached {limits.messages_per_minute} messages per minute — "
                             f"try again in {wait} s.")
