@@ -1,7 +1,7 @@
 """Per-user message rate and daily token budgets (per user, per channel).
 
-Flow in the service, per message:  refusal = await limiter.check(limits, msg)  -> refuse, or
-limiter.note_message(msg), run the turn, store.record_usage(...), limiter.add_tokens(user, channel, n).
+Flow in the service, per message:  refusal = await limiter.admit(limits, msg)  (check + note_message) -> refuse,
+or run the turn, store.record_usage(...), limiter.add_tokens(user, channel, input_tokens + output_tokens).
 
 - The message rate is a sliding 60 s window kept in memory (per process; restarting forgives it).
 - Daily budgets count input + output tokens (cached input tokens are part of input_tokens in the Responses API)
@@ -103,19 +103,22 @@ class UsageLimiter:
 
     # ---- the check ----------------------------------------------------------------------------------
 
+    async def admit(self, limits: LimitsConfig, msg: InboundMessage) -> str | None:
+        """check() and, when allowed, note_message() with no await in between, so concurrent messages from one
+        user cannot all slip through the rate limit. Prefer this in the service."""
+        refusal = await self.check(limits, msg)
+        if refusal is None:
+            refusal = self._rate_refusal(limits, msg, self._clock())
+        if refusal is None:
+            self.note_message(msg)
+        return refusal
+
     async def check(self, limits: LimitsConfig, msg: InboundMessage) -> str | None:
         """None when msg may go ahead, else the reply that explains which limit was hit and when it lifts."""
         now = self._clock()
-        if limits.messages_per_minute is not None:
-            window = self._recent.get(msg.author.id)
-            if window is not None:
-                self._prune(window, now)
-                if not window:
-                    del self._recent[msg.author.id]   # idle users do not pile up in memory
-                elif len(window) >= limits.messages_per_minute:
-                    wait = max(1, math.ceil(window[-limits.messages_per_minute] + WINDOW - now))
-                    return (f"You've reached {limits.messages_per_minute} messages per minute — "
-                            f"try again in {wait} s.")
+        refusal = self._rate_refusal(limits, msg, now)
+        if refusal is not None:
+            return refusal
         if limits.tokens_per_user_per_day is None and limits.tokens_per_channel_per_day is None:
             return None
         await self._ensure_day(now)
@@ -128,6 +131,20 @@ class UsageLimiter:
         if budget is not None and not msg.is_direct and self._channel_tokens.get(msg.channel, 0) >= budget:
             return (f"This channel has used its daily budget of {budget:,} tokens — it resets at midnight UTC "
                     f"(in {resets}).")
+        return None
+
+    def _rate_refusal(self, limits: LimitsConfig, msg: InboundMessage, now: float) -> str | None:
+        if limits.messages_per_minute is None:
+            return None
+        window = self._recent.get(msg.author.id)
+        if window is None:
+            return None
+        self._prune(window, now)
+        if not window:
+            del self._recent[msg.author.id]   # idle users do not pile up in memory
+        elif len(window) >= limits.messages_per_minute:
+            wait = max(1, math.ceil(window[-limits.messages_per_minute] + WINDOW - now))
+            return f"You've reached {limits.messages_per_minute} messages per minute — try again in {wait} s."
         return None
 
     @staticmethod

@@ -1,6 +1,7 @@
 """Message rate and daily token budgets: user sends N messages / spends N tokens -> the reply they read."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import pytest
@@ -169,3 +170,33 @@ def test_assistant_override_replaces_only_written_keys():
     assert merged == LimitsConfig(messages_per_minute=5, tokens_per_user_per_day=None,
                                   tokens_per_channel_per_day=50)
     assert effective_limits(base, None) == base
+
+
+async def test_concurrent_messages_cannot_slip_past_the_rate_limit(tmp_path):
+    class SlowStore(SqliteStore):
+        """The day's totals arrive only after every message has been checked once."""
+        gate = asyncio.Event()
+
+        async def usage_rows(self, since, until):
+            await self.gate.wait()
+            return await super().usage_rows(since, until)
+
+    clock = Clock(ts("2026-11-20T22:00:00"))
+    async with SlowStore(tmp_path / "s.db", clock=clock) as store:
+        limiter = UsageLimiter(store, clock=clock)
+        limits = LimitsConfig(messages_per_minute=2, tokens_per_user_per_day=10_000)
+        pending = [asyncio.create_task(limiter.admit(limits, msg())) for _ in range(5)]
+        await asyncio.sleep(0)
+        SlowStore.gate.set()
+        replies = await asyncio.gather(*pending)
+    assert replies.count(None) == 2
+    assert replies.count("You've reached 2 messages per minute — try again in 60 s.") == 3
+
+
+async def test_direct_messages_count_for_the_user_not_a_channel_budget(setup):
+    clock, store, limiter = setup
+    limits = LimitsConfig(tokens_per_channel_per_day=100, tokens_per_user_per_day=1000)
+    assert await limiter.admit(limits, msg(channel="D1", direct=True)) is None
+    await turn(store, limiter, channel="D1", input_tokens=150, output_tokens=50)
+    assert await limiter.admit(limits, msg(channel="D1", direct=True)) is None
+    assert limiter.tokens_today(user="U1") == 200
