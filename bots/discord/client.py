@@ -1,0 +1,297 @@
+"""DiscordAdapter: discord.py Client + slash commands, wired to core's ChatService.
+
+Composition root usage:
+    adapter = DiscordAdapter.from_env(service, os.environ)   # None when DISCORD_BOT_TOKEN is missing
+    await adapter.start()                                    # returns once connected (READY)
+    await adapter.stop()
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Mapping
+
+import discord
+
+from bots.discord import endpoints
+from bots.discord.commands import SyncState, build_tree, sync_if_changed
+from bots.discord.events import ReplyChains, author_of, channel_place, translate
+from bots.discord.files import max_bytes, to_attachment
+from bots.discord.invite import invite_url
+from bots.discord.pacing import Pacers
+from bots.discord.target import ChannelTarget, InteractionTarget
+from bots.discord.text import split
+from core.model import InboundMessage
+
+log = logging.getLogger("teambridge.discord")
+
+INTERRUPTED = "⚠️ This answer was cut off — please ask again."
+INTENT_HELP = ("Discord refused the Message Content intent: enable it in the Developer Portal → Bot → "
+               "Privileged Gateway Intents (Message Content Intent), then restart.")
+TOKEN_HELP = ("Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): copy the bot token again from the "
+              "Developer Portal → Bot → Reset Token.")
+ERROR_NOTICE = "Sorry, something went wrong on our side — please try again."
+
+
+class DiscordStartupError(RuntimeError):
+    """Discord can't be started; the message says what to do."""
+
+
+class DiscordAdapter:
+    name = "discord"
+
+    def __init__(self, service, *, token: str, endpoints_: endpoints.Endpoints | None = None,
+                 state_path: Path | None = None, pacers: Pacers | None = None,
+                 guild_ready_timeout: float = 2.0) -> None:
+        self._service = service
+        self._token = token
+        self._endpoints = endpoints_ or endpoints.Endpoints()
+        self._state = SyncState(state_path or Path("teambridge.db.discord-commands.json"))
+        self._pacers = pacers or Pacers()
+        self._guild_ready_timeout = guild_ready_timeout
+        self._chains = ReplyChains()
+        self._client: discord.Client | None = None
+        self._task: asyncio.Task | None = None
+        self._saved = None
+        self.invite_url: str | None = None
+        self.synced_scopes: list[str] = []
+
+    # ---- composition ------------------------------------------------------------------------------
+
+    @staticmethod
+    def missing_credentials(config, env: Mapping[str, str]) -> list[str]:
+        return [] if (env.get("DISCORD_BOT_TOKEN") or "").strip() else ["DISCORD_BOT_TOKEN"]
+
+    @classmethod
+    def from_env(cls, service, env: Mapping[str, str], **kwargs) -> "DiscordAdapter | None":
+        token = (env.get("DISCORD_BOT_TOKEN") or "").strip()
+        if not token:
+            return None
+        db = (env.get("TEAMBRIDGE_DB") or "").strip() or str(service.config.database)
+        kwargs.setdefault("state_path", Path(db + ".discord-commands.json"))
+        return cls(service, token=token, endpoints_=endpoints.Endpoints.from_env(env), **kwargs)
+
+    @property
+    def client(self) -> discord.Client:
+        assert self._client is not None, "start() first"
+        return self._client
+
+    def _config(self):
+        return self._service.config.discord  # re-read each time: hot reload may swap it
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._saved = endpoints.apply(self._endpoints)
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: without it guild message text arrives empty
+        client = discord.Client(intents=intents, guild_ready_timeout=self._guild_ready_timeout,
+                                allowed_mentions=discord.AllowedMentions.none())
+        self._client = client
+        self._tree = build_tree(client, assistants=self._service.assistant_names(),
+                                on_ask=self._on_ask, on_text=self._on_text_command)
+        client.event(self.on_message)
+        try:
+            await client.login(self._token)
+        except discord.LoginFailure:
+            await self._abort()
+            raise DiscordStartupError(TOKEN_HELP) from None
+        except Exception:
+            await self._abort()
+            raise
+        self.invite_url = invite_url(client.application_id)
+        log.info("Discord: logged in as %s. Invite the bot with: %s", client.user, self.invite_url)
+        try:
+            self.synced_scopes = await sync_if_changed(self._tree, client.application_id,
+                                                       list(self._config().guilds), self._state)
+        except discord.HTTPException as exc:  # the bot still works for mentions and DMs
+            log.error("Discord: syncing slash commands failed: %s", exc)
+
+        ready = asyncio.create_task(client.wait_until_ready())
+        self._task = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        done, _ = await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            ready.cancel()
+            exc = self._task.exception()
+            await self._abort()
+            if isinstance(exc, discord.PrivilegedIntentsRequired):
+                raise DiscordStartupError(INTENT_HELP) from None
+            if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
+                raise DiscordStartupError(TOKEN_HELP) from None
+            raise DiscordStartupError(f"Discord gateway connection failed: {exc!r}") from exc
+        self._task.add_done_callback(self._gateway_ended)
+
+    def _gateway_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, discord.PrivilegedIntentsRequired):
+            log.error("Discord: %s", INTENT_HELP)
+        else:
+            log.error("Discord: gateway connection ended: %r", exc)
+
+    async def _abort(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        if self._saved is not None:
+            endpoints.restore(self._saved)
+            self._saved = None
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception as exc:  # already reported by _gateway_ended
+                log.debug("gateway task ended with %r", exc)
+        if self._saved is not None:
+            endpoints.restore(self._saved)
+            self._saved = None
+
+    async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None:
+        # `thread` is either a Discord thread (a channel of its own) or the root message of a reply chain,
+        # so look for the message in the channel first, then in the thread.
+        client = self.client
+        for place in dict.fromkeys(p for p in (channel, thread) if p):
+            partial = client.get_partial_messageable(int(place))
+            try:
+                msg = await partial.fetch_message(int(message_id))
+            except discord.NotFound:
+                continue
+            text = (msg.content.rstrip() + "\n\n" + INTERRUPTED) if msg.content.strip() else INTERRUPTED
+            await self._pacers.for_channel(int(place))
+            if len(text) <= 2000:
+                await msg.edit(content=text)
+            else:  # no room left in that message: say it right below instead
+                await msg.reply(INTERRUPTED, mention_author=False)
+            return
+        log.warning("interrupted reply %s in %s no longer exists", message_id, channel)
+
+    # ---- messages ---------------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        client = self.client
+        if client.user is None:
+            return
+        try:
+            config = self._config()
+            inbound = await translate(message, client.user, config, self._chains)
+            if inbound is None:
+                return
+            channel: discord.abc.Messageable = message.channel
+            if (config.auto_thread and inbound.mentions_bot and inbound.thread == str(message.id)
+                    and isinstance(message.channel, discord.TextChannel)):
+                thread = await self._start_thread(message, inbound.text)
+                if thread is not None:
+                    channel = thread
+            root = int(inbound.thread) if inbound.thread and channel is message.channel else None
+            target = ChannelTarget(channel, pacers=self._pacers, chains=self._chains,
+                                   reply_to=message if channel is message.channel else None, root=root)
+        except Exception:
+            log.exception("could not read Discord message %s in %s", message.id, message.channel.id)
+            await self._quiet_reply(message, ERROR_NOTICE)
+            return
+        await self._service.handle(inbound, target)
+
+    async def _start_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
+        name = (text.splitlines()[0] if text.strip() else f"Chat with {self.client.user.name}")[:90] or "Chat"
+        try:
+            await self._pacers.for_global()
+            return await message.create_thread(name=name, auto_archive_duration=1440)
+        except discord.HTTPException as exc:
+            if exc.code == 160004:  # redelivered event: the thread exists already (its id is the message id)
+                existing = message.guild.get_thread(message.id) if message.guild else None
+                if existing is not None:
+                    return existing
+            log.warning("could not create a thread for %s (%s); answering in the channel", message.id, exc)
+            return None
+
+    async def _quiet_reply(self, message: discord.Message, text: str) -> None:
+        try:
+            await message.reply(text, mention_author=False)
+        except discord.HTTPException as exc:
+            log.warning("could not send a notice in %s: %s", message.channel.id, exc)
+
+    # ---- slash commands ---------------------------------------------------------------------------
+
+    def _inbound(self, interaction: discord.Interaction, text: str, *, thread: str | None = None,
+                 attachments=()) -> InboundMessage:
+        channel_obj = interaction.channel
+        if channel_obj is not None:
+            channel, in_thread, parents = channel_place(channel_obj)
+        else:
+            channel, in_thread, parents = str(interaction.channel_id), None, ()
+        return InboundMessage(
+            platform="discord",
+            workspace=str(interaction.guild_id or ""),
+            channel=channel,
+            author=author_of(interaction.user),
+            text=text,
+            thread=in_thread or thread,
+            attachments=tuple(attachments),
+            is_direct=interaction.guild_id is None,
+            mentions_bot=True,  # a slash command is always addressed to the bot
+            event_id=str(interaction.id),
+            message_id=str(interaction.id),
+            channel_parents=parents,
+        )
+
+    async def _defer(self, interaction: discord.Interaction, *, ephemeral: bool) -> int | None | bool:
+        """Acknowledge within Discord's 3 s. False when this interaction was acknowledged already
+        (redelivered after a gateway resume)."""
+        try:
+            response = await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        except discord.InteractionResponded:
+            return False
+        except discord.HTTPException as exc:
+            if exc.code in (40060, 10062):  # already acknowledged / expired: another delivery handles it
+                log.info("interaction %s was acknowledged already (%s)", interaction.id, exc.code)
+                return False
+            raise
+        return response.message_id if response is not None else None
+
+    async def _on_ask(self, interaction: discord.Interaction, prompt: str,
+                      file: discord.Attachment | None) -> None:
+        original = await self._defer(interaction, ephemeral=False)
+        if original is False:
+            return
+        limit = max_bytes(self._config().max_file_mb)
+        attachments = [to_attachment(file, max_bytes=limit)] if file is not None else []
+        in_thread = isinstance(interaction.channel, discord.Thread)
+        # In a plain channel or DM the answer's message roots the conversation, so replying to it continues.
+        root = original if (original and not in_thread and interaction.guild_id) else None
+        inbound = self._inbound(interaction, prompt, thread=str(root) if root else None, attachments=attachments)
+        target = InteractionTarget(interaction, chains=self._chains, root=root, original_id=original or None)
+        if root:
+            self._chains.remember(root, root)
+        await self._service.handle(inbound, target)
+        if not target.answered:  # nothing was said (e.g. duplicate): don't leave "thinking…" forever
+            try:
+                await interaction.delete_original_response()
+            except discord.HTTPException as exc:
+                log.info("could not remove the pending response of %s: %s", interaction.id, exc)
+
+    async def _on_text_command(self, interaction: discord.Interaction, command: str, argument: str) -> None:
+        if await self._defer(interaction, ephemeral=True) is False:
+            return
+        inbound = self._inbound(interaction, f"{command} {argument}".strip())
+        try:
+            match command:
+                case "reset":
+                    reply = await self._service.reset(inbound)
+                case "assistant":
+                    reply = await self._service.choose_assistant(inbound, argument)
+                case "help":
+                    reply = self._service.help_text("discord")
+                case _:
+                    reply = await self._service.command(inbound, f"{command} {argument}".strip())
+        except Exception:
+            log.exception("/%s failed for %s", command, interaction.user.id)
+            reply = ERROR_NOTICE
+        parts = split(reply or "Done.")
+        await interaction.edit_original_response(content=parts[0])
+        for part in parts[1:]:
+            await interaction.followup.send(content=part, ephemeral=True)

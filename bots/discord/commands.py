@@ -1,0 +1,108 @@
+"""Slash commands (/ask, /reset, /assistant, /help, /usage) and syncing them only when they changed.
+
+Syncing on every connect burns Discord's 200 command creates per day per guild and leaves clients showing
+"This command is outdated" mid-rollout; we hash the exact payload discord.py would send and only bulk
+overwrite a scope (a guild, or global) when its hash differs from the last successful sync.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import discord
+from discord import app_commands
+
+log = logging.getLogger("teambridge.discord")
+
+AskHandler = Callable[[discord.Interaction, str, discord.Attachment | None], Awaitable[None]]
+TextHandler = Callable[[discord.Interaction, str, str], Awaitable[None]]  # (interaction, command, argument)
+
+
+def build_tree(client: discord.Client, *, assistants: list[str], on_ask: AskHandler,
+               on_text: TextHandler) -> app_commands.CommandTree:
+    tree = app_commands.CommandTree(client)
+
+    @tree.command(name="ask", description="Ask the assistant (optionally with a file)")
+    @app_commands.describe(prompt="Your question", file="A file for the assistant (image, data, document)")
+    async def ask(interaction: discord.Interaction, prompt: str, file: discord.Attachment | None = None) -> None:
+        await on_ask(interaction, prompt, file)
+
+    @tree.command(name="reset", description="Start a new conversation here")
+    async def reset(interaction: discord.Interaction) -> None:
+        await on_text(interaction, "reset", "")
+
+    # Discord allows at most 25 fixed choices; the list is part of the synced payload, so a config change
+    # that adds an assistant triggers a re-sync.
+    choices = [app_commands.Choice(name=n, value=n) for n in assistants[:25]]
+
+    @tree.command(name="assistant", description="Choose which assistant answers you here")
+    @app_commands.describe(name="Assistant")
+    @app_commands.choices(name=choices)
+    async def assistant(interaction: discord.Interaction, name: app_commands.Choice[str]) -> None:
+        await on_text(interaction, "assistant", name.value)
+
+    @tree.command(name="help", description="What this bot can do")
+    async def help_(interaction: discord.Interaction) -> None:
+        await on_text(interaction, "help", "")
+
+    @tree.command(name="usage", description="Token usage (admins)")
+    @app_commands.default_permissions(administrator=True)
+    @app_commands.describe(period="e.g. today, 7d, 30d")
+    async def usage(interaction: discord.Interaction, period: str = "") -> None:
+        await on_text(interaction, "usage", period)
+
+    return tree
+
+
+def payload_hash(tree: app_commands.CommandTree) -> str:
+    payload = sorted((c.to_dict(tree) for c in tree.get_commands()), key=lambda c: c["name"])
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class SyncState:
+    """Last synced hash per (application, scope), in a small JSON file next to the database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, str]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s (%s); commands will be re-synced", self.path, exc)
+            return {}
+
+    def get(self, key: str) -> str | None:
+        return self._load().get(key)
+
+    def put(self, key: str, value: str) -> None:
+        data = self._load()
+        data[key] = value
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+
+async def sync_if_changed(tree: app_commands.CommandTree, application_id: int, guilds: list[str],
+                          state: SyncState) -> list[str]:
+    """Sync each configured guild (instant), or globally when none is configured. Returns synced scopes."""
+    digest = payload_hash(tree)
+    synced: list[str] = []
+    scopes: list[discord.Object | None] = [discord.Object(int(g)) for g in guilds] or [None]
+    for guild in scopes:
+        scope = str(guild.id) if guild else "global"
+        key = f"{application_id}:{scope}"
+        if state.get(key) == digest:
+            continue
+        if guild is not None:
+            tree.copy_global_to(guild=guild)
+        await tree.sync(guild=guild)
+        state.put(key, digest)
+        synced.append(scope)
+        log.info("synced slash commands to %s", "guild " + scope if guild else "all servers (global)")
+    return synced

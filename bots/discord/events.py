@@ -1,0 +1,161 @@
+"""Gateway messages -> core InboundMessage.
+
+Conversation threading on Discord:
+- a Discord thread is the conversation: channel = parent channel, thread = thread id;
+- in a plain channel, an @mention starts a conversation rooted at the user's message (thread = its id);
+  replying to any of the bot's messages continues the conversation of that reply chain (llmcord-style walk
+  along `message.reference`);
+- DMs are one conversation per user (thread None), and so are channels where the bot answers everything.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+
+import discord
+
+from bots.discord.files import max_bytes, to_attachment
+from core.config import DiscordConfig
+from core.model import Author, InboundMessage
+
+log = logging.getLogger("teambridge.discord")
+
+_ANSWERABLE = (discord.MessageType.default, discord.MessageType.reply)
+MAX_CHAIN = 40
+
+
+class ReplyChains:
+    """Finds the conversation root of a reply chain. Remembers what it resolved (bounded)."""
+
+    def __init__(self, size: int = 5000) -> None:
+        self._roots: OrderedDict[int, int] = OrderedDict()
+        self._size = size
+
+    def remember(self, message_id: int, root: int) -> None:
+        self._roots[message_id] = root
+        self._roots.move_to_end(message_id)
+        while len(self._roots) > self._size:
+            self._roots.popitem(last=False)
+
+    async def root_of(self, message: discord.Message, me_id: int) -> int:
+        """Root of the conversation `message` (one of the bot's messages, or a user's) belongs to."""
+        seen: list[int] = []
+        current: discord.Message | None = message
+        root = message.id
+        for _ in range(MAX_CHAIN):
+            if current is None:
+                break
+            if current.id in self._roots:
+                root = self._roots[current.id]
+                break
+            seen.append(current.id)
+            root = current.id
+            ref = current.reference
+            if ref is None or ref.message_id is None:
+                break
+            parent = await self._resolve(current, ref)
+            # A user message that replies to someone other than the bot is a root of its own.
+            if current.author.id != me_id and (parent is None or parent.author.id != me_id):
+                break
+            if parent is None:
+                break
+            current = parent
+        for mid in seen:
+            self.remember(mid, root)
+        return root
+
+    @staticmethod
+    async def _resolve(message: discord.Message, ref: discord.MessageReference) -> discord.Message | None:
+        resolved = ref.resolved
+        if isinstance(resolved, discord.Message):
+            return resolved
+        if isinstance(resolved, discord.DeletedReferencedMessage):
+            return None
+        cached = ref.cached_message
+        if cached is not None:
+            return cached
+        try:
+            return await message.channel.fetch_message(ref.message_id)
+        except discord.HTTPException as exc:
+            log.info("could not fetch message %s of a reply chain: %s", ref.message_id, exc)
+            return None
+
+
+def strip_mentions(message: discord.Message, me_id: int) -> str:
+    text = re.sub(rf"<@!?{me_id}>", "", message.content)
+    for user in message.mentions:
+        if user.id != me_id:
+            text = re.sub(rf"<@!?{user.id}>", "@" + user.display_name, text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def author_of(user: discord.abc.User) -> Author:
+    roles: tuple[str, ...] = ()
+    admin = False
+    if isinstance(user, discord.Member):
+        roles = tuple(str(r.id) for r in user.roles if not r.is_default())
+        admin = user.guild_permissions.administrator
+    return Author(id=str(user.id), name=getattr(user, "display_name", user.name), roles=roles, is_admin=admin)
+
+
+def mentions_me(message: discord.Message, me: discord.ClientUser) -> bool:
+    if any(u.id == me.id for u in message.mentions):
+        return True
+    # The bot's managed role (added when it joined) counts as a mention of the bot, as users expect.
+    guild = message.guild
+    if guild is not None and guild.me is not None:
+        bot_roles = {r.id for r in guild.me.roles if r.managed}
+        return any(r.id in bot_roles for r in message.role_mentions)
+    return False
+
+
+async def replied_to_me(message: discord.Message, me_id: int, chains: ReplyChains) -> bool:
+    ref = message.reference
+    if ref is None or ref.message_id is None:
+        return False
+    parent = await chains._resolve(message, ref)
+    return parent is not None and parent.author.id == me_id
+
+
+def channel_place(channel) -> tuple[str, str | None, tuple[str, ...]]:
+    """(channel, thread, parents) for InboundMessage. Threads report their parent as the channel."""
+    if isinstance(channel, discord.Thread):
+        parent = channel.parent
+        parents = (str(parent.category_id),) if parent is not None and parent.category_id else ()
+        return str(channel.parent_id), str(channel.id), parents
+    category = getattr(channel, "category_id", None)
+    return str(channel.id), None, ((str(category),) if category else ())
+
+
+async def translate(message: discord.Message, me: discord.ClientUser, config: DiscordConfig,
+                    chains: ReplyChains) -> InboundMessage | None:
+    """None for messages the bot never looks at (its own, other bots', system messages)."""
+    if message.author.id == me.id or message.author.bot or message.type not in _ANSWERABLE:
+        return None
+    is_direct = message.guild is None
+    reply_to_me = await replied_to_me(message, me.id, chains)
+    mentioned = mentions_me(message, me) or reply_to_me
+    channel, thread, parents = channel_place(message.channel)
+    if thread is None and not is_direct:
+        route = config.channels.get(channel)
+        if reply_to_me:
+            thread = str(await chains.root_of(message, me.id))
+        elif mentioned and not (route and route.respond_without_mention):
+            thread = str(message.id)
+            chains.remember(message.id, message.id)
+    limit = max_bytes(config.max_file_mb)
+    return InboundMessage(
+        platform="discord",
+        workspace=str(message.guild.id) if message.guild else "",
+        channel=channel,
+        author=author_of(message.author),
+        text=strip_mentions(message, me.id),
+        thread=thread,
+        attachments=tuple(to_attachment(a, max_bytes=limit) for a in message.attachments),
+        is_direct=is_direct,
+        mentions_bot=mentioned,
+        event_id=str(message.id),
+        message_id=str(message.id),
+        channel_parents=parents,
+    )
