@@ -334,14 +334,14 @@ class _Doc:
         node: yaml.Node | None = self.root
         line = self.root.start_mark.line + 1
         parts: list[str] = []
-        for comp in loc:
+        for i, comp in enumerate(loc):
             if comp == "[key]":       # pydantic's marker for "the dict key itself is wrong"
                 continue
+            if isinstance(comp, str) and _is_tag(loc[:i], comp):
+                continue              # a discriminated union's tag ('function'): in the loc, not in the YAML
             if isinstance(node, yaml.MappingNode):
                 hit = _lookup(node, comp)
                 if hit is None:
-                    if isinstance(comp, str) and _scalar(_lookup_value(node, "type")) == comp:
-                        continue      # a discriminated union's tag: in the loc, not in the YAML
                     node = None       # a missing key: stay on the parent mapping's line
                     parts.append(str(comp))
                     continue
@@ -372,11 +372,6 @@ def _lookup(node: yaml.MappingNode, comp: Any) -> tuple[yaml.Node, yaml.Node] | 
         if isinstance(key_node, yaml.ScalarNode) and key_node.value == want:
             found = (key_node, value_node)
     return found
-
-
-def _lookup_value(node: yaml.MappingNode, key: str) -> yaml.Node | None:
-    hit = _lookup(node, key)
-    return hit[1] if hit else None
 
 
 def _dotted(loc: _Loc) -> str:
@@ -513,8 +508,8 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def _fields_at(loc: _Loc) -> list[str]:
-    """Field names of the model found at `loc` (discriminator tags in the loc pick the union member)."""
+def _type_at(loc: _Loc) -> Any:
+    """The schema type at `loc` (discriminator tags in the loc pick the union member), or None."""
     tp: Any = Config
     for comp in loc:
         tp = _unwrap(tp)
@@ -522,7 +517,7 @@ def _fields_at(loc: _Loc) -> list[str]:
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             field = tp.model_fields.get(str(comp))
             if field is None:
-                return []
+                return None
             tp = field.annotation
         elif origin is dict:
             tp = typing.get_args(tp)[1]
@@ -531,12 +526,24 @@ def _fields_at(loc: _Loc) -> list[str]:
         elif origin in (typing.Union, types.UnionType):
             tp = next((m for m in typing.get_args(tp) if _tag_of(m) == comp), None)
             if tp is None:
-                return []
+                return None
         else:
-            return []
-    tp = _unwrap(tp)
+            return None
+    return _unwrap(tp)
+
+
+def _is_tag(loc: _Loc, comp: Any) -> bool:
+    tp = _type_at(loc)
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and any(
+        _tag_of(m) == comp for m in typing.get_args(tp))
+
+
+def _fields_at(loc: _Loc) -> list[str]:
+    """Field names an admin may write at `loc`."""
+    tp = _type_at(loc)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return [f for f in tp.model_fields if f not in ("name", "base_dir") or tp not in (AssistantConfig, Config)]
+        hidden = {"name"} if tp is AssistantConfig else {"base_dir"} if tp is Config else set()
+        return [f for f in tp.model_fields if f not in hidden]
     return []
 
 
@@ -608,11 +615,12 @@ def _cross_check(data: dict[str, Any], base_dir: Path, doc: _Doc) -> list[str]:
                 tool_name = str(tool.get("name") or ref.rsplit(":", 1)[1].rsplit(".", 1)[-1])
                 problem = _function_problem(ref, base_dir)
                 if problem:
-                    errors.append(doc.error(loc + ("function",), problem))
+                    # Located like pydantic's locs, which carry the union tag: tools.0.function.function.
+                    errors.append(doc.error(loc + ("function", "function"), problem))
             elif tool_name == "file_search" and isinstance(tool.get("files"), list):
                 for j, pattern in enumerate(tool["files"]):
                     if isinstance(pattern, str) and not _matching_files(pattern, base_dir):
-                        errors.append(doc.error(loc + ("files", j),
+                        errors.append(doc.error(loc + ("file_search", "files", j),
                                                 f"no file matches {pattern!r} (relative to {base_dir})"))
             if tool_name in seen:
                 errors.append(doc.error(loc, f"duplicate tool name {tool_name!r} (also tools.{seen[tool_name]}); "
