@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from core.policy_config import LimitsConfig, PricesConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
@@ -112,6 +113,7 @@ class AccessConfig(_Strict):
     allow_channels: list[str] = []
     deny_channels: list[str] = []
     allow_workspaces: list[str] = []
+    deny_workspaces: list[str] = []
     allow_dms: bool = True
 
 
@@ -136,6 +138,7 @@ class AssistantConfig(_Strict):
     max_tool_rounds: int = Field(8, ge=1, le=50)
     files: FilesConfig = FilesConfig()
     access: AccessConfig = AccessConfig()
+    limits: LimitsConfig | None = None     # overrides of the global limits for this assistant
 
     def tool(self, kind: str):
         return next((t for t in self.tools if t.type == kind), None)
@@ -196,6 +199,8 @@ class Config(_Strict):
     backends: dict[str, OpenAIBackendConfig] = {"openai": OpenAIBackendConfig()}
     assistants: dict[str, AssistantConfig]
     admins: list[str] = []                 # user ids allowed to run admin commands
+    limits: LimitsConfig = LimitsConfig()
+    prices: PricesConfig = PricesConfig()
     slack: SlackConfig = SlackConfig()
     discord: DiscordConfig = DiscordConfig()
     console: ConsoleConfig = ConsoleConfig()

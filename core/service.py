@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from core.access import check_access, is_admin
 from core.citations import footnotes
 from core.config import Config
+from core.files import PreparedInputs
 from core.limits import UsageLimiter
 from core.locks import KeyedLocks
+from core.policy_config import effective_limits
 from core.model import (BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile, TextDelta,
                         ToolUpdate, UserFacingError)
 from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarget, Store, Turn
@@ -24,14 +25,6 @@ log = logging.getLogger("teambridge.service")
 
 INTERRUPTED_NOTICE = "This answer was cut off — please ask again."
 SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minute."
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedInputs:
-    images: tuple = ()
-    container_file_ids: tuple[str, ...] = ()
-    vector_store_ids: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
 
 
 class ChatService:
@@ -101,11 +94,10 @@ class ChatService:
         refusal = check_access(config, assistant, msg)
         limits = _limits_for(config, assistant)
         if refusal is None and limits is not None:
-            refusal = await self._limiter.check(limits, msg)
+            refusal = await self._limiter.admit(limits, msg)
         if refusal is not None:
             await target.notice(refusal, ephemeral=True)
             return
-        self._limiter.note_message(msg)
 
         key = conversation_key(assistant, msg)
         async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
@@ -157,7 +149,7 @@ class ChatService:
                         await self._store.record_usage(
                             assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
                             channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
-                        self._limiter.add_tokens(msg, usage.input_tokens + usage.output_tokens)
+                        self._limiter.add_tokens(msg.author.id, msg.channel, usage.input_tokens + usage.output_tokens)
             await stream.close(footnotes(citations))
         except BackendError as err:
             log.warning("backend error for %s: %s", key.as_string(), err.message)
@@ -281,7 +273,7 @@ class ChatService:
 
 
 def _limits_for(config: Config, assistant):
-    return getattr(assistant, "limits", None) or getattr(config, "limits", None)
+    return effective_limits(config.limits, assistant.limits)
 
 
 def _metadata(msg: InboundMessage, assistant: str) -> dict[str, str]:
