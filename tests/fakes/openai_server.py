@@ -465,8 +465,9 @@ class FakeOpenAI:
                 events += tail["events"]
                 output.append(tail["item"])
             else:
-                # The answer stops where the limit hit: the message item stays in_progress-less but partial.
+                # The answer stops where the limit hit: the parts close, the message item is "incomplete".
                 item = dict(tail["item"], status="incomplete")
+                events += tail["events"][:-1] + [dict(tail["events"][-1], item=item)]
                 output.append(item)
         if plan.cut_after is not None:
             events.append(("cut", plan.cut_mode))
@@ -678,8 +679,8 @@ class FakeOpenAI:
         vid = E.new_id("vs")
         obj = E.dump(VectorStore(id=vid, object="vector_store", created_at=self._now(), name=body.get("name") or "",
                                  metadata=body.get("metadata") or {}, status="completed", usage_bytes=0,
-                                 last_active_at=self._now(), expires_after=body.get("expires_after"),
-                                 expires_at=None,
+                                 last_active_at=self._now(), expires_at=None,
+                                 **({"expires_after": body["expires_after"]} if body.get("expires_after") else {}),
                                  file_counts={"cancelled": 0, "completed": 0, "failed": 0, "in_progress": 0,
                                               "total": 0}))
         self.vector_stores[vid] = obj
