@@ -6,9 +6,11 @@ are never uploaded twice, however often users attach them.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
+import weakref
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Protocol, Sequence
@@ -176,6 +178,10 @@ class AttachmentRouter:
         self._store = store
         # Small images go inline as data URLs (no upload to clean up later); big ones are uploaded once.
         self._inline_max = inline_image_max_bytes
+        # The same bytes attached in two conversations at once must still be uploaded once.
+        # Weak values: a lock lives only while some upload of those bytes holds or awaits it.
+        self._upload_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = \
+            weakref.WeakValueDictionary()
 
     async def prepare(self, assistant: AssistantConfig, attachments: Sequence[Attachment],
                       key: ConversationKey, metadata: dict[str, str]) -> PreparedInputs:
@@ -259,12 +265,16 @@ class AttachmentRouter:
 
     async def _upload_once(self, p: _Planned, purpose: str) -> str:
         digest = sha256(p.data)
-        known = await self._store.get_file(digest, purpose)
-        if known:
-            return known
-        file_id = await self._files.upload(p.upload_name, p.data, purpose)
-        await self._store.save_file(digest, purpose, file_id, p.upload_name, len(p.data))
-        return file_id
+        lock = self._upload_locks.get((digest, purpose))
+        if lock is None:
+            lock = self._upload_locks[(digest, purpose)] = asyncio.Lock()
+        async with lock:
+            known = await self._store.get_file(digest, purpose)
+            if known:
+                return known
+            file_id = await self._files.upload(p.upload_name, p.data, purpose)
+            await self._store.save_file(digest, purpose, file_id, p.upload_name, len(p.data))
+            return file_id
 
     async def _index(self, assistant: AssistantConfig, key: ConversationKey, metadata: dict[str, str],
                      vs_id: str | None, items: list[tuple[_Planned, str]]) -> str:
@@ -280,7 +290,7 @@ class AttachmentRouter:
                 log.info("vector store %s of %s expired; creating a new one", vs_id, key.as_string())
         vs_id = await self._files.create_vector_store(
             f"teambridge-conv-{assistant.name}",
-            {**{k: str(v)[:512] for k, v in list(metadata.items())[:14]}, "teambridge": "conversation",
+            {**{k[:64]: str(v)[:512] for k, v in list(metadata.items())[:14]}, "teambridge": "conversation",
              "assistant": assistant.name},
             assistant.files.conversation_store_expiry_days, chunking)
         await self._store.set_conversation_vector_store(key, assistant.name, vs_id)

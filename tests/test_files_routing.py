@@ -5,6 +5,7 @@ with the real SqliteStore.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import zipfile
@@ -206,3 +207,12 @@ async def test_docx_is_recognised_from_its_zip_parts(router, fake, reads):
     got = await router.prepare(DOCS, [reads.attach("minutes", buf.getvalue())], KEY, {})
     assert got.vector_store_ids
     assert fake.uploads() == [{"purpose": "assistants", "filename": "minutes.docx"}]
+
+
+async def test_the_same_bytes_attached_in_two_conversations_at_once_are_uploaded_once(router, fake, store, reads):
+    other = ConversationKey("console", "", "term", "", "bob")
+    await store.save_conversation(other, "math", "conv_bob", {})
+    a, b = await asyncio.gather(router.prepare(MATH, [reads.attach("a.csv", CSV)], KEY, {}),
+                                router.prepare(MATH, [reads.attach("b.csv", CSV)], other, {}))
+    assert a.container_file_ids == b.container_file_ids
+    assert len(fake.uploads()) == 1
