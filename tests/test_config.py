@@ -296,7 +296,7 @@ def test_function_tool_not_importable(tmp_path):
       - type: function
         function: core.tools.weather:no_such_function
       - type: function
-        function: tb_fixture_tools:NOT_A_FUNCTION
+        function: core.tools.weather:_KNOWN
       - type: function
         function: just_a_name
 """)
@@ -307,23 +307,28 @@ def test_function_tool_not_importable(tmp_path):
     assert errors[1] == (f"{path}:9: assistants.food.tools.1.function: cannot import "
                          "'core.tools.weather:no_such_function': module 'core.tools.weather' has no attribute "
                          "'no_such_function'")
-    # tb_fixture_tools lives in tests/data, which is neither the config's directory nor the cwd here.
-    assert errors[2].startswith(f"{path}:11: assistants.food.tools.2.function: cannot import "
-                                "'tb_fixture_tools:NOT_A_FUNCTION'")
+    assert errors[2] == (f"{path}:11: assistants.food.tools.2.function: 'core.tools.weather:_KNOWN' is a dict, "
+                         "not a function")
     assert errors[3] == (f"{path}:13: assistants.food.tools.3.function: must look like 'package.module:function' "
                          "(got 'just_a_name')")
     assert len(errors) == 4
 
 
-def test_function_tool_that_is_not_callable(monkeypatch, tmp_path):
-    monkeypatch.chdir(DATA)  # the working directory is searched too
+def test_function_tool_module_in_the_working_directory(monkeypatch, tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "tb_cfg_cwd_tools.py").write_text("VERSION = 3\ndef ping() -> str:\n    return 'pong'\n",
+                                                 encoding="utf-8")
+    monkeypatch.chdir(workdir)  # the working directory is searched as well as the config's
     path = write(tmp_path, MINIMAL + """\
     tools:
       - type: function
-        function: tb_fixture_tools:NOT_A_FUNCTION
+        function: tb_cfg_cwd_tools:ping
+      - type: function
+        function: tb_cfg_cwd_tools:VERSION
 """)
-    assert errors_of(path) == [f"{path}:7: assistants.food.tools.0.function: 'tb_fixture_tools:NOT_A_FUNCTION' "
-                               "is a int, not a function"]
+    assert errors_of(path) == [f"{path}:9: assistants.food.tools.1.function: 'tb_cfg_cwd_tools:VERSION' "
+                               "is an int, not a function"]
 
 
 def test_function_tool_module_that_fails_to_import(tmp_path):

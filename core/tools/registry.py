@@ -236,7 +236,8 @@ def import_function(ref: str, base_dir: str | Path | None = None) -> Callable[..
             raise ConfigError([f"cannot import {ref!r}: module {module_name!r} has no attribute "
                                f"{attr_path!r}"]) from None
     if not callable(target):
-        raise ConfigError([f"{ref!r} is a {type(target).__name__}, not a function"])
+        kind = type(target).__name__
+        raise ConfigError([f"{ref!r} is {'an' if kind[:1] in 'aeiou' else 'a'} {kind}, not a function"])
     return target
 
 
