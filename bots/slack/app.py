@@ -1,0 +1,255 @@
+"""SlackAdapter: slack_bolt AsyncApp over Socket Mode (default) or HTTP (/slack/events), feeding ChatService.
+
+Every listener only translates and schedules: bolt acks the envelope / HTTP request right away (Slack
+retries anything not acked within 3 seconds), and the answer runs in a task this adapter tracks.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Mapping
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from core.model import Author, InboundMessage
+from bots.slack.commands import SlashCommands
+from bots.slack.events import reply_place, should_ignore, to_inbound, worth_passing_on
+from bots.slack.files import SlackFiles
+from bots.slack.ratelimit import RateBudget, make_client
+from bots.slack.target import ReplyPlace, SlackReplyTarget, StreamSettings
+
+log = logging.getLogger("teambridge.slack")
+
+DEFAULT_API_URL = "https://slack.com/api/"
+INTERRUPTED = "⚠️ This answer was cut off — please ask again."
+
+
+class SlackAdapter:
+    name = "slack"
+
+    def __init__(self, service: Any, *, bot_token: str, app_token: str | None = None,
+                 signing_secret: str | None = None, api_url: str = DEFAULT_API_URL,
+                 mode: str | None = None, http_host: str = "0.0.0.0", http_port: int | None = None,
+                 rate_minute: float = 60.0, stream: StreamSettings = StreamSettings(),
+                 ping_interval: float = 10.0) -> None:
+        self._service = service
+        self._bot_token, self._app_token, self._signing_secret = bot_token, app_token, signing_secret
+        self._mode = mode
+        self._http_host, self._http_port = http_host, http_port
+        self._stream = stream
+        self._ping_interval = ping_interval
+        self.budget = RateBudget(minute=rate_minute)
+        self.client = make_client(bot_token, api_url, self.budget)
+        self._session: aiohttp.ClientSession | None = None
+        self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session)
+        self._users: dict[str, Author] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._native_refused = False
+        self._status_ok = True
+        self._team = ""
+        self._bot_user_id = ""
+        self._app: AsyncApp | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_url: str | None = None      # http://host:port/slack/events once started in HTTP mode
+        self._commands = SlashCommands(service, self.client, answer=self._answer, author=self._author)
+
+    # ---- construction from the environment --------------------------------------------------------
+
+    @staticmethod
+    def missing_credentials(config: Any, env: Mapping[str, str]) -> list[str]:
+        needed = ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if config.slack.mode == "socket" else "SLACK_SIGNING_SECRET"]
+        return [name for name in needed if not env.get(name)]
+
+    @classmethod
+    def from_env(cls, service: Any, env: Mapping[str, str]) -> "SlackAdapter | None":
+        config = service.config
+        if not config.slack.enabled or cls.missing_credentials(config, env):
+            return None
+        return cls(service, bot_token=env["SLACK_BOT_TOKEN"], app_token=env.get("SLACK_APP_TOKEN") or None,
+                   signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+                   api_url=env.get("SLACK_API_URL") or DEFAULT_API_URL, mode=config.slack.mode)
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    def _http_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def start(self) -> None:
+        slack = self._service.config.slack
+        mode = self._mode or slack.mode
+        auth = await self.client.auth_test()
+        self._team, self._bot_user_id = str(auth.get("team_id", "")), str(auth.get("user_id", ""))
+        self._app = AsyncApp(
+            client=self.client, name="teambridge",
+            signing_secret=self._signing_secret or "",
+            # Socket Mode envelopes are not signed; HTTP requests must be (bad signatures get a 401).
+            request_verification_enabled=mode == "http",
+            ignoring_self_events_enabled=True,
+        )
+        self._app.event("app_mention")(self._on_app_mention)
+        self._app.event("message")(self._on_message)
+        self._app.event("app_home_opened")(self._ignore)
+        # any command name: the configured one may change on reload; the manifest decides what Slack sends
+        self._app.command(re.compile(r"^/.+"))(self._on_command)
+        self._app.error(self._on_error)
+        if mode == "http":
+            port = slack.http_port if self._http_port is None else self._http_port
+            self._runner = web.AppRunner(self._app.web_app(path="/slack/events", port=port), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self._http_host, port)
+            await site.start()
+            bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            host = "127.0.0.1" if self._http_host in ("0.0.0.0", "") else self._http_host
+            self.http_url = f"http://{host}:{bound}/slack/events"
+            log.info("Slack HTTP mode listening on %s", self.http_url)
+        else:
+            if not self._app_token:
+                raise RuntimeError("Slack Socket Mode needs SLACK_APP_TOKEN")
+            # apps.connections.open goes through app.client, so SLACK_API_URL applies to it as well
+            self._socket = AsyncSocketModeHandler(self._app, self._app_token, ping_interval=self._ping_interval)
+            await self._socket.connect_async()
+            log.info("Slack Socket Mode connected (team %s)", self._team)
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tasks:
+            grace = getattr(self._service.config, "shutdown_grace_seconds", 30)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def wait_idle(self) -> None:
+        """Wait until every answer scheduled so far is done (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    # ---- interrupted replies ---------------------------------------------------------------------
+
+    async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None:
+        text = await self._message_text(channel, message_id, thread)
+        new = (text.rstrip() + "\n\n" if text and text.strip() else "") + INTERRUPTED
+        try:
+            await self.client.chat_update(channel=channel, ts=message_id, markdown_text=new)
+        except SlackApiError as e:
+            log.warning("could not edit interrupted message %s (%s); saying it in the thread",
+                        message_id, e.response.get("error"))
+            await self.client.chat_postMessage(channel=channel, thread_ts=thread or message_id,
+                                               markdown_text=INTERRUPTED)
+
+    async def _message_text(self, channel: str, ts: str, thread: str | None) -> str:
+        try:
+            if thread and thread != ts:
+                r = await self.client.conversations_replies(channel=channel, ts=thread, oldest=ts, latest=ts,
+                                                            inclusive=True, limit=1)
+            else:
+                r = await self.client.conversations_history(channel=channel, oldest=ts, latest=ts,
+                                                            inclusive=True, limit=1)
+        except SlackApiError as e:
+            log.warning("could not read message %s in %s (%s)", ts, channel, e.response.get("error"))
+            return ""
+        for m in r.get("messages", []):
+            if m.get("ts") == ts:
+                return m.get("text", "")
+        return ""
+
+    # ---- listeners (run after bolt acked) ---------------------------------------------------------
+
+    async def _ignore(self) -> None:
+        return None
+
+    async def _on_error(self, error: Exception, body: dict) -> None:
+        log.error("Slack listener error: %s (%s)", error, (body or {}).get("type"), exc_info=error)
+
+    async def _on_app_mention(self, event: dict, body: dict, context: dict) -> None:
+        self._accept(event, body, context, kind="app_mention")
+
+    async def _on_message(self, event: dict, body: dict, context: dict) -> None:
+        self._accept(event, body, context, kind="message")
+
+    async def _on_command(self, ack: Any, body: dict, respond: Any) -> None:
+        await ack()  # within Slack's 3 seconds; the reply goes to response_url
+        self._spawn(self._commands.run(body, respond), f"slack-command-{body.get('trigger_id')}")
+
+    def _accept(self, event: dict, body: dict, context: Any, *, kind: str) -> None:
+        if should_ignore(event):
+            return
+        bot_user_id = getattr(context, "bot_user_id", None) or context.get("bot_user_id") or self._bot_user_id
+        if not worth_passing_on(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config.slack):
+            return
+        team = body.get("team_id") or event.get("team") or self._team
+        self._spawn(self._process(event, team=team, bot_user_id=bot_user_id),
+                    f"slack-{event.get('channel')}-{event.get('ts')}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Slack task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _process(self, event: dict, *, team: str, bot_user_id: str) -> None:
+        place = reply_place(event, team=team)
+        try:
+            author = await self._author(event["user"], "")
+            max_mb = self._service.config.slack.max_file_mb
+            attachments = tuple(self._files.attachment(f, max_mb=max_mb) for f in event.get("files") or ())
+            msg = to_inbound(event, team=team, bot_user_id=bot_user_id, author=author, attachments=attachments)
+        except Exception as e:
+            log.exception("could not read Slack event in %s", event.get("channel"))
+            await self._target(place).notice(f"⚠️ Sorry, I could not read that message ({type(e).__name__}).")
+            return
+        await self._answer(msg, place)
+
+    async def _answer(self, msg: InboundMessage, place: ReplyPlace) -> None:
+        await self._service.handle(msg, self._target(place))
+
+    def _target(self, place: ReplyPlace) -> SlackReplyTarget:
+        return SlackReplyTarget(
+            self.client, place,
+            native_streaming=lambda: self._service.config.slack.native_streaming and not self._native_refused,
+            on_refused=self._refuse_native, status_supported=lambda: self._status_ok,
+            on_status_refused=self._refuse_status, stream=self._stream)
+
+    def _refuse_native(self, error: str) -> None:
+        self._native_refused = True
+
+    def _refuse_status(self) -> None:
+        self._status_ok = False
+
+    async def _author(self, user_id: str, fallback_name: str) -> Author:
+        cached = self._users.get(user_id)
+        if cached is not None:
+            return cached
+        try:
+            u = (await self.client.users_info(user=user_id))["user"]
+        except SlackApiError as e:
+            # users:read missing or a user from another org: answer anyway, without a display name
+            log.warning("users.info failed for %s (%s)", user_id, e.response.get("error"))
+            return Author(id=user_id, name=fallback_name)
+        profile = u.get("profile") or {}
+        author = Author(id=user_id, name=profile.get("display_name") or profile.get("real_name")
+                        or u.get("real_name") or u.get("name") or fallback_name,
+                        is_admin=bool(u.get("is_admin") or u.get("is_owner")))
+        self._users[user_id] = author
+        return author

@@ -1,0 +1,79 @@
+"""The slash command (/teambridge by default): ask, reset, assistant NAME, help, and the service's own
+text commands (usage, reload, ...). Everything but `ask` is answered ephemerally via response_url."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any, Awaitable, Callable
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.model import Author, InboundMessage
+from bots.slack.markdown import escape_mrkdwn, to_mrkdwn
+from bots.slack.target import ReplyPlace
+
+log = logging.getLogger(__name__)
+
+Respond = Callable[..., Awaitable[Any]]
+Answer = Callable[[InboundMessage, ReplyPlace], Awaitable[None]]
+
+
+class SlashCommands:
+    def __init__(self, service: Any, client: AsyncWebClient, *, answer: Answer,
+                 author: Callable[[str, str], Awaitable[Author]]) -> None:
+        self._service = service
+        self._client = client
+        self._answer = answer      # runs service.handle with a reply target for the place
+        self._author = author
+
+    async def run(self, body: dict, respond: Respond) -> None:
+        text = (body.get("text") or "").strip()
+        sub, _, rest = text.partition(" ")
+        sub, rest = sub.lower(), rest.strip()
+        channel, user, team = body.get("channel_id", ""), body.get("user_id", ""), body.get("team_id", "")
+
+        async def reply(t: str) -> None:
+            await respond(text=to_mrkdwn(t), response_type="ephemeral", replace_original=False)
+
+        try:
+            author = await self._author(user, body.get("user_name", ""))
+            msg = InboundMessage(platform="slack", workspace=team, channel=channel, author=author, text=rest,
+                                 is_direct=channel.startswith("D"), mentions_bot=True,
+                                 event_id=f"command:{body.get('trigger_id', '')}")
+            match sub:
+                case "" | "help":
+                    await reply(self._service.help_text("slack"))
+                case "reset":
+                    await reply(await self._service.reset(msg))
+                case "assistant":
+                    if not rest:
+                        await reply("Assistants: " + ", ".join(self._service.assistant_names())
+                                    + f". Choose one with `{body.get('command', '/teambridge')} assistant NAME`.")
+                    else:
+                        await reply(await self._service.choose_assistant(msg, rest))
+                case "ask":
+                    if not rest:
+                        await reply(f"Usage: `{body.get('command', '/teambridge')} ask QUESTION`")
+                        return
+                    await self._ask(msg, rest, respond=reply)
+                case _:
+                    await reply(await self._service.command(msg, text))
+        except Exception as e:
+            log.exception("slash command %r failed in %s", sub, channel)
+            await reply(f"⚠️ That did not work: {type(e).__name__}. Please try again.")
+
+    async def _ask(self, msg: InboundMessage, question: str, *, respond: Callable[[str], Awaitable[None]]) -> None:
+        # A slash command has no message to reply to, and native streams live only in threads: post the
+        # question as the thread root, then answer in its thread like a mention.
+        try:
+            root = await self._client.chat_postMessage(
+                channel=msg.channel, text=f"<@{msg.author.id}> asked: {escape_mrkdwn(question)}")
+        except SlackApiError as e:
+            if e.response.get("error") in ("not_in_channel", "channel_not_found"):
+                await respond("I can't post in this channel. Invite me first (`/invite @teambridge`), or DM me.")
+                return
+            raise
+        ts = str(root["ts"])
+        place = ReplyPlace(channel=msg.channel, thread_ts=ts, user=msg.author.id, team=msg.workspace)
+        await self._answer(replace(msg, thread=ts, message_id=ts), place)

@@ -1,0 +1,72 @@
+"""Slack event payloads -> what the service needs (pure functions, no I/O)."""
+from __future__ import annotations
+
+import re
+
+from core.config import SlackConfig
+from core.model import Attachment, Author, InboundMessage
+from bots.slack.markdown import unescape
+from bots.slack.target import ReplyPlace
+
+# Subtypes that are a person saying something. Everything else (message_changed, message_deleted,
+# message_replied, channel_join, bot_message, ...) is dropped: our own streamed edits alone produce a
+# message_changed per flush.
+ANSWERED_SUBTYPES = frozenset({"", "file_share", "thread_broadcast"})
+
+
+def should_ignore(event: dict) -> bool:
+    if event.get("subtype", "") not in ANSWERED_SUBTYPES:
+        return True
+    if event.get("bot_id") or event.get("hidden"):
+        return True  # other bots (ours is dropped by bolt's IgnoringSelfEvents already)
+    return not event.get("user") or not event.get("channel") or not event.get("ts")
+
+
+def mention_pattern(bot_user_id: str) -> re.Pattern[str]:
+    return re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
+
+
+def mentions(text: str, bot_user_id: str) -> bool:
+    return bool(bot_user_id) and bool(mention_pattern(bot_user_id).search(text or ""))
+
+
+def strip_mention(text: str, bot_user_id: str) -> str:
+    if bot_user_id:
+        text = mention_pattern(bot_user_id).sub("", text or "")
+    return unescape(re.sub(r"[ \t]{2,}", " ", text or "").strip())
+
+
+def is_direct(event: dict) -> bool:
+    return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
+
+
+def worth_passing_on(event: dict, *, kind: str, bot_user_id: str, config: SlackConfig) -> bool:
+    """Cheap early filter for `message` events: a top-level channel message that neither mentions the
+    bot nor is in a channel answered without mentions is not for us (the service decides the rest:
+    DMs, mentions, follow-ups in threads the bot owns)."""
+    if kind == "app_mention" or is_direct(event) or event.get("thread_ts"):
+        return True
+    if mentions(event.get("text", ""), bot_user_id):
+        return True
+    route = config.channels.get(event.get("channel", ""))
+    return bool(route and route.respond_without_mention)
+
+
+def reply_place(event: dict, *, team: str) -> ReplyPlace:
+    """Channel messages are answered in a thread (started on the message itself); DMs in place,
+    or in their thread when the user wrote in one."""
+    thread = event.get("thread_ts") or (None if is_direct(event) else event["ts"])
+    return ReplyPlace(channel=event["channel"], thread_ts=thread, user=event["user"], team=team)
+
+
+def to_inbound(event: dict, *, team: str, bot_user_id: str, author: Author,
+               attachments: tuple[Attachment, ...] = ()) -> InboundMessage:
+    place = reply_place(event, team=team)
+    text = event.get("text", "")
+    return InboundMessage(
+        platform="slack", workspace=team, channel=event["channel"], author=author,
+        text=strip_mention(text, bot_user_id), thread=place.thread_ts, attachments=attachments,
+        is_direct=is_direct(event), mentions_bot=mentions(text, bot_user_id),
+        # app_mention and message.* deliver one mention twice with different event_ids but the same
+        # channel + ts: key on the message so it is answered once, whichever arrives first (or again).
+        event_id=f"{event['channel']}:{event['ts']}", message_id=event["ts"])

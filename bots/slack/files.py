@@ -1,0 +1,71 @@
+"""Files users share in Slack -> core Attachments whose read() downloads url_private with the bot token."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.model import Attachment, UserFacingError
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+
+SCOPE_HINT = ("Slack sent its sign-in page instead of the file {name!r}: the Slack app needs the "
+              "files:read scope (add it, then reinstall the app to the workspace).")
+
+
+class SlackFiles:
+    """Downloads shared files. `session` is created by the adapter (one per process, closed on stop)."""
+
+    def __init__(self, *, token: str, client: AsyncWebClient, session: Callable[[], aiohttp.ClientSession]) -> None:
+        self._token = token
+        self._client = client
+        self._session = session
+
+    def attachment(self, f: dict, *, max_mb: float) -> Attachment:
+        name = f.get("name") or f.get("title") or f.get("id", "file")
+        size = f.get("size")
+
+        async def read() -> bytes:
+            return await self.download(f, max_mb=max_mb)
+
+        return Attachment(name=name, size=int(size) if size is not None else None,
+                          content_type=f.get("mimetype") or None, read=read)
+
+    async def download(self, f: dict, *, max_mb: float) -> bytes:
+        name = f.get("name") or f.get("id", "file")
+        limit = int(max_mb * MB)
+        if f.get("file_access") == "check_file_info" or not (f.get("url_private_download") or f.get("url_private")):
+            # Slack Connect and some events carry only the id: ask files.info for the rest.
+            f = dict(f, **(await self._client.files_info(file=f["id"]))["file"])
+        size = f.get("size")
+        if size is not None and int(size) > limit:
+            raise UserFacingError(f"{name} is {int(size) / MB:.1f} MB; files up to {max_mb:g} MB can be used here.")
+        url = f.get("url_private_download") or f["url_private"]
+        origin = urlsplit(url).netloc
+        headers = {"Authorization": f"Bearer {self._token}"}
+        for _ in range(5):
+            async with self._session().get(url, headers=headers, allow_redirects=False) as r:
+                if r.status in (301, 302, 303, 307, 308) and "Location" in r.headers:
+                    url = urljoin(url, r.headers["Location"])
+                    if urlsplit(url).netloc != origin:
+                        headers = {}  # never send the bot token to a host that is not Slack's
+                    continue
+                if r.status != 200:
+                    raise UserFacingError(f"Could not download {name} from Slack (HTTP {r.status}).")
+                ctype = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if ctype == "text/html" and (f.get("mimetype") or "") != "text/html":
+                    # Without files:read (or added without reinstalling) Slack answers 200 with a login page.
+                    raise UserFacingError(SCOPE_HINT.format(name=name))
+                data = bytearray()
+                async for chunk in r.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > limit:
+                        raise UserFacingError(f"{name} is larger than {max_mb:g} MB; files up to that size "
+                                              "can be used here.")
+                return bytes(data)
+        raise UserFacingError(f"Could not download {name} from Slack (too many redirects).")

@@ -1,0 +1,112 @@
+"""Markdown helpers for Slack.
+
+Replies go out as `markdown_text` (chat.postMessage / chat.update / the chat.*Stream methods), which
+Slack renders as standard Markdown (headings, lists, links, code, tables), so model output passes
+through unchanged. Only surfaces that still take legacy `text` (ephemeral messages, response_url
+replies) need mrkdwn: `*bold*`, `_italic_`, `~strike~`, `<url|label>`, no headings, no tables.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def open_fence(text: str) -> str | None:
+    """The opening fence line (e.g. "```python") if `text` ends inside an unclosed code block."""
+    opened: str | None = None
+    marker = ""
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if not m:
+            continue
+        if opened is None:
+            opened, marker = line.strip(), m.group(1)
+        elif m.group(1)[0] == marker[0] and len(m.group(1)) >= len(marker) and not m.group(2).strip():
+            opened, marker = None, ""
+    return opened
+
+
+def close_fence(opened: str) -> str:
+    return re.match(r"(`{3,}|~{3,})", opened).group(1)  # type: ignore[union-attr]
+
+
+def split_point(text: str, limit: int) -> int:
+    """Where to cut `text` so the first part has at most `limit` characters: a paragraph break, a line
+    break, a space, or (for one endless word) exactly at the limit. Never loses a character."""
+    if len(text) <= limit:
+        return len(text)
+    window = text[:limit]
+    for sep in ("\n\n", "\n", " "):
+        i = window.rfind(sep)
+        if i >= limit // 2:
+            return i + len(sep)
+    return limit
+
+
+def split_markdown(text: str, limit: int) -> list[str]:
+    """Split into parts of at most `limit` chars; a code block cut in two is closed and reopened."""
+    parts: list[str] = []
+    carry = ""  # fence reopened at the start of the next part
+    while text:
+        room = limit - len(carry)
+        reserve = 8  # room for "\n```" closing a fence we may have to cut
+        if len(text) <= room:
+            parts.append(carry + text)
+            break
+        cut = split_point(text, room - reserve)
+        head, text = text[:cut], text[cut:]
+        fence = open_fence(carry + head)
+        if fence:
+            parts.append(carry + head + ("" if head.endswith("\n") else "\n") + close_fence(fence))
+            carry = fence + "\n"
+        else:
+            parts.append(carry + head)
+            carry = ""
+    return parts
+
+
+def unescape(text: str) -> str:
+    """Inbound message text is HTML-escaped by Slack (&lt; &gt; &amp;)."""
+    return html.unescape(text)
+
+
+def escape_mrkdwn(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_mrkdwn(md: str) -> str:
+    """Standard Markdown -> Slack mrkdwn, for surfaces that only take `text`. Code is left alone."""
+    out: list[str] = []
+    in_code = False
+    for line in md.split("\n"):
+        if _FENCE.match(line):
+            in_code = not in_code
+            out.append("```")  # mrkdwn shows a language tag literally: drop it
+            continue
+        if in_code:
+            out.append(escape_mrkdwn(line))
+            continue
+        segments = re.split(r"(`[^`]*`)", line)
+        for i, seg in enumerate(segments):
+            if i % 2:
+                segments[i] = escape_mrkdwn(seg)
+                continue
+            links: list[str] = []
+
+            def keep_link(m: re.Match) -> str:
+                links.append(f"<{m.group(2)}|{escape_mrkdwn(m.group(1))}>")
+                return f"\x00{len(links) - 1}\x00"
+
+            seg = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", keep_link, seg)
+            seg = escape_mrkdwn(seg)
+            seg = re.sub(r"^#{1,6}\s+(.*)$", "\x01\\1\x01", seg)
+            seg = re.sub(r"\*\*(.+?)\*\*|__(.+?)__", lambda m: f"\x01{m.group(1) or m.group(2)}\x01", seg)
+            seg = re.sub(r"(?<![*\w])\*(?!\s)([^*]+?)\*(?![*\w])", r"_\1_", seg)
+            seg = seg.replace("\x01", "*")
+            seg = re.sub(r"~~(.+?)~~", r"~\1~", seg)
+            seg = re.sub(r"\x00(\d+)\x00", lambda m: links[int(m.group(1))], seg)
+            segments[i] = seg
+        out.append("".join(segments))
+    return "\n".join(out)

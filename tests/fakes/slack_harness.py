@@ -1,0 +1,55 @@
+"""Shared set-up for the Slack tests: stand-in Slack + real ChatService + SqliteStore + a backend."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from core.config import AssistantConfig, Config, SlackConfig
+from core.service import ChatService
+from core.store import SqliteStore
+from bots.slack.app import SlackAdapter
+from bots.slack.target import StreamSettings
+from tests.fakes.slack_server import FakeSlack
+
+
+def make_config(**slack: Any) -> Config:
+    assistants = {"food": AssistantConfig(name="food", model="gpt-test", scope="thread",
+                                          description="a food expert")}
+    return Config(default_assistant="food", assistants=assistants, slack=SlackConfig(**slack))
+
+
+@dataclass
+class Bot:
+    slack: FakeSlack
+    adapter: SlackAdapter
+    service: ChatService
+    store: SqliteStore
+
+
+@contextlib.asynccontextmanager
+async def running_bot(db: Path, backend: Any, *, slack: FakeSlack | None = None, config: Config | None = None,
+                      mode: str = "socket", rate_minute: float = 60.0,
+                      stream: StreamSettings = StreamSettings(flush_interval=0.05),
+                      files: Any = None) -> AsyncIterator[Bot]:
+    own = slack is None
+    slack = slack or await FakeSlack().start()
+    try:
+        async with SqliteStore(db) as store:
+            service = ChatService(config or make_config(mode=mode), store, {"openai": backend}, files=files)
+            adapter = SlackAdapter(service, bot_token="xoxb-test", app_token="xapp-test",
+                                   signing_secret=slack.signing_secret, api_url=slack.api_url, mode=mode,
+                                   http_host="127.0.0.1", http_port=0, rate_minute=rate_minute, stream=stream)
+            await adapter.start()
+            if mode == "http":
+                slack.http_events_url = adapter.http_url
+            try:
+                yield Bot(slack, adapter, service, store)
+            finally:
+                await adapter.wait_idle()
+                await adapter.stop()
+                slack.http_events_url = None
+    finally:
+        if own:
+            await slack.close()
