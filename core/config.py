@@ -618,7 +618,7 @@ def _cross_check(data: dict[str, Any], base_dir: Path, doc: _Doc) -> list[str]:
             ref = tool.get("function")
             if tool_name == "function" and isinstance(ref, str) and _FUNCTION_REF.fullmatch(ref):
                 tool_name = str(tool.get("name") or ref.rsplit(":", 1)[1].rsplit(".", 1)[-1])
-                problem = _function_problem(ref, base_dir)
+                problem = _function_problem(ref, base_dir, tool)
                 if problem:
                     # Located like pydantic's locs, which carry the union tag: tools.0.function.function.
                     errors.append(doc.error(loc + ("function", "function"), problem))
@@ -635,12 +635,18 @@ def _cross_check(data: dict[str, Any], base_dir: Path, doc: _Doc) -> list[str]:
     return errors
 
 
-def _function_problem(ref: str, base_dir: Path) -> str | None:
+def _function_problem(ref: str, base_dir: Path, tool: dict[str, Any]) -> str | None:
+    """Import the function and build its declaration as the registry will: any failure, as one message."""
     # Imported lazily: core.tools.registry imports this module.
-    from core.tools.registry import import_function
+    from core.tools.registry import ToolRegistry, import_function
 
     try:
-        import_function(ref, base_dir)
+        function = import_function(ref, base_dir)
+        name = tool.get("name") if isinstance(tool.get("name"), str) and _TOOL_NAME.fullmatch(tool["name"]) else None
+        parameters = tool.get("parameters")
+        ToolRegistry().register(function, name=name, ref=ref,
+                                parameters=parameters if isinstance(parameters, dict) and parameters.get("type") == "object"
+                                else None)
     except ConfigError as exc:
         return "; ".join(exc.errors)
     return None

@@ -390,10 +390,12 @@ def test_secret_inside_an_assistant_is_refused_too(tmp_path):
 
 
 def test_a_tool_parameter_called_token_is_not_a_secret(tmp_path):
+    (tmp_path / "tb_cfg_token_tools.py").write_text("def check(token: str) -> str:\n    return token\n",
+                                                    encoding="utf-8")
     config = load_config(write(tmp_path, MINIMAL + """\
     tools:
       - type: function
-        function: core.tools.weather:query_weather
+        function: tb_cfg_token_tools:check
         parameters:
           type: object
           properties:
@@ -436,3 +438,29 @@ def test_explicit_parameters_must_be_an_object_schema(tmp_path):
 
 def test_config_error_takes_a_single_message():
     assert ConfigError("x.yaml: file not found").errors == ["x.yaml: file not found"]
+
+
+def test_explicit_parameters_must_match_the_function(tmp_path):
+    path = write(tmp_path, MINIMAL + """\
+    tools:
+      - type: function
+        function: core.tools.weather:query_weather
+        parameters:
+          type: object
+          properties:
+            town: {type: string}
+""")
+    assert errors_of(path) == [
+        f"{path}:7: assistants.food.tools.0.function: 'core.tools.weather:query_weather': parameters names "
+        "'town', which the function does not take; parameters leaves out 'city', which the function requires"]
+
+
+def test_function_whose_arguments_cannot_be_described(tmp_path):
+    (tmp_path / "tb_cfg_varargs_tools.py").write_text("def f(*args):\n    return args\n", encoding="utf-8")
+    path = write(tmp_path, MINIMAL + """\
+    tools:
+      - type: function
+        function: tb_cfg_varargs_tools:f
+""")
+    [error] = errors_of(path)
+    assert error.startswith(f"{path}:7: assistants.food.tools.0.function: 'tb_cfg_varargs_tools:f': *args")

@@ -96,6 +96,8 @@ class ToolRegistry:
             raise ConfigError([f"{ref!r}: tool name {spec_name!r} must be 1-64 letters, digits, '_' or '-'"])
         doc = _parse_docstring(inspect.getdoc(function) or "")
         arguments, positional = _arguments_model(function, spec_name, doc.params, ref)
+        if parameters is not None:
+            _check_explicit_schema(parameters, arguments, ref)
         schema = parameters if parameters is not None else _clean_schema(arguments.model_json_schema())
         spec = FunctionToolSpec(name=spec_name, description=description if description is not None else doc.summary,
                                 parameters=schema, timeout=float(timeout))
@@ -350,6 +352,23 @@ def _arguments_model(function: Callable[..., Any], name: str, descriptions: dict
         raise ConfigError([f"{ref!r}: cannot build an argument schema from its type hints: "
                            f"{type(exc).__name__}: {exc}"]) from None
     return model, tuple(positional)
+
+
+def _check_explicit_schema(parameters: dict[str, Any], arguments: type[BaseModel], ref: str) -> None:
+    # The model is told the YAML schema but its arguments are validated against the signature: when the
+    # two disagree every call would fail, so say it at load time.
+    taken = set(arguments.model_fields)
+    needed = {n for n, f in arguments.model_fields.items() if f.is_required()}
+    properties = parameters.get("properties") or {}
+    problems = []
+    unknown = sorted(set(properties) - taken)
+    if unknown:
+        problems.append(f"parameters names {', '.join(map(repr, unknown))}, which the function does not take")
+    missing = sorted(needed - set(properties))
+    if missing:
+        problems.append(f"parameters leaves out {', '.join(map(repr, missing))}, which the function requires")
+    if problems:
+        raise ConfigError([f"{ref!r}: {'; '.join(problems)}"])
 
 
 def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
