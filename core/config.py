@@ -278,6 +278,8 @@ def load_config(path: str | Path) -> Config:
         for key, body in assistants.items():
             if not isinstance(body, dict):
                 continue
+            # A copy: YAML aliases (`math: *food`) share one dict, which would end up with the last name.
+            assistants[key] = body = dict(body)
             if "name" in body and str(body["name"]) != str(key):
                 errors.append(doc.error(("assistants", key, "name"),
                                         f"an assistant's name is its key under assistants ({key!r}); remove it"))

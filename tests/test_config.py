@@ -464,3 +464,19 @@ def test_function_whose_arguments_cannot_be_described(tmp_path):
 """)
     [error] = errors_of(path)
     assert error.startswith(f"{path}:7: assistants.food.tools.0.function: 'tb_cfg_varargs_tools:f': *args")
+
+
+def test_yaml_anchors_share_settings_between_assistants(tmp_path):
+    config = load_config(write(tmp_path, """\
+    default_assistant: food
+    assistants:
+      food: &chat
+        model: gpt-4.1-mini
+        temperature: 0.3
+      snacks: *chat
+      drinks:
+        <<: *chat
+        temperature: 0.9
+    """))
+    assert [(a.name, a.model, a.temperature) for a in config.assistants.values()] == [
+        ("food", "gpt-4.1-mini", 0.3), ("snacks", "gpt-4.1-mini", 0.3), ("drinks", "gpt-4.1-mini", 0.9)]
