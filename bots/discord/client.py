@@ -162,11 +162,11 @@ class DiscordAdapter:
             except discord.NotFound:
                 continue
             text = (msg.content.rstrip() + "\n\n" + INTERRUPTED) if msg.content.strip() else INTERRUPTED
-            await self._pacers.for_channel(int(place))
-            if len(text) <= 2000:
-                await msg.edit(content=text)
-            else:  # no room left in that message: say it right below instead
-                await msg.reply(INTERRUPTED, mention_author=False)
+            async with self._pacers.for_channel(int(place)):
+                if len(text) <= 2000:
+                    await msg.edit(content=text)
+                else:  # no room left in that message: say it right below instead
+                    await msg.reply(INTERRUPTED, mention_author=False)
             return
         log.warning("interrupted reply %s in %s no longer exists", message_id, channel)
 
@@ -199,8 +199,8 @@ class DiscordAdapter:
     async def _start_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
         name = (text.splitlines()[0] if text.strip() else f"Chat with {self.client.user.name}")[:90] or "Chat"
         try:
-            await self._pacers.for_global()
-            return await message.create_thread(name=name, auto_archive_duration=1440)
+            async with self._pacers.for_global():
+                return await message.create_thread(name=name, auto_archive_duration=1440)
         except discord.HTTPException as exc:
             if exc.code == 160004:  # redelivered event: the thread exists already (its id is the message id)
                 existing = message.guild.get_thread(message.id) if message.guild else None

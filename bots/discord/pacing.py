@@ -10,31 +10,50 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Callable
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
 
 
 class Pacer:
-    """At most `limit` acquisitions in any `period` seconds (sliding window, FIFO)."""
+    """At most `limit` requests per `period` seconds, counted by when they *finish*, in-flight ones included.
+
+    Counting at completion (not at start) matters: discord.py may hold a request in its own bucket queue
+    after we let it go, so start times say little about when Discord sees it. A request arrives somewhere
+    between its start and its finish, so if every request, when it starts, sees fewer than `limit` others
+    in flight or finished within the period, no window of `period` seconds at Discord ever holds more.
+    """
 
     def __init__(self, limit: int, period: float, *, clock: Callable[[], float] = time.monotonic,
                  margin: float = 0.05) -> None:
         self.limit = limit
-        # The server counts arrival times in fixed windows; a small margin absorbs network jitter.
-        self.period = period * (1 + margin) + 0.01
+        self.period = period * (1 + margin) + 0.01  # a little slack for clock and network jitter
         self._clock = clock
-        self._stamps: deque[float] = deque()
-        self._lock = asyncio.Lock()
+        self._done: deque[float] = deque()
+        self._inflight = 0
+        self._cond = asyncio.Condition()
 
-    async def acquire(self) -> None:
-        async with self._lock:
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._cond:
             while True:
                 now = self._clock()
-                while self._stamps and self._stamps[0] <= now - self.period:
-                    self._stamps.popleft()
-                if len(self._stamps) < self.limit:
-                    self._stamps.append(now)
-                    return
-                await asyncio.sleep(self._stamps[0] + self.period - now)
+                while self._done and self._done[0] <= now - self.period:
+                    self._done.popleft()
+                if self._inflight + len(self._done) < self.limit:
+                    self._inflight += 1
+                    break
+                timeout = self._done[0] + self.period - now if self._done else None
+                try:
+                    await asyncio.wait_for(self._cond.wait(), timeout)
+                except TimeoutError:
+                    pass
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._inflight -= 1
+                self._done.append(self._clock())
+                self._cond.notify_all()
 
 
 class Pacers:
@@ -52,10 +71,11 @@ class Pacers:
             pacer = self._channels[channel_id] = Pacer(*self._channel_args)
         return pacer
 
-    async def for_channel(self, channel_id: int) -> None:
-        """Wait for a send/edit slot in this channel, then for a global slot."""
-        await self.channel(channel_id).acquire()
-        await self.global_.acquire()
+    @asynccontextmanager
+    async def for_channel(self, channel_id: int) -> AsyncIterator[None]:
+        """A send/edit slot in this channel, then a global slot (always in this order: no deadlock)."""
+        async with self.channel(channel_id).slot(), self.global_.slot():
+            yield
 
-    async def for_global(self) -> None:
-        await self.global_.acquire()
+    def for_global(self):
+        return self.global_.slot()

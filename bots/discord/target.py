@@ -29,27 +29,41 @@ class _Typing:
         self._channel = channel
         self._pacers = pacers
         self._task: asyncio.Task | None = None
+        self._started = False
+        self._stopped = False
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
+    async def start(self) -> None:
+        """Show the indicator now, then refresh it in the background until stop()."""
+        if self._started or self._stopped:
+            return
+        self._started = True
+        if await self._trigger() and not self._stopped:
+            self._task = asyncio.create_task(self._refresh())
 
     def stop(self) -> None:
+        self._stopped = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
-    async def _run(self) -> None:
+    async def _trigger(self) -> bool:
+        try:
+            async with self._pacers.for_global():
+                await self._channel._state.http.send_typing(self._channel.id)  # POST /channels/{id}/typing
+            return True
+        except discord.HTTPException as exc:  # typing is cosmetic: log and carry on with the answer
+            log.warning("typing indicator failed in %s: %s", self._channel.id, exc)
+            return False
+
+    async def _refresh(self) -> None:
         loop = asyncio.get_running_loop()
         until = loop.time() + TYPING_MAX
         try:
             while loop.time() < until:
-                await self._pacers.for_global()
-                await self._channel._state.http.send_typing(self._channel.id)  # one POST /typing per refresh
                 await asyncio.sleep(TYPING_REFRESH)
+                if not await self._trigger():
+                    return
         except asyncio.CancelledError:
             pass
-        except discord.HTTPException as exc:  # typing is cosmetic: log and carry on with the answer
-            log.warning("typing indicator failed in %s: %s", self._channel.id, exc)
 
 
 class ChannelTarget:
@@ -74,16 +88,16 @@ class ChannelTarget:
     def channel_id(self) -> int:
         return self._channel.id
 
-    async def _pace(self) -> None:
-        await self._pacers.for_channel(self._channel.id)
+    def _pace(self):
+        return self._pacers.for_channel(self._channel.id)
 
     async def _send(self, **kwargs) -> discord.Message:
         self._typing.stop()
-        await self._pace()
         reference = self._reply_to
-        msg = await self._channel.send(reference=reference.to_reference(fail_if_not_exists=False)
-                                       if reference is not None else None,
-                                       mention_author=False, allowed_mentions=NO_PINGS, **kwargs)
+        async with self._pace():
+            msg = await self._channel.send(reference=reference.to_reference(fail_if_not_exists=False)
+                                           if reference is not None else None,
+                                           mention_author=False, allowed_mentions=NO_PINGS, **kwargs)
         self._messages[str(msg.id)] = msg
         self._reply_to = msg
         if self._root is not None:
@@ -94,9 +108,9 @@ class ChannelTarget:
         return str((await self._send(content=to_discord(text))).id)
 
     async def edit(self, message_id: str, text: str) -> None:
-        await self._pace()
         msg = self._messages.get(message_id) or self._channel.get_partial_message(int(message_id))
-        await msg.edit(content=to_discord(text), allowed_mentions=NO_PINGS)
+        async with self._pace():
+            await msg.edit(content=to_discord(text), allowed_mentions=NO_PINGS)
 
     async def upload(self, file: OutboundFile) -> None:
         if len(file.data) > self._file_limit:
@@ -111,7 +125,7 @@ class ChannelTarget:
             await self._send(content=part)
 
     async def typing(self) -> None:
-        self._typing.start()
+        await self._typing.start()
 
     def open_stream(self, on_posted) -> ReplyStream | None:
         return None
@@ -144,7 +158,10 @@ class InteractionTarget:
             self._chains.remember(message_id, self._root)
 
     async def post(self, text: str) -> str:
-        await self._pacer.acquire()
+        async with self._pacer.slot():
+            return await self._post(text)
+
+    async def _post(self, text: str) -> str:
         if not self._original_used:
             self._original_used = True
             msg = await self._interaction.edit_original_response(content=to_discord(text), allowed_mentions=NO_PINGS)
@@ -157,7 +174,10 @@ class InteractionTarget:
         return str(msg.id)
 
     async def edit(self, message_id: str, text: str) -> None:
-        await self._pacer.acquire()
+        async with self._pacer.slot():
+            await self._edit(message_id, text)
+
+    async def _edit(self, message_id: str, text: str) -> None:
         if self._original_id is not None and message_id == str(self._original_id):
             await self._interaction.edit_original_response(content=to_discord(text), allowed_mentions=NO_PINGS)
         else:
@@ -169,13 +189,13 @@ class InteractionTarget:
             await self.notice(f"⚠️ {file.name} is {len(file.data) / 1_048_576:.1f} MB, more than Discord "
                               f"accepts here ({self._file_limit / 1_048_576:.0f} MB), so it was not posted.")
             return
-        await self._pacer.acquire()
         dfile = discord.File(io.BytesIO(file.data), filename=file.name)
-        if not self._original_used:
-            self._original_used = True
-            await self._interaction.edit_original_response(attachments=[dfile])
-            return
-        msg = await self._interaction.followup.send(file=dfile, wait=True)
+        async with self._pacer.slot():
+            if not self._original_used:
+                self._original_used = True
+                await self._interaction.edit_original_response(attachments=[dfile])
+                return
+            msg = await self._interaction.followup.send(file=dfile, wait=True)
         self._remember(msg.id)
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
@@ -185,8 +205,9 @@ class InteractionTarget:
             await self.post(parts[0])
             parts = parts[1:]
         for part in parts:
-            await self._pacer.acquire()
-            await self._interaction.followup.send(content=part, ephemeral=ephemeral, allowed_mentions=NO_PINGS)
+            async with self._pacer.slot():
+                await self._interaction.followup.send(content=part, ephemeral=ephemeral,
+                                                      allowed_mentions=NO_PINGS)
 
     async def typing(self) -> None:
         return None  # the deferred response already shows "<bot> is thinking…"

@@ -356,8 +356,10 @@ class FakeDiscord:
             if s.ws is not None and not s.ws.closed:
                 await s.ws.send_str(json.dumps(frame))
 
-    async def drop_gateway(self, code: int = 4000) -> None:
-        """Close every live gateway socket (4000 = unknown error, resumable; 4014/4004 are fatal)."""
+    async def drop_gateway(self, code: int = 4000, *, redeliver: int = 0) -> None:
+        """Close every live gateway socket (4000 = unknown error, resumable; 4014/4004 are fatal).
+        `redeliver`: on RESUME, send the last N already-delivered events again (Discord may do that)."""
+        self._redeliver = redeliver
         for s in self._sessions.values():
             if s.ws is not None and not s.ws.closed:
                 ws, s.ws = s.ws, None
@@ -407,7 +409,8 @@ class FakeDiscord:
                     continue
                 self.resumes += 1
                 session, session.ws = old, ws
-                for ev in [e for e in session.events if e["s"] > (d.get("seq") or 0)]:
+                since = (d.get("seq") or 0) - getattr(self, "_redeliver", 0)
+                for ev in [e for e in session.events if e["s"] > since]:
                     await ws.send_str(json.dumps(ev))
                 await self._send_event(session, "RESUMED", {})
         return ws
@@ -568,6 +571,8 @@ class FakeDiscord:
         mid = self.ids.next()
         atts = self._store_files(channel_id, files)
         ref = body.get("message_reference")
+        if ref and ref.get("message_id") is not None:
+            ref = {**ref, "message_id": str(ref["message_id"])}  # discord.py sends it as a JSON number
         referenced = None
         if ref and ref.get("message_id") in self.messages:
             referenced = self.messages[ref["message_id"]].payload

@@ -1,0 +1,81 @@
+"""A small fake of our own ChatService port for Discord adapter tests (not of any SDK).
+
+It records what the adapter hands it and answers like the real service would from the outside:
+addressed messages only, once per event id, attachments read through Attachment.read(), the reply
+streamed into the target with post + edits, files via upload, refusals via notice.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from core.config import AssistantConfig, Config, DiscordConfig
+from core.model import InboundMessage, OutboundFile, UserFacingError
+
+
+def discord_config(**discord) -> Config:
+    assistants = {
+        "food": AssistantConfig(name="food", model="gpt-test", description="food expert"),
+        "math": AssistantConfig(name="math", model="gpt-test", tools=[{"type": "code_interpreter"}]),
+    }
+    return Config(default_assistant="food", assistants=assistants, discord=DiscordConfig(**discord))
+
+
+@dataclass
+class FakeChatService:
+    config: Config = field(default_factory=discord_config)
+    answers: list[str] = field(default_factory=list)          # scripted replies, else "You said: <text>"
+    files: list[OutboundFile] = field(default_factory=list)   # uploaded after the next answer
+    handled: list[InboundMessage] = field(default_factory=list)
+    read_files: list[tuple[str, bytes]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    gate: asyncio.Event | None = None
+
+    async def handle(self, msg: InboundMessage, target) -> None:
+        section = self.config.discord
+        route = section.channels.get(msg.channel)
+        if not (msg.mentions_bot or msg.is_direct or (route and route.respond_without_mention)):
+            return
+        if msg.event_id in self.seen:
+            return
+        self.seen.add(msg.event_id)
+        self.handled.append(msg)
+        for att in msg.attachments:
+            try:
+                self.read_files.append((att.name, await att.read()))
+            except UserFacingError as err:
+                await target.notice(err.message)
+                return
+        await target.typing()
+        if self.gate is not None:
+            await self.gate.wait()
+        answer = self.answers.pop(0) if self.answers else f"You said: {msg.text}"
+        first = answer[: max(1, len(answer) // 2)]
+        message_id = await target.post(first)
+        await target.edit(message_id, answer)
+        while self.files:
+            await target.upload(self.files.pop(0))
+
+    async def claim(self, platform: str, event_key: str) -> bool:
+        if event_key in self.seen:
+            return False
+        self.seen.add(event_key)
+        return True
+
+    async def reset(self, msg: InboundMessage) -> str:
+        self.handled.append(msg)
+        return "Started a new conversation with food."
+
+    async def choose_assistant(self, msg: InboundMessage, name: str) -> str:
+        self.handled.append(msg)
+        return f"You are now talking to {name}."
+
+    def assistant_names(self) -> list[str]:
+        return list(self.config.assistants)
+
+    def help_text(self, platform: str) -> str:
+        return "teambridge — AI assistants in your chat."
+
+    async def command(self, msg: InboundMessage, text: str) -> str:
+        self.handled.append(msg)
+        return "usage: 0 tokens" if msg.author.is_admin else "Only admins can use “usage”."
