@@ -137,12 +137,10 @@ class NativeStream:
     async def _finish(self) -> None:
         self._closed = True
         if self._flusher is not None:
+            # Let a flush in progress finish: cancelling it mid-request could send a piece twice.
             self._wake.set()
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
+            flusher, self._flusher = self._flusher, None
+            await asyncio.wait({flusher})
         self._raise_failure()
         await self._flush(final=True)
         async with self._lock:
