@@ -9,7 +9,8 @@ per channel; Slack chat.update: ~50/min), so deltas from the model are never sen
 - while streaming the message shows the text, a cursor and a status line for tool progress;
 - when the text outgrows `limits.max_chars`, the message is finished with its final part (split by
   core.splitting, code fences closed and reopened) and the rest continues in a new message;
-- close() sends the final edit(s) at once, without cursor and status, plus an optional footer;
+- close() sends the final edit(s) at once, without cursor and status, plus an optional footer
+  (after a blank line, unless the footer starts with a newline itself);
   fail() does the same with a one-line error notice at the end.
 
 Nothing the model wrote is lost: a failed post/edit is retried once; an edit that keeps failing makes
@@ -200,7 +201,9 @@ class EditStream:
             self._tail += NO_ANSWER
             so_far += NO_ANSWER
         if footer:
-            self._tail += (CLOSER if open_fence(so_far) is not None else "") + footer
+            # Footers (citation footnotes) are set apart by a blank line unless they bring their own.
+            separator = "" if footer.startswith("\n") else "\n\n"
+            self._tail += (CLOSER if open_fence(so_far) is not None else "") + separator + footer
 
     def _status_line(self) -> str:
         if not self._tools:

@@ -67,6 +67,7 @@ class FakeTarget:
         self.failing_edits: set[str] = set()  # message ids whose edits fail
         self.edit_failures = 0                 # the next N edits fail
         self.post_failures = 0                 # the next N posts fail
+        self.stale: set[str] = set()           # messages whose last edit failed: they show an old text
 
     async def post(self, text: str) -> str:
         assert 0 < len(text) <= self.limits.max_chars, f"post of {len(text)} chars"
@@ -83,7 +84,9 @@ class FakeTarget:
         assert message_id in self.messages
         if message_id in self.failing_edits or self.edit_failures:
             self.edit_failures = max(0, self.edit_failures - 1)
+            self.stale.add(message_id)
             raise PlatformDown("edit failed")
+        self.stale.discard(message_id)
         self.messages[message_id] = text
         self.log.append(Sent("edit", message_id, text, self.clock()))
 
@@ -267,6 +270,15 @@ async def test_footer_is_appended_and_may_overflow_into_a_new_message() -> None:
     assert target.thread() == ["See the handbook.\n\n[1] handbook.pdf"]
 
     stream, target, _, _ = make(max_chars=100)
+    await stream.text("It is in the handbook.")
+    await stream.close("[1] handbook.pdf\n[2] faq.md")      # footnotes as core.citations writes them
+    assert target.thread() == ["It is in the handbook.\n\n[1] handbook.pdf\n[2] faq.md"]
+
+    stream, target, _, _ = make(max_chars=100)
+    await stream.close("[1] handbook.pdf")
+    assert target.thread() == ["(no answer)\n\n[1] handbook.pdf"]
+
+    stream, target, _, _ = make(max_chars=100)
     answer = "x " * 45                           # 90 chars: fits alone, not with the footer
     footer = "\n\nSources: [1] handbook.pdf, [2] faq.md"
     await stream.text(answer)
@@ -340,6 +352,32 @@ def test_streamed_messages_join_back_to_the_answer(answer: str, cuts: list[int],
             assert unsplit(thread) == answer
         else:                                    # nothing visible: say so instead of an empty message
             assert thread == [answer + "(no answer)"]
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    answer=st.lists(st.sampled_from(list("ab \n`上") + ["```py\n", "word "]), min_size=1, max_size=600).map("".join),
+    size=st.integers(1, 40),
+    broken=st.sets(st.sampled_from([f"m{i}" for i in range(1, 8)])),
+    hiccups=st.lists(st.integers(0, 3), max_size=30),
+    limit=st.integers(MIN_LIMIT, 300),
+)
+def test_with_failing_edits_the_messages_that_are_current_still_hold_the_whole_answer(
+        answer: str, size: int, broken: set[str], hiccups: list[int], limit: int) -> None:
+    async def scenario() -> None:
+        stream, target, clock, tracked = make(max_chars=limit)
+        target.failing_edits = broken
+        for n, i in enumerate(range(0, len(answer), size)):
+            target.edit_failures = hiccups[n] if n < len(hiccups) else 0
+            await stream.text(answer[i:i + size])
+            await clock.advance(0.4)
+        target.edit_failures = 0
+        await stream.close()
+        current = [text for message_id, text in target.messages.items() if message_id not in target.stale]
+        assert unsplit(current) == (answer if answer.strip() else answer + "(no answer)")
+        assert tracked == list(target.messages)
 
     asyncio.run(scenario())
 
