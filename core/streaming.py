@@ -181,9 +181,12 @@ class EditStream:
                 # The flusher is now waiting (for changes, the interval, or the lock): no request in
                 # flight, so it can go. The final edit is not delayed by the interval; the adapter's
                 # rate limiter decides when it is sent.
-                self._flusher.cancel()
-                await asyncio.wait([self._flusher])
-                self._flusher = None
+                flusher, self._flusher = self._flusher, None
+                flusher.cancel()
+                await asyncio.wait([flusher])
+                if not flusher.cancelled() and flusher.exception() is not None:
+                    log.error("streamed reply: the flusher died", exc_info=flusher.exception())
+                    self.errors.append(flusher.exception())
             self._add_tail(footer, notice)
             await self._render(final=True)     # raises when the reply could not be delivered
             self._done = True
