@@ -132,7 +132,8 @@ async def _files(config: Config, config_path: Path, args, env: Mapping[str, str]
             if not args.ids and not args.all:
                 print("teambridge files delete: name file ids, or --all", file=sys.stderr)
                 return EXIT_CONFIG
-            print(await housekeeping.files_delete(runtime.file_backend, runtime.store, "--all" if args.all else args.ids))
+            print(await housekeeping.files_delete(runtime.file_backend, runtime.store, "--all" if args.all else args.ids,
+                                                     config=config))
     finally:
         await runtime.aclose()
     return 0

@@ -15,8 +15,8 @@ log = logging.getLogger("teambridge")
 
 def _platform_classes():
     """(name, adapter class) for each platform; imported lazily so one platform's import problem can't stop another."""
-    from bots.discord import DiscordAdapter
-    from bots.slack import SlackAdapter
+    from bots.discord.client import DiscordAdapter
+    from bots.slack.app import SlackAdapter
     return [("slack", SlackAdapter), ("discord", DiscordAdapter)]
 
 

@@ -9,7 +9,7 @@ import logging
 from typing import Awaitable, Callable
 
 from core.access import check_access, is_admin
-from core.citations import footnotes
+from core.citations import footnotes, number_citations
 from core.config import Config
 from core.files import PreparedInputs
 from core.limits import UsageLimiter
@@ -150,7 +150,7 @@ class ChatService:
                             assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
                             channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
                         self._limiter.add_tokens(msg.author.id, msg.channel, usage.input_tokens + usage.output_tokens)
-            await stream.close(footnotes(citations))
+            await stream.close(footnotes(number_citations(citations)))
         except BackendError as err:
             log.warning("backend error for %s: %s", key.as_string(), err.message)
             await stream.fail(err.message)
@@ -178,10 +178,11 @@ class ChatService:
 
     async def _prepare_inputs(self, assistant, msg: InboundMessage, key: ConversationKey,
                               metadata: dict[str, str]) -> PreparedInputs:
-        if not msg.attachments:
-            return PreparedInputs()
         if self._files is None:
-            raise UserFacingError("Attachments are not supported here.")
+            if msg.attachments:
+                raise UserFacingError("Attachments are not supported here.")
+            return PreparedInputs()
+        # also without attachments: documents uploaded earlier stay searchable through the conversation's store
         return await self._files.prepare(assistant, msg.attachments, key, metadata)
 
     async def _upload(self, target: ReplyTarget, file: OutboundFile) -> None:

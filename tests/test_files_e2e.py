@@ -128,9 +128,6 @@ async def test_failed_vector_store_file_names_the_file(console):
     assert console.fake.response_requests() == []
 
 
-@pytest.mark.xfail(reason="ChatService._prepare_inputs skips AttachmentRouter.prepare() on turns without "
-                          "attachments, so the conversation's vector store is not searched on later turns",
-                   strict=False)
 async def test_a_document_uploaded_earlier_stays_searchable_on_later_turns(console):
     await console.says("docs", f"/attach {console.file('policy.pdf', b'%PDF-1.7 holiday policy')}",
                        "read this", "and what did it say about holidays?")

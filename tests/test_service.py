@@ -27,6 +27,15 @@ def slack_msg(text: str, *, user="U1", channel="C1", thread=None, mention=True, 
                           assistant=assistant)
 
 
+async def until(condition, timeout: float = 5.0) -> None:
+    """Wait (bounded) for something the service does in the background."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.005)
+
+
 @pytest.fixture
 async def store(tmp_path):
     async with SqliteStore(tmp_path / "tb.db") as s:
@@ -98,8 +107,8 @@ async def test_messages_in_one_conversation_wait_their_turn_none_dropped(store):
     a, b = RecordingTarget(), RecordingTarget()
     first = asyncio.create_task(service.handle(slack_msg("first", thread="7.7"), a))
     second = asyncio.create_task(service.handle(slack_msg("second", thread="7.7"), b))
-    for _ in range(50):
-        await asyncio.sleep(0)
+    await until(lambda: backend.turns)
+    await asyncio.sleep(0.05)
     assert [t.text for t in backend.turns] == ["first"]  # the second waits for the first to finish
     backend.gate.set()
     await asyncio.gather(first, second)
@@ -165,8 +174,7 @@ async def test_shutdown_interrupts_answers_past_the_grace_period_and_refuses_new
     service = ChatService(make_config(), store, {"openai": backend})
     target = RecordingTarget()
     task = asyncio.create_task(service.handle(slack_msg("long one"), target))
-    for _ in range(50):
-        await asyncio.sleep(0)
+    await until(lambda: target.messages)
     assert await service.shutdown(grace=0.05) == 1
     assert task.done()
     assert target.shown.startswith("Working on it") and INTERRUPTED_NOTICE in target.shown

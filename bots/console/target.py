@@ -16,6 +16,7 @@ class ConsoleStream:
         self._at_line_start = True
         self._started: set[str] = set()
         self._finished: set[str] = set()
+        self._details: set[tuple[str, str]] = set()
 
     def _write(self, text: str) -> None:
         if text:
@@ -30,18 +31,18 @@ class ConsoleStream:
         self._write(delta)
 
     async def status(self, update: ToolUpdate | None) -> None:
+        """A line when a tool starts, its input (code, arguments) as it is known, its output when it is done."""
         if update is None:
             return
-        if update.status in ("done", "failed"):
-            if update.item_id in self._finished:
-                return
-            self._finished.add(update.item_id)
-            self._line(f"{'✅' if update.status == 'done' else '⚠️'} {update.title}")
-            if update.detail:
-                self._line(_indent(update.detail))
-        elif update.item_id not in self._started:
+        if update.item_id not in self._started:
             self._started.add(update.item_id)
             self._line(f"⚙️ {update.title}…")
+        if update.status in ("done", "failed") and update.item_id not in self._finished:
+            self._finished.add(update.item_id)
+            self._line(f"{'✅' if update.status == 'done' else '⚠️'} {update.title}")
+        if update.detail and (update.item_id, update.detail) not in self._details:
+            self._details.add((update.item_id, update.detail))
+            self._line(_indent(update.detail))
 
     async def close(self, footer: str = "") -> None:
         if footer:
