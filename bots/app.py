@@ -110,13 +110,11 @@ async def _sync_knowledge(runtime) -> None:
 async def _usage(config: Config, config_path: Path, args, env: Mapping[str, str]) -> int:
     from bots.runtime import database_path
     from core.store import SqliteStore
-    from core.usage import format_table, parse_period, to_json, usage_report
+    from core.usage import usage_text
 
-    since, until = parse_period(args.period)
+    words = ["--by", args.by, args.period] + (["--json"] if args.json else [])
     async with SqliteStore(database_path(config, env)) as store:
-        rows = await store.usage_rows(since, until)
-    report = usage_report(rows, config.prices, by=args.by, since=since, until=until)
-    print(to_json(report) if args.json else format_table(report))
+        print(await usage_text(store, config.prices, words))
     return 0
 
 

@@ -14,6 +14,7 @@ from core.knowledge import KnowledgeSync
 from core.service import ChatService
 from core.store import SqliteStore
 from core.tools.registry import ToolRegistry
+from core.usage import usage_text
 
 log = logging.getLogger("teambridge")
 
@@ -54,5 +55,10 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     file_backend = OpenAIFileBackend(default_client)
     knowledge = KnowledgeSync(file_backend, store)
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge)
+
+    async def usage_command(msg, rest: str) -> str:
+        return await usage_text(store, service.config.prices, rest.split())
+
+    service.add_command("usage", usage_command)
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
                    clients=list(clients.values()))
