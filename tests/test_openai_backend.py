@@ -395,3 +395,13 @@ def test_base_url_from_env_wins_and_options_come_from_config(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "")
     c2 = make_openai_client(OpenAIBackendConfig(base_url="http://elsewhere/v1"))
     assert str(c2.base_url).startswith("http://elsewhere/v1")
+
+
+async def test_a_stalled_stream_never_hangs_the_conversation(fake, registry):
+    c = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0, timeout=0.2)
+    backend = OpenAIBackend(c, registry, max_retries=0)
+    fake.script(ScriptedResponse(text="too late", first_delay=1.0))
+    events, err = await converse(backend, await new_turn(backend, FOOD, "hello"))
+    assert text_of(events) == ""
+    assert err is not None and "timed out" in err.message
+    await c.close()

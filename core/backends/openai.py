@@ -332,7 +332,11 @@ class OpenAIBackend:
                         if payload == b"[DONE]":
                             done = True
                             break
-                        ev = json.loads(payload)
+                        try:
+                            ev = json.loads(payload)
+                        except ValueError as exc:
+                            log.error("OpenAI sent an event that is not JSON: %r", payload[:200])
+                            raise BackendError("OpenAI sent an unreadable event") from exc
                         kind = ev.get("type")
                         if kind == _DELTA:     # the hot path: no pydantic
                             rnd.visible = True
@@ -395,8 +399,14 @@ class OpenAIBackend:
                 rnd.response_id = response.id
                 rnd.usage = _usage(response)
             case ResponseIncompleteEvent(response=response):
-                reason = (response.incomplete_details.reason if response.incomplete_details else None) or "a limit"
-                raise BackendError(f"The answer was cut short: {reason} reached")
+                reason = response.incomplete_details.reason if response.incomplete_details else None
+                match reason:
+                    case "max_output_tokens":
+                        raise BackendError("The answer was cut short: max_output_tokens reached")
+                    case "content_filter":
+                        raise BackendError("The answer was cut short by OpenAI's content filter")
+                    case _:
+                        raise BackendError(f"The answer was cut short ({reason or 'no reason given'})")
             case ResponseFailedEvent(response=response):
                 err = response.error
                 msg = err.message if err else "no reason given"
