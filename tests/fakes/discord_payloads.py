@@ -40,6 +40,7 @@ def user(user_id: str, name: str, *, bot: bool = False) -> dict:
         "public_flags": 0,
         "flags": 0,
         "bot": bot,
+        "primary_guild": None,
     }
 
 
@@ -101,6 +102,7 @@ def thread_channel(thread_id: str, guild_id: str, parent_id: str, name: str, own
         "rate_limit_per_user": 0,
         "message_count": 0,
         "member_count": 1,
+        "total_message_sent": 0,
         "flags": 0,
         "thread_metadata": {
             "archived": False,

@@ -489,7 +489,7 @@ class FakeDiscord:
         if not decision.allowed:
             entry["status"] = 429
             self.rate_limited.append(entry)
-            body = {"message": "You are being rate limited.", "retry_after": decision.retry_after,
+            body = {"message": "You are being rate limited.", "code": 0, "retry_after": decision.retry_after,
                     "global": decision.is_global}
             return _json(body, 429, decision.headers)
         resp = await getattr(self, handler)(request, **params)
