@@ -145,7 +145,8 @@ class NativeStream:
         await self._flush(final=True)
         async with self._lock:
             if self._ts is not None and not self._fallback and not self._stopped_by_user:
-                await self._stop_current(carry=False)
+                # The model's own end: leave its text exactly as written (no fence added).
+                await self._end_message(stop=True)
 
     async def _flush(self, *, final: bool) -> None:
         async with self._lock:
@@ -215,14 +216,13 @@ class NativeStream:
     async def _rollover(self) -> None:
         await self._stop_current()
 
-    async def _stop_current(self, *, carry: bool = True) -> None:
+    async def _stop_current(self) -> None:
         fence = open_fence(self._sent)
         closing = ""
         if fence:
             # Each message renders on its own: close the code block here, reopen it in the next one.
             closing = ("" if self._sent.endswith("\n") else "\n") + close_fence(fence)
-            if carry:
-                self._pending = fence + "\n" + self._pending
+            self._pending = fence + "\n" + self._pending
         await self._end_message(stop=True, closing=closing)
 
     async def _end_message(self, *, stop: bool, closing: str = "") -> None:

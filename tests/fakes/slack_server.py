@@ -99,7 +99,7 @@ class FakeSlack:
                  tiers: dict[str, int] | None = None,
                  streaming_error: str | None = None,
                  stream_max_chars: int = 12_000, stream_ttl: float = 300.0,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, files_read_scope: bool = True) -> None:
         self.bot_token, self.app_token, self.signing_secret = bot_token, app_token, signing_secret
         self.team_id, self.bot_user_id, self.bot_id = team_id, bot_user_id, bot_id
         # rate_minute: how long Slack's "minute" lasts here. None = no limits. Tests shrink it.
@@ -109,6 +109,7 @@ class FakeSlack:
         self.streaming_error = streaming_error
         self.stream_max_chars, self.stream_ttl = stream_max_chars, stream_ttl
         self.users = users if users is not None else {"U1": "alice", "U2": "bob"}
+        self.files_read_scope = files_read_scope  # False: the token lacks files:read (login page on download)
 
         self.messages: list[Message] = []
         self.calls: list[tuple[str, dict]] = []
@@ -475,7 +476,7 @@ class FakeSlack:
         authorized = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
         self.downloads.append((fid, authorized))
         await self._notify()
-        if not authorized:
+        if not authorized or not self.files_read_scope:
             # What Slack does without files:read (or without a token): a 200 with its sign-in page.
             return web.Response(text="<!DOCTYPE html><html><head><title>Slack</title></head>"
                                      "<body>Sign in to Slack</body></html>", content_type="text/html")
