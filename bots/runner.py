@@ -69,7 +69,12 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         await _sync_knowledge(runtime)
         for name, cls in ready:
             adapter = cls.from_env(runtime.service, env)
-            await adapter.start()
+            try:
+                await adapter.start()
+            except Exception as err:  # startup errors carry a message for the admin (bad token, missing intent)
+                log.debug("%s failed to start", name, exc_info=True)
+                print(f"teambridge: {name} could not start: {err}", file=sys.stderr)
+                return 2
             adapters.append(adapter)
             recovered = await runtime.service.recover_interrupted(adapter)
             if recovered:

@@ -50,7 +50,8 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     store = SqliteStore(database_path(config, env))
     await store.open()
     tools = ToolRegistry.from_config(config)
-    backends = {name: OpenAIBackend(client, tools) for name, client in clients.items()}
+    backends = {name: OpenAIBackend(client, tools, max_retries=config.backends[name].max_retries)
+                for name, client in clients.items()}
     default_client = clients.get("openai") or next(iter(clients.values()))
     file_backend = OpenAIFileBackend(default_client)
     knowledge = KnowledgeSync(file_backend, store)
