@@ -48,7 +48,12 @@ class ChatService:
     def config(self) -> Config:
         return self._config
 
-    def apply_config(self, config: Config) -> None:
+    def apply_config(self, config: Config, *, backends: dict[str, AssistantBackend] | None = None) -> None:
+        """Swap the config for new turns. `backends`: rebuilt for the new config (e.g. a tool registry with new
+        function tools, a new backend section); config and backends are swapped together, and a turn in flight
+        keeps the pair it started with."""
+        if backends is not None:
+            self._backends = dict(backends)
         self._config = config
 
     def add_command(self, name: str, handler: Callable[[InboundMessage, str], Awaitable[str]]) -> None:
@@ -70,7 +75,7 @@ class ChatService:
                 self._turns.discard(task)
 
     async def _handle(self, msg: InboundMessage, target: ReplyTarget) -> None:
-        config = self._config
+        config, backends = self._config, self._backends
         owns_thread = bool(msg.thread) and await self._store.get_preference(
             thread_scope(msg.platform, msg.channel, msg.thread)) is not None
         if not is_addressed(config, msg, bot_owns_thread=owns_thread):
@@ -101,11 +106,10 @@ class ChatService:
 
         key = conversation_key(assistant, msg)
         async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
-            await self._turn(config, assistant, msg, key, target)
+            await self._turn(config, assistant, msg, key, target, backends[assistant.backend])
 
     async def _turn(self, config: Config, assistant, msg: InboundMessage, key: ConversationKey,
-                    target: ReplyTarget) -> None:
-        backend = self._backends[assistant.backend]
+                    target: ReplyTarget, backend: AssistantBackend) -> None:
         metadata = _metadata(msg, assistant.name)
         try:
             conversation_id = await self._conversation_id(backend, key, assistant.name, metadata)
