@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -38,10 +38,51 @@ class Runtime:
     file_backend: OpenAIFileBackend
     clients: list
 
+    backend_configs: dict = field(default_factory=dict)   # backend name -> (its config, its client)
+
+    async def apply_config(self, config: Config) -> None:
+        """Hot reload: rebuild what is built from the config, then swap it in for new turns.
+
+        The tool registry is rebuilt (new or changed function tools), an OpenAI client is made for a new or changed
+        `backends` entry, and the knowledge vector stores are synced when any assistant's file_search files
+        changed — before the swap, so the first turn on the new config already searches them. Raises (and the
+        running config stays) when the tools can't be built; a failed knowledge sync is logged and the previous
+        vector stores stay in use."""
+        tools = ToolRegistry.from_config(config)
+        backends = {}
+        for name, cfg in config.backends.items():
+            known = self.backend_configs.get(name)
+            if known is not None and known[0] == cfg:
+                client = known[1]
+            else:
+                client = make_openai_client(cfg)
+                self.clients.append(client)   # an old client may still serve a turn in flight: closed at exit
+                self.backend_configs[name] = (cfg, client)
+            backends[name] = OpenAIBackend(client, tools, max_retries=cfg.max_retries)
+        if _knowledge_files(config) != _knowledge_files(self.config):
+            try:
+                for report in await self.knowledge.sync(config):
+                    for line in report.lines():
+                        (log.warning if report.failed else log.info)("%s", line)
+            except Exception:
+                log.exception("config reload: knowledge sync failed; file_search keeps the previous files")
+        self.service.apply_config(config, backends=backends)
+        self.config = config
+
     async def aclose(self) -> None:
         for client in self.clients:
             await client.close()
         await self.store.close()
+
+
+def _knowledge_files(config: Config) -> dict:
+    """What a knowledge sync depends on: each file_search assistant's file patterns and chunking."""
+    out = {}
+    for name, assistant in config.assistants.items():
+        tool = assistant.tool("file_search")
+        if tool is not None:
+            out[name] = (tuple(tool.files), tool.chunking, config.base_dir)
+    return out
 
 
 async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
@@ -62,4 +103,5 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
 
     service.add_command("usage", usage_command)
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
-                   clients=list(clients.values()))
+                   clients=list(clients.values()),
+                   backend_configs={name: (config.backends[name], client) for name, client in clients.items()})
