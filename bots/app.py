@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _chat(config: Config, config_path: Path, args, env: Mapping[str, str]) -> int:
     from bots.console.chat import ConsoleChat, stdin_lines
+    from bots.runner import reloading
     from bots.runtime import open_runtime
 
     assistant = args.assistant or config.console.assistant
@@ -87,7 +88,8 @@ async def _chat(config: Config, config_path: Path, args, env: Mapping[str, str])
         await _sync_knowledge(runtime)
         chat = ConsoleChat(runtime.service, user=args.user or _login_name(), assistant=assistant, out=sys.stdout,
                            files_dir=Path.cwd() / "teambridge-files")
-        await chat.run(stdin_lines())
+        async with reloading(config_path, runtime):   # config.yaml edits apply to the next message
+            await chat.run(stdin_lines())
     finally:
         await runtime.aclose()
     return 0

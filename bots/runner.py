@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -51,7 +52,8 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
             from bots.app import _login_name
             chat = ConsoleChat(runtime.service, user=_login_name(), assistant=config.console.assistant,
                                out=sys.stdout, files_dir=Path.cwd() / "teambridge-files")
-            await chat.run(stdin_lines())
+            async with reloading(config_path, runtime):
+                await chat.run(stdin_lines())
         finally:
             await runtime.aclose()
         return 0
@@ -106,15 +108,14 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
 def _make_reloader(config_path: Path, runtime):
     from core.reload import ConfigReloader
 
-    def applied(config: Config) -> None:
-        runtime.service.apply_config(config)
-        log.info("config reloaded from %s", config_path)
+    async def applied(config: Config) -> None:
+        await runtime.apply_config(config)   # rebuilds tools/backends, syncs new knowledge files, then swaps
 
     def rejected(errors: list[str]) -> None:
         for line in errors:
             log.error("config not reloaded: %s", line)
 
-    reloader = ConfigReloader(config_path, applied, on_error=rejected)
+    reloader = ConfigReloader(config_path, applied, on_error=rejected, current=runtime.config)
 
     async def reload_command(msg, rest: str) -> str:
         errors = await reloader.reload_now()
@@ -122,6 +123,19 @@ def _make_reloader(config_path: Path, runtime):
 
     runtime.service.add_command("reload", reload_command)
     return reloader
+
+
+@contextlib.asynccontextmanager
+async def reloading(config_path: Path, runtime):
+    """Hot reload for the console paths (`teambridge chat`, `run` without platforms): poll config.yaml, reload on
+    SIGHUP, and the admin `reload` command."""
+    reloader = _make_reloader(config_path, runtime)
+    await reloader.start()
+    reloader.install_sighup()
+    try:
+        yield reloader
+    finally:
+        await reloader.stop()
 
 
 async def _sync_knowledge(runtime) -> None:
