@@ -123,3 +123,20 @@ async def test_check_lists_the_shipped_assistants(tmp_path):
     run = await teambridge("check", "--config", CONFIG, cwd=tmp_path)
     assert run.code == 0, run.err
     assert [line.split(":")[0] for line in run.out.splitlines()] == ["food", "math", "weather", "docs"]
+
+
+async def test_run_with_no_keys_at_all_names_every_missing_variable(tmp_path):
+    run = await teambridge("run", "--config", CONFIG, cwd=tmp_path, stdin="hi\n",
+                           env={"TEAMBRIDGE_DB": str(tmp_path / "t.db")})
+    assert run.code == 2
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "DISCORD_BOT_TOKEN", "OPENAI_API_KEY"):
+        assert name in run.err
+    assert "Traceback" not in run.err
+
+
+async def test_broken_config_is_reported_with_its_line(tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("default_assistant: food\nassistants:\n  food:\n    model: gpt-4.1-mini\n    temprature: 0.2\n")
+    run = await teambridge("check", "--config", str(bad), cwd=tmp_path)
+    assert run.code == 2
+    assert f"{bad}:5: assistants.food.temprature:" in run.err
