@@ -1,0 +1,35 @@
+"""The bench harness in its smallest mode: the real `teambridge run` process answers 2 simultaneous
+mentions on the Discord stand-in, and the report shows every column with nothing lost.
+
+No timing assertions: the numbers are the bench's business (python -m bench), not a test's.
+"""
+from __future__ import annotations
+
+from bench.harness import Scenario, run_scenario
+from bench.report import HEADER, markdown_table
+from bench.standins import AnswerShape
+
+
+async def test_two_simultaneous_mentions_on_discord_arrive_whole_and_are_reported(tmp_path):
+    shape = AnswerShape(chars=300, delta_chars=20, interval=0.005, first_delay=0.05)
+    result = await run_scenario(Scenario(platform="discord", size=2, shape=shape, stall_timeout=30), tmp_path)
+
+    assert result["answers"] == 2
+    assert result["completed"] == 2, result.get("bot_log_errors")
+    assert result["answers_lost"] == 0
+    assert result["chars_lost"] == 0
+    assert result["429s"] == 0
+    assert result["posts_per_answer"] >= 1
+    for key in ("event_to_model_ms", "first_visible_ms", "last_visible_ms", "event_to_complete_ms"):
+        assert result[key]["p50"] is not None and result[key]["p95"] is not None, key
+    assert result["cpu_s"] > 0 and result["peak_rss_mb"] > 0
+
+    table = markdown_table([result]).splitlines()
+    assert table[0] == HEADER
+    for column in ("event→model", "first visible", "last visible", "posts / edits / appends", "429s",
+                   "answers / chars lost", "CPU s per 100", "peak RSS MB", "vs baseline"):
+        assert column in table[0]
+    row = [cell.strip() for cell in table[2].strip("|").split("|")]
+    assert len(row) == HEADER.count("|") - 1
+    assert row[0] == "discord" and row[1] == "2"
+    assert row[8] == "0 / 0"  # answers / chars lost
