@@ -34,6 +34,24 @@ class Pacer:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
+        await self._acquire(wait=True)
+        try:
+            yield
+        finally:
+            await self._release()
+
+    @asynccontextmanager
+    async def slot_if_free(self) -> AsyncIterator[bool]:
+        """Like slot(), but yields False at once (holding nothing) when the budget is used up right now.
+        For cosmetic requests (the typing indicator) that must never delay an answer."""
+        acquired = await self._acquire(wait=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                await self._release()
+
+    async def _acquire(self, *, wait: bool) -> bool:
         async with self._cond:
             while True:
                 now = self._clock()
@@ -41,19 +59,20 @@ class Pacer:
                     self._done.popleft()
                 if self._inflight + len(self._done) < self.limit:
                     self._inflight += 1
-                    break
+                    return True
+                if not wait:
+                    return False
                 timeout = self._done[0] + self.period - now if self._done else None
                 try:
                     await asyncio.wait_for(self._cond.wait(), timeout)
                 except TimeoutError:
                     pass
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._inflight -= 1
-                self._done.append(self._clock())
-                self._cond.notify_all()
+
+    async def _release(self) -> None:
+        async with self._cond:
+            self._inflight -= 1
+            self._done.append(self._clock())
+            self._cond.notify_all()
 
 
 class Pacers:

@@ -47,8 +47,11 @@ class _Typing:
 
     async def _trigger(self) -> bool:
         try:
-            async with self._pacers.for_global():
-                await self._channel._state.http.send_typing(self._channel.id)  # POST /channels/{id}/typing
+            # Typing is cosmetic: when the global budget is used up right now (many answers at once), skip
+            # it rather than queue it in front of the answers themselves; the next refresh tries again.
+            async with self._pacers.global_.slot_if_free() as free:
+                if free:
+                    await self._channel._state.http.send_typing(self._channel.id)  # POST /channels/{id}/typing
             return True
         except discord.HTTPException as exc:  # typing is cosmetic: log and carry on with the answer
             log.warning("typing indicator failed in %s: %s", self._channel.id, exc)

@@ -1,0 +1,96 @@
+"""The real composition for Discord end-to-end tests: stand-in Discord + stand-in OpenAI + the real ChatService,
+SqliteStore, OpenAIBackend and AttachmentRouter over the real AsyncOpenAI, and the real DiscordAdapter.
+
+`World.restart()`-style tests call stop() then start(): a fresh adapter and service on the same database,
+like a process restart.
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from openai import AsyncOpenAI
+
+from bots.discord.client import DiscordAdapter
+from bots.discord.pacing import Pacers
+from core.backends.openai import OpenAIBackend
+from core.backends.openai_files import OpenAIFileBackend
+from core.config import Config
+from core.files import AttachmentRouter
+from core.service import ChatService
+from core.splitting import unsplit
+from core.store import SqliteStore
+from core.tools.registry import ToolRegistry
+from tests.fakes.discord_server import FakeDiscord, StoredMessage
+from tests.fakes.openai_files_routes import FakeOpenAIFiles
+
+# Short rate windows keep the tests fast; the bot's pacers are told the same budget as the stand-in.
+WINDOW = 0.5
+
+
+def make_config(tmp_path: Path, **discord) -> Config:
+    return Config(default_assistant="food", base_dir=tmp_path, database=str(tmp_path / "tb.db"), assistants={
+        "food": {"name": "food", "model": "gpt-test", "instructions": "You are a food expert."},
+        "math": {"name": "math", "model": "gpt-test", "tools": [{"type": "code_interpreter"}]},
+        "docs": {"name": "docs", "model": "gpt-test", "tools": [{"type": "file_search"}]},
+    }, discord=discord)
+
+
+class World:
+    """Discord + OpenAI stand-ins and the real composition; stop() + start() is a process restart."""
+
+    def __init__(self, tmp_path: Path, discord: FakeDiscord, openai: FakeOpenAIFiles, store: SqliteStore,
+                 config: Config, pacers: dict | None = None) -> None:
+        self.tmp, self.discord, self.openai, self.store, self.config = tmp_path, discord, openai, store, config
+        self.client = AsyncOpenAI(base_url=openai.base_url, api_key="sk-test", max_retries=0)
+        self.pacers = pacers or {"channel_limit": 5, "channel_period": WINDOW}
+        self.adapter: DiscordAdapter | None = None
+
+    async def start(self) -> DiscordAdapter:
+        files = OpenAIFileBackend(self.client)
+        backend = OpenAIBackend(self.client, ToolRegistry.from_config(self.config), max_retries=0)
+        self.service = ChatService(self.config, self.store, {"openai": backend},
+                                   files=AttachmentRouter(files, self.store))
+        env = self.discord.env() | {"TEAMBRIDGE_DB": str(self.tmp / "tb.db")}
+        self.adapter = DiscordAdapter.from_env(self.service, env, guild_ready_timeout=0.05,
+                                               pacers=Pacers(**self.pacers))
+        await self.adapter.start()
+        return self.adapter
+
+    async def stop(self) -> None:
+        if self.adapter is not None:
+            await self.adapter.stop()
+            self.adapter = None
+
+    # ---- what a user sees --------------------------------------------------------------------------
+
+    def channel(self, name: str) -> str:
+        return self.discord.channel_id(self.discord.guild, name)
+
+    async def final_answer(self, channel: str, text: str, *, timeout: float = 15) -> list[StoredMessage]:
+        """Wait until the bot's messages in `channel` join up to `text` (cursor and status line gone)."""
+        def done():
+            msgs = self.discord.messages_in(channel, by_bot=True)
+            return msgs if msgs and unsplit([m.content for m in msgs]).strip() == text else None
+        return await self.discord.wait_for(done, timeout=timeout)
+
+
+@asynccontextmanager
+async def world(tmp_path: Path, *, channels: tuple[str, ...] = ("general", "math"), discord_kwargs: dict | None = None,
+                pacers: dict | None = None, **discord_config) -> AsyncIterator[World]:
+    discord = FakeDiscord(**({"channel_limit": 5, "channel_period": WINDOW} | (discord_kwargs or {})))
+    await discord.start()
+    try:
+        discord.guild = discord.add_guild("Team", channels)
+        discord.alice = discord.add_user("alice")
+        async with FakeOpenAIFiles() as openai, SqliteStore(tmp_path / "tb.db") as store:
+            w = World(tmp_path, discord, openai, store, make_config(tmp_path, **discord_config), pacers)
+            await w.start()
+            try:
+                yield w
+            finally:
+                await w.stop()
+                await w.client.close()
+    finally:
+        await discord.stop()

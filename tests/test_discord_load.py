@@ -1,0 +1,56 @@
+"""Many users at once on Discord, end to end: the real ChatService + SqliteStore + OpenAIBackend against the
+stand-in OpenAI, the real discord.py against the stand-in Discord with its per-channel and global limits.
+
+What a user would see: every question gets its whole answer, and Discord never had to say "slow down".
+"""
+from __future__ import annotations
+
+import asyncio
+
+from tests.fakes.discord_world import world
+from tests.fakes.openai_server import ScriptedResponse, last_user_text
+
+
+def answer_for(question: str) -> str:
+    return f"Answer to {question}: basil, tomato and a pinch of salt."
+
+
+async def ask_everyone(w, channels: list[str], n: int, *, deltas: int = 3) -> dict[str, str]:
+    """n users' mentions arrive at the same moment, spread over the channels; returns message id -> answer.
+    The model answers each in `deltas` pieces (several: the bot streams, i.e. posts and then edits)."""
+    w.openai.responder = lambda body: ScriptedResponse(text=answer_for(last_user_text(body)), deltas=deltas)
+    asks = [(channels[i % len(channels)], f"question {i}") for i in range(n)]
+    ids = await asyncio.gather(*(w.discord.user_message(c, w.discord.alice, q, mention_bot=True) for c, q in asks))
+    return {mid: answer_for(q) for mid, (_, q) in zip(ids, asks)}
+
+
+def answers_by_question(w, channels: list[str]) -> dict[str, str]:
+    """The bot's reply to each user message (replies quote the message they answer), final content."""
+    return {m.reference_id: m.content for c in channels for m in w.discord.messages_in(c, by_bot=True)}
+
+
+async def test_fifty_simultaneous_mentions_all_answered_completely_without_a_429(tmp_path):
+    names = ("general", "kitchen", "random", "recipes", "wine")
+    async with world(tmp_path, channels=names) as w:
+        channels = [w.channel(n) for n in names]
+        expected = await ask_everyone(w, channels, 50)
+
+        await w.discord.wait_for(lambda: answers_by_question(w, channels) == expected, timeout=20)
+        assert w.discord.rate_limited == []
+        assert len(w.openai.response_requests()) == 50
+        assert len(w.openai.conversations) == 50        # each mention roots its own conversation
+        # One message per answer: posted when the first words arrived, then edited into the whole answer.
+        assert sum(len(w.discord.messages_in(c, by_bot=True)) for c in channels) == 50
+
+
+async def test_two_hundred_mentions_under_the_global_limit_lose_no_answer(tmp_path):
+    names = tuple(f"room-{i}" for i in range(20))
+    # The stand-in enforces Discord's real global limit (50 requests/s per bot) besides the per-channel one.
+    async with world(tmp_path, channels=names, discord_kwargs={"global_limit": 50}) as w:
+        channels = [w.channel(n) for n in names]
+        # Short answers in one piece: the test is about 200 answers arriving, not about streaming them.
+        expected = await ask_everyone(w, channels, 200, deltas=1)
+
+        await w.discord.wait_for(lambda: answers_by_question(w, channels) == expected, timeout=25)
+        assert w.discord.rate_limited == []
+        assert len(w.openai.response_requests()) == 200
