@@ -17,6 +17,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from core.model import Author, InboundMessage
+from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import reply_place, should_ignore, to_inbound, worth_passing_on
 from bots.slack.files import SlackFiles
@@ -58,6 +59,8 @@ class SlackAdapter:
         self._runner: web.AppRunner | None = None
         self.http_url: str | None = None      # http://host:port/slack/events once started in HTTP mode
         self._commands = SlashCommands(service, self.client, answer=self._answer, author=self._author)
+        self.assistant_threads = AssistantThreads(service, self.client, author=self._author, accept=self._accept,
+                                                  spawn=self._spawn, bot_user_id=lambda: self._bot_user_id)
 
     # ---- construction from the environment --------------------------------------------------------
 
@@ -94,6 +97,9 @@ class SlackAdapter:
             request_verification_enabled=mode == "http",
             ignoring_self_events_enabled=True,
         )
+        # The assistant container (AI apps): thread started / context changed, and every message.im in a
+        # thread, which this middleware hands to the same path as the listeners below.
+        self._app.assistant(self.assistant_threads.middleware())
         self._app.event("app_mention")(self._on_app_mention)
         self._app.event("message")(self._on_message)
         self._app.event("app_home_opened")(self._ignore)
@@ -188,14 +194,14 @@ class SlackAdapter:
         await ack()  # within Slack's 3 seconds; the reply goes to response_url
         self._spawn(self._commands.run(body, respond), f"slack-command-{body.get('trigger_id')}")
 
-    def _accept(self, event: dict, body: dict, context: Any, *, kind: str) -> None:
+    def _accept(self, event: dict, body: dict, context: Any, *, kind: str, assistant: str | None = None) -> None:
         if should_ignore(event):
             return
         bot_user_id = getattr(context, "bot_user_id", None) or context.get("bot_user_id") or self._bot_user_id
         if not worth_passing_on(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config.slack):
             return
         team = body.get("team_id") or event.get("team") or self._team
-        self._spawn(self._process(event, team=team, bot_user_id=bot_user_id),
+        self._spawn(self._process(event, team=team, bot_user_id=bot_user_id, assistant=assistant),
                     f"slack-{event.get('channel')}-{event.get('ts')}")
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -208,13 +214,14 @@ class SlackAdapter:
         if not task.cancelled() and task.exception() is not None:
             log.error("Slack task %s failed", task.get_name(), exc_info=task.exception())
 
-    async def _process(self, event: dict, *, team: str, bot_user_id: str) -> None:
+    async def _process(self, event: dict, *, team: str, bot_user_id: str, assistant: str | None = None) -> None:
         place = reply_place(event, team=team)
         try:
             author = await self._author(event["user"], "")
             max_mb = self._service.config.slack.max_file_mb
             attachments = tuple(self._files.attachment(f, max_mb=max_mb) for f in event.get("files") or ())
-            msg = to_inbound(event, team=team, bot_user_id=bot_user_id, author=author, attachments=attachments)
+            msg = to_inbound(event, team=team, bot_user_id=bot_user_id, author=author, attachments=attachments,
+                             assistant=assistant)
         except Exception as e:
             log.exception("could not read Slack event in %s", event.get("channel"))
             await self._target(place).notice(f"⚠️ Sorry, I could not read that message ({type(e).__name__}).")

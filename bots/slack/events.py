@@ -60,7 +60,7 @@ def reply_place(event: dict, *, team: str) -> ReplyPlace:
 
 
 def to_inbound(event: dict, *, team: str, bot_user_id: str, author: Author,
-               attachments: tuple[Attachment, ...] = ()) -> InboundMessage:
+               attachments: tuple[Attachment, ...] = (), assistant: str | None = None) -> InboundMessage:
     place = reply_place(event, team=team)
     text = event.get("text", "")
     return InboundMessage(
@@ -69,4 +69,4 @@ def to_inbound(event: dict, *, team: str, bot_user_id: str, author: Author,
         is_direct=is_direct(event), mentions_bot=mentions(text, bot_user_id),
         # app_mention and message.* deliver one mention twice with different event_ids but the same
         # channel + ts: key on the message so it is answered once, whichever arrives first (or again).
-        event_id=f"{event['channel']}:{event['ts']}", message_id=event["ts"])
+        event_id=f"{event['channel']}:{event['ts']}", message_id=event["ts"], assistant=assistant)

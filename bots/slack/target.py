@@ -51,10 +51,12 @@ class SlackReplyTarget:
         self._status_supported = status_supported
         self._on_status_refused = on_status_refused
         self._stream = stream
+        self._status_shown = False
 
     async def post(self, text: str) -> str:
         r = await self._client.chat_postMessage(channel=self.place.channel, thread_ts=self.place.thread_ts,
                                                 markdown_text=text or "…")
+        await self._answer_started()
         return str(r["ts"])
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -77,6 +79,7 @@ class SlackReplyTarget:
                             self.place.channel, e.response.get("error"))
         await self._client.chat_postMessage(channel=self.place.channel, thread_ts=self.place.thread_ts,
                                             markdown_text=text)
+        await self._answer_started()
 
     async def typing(self) -> None:
         if not self.place.thread_ts or not self._status_supported():
@@ -88,6 +91,24 @@ class SlackReplyTarget:
             # Workspaces without the assistant/agent features refuse it: stop trying, the answer follows anyway.
             log.info("assistant.threads.setStatus unavailable (%s); thinking status off", e.response.get("error"))
             self._on_status_refused()
+            return
+        self._status_shown = True
+
+    async def _answer_started(self) -> None:
+        """The first message of the answer is out: take the thinking status away. Slack clears it by itself
+        when the app replies, but not reliably for a stream that opens with only a task update."""
+        if not self._status_shown:
+            return
+        self._status_shown = False
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=self.place.channel, thread_ts=self.place.thread_ts, status="")
+        except SlackApiError as e:
+            log.warning("could not clear the thinking status in %s (%s)", self.place.channel, e.response.get("error"))
+
+    async def _posted(self, on_posted: OnPosted, message_id: str) -> None:
+        await on_posted(message_id)
+        await self._answer_started()
 
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
         # Native streams exist only as thread replies (thread_ts is required).
@@ -95,7 +116,8 @@ class SlackReplyTarget:
             return None
         s = self._stream
         return NativeStream(self._client, channel=self.place.channel, thread_ts=self.place.thread_ts,
-                            user=self.place.user, team=self.place.team, on_posted=on_posted,
+                            user=self.place.user, team=self.place.team,
+                            on_posted=lambda ts: self._posted(on_posted, ts),
                             on_refused=self._on_refused, flush_chars=s.flush_chars,
                             flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age,
                             fallback_max_chars=LIMITS.max_chars, edit_interval=LIMITS.edit_interval)

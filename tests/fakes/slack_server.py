@@ -117,7 +117,11 @@ class FakeSlack:
         self.acks: dict[str, dict] = {}
         self.responses: list[dict] = []        # posts to response_url
         self.ephemerals: list[dict] = []
-        self.statuses: list[dict] = []         # assistant.threads.setStatus
+        self.statuses: list[dict] = []         # assistant.threads.setStatus calls, in order
+        self.thread_status: dict[tuple[str, str], str] = {}   # (channel, thread_ts) -> status shown now
+        self.titles: dict[tuple[str, str], str] = {}          # assistant.threads.setTitle
+        self.suggested_prompts: dict[tuple[str, str], dict] = {}  # {"title", "prompts": [{"title", "message"}]}
+        self.stopped_streams: set[tuple[str, str]] = set()    # streams a reader pressed "stop" on
         self.uploads: dict[str, dict] = {}     # file_id -> {"name", "data", "length", "completed"}
         self.files: dict[str, dict] = {}       # user files by id (for url_private)
         self.file_bytes: dict[str, bytes] = {}
@@ -316,6 +320,7 @@ class FakeSlack:
         m = Message(channel=a["channel"], ts=self._new_ts(), user=self.bot_user_id, text=text,
                     thread_ts=a.get("thread_ts") or None, is_bot=True, markdown=md, history=[text], api_calls=1)
         self.messages.append(m)
+        self._replied(m.channel, m.thread_ts)
         r = prune(sample("api", "chat.postMessage"))
         msg = {k: r["message"][k] for k in ("type", "team", "app_id") if k in r["message"]}
         msg.update(m.as_api(), bot_id=self.bot_id, team=self.team_id, type="message")
@@ -378,6 +383,9 @@ class FakeSlack:
             return self._err("message_not_found")
         if m.streaming and time.monotonic() - m.stream_started > self.stream_ttl:
             m.streaming = False  # Slack finalises a stream on its own after its time limit
+        if (m.channel, m.ts) in self.stopped_streams:
+            m.streaming = False
+            return self._err("stopped_by_user")
         if not m.streaming:
             return self._err("message_not_in_streaming_state")
         return m
@@ -399,6 +407,7 @@ class FakeSlack:
         if err:
             return err
         self.messages.append(m)
+        self._replied(channel, m.thread_ts)
         r = prune(sample("api", "chat.startStream"))
         r.update(ok=True, ts=m.ts, channel=channel)
         r.pop("error", None)
@@ -421,10 +430,55 @@ class FakeSlack:
         m.streaming = False
         return {"ok": True, "channel": m.channel, "ts": m.ts, "message": m.as_api()}
 
+    # -- AI apps: assistant.threads.* (the assistant container and threads) --
+
+    def _ok(self, name: str) -> dict:
+        r = prune(sample("api", name))
+        r["ok"] = True
+        return r
+
+    def _thread_args(self, a: dict) -> tuple[str, str] | dict:
+        channel, thread = a.get("channel_id") or "", a.get("thread_ts") or ""
+        if not channel or not thread:
+            return self._err("invalid_arguments")
+        return channel, thread
+
     async def _m_assistant_threads_setStatus(self, a: dict) -> dict:
-        self.statuses.append({"channel_id": a.get("channel_id"), "thread_ts": a.get("thread_ts"),
-                              "status": a.get("status")})
-        return {"ok": True}
+        place = self._thread_args(a)
+        if isinstance(place, dict):
+            return place
+        if "status" not in a:
+            return self._err("invalid_arguments")
+        self.statuses.append({"channel_id": place[0], "thread_ts": place[1], "status": a["status"]})
+        self.thread_status[place] = a["status"]
+        return self._ok("assistant.threads.setStatus")
+
+    async def _m_assistant_threads_setTitle(self, a: dict) -> dict:
+        place = self._thread_args(a)
+        if isinstance(place, dict):
+            return place
+        if not a.get("title"):
+            return self._err("invalid_arguments")
+        self.titles[place] = a["title"]
+        return self._ok("assistant.threads.setTitle")
+
+    async def _m_assistant_threads_setSuggestedPrompts(self, a: dict) -> dict:
+        place = self._thread_args(a)
+        if isinstance(place, dict):
+            return place
+        prompts = a.get("prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        # Slack shows at most four; each needs a title (the button) and a message (what gets sent).
+        if not prompts or len(prompts) > 4 or not all(p.get("title") and p.get("message") for p in prompts):
+            return self._err("invalid_arguments")
+        self.suggested_prompts[place] = {"title": a.get("title"), "prompts": prompts}
+        return self._ok("assistant.threads.setSuggestedPrompts")
+
+    def _replied(self, channel: str, thread_ts: str | None) -> None:
+        """Slack clears a thread's status as soon as the app replies in it."""
+        if thread_ts and self.thread_status.get((channel, thread_ts)):
+            self.thread_status[(channel, thread_ts)] = ""
 
     async def _m_conversations_replies(self, a: dict) -> dict:
         channel, root = a.get("channel", ""), a.get("ts", "")
@@ -583,7 +637,10 @@ class FakeSlack:
     # ---- building and delivering events (shapes from tests/specs/slack/events) -------------
 
     def event_callback(self, event: dict, *, event_id: str | None = None) -> dict:
-        sample_name = {"app_mention": "AppMentionPayload"}.get(event["type"], "MessagePayload")
+        sample_name = {"app_mention": "AppMentionPayload",
+                       "assistant_thread_started": "AssistantThreadStartedPayload",
+                       "assistant_thread_context_changed": "AssistantThreadContextChangedPayload",
+                       }.get(event["type"], "MessagePayload")
         body = prune(sample("events", sample_name))
         body.pop("event", None)
         body.update(token="fake-verification-token", team_id=self.team_id, api_app_id="A0APP",
@@ -643,6 +700,38 @@ class FakeSlack:
             await self.deliver(self.event_callback(mention))
         await self.deliver(self.event_callback(message))
         return ts
+
+    async def open_assistant_thread(self, *, user: str = "U1", channel: str = "D1",
+                                    viewing: str = "C1") -> str:
+        """A person opens the app's assistant container (or starts a new chat in it): Slack creates the
+        thread and sends assistant_thread_started. Returns the thread's ts; the person's messages then
+        arrive as message.im events with that thread_ts."""
+        thread_ts = self._new_ts()
+        await self.deliver(self._assistant_event("AssistantThreadStartedPayload", user, channel, thread_ts, viewing))
+        return thread_ts
+
+    async def change_assistant_context(self, thread_ts: str, *, user: str = "U1", channel: str = "D1",
+                                       viewing: str = "C2") -> str:
+        """The person, container open, switches to another channel."""
+        return await self.deliver(
+            self._assistant_event("AssistantThreadContextChangedPayload", user, channel, thread_ts, viewing))
+
+    def _assistant_event(self, sample_name: str, user: str, channel: str, thread_ts: str, viewing: str) -> dict:
+        event = sample("events", sample_name)["event"]
+        event["assistant_thread"].update(user_id=user, channel_id=channel, thread_ts=thread_ts)
+        event["assistant_thread"]["context"].update(channel_id=viewing, team_id=self.team_id)
+        event["event_ts"] = self._new_ts()
+        event = prune(event)  # drops enterprise_id: not a Grid workspace
+        return self.event_callback(event)
+
+    def press_stop(self, channel: str, ts: str) -> None:
+        """A reader presses "stop" on a streaming message: later appends and stops get stopped_by_user."""
+        self.stopped_streams.add((channel, ts))
+
+    @staticmethod
+    def id_only(f: dict) -> dict:
+        """How a file appears in events of Slack Connect channels: only its id, details via files.info."""
+        return {"id": f["id"], "file_access": "check_file_info"}
 
     async def slash_command(self, text: str, *, command: str = "/teambridge", user: str = "U1",
                             channel: str = "C1") -> str:
