@@ -3,86 +3,27 @@ OpenAIBackend + AttachmentRouter over the real AsyncOpenAI against the stand-in 
 """
 from __future__ import annotations
 
-import re
-
 import pytest
-from openai import AsyncOpenAI
 
-from bots.discord.client import DiscordAdapter
-from bots.discord.pacing import Pacers
-from core.backends.openai import OpenAIBackend
-from core.backends.openai_files import OpenAIFileBackend
-from core.config import Config
-from core.files import AttachmentRouter
-from core.service import ChatService
-from core.splitting import unsplit
-from core.store import SqliteStore
-from core.tools.registry import ToolRegistry
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_files_routes import FakeOpenAIFiles
-from tests.fakes.openai_server import CodeRun, GeneratedFile, ScriptedResponse
+from tests.fakes.discord_world import World, world as make_world
+from tests.fakes.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
 
-WINDOW = 0.5
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64
-
-
-def make_config(tmp_path, **discord) -> Config:
-    return Config(default_assistant="food", base_dir=tmp_path, database=str(tmp_path / "tb.db"), assistants={
-        "food": {"name": "food", "model": "gpt-test", "instructions": "You are a food expert."},
-        "math": {"name": "math", "model": "gpt-test", "tools": [{"type": "code_interpreter"}]},
-    }, discord=discord)
-
-
-class World:
-    """Discord + OpenAI stand-ins and the real composition; `restart()` builds a fresh adapter + service."""
-
-    def __init__(self, tmp_path, discord: FakeDiscord, openai: FakeOpenAIFiles, store: SqliteStore, config):
-        self.tmp, self.discord, self.openai, self.store, self.config = tmp_path, discord, openai, store, config
-        self.client = AsyncOpenAI(base_url=openai.base_url, api_key="sk-test", max_retries=0)
-        self.adapter: DiscordAdapter | None = None
-
-    async def start(self) -> DiscordAdapter:
-        files = OpenAIFileBackend(self.client)
-        backend = OpenAIBackend(self.client, ToolRegistry.from_config(self.config), max_retries=0)
-        self.service = ChatService(self.config, self.store, {"openai": backend},
-                                   files=AttachmentRouter(files, self.store))
-        env = self.discord.env() | {"TEAMBRIDGE_DB": str(self.tmp / "tb.db")}
-        self.adapter = DiscordAdapter.from_env(self.service, env, guild_ready_timeout=0.05,
-                                               pacers=Pacers(channel_limit=5, channel_period=WINDOW))
-        await self.adapter.start()
-        return self.adapter
-
-    async def stop(self) -> None:
-        if self.adapter is not None:
-            await self.adapter.stop()
-            self.adapter = None
 
 
 @pytest.fixture
 async def world(tmp_path):
-    discord = FakeDiscord(channel_limit=5, channel_period=WINDOW)
-    await discord.start()
-    discord.guild = discord.add_guild("Team", ("general", "math"))
-    discord.alice = discord.add_user("alice")
-    async with FakeOpenAIFiles() as openai, SqliteStore(tmp_path / "tb.db") as store:
-        w = World(tmp_path, discord, openai, store, make_config(tmp_path))
-        await w.start()
+    async with make_world(tmp_path, routes={"math": "math", "docs": "docs"},
+                          channels=("general", "math", "docs")) as w:
         yield w
-        await w.stop()
-        await w.client.close()
-    await discord.stop()
 
 
 def general(w: World) -> str:
-    return w.discord.channel_id(w.discord.guild, "general")
+    return w.channel("general")
 
 
 async def final_answer(w: World, channel: str, text: str) -> list:
-    """Wait until the bot's messages in `channel` join up to `text` and the status line is gone."""
-    def done():
-        msgs = w.discord.messages_in(channel, by_bot=True)
-        return msgs if msgs and unsplit([m.content for m in msgs]).strip() == text else None
-    return await w.discord.wait_for(done, timeout=15)
+    return await w.final_answer(channel, text)
 
 
 async def test_mention_gets_the_streamed_model_answer(world):
@@ -150,10 +91,7 @@ async def test_five_thousand_characters_with_code_split_into_valid_messages(worl
 
 async def test_attachment_goes_to_the_code_interpreter_and_the_chart_comes_back(world):
     w = world
-    ch = w.discord.channel_id(w.discord.guild, "math")
-    w.config = make_config(w.tmp, channels={ch: {"assistant": "math"}})
-    await w.stop()
-    await w.start()
+    ch = w.channel("math")
     w.openai.script(ScriptedResponse(text="Here is the chart.",
                                      code=CodeRun("df.plot()", file=GeneratedFile("chart.png", PNG))))
     await w.discord.user_message(ch, w.discord.alice, "plot this", mention_bot=True,
@@ -180,3 +118,65 @@ async def test_a_message_is_answered_once_across_a_restart(world):
     await w.discord.wait_for(lambda: any(m.content == "Next." for m in w.discord.messages_in(ch, by_bot=True)))
     assert [m.content for m in w.discord.messages_in(ch, by_bot=True)] == ["Once.", "Next."]
     assert len(w.openai.response_requests()) == 2
+
+
+# ---- what the user sees while the model works ------------------------------------------------------
+
+
+async def test_typing_indicator_while_the_model_thinks(world):
+    w, ch = world, general(world)
+    w.openai.script(ScriptedResponse(text="Thought about it: risotto.", first_delay=0.3))
+    await w.discord.user_message(ch, w.discord.alice, "dinner idea?", mention_bot=True)
+    await final_answer(w, ch, "Thought about it: risotto.")
+    # "teambridge is typing…" went out in that channel before the answer's first message.
+    in_channel = [r for r in w.discord.requests if r["channel"] == ch and r["method"] == "POST"]
+    assert in_channel[0]["path"].endswith("/typing") and w.discord.typing[ch] >= 1
+
+
+async def test_tool_progress_is_shown_while_streaming_and_gone_in_the_final_text(world):
+    w, ch = world, world.channel("math")
+    w.openai.script(ScriptedResponse(text="The answer is 4.", code=CodeRun("print(2 + 2)", logs="4"),
+                                     first_delay=0.3, delta_size=4))
+    await w.discord.user_message(ch, w.discord.alice, "what is 2 + 2?", mention_bot=True)
+    (msg,) = await final_answer(w, ch, "The answer is 4.")
+    # While the code ran, the reply showed a status line; the final edit is the model's text alone.
+    assert any("Running code" in state for state in msg.history[:-1]), msg.history
+    assert msg.content == "The answer is 4."
+
+
+async def test_citations_become_footnotes_in_the_final_text(world):
+    w, ch = world, world.channel("docs")
+
+    def cite_the_upload(body):
+        (file_id,) = [f for f in w.openai.files]
+        return ScriptedResponse(text="The espresso machine is called Bertha.",
+                                file_search=FileSearchHit(file_id=file_id, filename="handbook.md"))
+
+    w.openai.responder = cite_the_upload
+    await w.discord.user_message(ch, w.discord.alice, "what is the espresso machine called?", mention_bot=True,
+                                 files=[("handbook.md", b"# Handbook\nOur espresso machine is Bertha.\n",
+                                         "text/markdown")])
+    (msg,) = await final_answer(w, ch, "The espresso machine is called Bertha.\n\n[1] handbook.md")
+    assert msg.content == "The espresso machine is called Bertha.\n\n[1] handbook.md"
+    (body,) = w.openai.response_requests()
+    assert any(t["type"] == "file_search" for t in body["tools"])
+
+
+async def test_model_error_ends_the_reply_with_a_one_line_notice(world):
+    w, ch = world, general(world)
+    w.openai.fail_next(500, times=10)
+    await w.discord.user_message(ch, w.discord.alice, "hello?", mention_bot=True)
+    (msg,) = await w.discord.wait_for(lambda: w.discord.messages_in(ch, by_bot=True))
+    await w.discord.wait_for(lambda: "▌" not in msg.content and msg.content)
+    assert msg.content.startswith("⚠️ ") and "\n" not in msg.content and "500" in msg.content
+    assert "Traceback" not in msg.content
+
+
+async def test_model_failing_mid_answer_keeps_the_text_and_ends_with_the_notice(world):
+    w, ch = world, general(world)
+    w.openai.script(ScriptedResponse(text="Start with the onions, then", fail=("server_error", "upstream exploded")))
+    await w.discord.user_message(ch, w.discord.alice, "a recipe please", mention_bot=True)
+    (msg,) = await w.discord.wait_for(lambda: [m for m in w.discord.messages_in(ch, by_bot=True) if "⚠️" in m.content])
+    text, _, notice = msg.content.partition("\n\n⚠️ ")
+    assert text == "Start with the onions, then"
+    assert "upstream exploded" in notice and "\n" not in notice

@@ -78,12 +78,17 @@ class World:
 
 @asynccontextmanager
 async def world(tmp_path: Path, *, channels: tuple[str, ...] = ("general", "math"), discord_kwargs: dict | None = None,
-                pacers: dict | None = None, **discord_config) -> AsyncIterator[World]:
+                pacers: dict | None = None, routes: dict[str, str] | None = None,
+                **discord_config) -> AsyncIterator[World]:
+    """`routes`: channel name -> assistant answering there (ids exist only once the guild does)."""
     discord = FakeDiscord(**({"channel_limit": 5, "channel_period": WINDOW} | (discord_kwargs or {})))
     await discord.start()
     try:
         discord.guild = discord.add_guild("Team", channels)
         discord.alice = discord.add_user("alice")
+        if routes:
+            discord_config["channels"] = {discord.channel_id(discord.guild, name): {"assistant": assistant}
+                                          for name, assistant in routes.items()}
         async with FakeOpenAIFiles() as openai, SqliteStore(tmp_path / "tb.db") as store:
             w = World(tmp_path, discord, openai, store, make_config(tmp_path, **discord_config), pacers)
             await w.start()
