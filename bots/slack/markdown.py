@@ -76,11 +76,32 @@ def escape_mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+
+
+def tables_as_code(md: str) -> str:
+    """mrkdwn has no tables: put each run of Markdown table rows (outside code) in a code block, where its
+    columns stay aligned (the usage report is a fixed-width table)."""
+    out: list[str] = []
+    in_code = in_table = False
+    for line in md.split("\n"):
+        if _FENCE.match(line):
+            in_code = not in_code
+        is_row = not in_code and bool(_TABLE_ROW.match(line))
+        if is_row != in_table:
+            out.append("```")
+            in_table = is_row
+        out.append(line)
+    if in_table:
+        out.append("```")
+    return "\n".join(out)
+
+
 def to_mrkdwn(md: str) -> str:
     """Standard Markdown -> Slack mrkdwn, for surfaces that only take `text`. Code is left alone."""
     out: list[str] = []
     in_code = False
-    for line in md.split("\n"):
+    for line in tables_as_code(md).split("\n"):
         if _FENCE.match(line):
             in_code = not in_code
             out.append("```")  # mrkdwn shows a language tag literally: drop it
