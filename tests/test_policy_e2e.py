@@ -6,6 +6,7 @@ ChatService + SqliteStore + OpenAIBackend on the real AsyncOpenAI against the st
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import textwrap
@@ -18,7 +19,7 @@ from core.backends.openai import OpenAIBackend
 from core.config import load_config
 from core.tools.registry import ToolRegistry
 from tests.console_harness import openai_env, teambridge
-from tests.fakes.openai_server import CodeRun, FakeOpenAI, ScriptedResponse
+from tests.fakes.openai_server import CodeRun, FakeOpenAI, ScriptedResponse, last_user_text
 
 # The price table of the test config, USD per 1M tokens — the costs below are computed by hand from it.
 PRICES = {"input": 2.0, "cached_input": 0.5, "output": 8.0}
@@ -178,24 +179,19 @@ async def test_an_assistants_own_limit_replaces_the_global_one(fake, tmp_path):
 
 # ---- usage and cost ---------------------------------------------------------------------------------------------
 
-TURNS = [  # (user, assistant, what the stand-in OpenAI reports for the answer)
-    ("alice", "food", ScriptedResponse(text="Pasta.", input_tokens=1000, cached_tokens=200, output_tokens=300)),
-    ("alice", "food", ScriptedResponse(text="Risotto.", input_tokens=500, cached_tokens=0, output_tokens=100)),
-    ("bob", "math", ScriptedResponse(text="It is 6765.", code=CodeRun("print(6765)", logs="6765"),
-                                     input_tokens=2000, cached_tokens=1000, output_tokens=50)),
-]
+TURNS = {  # question -> (user, assistant, what the stand-in OpenAI reports for the answer)
+    "pasta?": ("alice", "food", ScriptedResponse(text="Pasta.", input_tokens=1000, cached_tokens=200,
+                                                 output_tokens=300)),
+    "risotto?": ("alice", "food", ScriptedResponse(text="Risotto.", input_tokens=500, cached_tokens=0,
+                                                   output_tokens=100)),
+    "fib(20)?": ("bob", "math", ScriptedResponse(text="It is 6765.", code=CodeRun("print(6765)", logs="6765"),
+                                                 input_tokens=2000, cached_tokens=1000, output_tokens=50)),
+}
 
 
 def by_hand(input_tokens: int, cached: int, output: int, sessions: int = 0) -> float:
     return ((input_tokens - cached) * PRICES["input"] + cached * PRICES["cached_input"]
             + output * PRICES["output"]) / 1e6 + sessions * CI_SESSION
-
-
-async def run_the_turns(fake, tmp_path):
-    for user, assistant, response in TURNS:
-        fake.script(response)
-        run = await chat(fake, tmp_path, user, "a question\n", "--assistant", assistant)
-        assert response.text in run.out
 
 
 def reported_by_the_stand_in(fake) -> dict[str, int]:
@@ -213,53 +209,49 @@ def table_row(out: str, key: str) -> list[str]:
     raise AssertionError(f"no row {key!r} in:\n{out}")
 
 
-async def test_usage_table_totals_equal_what_openai_reported_and_cost_follows_the_price_table(fake, tmp_path):
-    await run_the_turns(fake, tmp_path)
+async def test_usage_table_and_json_totals_equal_what_openai_reported_and_cost_follows_the_price_table(fake,
+                                                                                                      tmp_path):
+    write_config(tmp_path)
+    fake.responder = lambda body: TURNS[last_user_text(body)][2]
+    runs = await asyncio.gather(*(chat(fake, tmp_path, user, f"{question}\n", "--assistant", assistant)
+                                  for question, (user, assistant, _) in TURNS.items()))
+    for run, (user, assistant, response) in zip(runs, TURNS.values()):
+        assert response.text in run.out
     reported = reported_by_the_stand_in(fake)
     assert reported == {"input": 3500, "cached": 1200, "output": 450}
 
-    run = await teambridge("usage", "--config", str(tmp_path / "config.yaml"), "--by", "user", "--period", "1d",
-                           cwd=tmp_path, env=openai_env(fake, tmp_path))
-    assert run.code == 0, run.err
+    def usage(*args: str):
+        return teambridge("usage", "--config", str(tmp_path / "config.yaml"), *args, cwd=tmp_path,
+                          env=openai_env(fake, tmp_path))
+    table, as_json, days, bad = await asyncio.gather(
+        usage("--by", "user", "--period", "1d"), usage("--by", "assistant", "--json"),
+        usage("--by", "day", "--period", "7d"), usage("--period", "last tuesday"))
+
     alice_cost = by_hand(1000, 200, 300) + by_hand(500, 0, 100)
     bob_cost = by_hand(2000, 1000, 50, sessions=1)
     # columns: turns, input, cached, output, tool calls, ci sessions, cost USD
-    assert table_row(run.out, "alice") == ["2", "1,500", "200", "400", "0", "0", f"{alice_cost:,.4f}"]
-    assert table_row(run.out, "bob") == ["1", "2,000", "1,000", "50", "1", "1", f"{bob_cost:,.4f}"]
-    assert table_row(run.out, "TOTAL") == ["3", f"{reported['input']:,}", f"{reported['cached']:,}",
-                                           f"{reported['output']:,}", "1", "1", f"{alice_cost + bob_cost:,.4f}"]
-    assert run.out.index("| bob") < run.out.index("| alice")  # most expensive first
+    assert table.code == 0, table.err
+    assert table_row(table.out, "alice") == ["2", "1,500", "200", "400", "0", "0", f"{alice_cost:,.4f}"]
+    assert table_row(table.out, "bob") == ["1", "2,000", "1,000", "50", "1", "1", f"{bob_cost:,.4f}"]
+    assert table_row(table.out, "TOTAL") == ["3", f"{reported['input']:,}", f"{reported['cached']:,}",
+                                             f"{reported['output']:,}", "1", "1", f"{alice_cost + bob_cost:,.4f}"]
+    assert table.out.index("| bob") < table.out.index("| alice")  # most expensive first
 
-
-async def test_usage_json_by_assistant_has_the_same_numbers(fake, tmp_path):
-    await run_the_turns(fake, tmp_path)
-    run = await teambridge("usage", "--config", str(tmp_path / "config.yaml"), "--by", "assistant", "--json",
-                           cwd=tmp_path, env=openai_env(fake, tmp_path))
-    assert run.code == 0, run.err
-    report = json.loads(run.out)
+    report = json.loads(as_json.out)
     rows = {r["key"]: r for r in report["rows"]}
     assert set(rows) == {"food", "math"}
     assert (rows["food"]["input_tokens"], rows["food"]["cached_tokens"], rows["food"]["output_tokens"]) == \
         (1500, 200, 400)
     assert rows["math"]["code_interpreter_sessions"] == 1 and rows["math"]["tool_calls"] == 1
-    reported = reported_by_the_stand_in(fake)
     total = report["total"]
     assert (total["input_tokens"], total["cached_tokens"], total["output_tokens"]) == \
         (reported["input"], reported["cached"], reported["output"])
-    expected = by_hand(1000, 200, 300) + by_hand(500, 0, 100) + by_hand(2000, 1000, 50, sessions=1)
-    assert total["cost_usd"] == pytest.approx(expected, abs=1e-8)
-    assert report["total_cost_usd"] == pytest.approx(expected, abs=1e-8)
+    assert total["cost_usd"] == pytest.approx(alice_cost + bob_cost, abs=1e-8)
+    assert report["total_cost_usd"] == pytest.approx(alice_cost + bob_cost, abs=1e-8)
     assert report["unpriced_models"] == []
 
-
-async def test_usage_by_day_and_a_bad_period(fake, tmp_path):
-    await run_the_turns(fake, tmp_path)
-    run = await teambridge("usage", "--config", str(tmp_path / "config.yaml"), "--by", "day", "--period", "7d",
-                           cwd=tmp_path, env=openai_env(fake, tmp_path))
-    assert run.code == 0, run.err
-    [day] = [line for line in run.out.splitlines() if re.match(r"\| \d{4}-\d{2}-\d{2} ", line)]
-    assert table_row(run.out, "TOTAL")[:4] == ["3", "3,500", "1,200", "450"]
+    [day] = [line for line in days.out.splitlines() if re.match(r"\| \d{4}-\d{2}-\d{2} ", line)]
     assert day.split("|")[2].strip() == "3"
-    run = await teambridge("usage", "--config", str(tmp_path / "config.yaml"), "--period", "last tuesday",
-                           cwd=tmp_path, env=openai_env(fake, tmp_path))
-    assert "Can't read" in run.out and "Traceback" not in run.err
+    assert table_row(days.out, "TOTAL")[:4] == ["3", "3,500", "1,200", "450"]
+
+    assert "Can't read" in bad.out and "Traceback" not in bad.err
