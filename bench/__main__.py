@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=int, default=20, help="characters per delta")
     p.add_argument("--interval", type=float, default=0.025, help="seconds between deltas")
     p.add_argument("--first-delay", type=float, default=0.2, help="seconds before the first delta")
+    p.add_argument("--profile", help="directory: py-spy collapsed stacks of the bot per scenario (pip install py-spy)")
     p.add_argument("--out", help="JSON path (default bench/results/<timestamp>.json)")
     return p
 
@@ -69,7 +70,10 @@ async def _main(args: argparse.Namespace) -> int:
         for size in sizes:
             minute = args.slack_minute if args.slack_minute is not None else (60.0 if size <= 50 else 6.0)
             sc = Scenario(platform=platform, size=size, shape=shape, distinct_users=not args.one_user,
-                          slack_minute=minute if platform.startswith("slack") else 60.0)
+                          slack_minute=minute if platform.startswith("slack") else 60.0,
+                          profile=(str(Path(args.profile) / f"{platform}-{size}.txt") if args.profile else None))
+            if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
             print(f"running {platform} x{size}…", file=sys.stderr, flush=True)
             try:
                 results.append(await run_scenario(sc, progress=_progress))
@@ -87,6 +91,7 @@ async def _main(args: argparse.Namespace) -> int:
     report = {
         "date": started.isoformat(timespec="seconds"),
         "machine": _machine(),
+        "commit": _commit(),
         "answer": {"chars": shape.chars, "delta_chars": shape.delta_chars, "interval_s": shape.interval,
                    "first_delay_s": shape.first_delay},
         "results": results,
@@ -113,6 +118,18 @@ def _machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} cores {cpu}, Python {py_platform.python_version()}, {py_platform.system()}"
+
+
+def _commit() -> str:
+    import subprocess
+    try:
+        repo = Path(__file__).resolve().parent.parent
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "core", "bots"], cwd=repo, capture_output=True,
+                               text=True).stdout
+        return rev.strip() + (" + uncommitted changes in core/ or bots/" if dirty.strip() else "")
+    except OSError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ class Scenario:
     distinct_users: bool = True        # one person per conversation (Slack looks each one up)
     stall_timeout: float = 150.0       # give up when no answer completed for this long
     prefill: int = 0                   # conversation rows put in the store before the bot starts
+    profile: str | None = None         # py-spy: write the bot's collapsed stacks (whole run) to this path
 
 
 # ---- /proc ------------------------------------------------------------------------------------------------
@@ -251,6 +252,7 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
 
         bot = BotProcess(wd, config, bot_env(sc, openai=openai, slack=slack, discord=discord, db=db))
         result: dict[str, Any] = {"platform": sc.platform, "size": sc.size, "scenario": _scenario_dict(sc)}
+        spy = None
         try:
             await bot.start()
             await asyncio.sleep(0.5)  # let the connection settle (bolt's first ping, discord.py's guild ready)
@@ -259,6 +261,7 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             rtt = await round_trip(rtt_url, method=rtt_method, headers=rtt_headers)
             if discord is not None:
                 await asyncio.sleep(1.1)  # the RTT probes count against Discord's global window: let it pass
+            spy = await _py_spy(sc.profile, bot.pid) if sc.profile else None
             mem0 = proc_mem(bot.pid)
             cpu0 = proc_cpu(bot.pid)
             bench_cpu0, wall0 = time.process_time(), now()
@@ -303,6 +306,8 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             mem1 = proc_mem(bot.pid)
         finally:
             exit_code = await bot.stop()
+            if sc.profile and spy is not None:
+                await asyncio.wait_for(spy.wait(), 30)
             result["bot_log_errors"] = bot.error_lines()[-20:]
             result["bot_exit"] = exit_code
             if slack is not None:
@@ -317,6 +322,15 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
     if discord is not None:
         result["platform_429s_total"] = len(discord.rate_limited)
     return result
+
+
+async def _py_spy(path: str, pid: int) -> asyncio.subprocess.Process:
+    """py-spy (pip install py-spy) sampling the bot until it exits; collapsed stacks for flame graphs."""
+    proc = await asyncio.create_subprocess_exec("py-spy", "record", "--pid", str(pid), "--rate", "250",
+                                                "--format", "raw", "--output", path, "--nonblocking",
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(1.0)  # attached before the mentions go out
+    return proc
 
 
 async def _warm_up(ledger: Ledger, tag: str, channel: str, shape: AnswerShape, slack: BenchSlack | None,
