@@ -7,6 +7,7 @@ ChatService + SqliteStore + OpenAIBackend on the real AsyncOpenAI against the st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import textwrap
@@ -15,11 +16,18 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI
 
+from bots.discord.client import DiscordAdapter
 from core.backends.openai import OpenAIBackend
-from core.config import load_config
+from core.config import Config
+from core.service import ChatService
+from core.store import SqliteStore
 from core.tools.registry import ToolRegistry
+from core.usage import usage_text
 from tests.console_harness import openai_env, teambridge
+from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import CodeRun, FakeOpenAI, ScriptedResponse, last_user_text
+from tests.fakes.slack_harness import running_bot
+from tests.fakes.slack_server import FakeSlack
 
 # The price table of the test config, USD per 1M tokens — the costs below are computed by hand from it.
 PRICES = {"input": 2.0, "cached_input": 0.5, "output": 8.0}
@@ -255,3 +263,177 @@ async def test_usage_table_and_json_totals_equal_what_openai_reported_and_cost_f
     assert table_row(days.out, "TOTAL")[:4] == ["3", "3,500", "1,200", "450"]
 
     assert "Can't read" in bad.out and "Traceback" not in bad.err
+
+
+# ---- Slack: channels, DMs, admins, channel budget (real slack_bolt against the stand-in Slack) ---------------
+
+
+def platform_config(tmp_path: Path, *, access: dict | None = None, limits: dict | None = None, **platforms):
+    return Config(default_assistant="food", admins=["U9"], base_dir=tmp_path, database=str(tmp_path / "tb.db"),
+                  limits=limits or {}, assistants={"food": {"name": "food", "model": "gpt-test",
+                                                            "instructions": "You are a food expert.",
+                                                            "access": access or {}}}, **platforms)
+
+
+def openai_backend(fake: FakeOpenAI, config: Config) -> tuple[OpenAIBackend, AsyncOpenAI]:
+    client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
+    return OpenAIBackend(client, ToolRegistry.from_config(config), max_retries=0), client
+
+
+def with_usage_command(service: ChatService, store: SqliteStore) -> ChatService:
+    """The admin `usage` command as bots/runtime.py's open_runtime registers it."""
+    async def usage_command(msg, rest: str) -> str:
+        return await usage_text(store, service.config.prices, rest.split())
+    service.add_command("usage", usage_command)
+    return service
+
+
+@contextlib.asynccontextmanager
+async def slack_bot(fake: FakeOpenAI, tmp_path: Path, config: Config):
+    backend, client = openai_backend(fake, config)
+    slack = await FakeSlack(users={"U1": "alice", "U2": "bob", "U9": "root"}).start()
+    try:
+        async with running_bot(tmp_path / "tb.db", backend, slack=slack, config=config) as bot:
+            with_usage_command(bot.service, bot.store)
+            yield bot
+    finally:
+        await slack.close()
+        await client.close()
+
+
+async def slack_answer(bot, channel: str, ts: str) -> str:
+    def done():
+        msgs = bot.slack.bot_messages(channel, ts)
+        return msgs and not msgs[-1].streaming and bot.slack.thread_text(channel, ts)
+    return await bot.slack.wait_for(done, what="the answer")
+
+
+async def slack_ephemeral(bot, user: str, channel: str) -> str:
+    found = await bot.slack.wait_for(lambda: [e for e in bot.slack.ephemerals
+                                              if e["user"] == user and e["channel"] == channel], what="a notice")
+    return found[-1]["text"]
+
+
+async def test_slack_channel_outside_the_allow_list_and_dms_off_get_a_private_refusal(fake, tmp_path):
+    config = platform_config(tmp_path, access={"allow_channels": ["C1"]}, slack={"allow_dms": False})
+    async with slack_bot(fake, tmp_path, config) as bot:
+        await bot.slack.user_says("C2", "<@UBOT> what goes with basil?", user="U1")
+        assert await slack_ephemeral(bot, "U1", "C2") == "Sorry, the food assistant isn't available in this channel."
+        await bot.slack.user_says("D1", "what goes with basil?", user="U1")
+        assert "doesn't answer direct messages" in await slack_ephemeral(bot, "U1", "D1")
+        assert fake.response_requests() == []
+        ts = await bot.slack.user_says("C1", "<@UBOT> what goes with basil?", user="U1")
+        assert await slack_answer(bot, "C1", ts) == "You said: what goes with basil?"
+        await bot.adapter.wait_idle()
+        assert bot.slack.bot_messages("C2") == [] and len(fake.response_requests()) == 1
+
+
+async def test_slack_usage_command_is_for_admins_only(fake, tmp_path):
+    async with slack_bot(fake, tmp_path, platform_config(tmp_path)) as bot:
+        fake.script(ScriptedResponse(text="Pesto.", input_tokens=120, output_tokens=30))
+        ts = await bot.slack.user_says("C1", "<@UBOT> basil?", user="U1")
+        await slack_answer(bot, "C1", ts)
+        await bot.slack.slash_command("usage today", user="U2")
+        refused = await bot.slack.wait_for(lambda: bot.slack.responses, what="the reply")
+        assert refused[-1]["text"] == "Only admins can use “usage”." and refused[-1]["response_type"] == "ephemeral"
+        await bot.slack.slash_command("usage by user today", user="U9")
+        await bot.slack.wait_for(lambda: len(bot.slack.responses) == 2, what="the table")
+        table = bot.slack.responses[-1]["text"]
+        assert "Usage by user" in table and re.search(r"U1\s+\|\s+1 \|\s+120 \|\s+0 \|\s+30 \|", table), table
+
+
+async def test_slack_channel_budget_refuses_the_next_asker_in_that_channel_only(fake, tmp_path):
+    config = platform_config(tmp_path, limits={"tokens_per_channel_per_day": 100})
+    async with slack_bot(fake, tmp_path, config) as bot:
+        fake.script(ScriptedResponse(text="A long recipe.", input_tokens=80, output_tokens=40))
+        ts = await bot.slack.user_says("C1", "<@UBOT> a recipe please", user="U1")
+        assert await slack_answer(bot, "C1", ts) == "A long recipe."
+        await bot.slack.user_says("C1", "<@UBOT> me too", user="U2")
+        assert (await slack_ephemeral(bot, "U2", "C1")).startswith(
+            "This channel has used its daily budget of 100 tokens — it resets at midnight UTC")
+        ts = await bot.slack.user_says("C2", "<@UBOT> me too", user="U2")
+        assert await slack_answer(bot, "C2", ts) == "You said: me too"
+        assert len(fake.response_requests()) == 2
+
+
+# ---- Discord: roles, categories, DMs, /usage (real discord.py against the stand-in Discord) -----------------
+
+
+@contextlib.asynccontextmanager
+async def discord_bot(fake: FakeOpenAI, tmp_path: Path, make_config, *, category: str | None = None):
+    """A guild with #general, #kitchen and #secret (in `category` when given), alice and an administrator."""
+    discord = FakeDiscord()
+    await discord.start()
+    guild = discord.add_guild("Team", ("general", "kitchen", "secret"))
+    if category:
+        discord.channels[discord.channel_id(guild, "secret")]["parent_id"] = category
+    alice, boss = discord.add_user("alice"), discord.add_user("boss", admin=True)
+    admins_role = guild["roles"][1]["id"]
+    config = make_config(admins_role)
+    backend, client = openai_backend(fake, config)
+    adapter = None
+    try:
+        async with SqliteStore(tmp_path / "tb.db") as store:
+            service = with_usage_command(ChatService(config, store, {"openai": backend}), store)
+            adapter = DiscordAdapter.from_env(service, discord.env() | {"TEAMBRIDGE_DB": str(tmp_path / "tb.db")},
+                                              guild_ready_timeout=0.05)
+            await adapter.start()
+            yield discord, guild, alice, boss
+    finally:
+        if adapter is not None:
+            await adapter.stop()
+        await client.close()
+        await discord.stop()
+
+
+async def discord_reply(discord, channel: str, after: int = 0) -> str:
+    def done():
+        msgs = discord.messages_in(channel, by_bot=True)[after:]
+        return msgs and msgs[-1].content and not msgs[-1].content.endswith("…") and msgs[-1].content
+    return await discord.wait_for(done, timeout=10)
+
+
+async def test_discord_roles_and_a_denied_category(fake, tmp_path):
+    category = "990000000000000001"
+
+    def config(admins_role):
+        return platform_config(tmp_path, access={"allow_roles": [admins_role], "deny_channels": [category]})
+
+    async with discord_bot(fake, tmp_path, config, category=category) as (discord, guild, alice, boss):
+        general = discord.channel_id(guild, "general")
+        await discord.user_message(general, alice, "what goes with basil?", mention_bot=True)
+        assert await discord_reply(discord, general) == \
+            "Sorry, the food assistant is limited to certain roles, and you don't have one of them."
+        assert fake.response_requests() == []
+
+        await discord.user_message(general, boss, "what goes with basil?", mention_bot=True)
+        assert await discord_reply(discord, general, after=1) == "You said: what goes with basil?"
+
+        secret = discord.channel_id(guild, "secret")
+        await discord.user_message(secret, boss, "what goes with basil?", mention_bot=True)
+        assert await discord_reply(discord, secret) == "Sorry, the food assistant isn't available in this channel."
+        assert len(fake.response_requests()) == 1
+
+
+async def test_discord_dms_off_and_usage_for_administrators_only(fake, tmp_path):
+    async with discord_bot(fake, tmp_path, lambda role: platform_config(tmp_path, discord={"allow_dms": False})) \
+            as (discord, guild, alice, boss):
+        dm = discord.dm_channel(alice)
+        await discord.user_message(dm, alice, "hi")
+        assert "doesn't answer direct messages" in await discord_reply(discord, dm)
+        assert fake.response_requests() == []
+
+        general = discord.channel_id(guild, "general")
+        fake.script(ScriptedResponse(text="Pesto.", input_tokens=70, output_tokens=7))
+        await discord.user_message(general, alice, "basil?", mention_bot=True)
+        assert await discord_reply(discord, general) == "Pesto."
+
+        rec = await discord.slash(general, alice, "usage", {"period": "today"})
+        await discord.wait_for(lambda: rec.original_id and discord.messages[rec.original_id].content)
+        refused = discord.messages[rec.original_id]
+        assert refused.content == "Only admins can use “usage”." and refused.ephemeral
+
+        rec = await discord.slash(general, boss, "usage", {"period": "today"})
+        await discord.wait_for(lambda: rec.original_id and discord.messages[rec.original_id].content)
+        table = discord.messages[rec.original_id].content
+        assert "Usage by" in table and re.search(r"\|\s+1 \|\s+70 \|\s+0 \|\s+7 \|", table), table
