@@ -180,3 +180,26 @@ async def test_model_failing_mid_answer_keeps_the_text_and_ends_with_the_notice(
     text, _, notice = msg.content.partition("\n\n⚠️ ")
     assert text == "Start with the onions, then"
     assert "upstream exploded" in notice and "\n" not in notice
+
+
+# ---- conversations survive a restart -----------------------------------------------------------------
+
+
+async def test_replying_to_an_ask_followup_after_a_restart_continues_that_conversation(world):
+    w, ch = world, general(world)
+    # Long enough for the /ask answer to need a followup message after the original response.
+    long_answer = "\n\n".join(f"Step {i}:" + " stir the sauce slowly" * 12 for i in range(12))
+    assert len(long_answer) > 2000
+    w.openai.script(ScriptedResponse(text=long_answer, delta_size=400), ScriptedResponse(text="Yes, low heat."))
+    rec = await w.discord.slash(ch, w.discord.alice, "ask", {"prompt": "how do I make a ragù?"})
+    await w.discord.wait_for(lambda: rec.followup_ids and rec.original_id)
+    await final_answer(w, ch, long_answer)
+    followup = rec.followup_ids[-1]
+
+    await w.stop()     # the process restarts: nothing is remembered in memory
+    await w.start()
+
+    await w.discord.user_message(ch, w.discord.alice, "on low heat?", reply_to=followup)
+    await w.discord.wait_for(lambda: any(m.content == "Yes, low heat." for m in w.discord.messages_in(ch, by_bot=True)))
+    first, second = w.openai.response_requests()
+    assert second["conversation"] == first["conversation"]

@@ -17,7 +17,7 @@ import discord
 
 from bots.discord import endpoints
 from bots.discord.commands import SyncState, build_tree, sync_if_changed
-from bots.discord.events import ReplyChains, author_of, channel_place, translate
+from bots.discord.events import Preferences, ReplyChains, author_of, channel_place, translate
 from bots.discord.files import max_bytes, to_attachment
 from bots.discord.invite import invite_url
 from bots.discord.pacing import Pacers
@@ -44,14 +44,15 @@ class DiscordAdapter:
 
     def __init__(self, service, *, token: str, endpoints_: endpoints.Endpoints | None = None,
                  state_path: Path | None = None, pacers: Pacers | None = None,
-                 guild_ready_timeout: float = 2.0) -> None:
+                 guild_ready_timeout: float = 2.0, store: Preferences | None = None) -> None:
         self._service = service
         self._token = token
         self._endpoints = endpoints_ or endpoints.Endpoints()
         self._state = SyncState(state_path or Path("teambridge.db.discord-commands.json"))
         self._pacers = pacers or Pacers()
         self._guild_ready_timeout = guild_ready_timeout
-        self._chains = ReplyChains()
+        # With a store, which conversation each bot message belongs to survives a restart (see ReplyChains).
+        self._chains = ReplyChains(store=store)
         self._client: discord.Client | None = None
         self._task: asyncio.Task | None = None
         self._saved = None
@@ -71,6 +72,9 @@ class DiscordAdapter:
             return None
         db = (env.get("TEAMBRIDGE_DB") or "").strip() or str(service.config.database)
         kwargs.setdefault("state_path", Path(db + ".discord-commands.json"))
+        # The composition root hands over the service; the store is reachable through it once ChatService
+        # exposes it (`store`), or can be passed explicitly.
+        kwargs.setdefault("store", getattr(service, "store", None))
         return cls(service, token=token, endpoints_=endpoints.Endpoints.from_env(env), **kwargs)
 
     @property
@@ -266,7 +270,7 @@ class DiscordAdapter:
         inbound = self._inbound(interaction, prompt, thread=str(root) if root else None, attachments=attachments)
         target = InteractionTarget(interaction, chains=self._chains, root=root, original_id=original or None)
         if root:
-            self._chains.remember(root, root)
+            await self._chains.remember_bot_message(root, root)
         await self._service.handle(inbound, target)
         if not target.answered:  # nothing was said (e.g. duplicate): don't leave "thinking…" forever
             try:

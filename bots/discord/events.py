@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from typing import Protocol
 
 import discord
 
@@ -25,18 +26,57 @@ _ANSWERABLE = (discord.MessageType.default, discord.MessageType.reply)
 MAX_CHAIN = 40
 
 
-class ReplyChains:
-    """Finds the conversation root of a reply chain. Remembers what it resolved (bounded)."""
+class Preferences(Protocol):
+    """The part of core's Store that ReplyChains persists through (core.ports.Store has it)."""
 
-    def __init__(self, size: int = 5000) -> None:
+    async def get_preference(self, scope: str) -> str | None: ...
+    async def set_preference(self, scope: str, assistant: str | None) -> None: ...
+
+
+class ReplyChains:
+    """Finds the conversation root of a reply chain. Remembers what it resolved (bounded, in memory) and,
+    given a store, which conversation each of the bot's own messages belongs to — across restarts.
+
+    Why persist: most bot messages could be re-resolved after a restart by walking `message.reference`
+    with one REST fetch per hop, but an /ask answer's followup parts are interaction webhook messages
+    without any reference, so a reply to one of them would start a new conversation. The mapping lives
+    in the store's preferences table under the scope "discord:msg:<message id>" (no schema change).
+    """
+
+    def __init__(self, size: int = 5000, *, store: Preferences | None = None) -> None:
         self._roots: OrderedDict[int, int] = OrderedDict()
         self._size = size
+        self._store = store
 
     def remember(self, message_id: int, root: int) -> None:
         self._roots[message_id] = root
         self._roots.move_to_end(message_id)
         while len(self._roots) > self._size:
             self._roots.popitem(last=False)
+
+    async def remember_bot_message(self, message_id: int, root: int) -> None:
+        """One of the bot's messages belongs to the conversation rooted at `root`: remember it for good."""
+        self.remember(message_id, root)
+        if self._store is None:
+            return
+        try:
+            await self._store.set_preference(_scope(message_id), str(root))
+        except Exception:  # the reply is out already; only a later reply to this message is affected
+            log.exception("could not store the conversation of Discord message %s", message_id)
+
+    async def _known(self, message_id: int) -> int | None:
+        root = self._roots.get(message_id)
+        if root is not None or self._store is None:
+            return root
+        try:
+            stored = await self._store.get_preference(_scope(message_id))
+        except Exception:  # fall back to walking the chain over REST
+            log.exception("could not look up the conversation of Discord message %s", message_id)
+            return None
+        if stored is None or not stored.isdigit():
+            return None
+        self.remember(message_id, int(stored))
+        return int(stored)
 
     async def root_of(self, message: discord.Message, me_id: int) -> int:
         """Root of the conversation `message` (one of the bot's messages, or a user's) belongs to."""
@@ -46,8 +86,9 @@ class ReplyChains:
         for _ in range(MAX_CHAIN):
             if current is None:
                 break
-            if current.id in self._roots:
-                root = self._roots[current.id]
+            known = await self._known(current.id) if current.author.id == me_id else self._roots.get(current.id)
+            if known is not None:
+                root = known
                 break
             seen.append(current.id)
             root = current.id
@@ -80,6 +121,10 @@ class ReplyChains:
         except discord.HTTPException as exc:
             log.info("could not fetch message %s of a reply chain: %s", ref.message_id, exc)
             return None
+
+
+def _scope(message_id: int) -> str:
+    return f"discord:msg:{message_id}"
 
 
 def strip_mentions(message: discord.Message, me_id: int) -> str:

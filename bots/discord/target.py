@@ -104,7 +104,7 @@ class ChannelTarget:
         self._messages[str(msg.id)] = msg
         self._reply_to = msg
         if self._root is not None:
-            self._chains.remember(msg.id, self._root)
+            await self._chains.remember_bot_message(msg.id, self._root)
         return msg
 
     async def post(self, text: str) -> str:
@@ -156,9 +156,9 @@ class InteractionTarget:
     def answered(self) -> bool:
         return self._original_used
 
-    def _remember(self, message_id: int) -> None:
+    async def _remember(self, message_id: int) -> None:
         if self._root is not None:
-            self._chains.remember(message_id, self._root)
+            await self._chains.remember_bot_message(message_id, self._root)
 
     async def post(self, text: str) -> str:
         async with self._pacer.slot():
@@ -169,11 +169,11 @@ class InteractionTarget:
             self._original_used = True
             msg = await self._interaction.edit_original_response(content=to_discord(text), allowed_mentions=NO_PINGS)
             self._original_id = msg.id
-            self._remember(msg.id)
+            await self._remember(msg.id)
             return str(msg.id)
         msg = await self._interaction.followup.send(content=to_discord(text), wait=True, allowed_mentions=NO_PINGS)
         self._followups[str(msg.id)] = msg
-        self._remember(msg.id)
+        await self._remember(msg.id)
         return str(msg.id)
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -199,7 +199,7 @@ class InteractionTarget:
                 await self._interaction.edit_original_response(attachments=[dfile])
                 return
             msg = await self._interaction.followup.send(file=dfile, wait=True)
-        self._remember(msg.id)
+        await self._remember(msg.id)
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
         parts = split(text)

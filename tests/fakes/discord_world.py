@@ -54,7 +54,7 @@ class World:
                                    files=AttachmentRouter(files, self.store))
         env = self.discord.env() | {"TEAMBRIDGE_DB": str(self.tmp / "tb.db")}
         self.adapter = DiscordAdapter.from_env(self.service, env, guild_ready_timeout=0.05,
-                                               pacers=Pacers(**self.pacers))
+                                               pacers=Pacers(**self.pacers), store=self.store)
         await self.adapter.start()
         return self.adapter
 
