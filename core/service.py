@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Awaitable, Callable
 
 from core.access import check_access, is_admin
@@ -15,7 +16,7 @@ from core.files import PreparedInputs
 from core.limits import UsageLimiter
 from core.locks import KeyedLocks
 from core.policy_config import effective_limits
-from core.model import (BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile, TextDelta,
+from core.model import (Author, BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile, TextDelta,
                         ToolUpdate, UserFacingError)
 from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarget, Store, Turn
 from core.routing import conversation_key, is_addressed, pick_assistant, preference_scope, thread_scope
@@ -201,8 +202,14 @@ class ChatService:
     async def claim(self, platform: str, event_key: str) -> bool:
         return await self._store.claim_event(platform, event_key)
 
-    async def reset(self, msg: InboundMessage) -> str:
+    async def reset(self, msg: InboundMessage, *, user: str | None = None) -> str:
+        """Start a new conversation here. `user`: an admin resetting someone else's conversation in this place."""
         config = self._config
+        user = user if user and user != msg.author.id else None
+        if user:
+            if not is_admin(config, msg.author):
+                return "Only admins can reset someone else's conversation."
+            msg = replace(msg, author=Author(id=user, name=user))
         name = pick_assistant(config, msg, preference=await self._store.get_preference(preference_scope(msg)))
         assistant = config.assistants.get(name)
         if assistant is None:
@@ -210,8 +217,11 @@ class ChatService:
         key = conversation_key(assistant, msg)
         async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
             existed = await self._store.delete_conversation(key, assistant.name)
-        return (f"Started a new conversation with {name}." if existed
-                else f"There was no earlier conversation with {name} here; the next message starts one.")
+        if existed:
+            return f"Started a new conversation with {name}." if not user else \
+                f"Reset {user}'s conversation with {name}."
+        return (f"There was no earlier conversation with {name} here; the next message starts one." if not user
+                else f"{user} had no conversation with {name} here.")
 
     async def choose_assistant(self, msg: InboundMessage, name: str) -> str:
         config = self._config

@@ -192,3 +192,16 @@ async def test_replies_left_in_flight_by_a_crash_are_marked_on_the_next_start(st
     assert await service.recover_interrupted(adapter) == 1
     assert adapter.marked == [("C1", "111.222", "100.1")]
     assert [r.platform for r in await store.list_inflight()] == ["discord"]
+
+
+async def test_admins_can_reset_someone_elses_conversation_and_others_cannot(store):
+    config = make_config(admins=["ADMIN"])
+    backend = ScriptedBackend()
+    service = ChatService(config, store, {"openai": backend})
+    await service.handle(slack_msg("hi", user="U2", channel="D2", direct=True), RecordingTarget())
+    refused = await service.reset(slack_msg("", user="U3", channel="D2", direct=True), user="U2")
+    assert refused == "Only admins can reset someone else's conversation."
+    done = await service.reset(slack_msg("", user="ADMIN", channel="D2", direct=True), user="U2")
+    assert done == "Reset U2's conversation with food."
+    await service.handle(slack_msg("again", user="U2", channel="D2", direct=True), RecordingTarget())
+    assert [t.conversation_id for t in backend.turns] == ["conv_1", "conv_2"]

@@ -48,8 +48,8 @@ class ConsoleChat:
         name, _, arg = line[1:].partition(" ")
         arg = arg.strip()
         match name:
-            case "reset":
-                self._say(await self._service.reset(self._message("")))
+            case "reset":  # `/reset USER`: an admin resetting someone else's conversation
+                self._say(await self._service.reset(self._message(""), user=arg or None))
             case "attach":
                 self._say(self._attach(arg))
             case "assistant":
