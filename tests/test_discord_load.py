@@ -5,28 +5,7 @@ What a user would see: every question gets its whole answer, and Discord never h
 """
 from __future__ import annotations
 
-import asyncio
-
-from tests.fakes.discord_world import world
-from tests.fakes.openai_server import ScriptedResponse, last_user_text
-
-
-def answer_for(question: str) -> str:
-    return f"Answer to {question}: basil, tomato and a pinch of salt."
-
-
-async def ask_everyone(w, channels: list[str], n: int, *, deltas: int = 3) -> dict[str, str]:
-    """n users' mentions arrive at the same moment, spread over the channels; returns message id -> answer.
-    The model answers each in `deltas` pieces (several: the bot streams, i.e. posts and then edits)."""
-    w.openai.responder = lambda body: ScriptedResponse(text=answer_for(last_user_text(body)), deltas=deltas)
-    asks = [(channels[i % len(channels)], f"question {i}") for i in range(n)]
-    ids = await asyncio.gather(*(w.discord.user_message(c, w.discord.alice, q, mention_bot=True) for c, q in asks))
-    return {mid: answer_for(q) for mid, (_, q) in zip(ids, asks)}
-
-
-def answers_by_question(w, channels: list[str]) -> dict[str, str]:
-    """The bot's reply to each user message (replies quote the message they answer), final content."""
-    return {m.reference_id: m.content for c in channels for m in w.discord.messages_in(c, by_bot=True)}
+from tests.fakes.discord_world import answers_by_question, ask_everyone, world
 
 
 async def test_fifty_simultaneous_mentions_all_answered_completely_without_a_429(tmp_path):

@@ -116,7 +116,8 @@ class FakeDiscord:
         self.command_syncs: dict[str, int] = {}    # scope -> bulk overwrite count
         self.typing: dict[str, int] = {}
         self.requests: list[dict] = []             # {"method","path","status","at","channel"}
-        self.rate_limited: list[dict] = []         # every 429 we sent
+        self.rate_limited: list[dict] = []         # every 429 we sent (+ "scope": user | global)
+        self.last_headers: dict[str, str] = {}     # headers of the last successful REST response
         self.cdn: dict[str, tuple[bytes, str]] = {}
         self.cdn_downloads: list[str] = []
         self.identifies = 0
@@ -488,6 +489,7 @@ class FakeDiscord:
         decision = self.limiter.check(bucket, major, counts_globally=counts, kind=kind)
         if not decision.allowed:
             entry["status"] = 429
+            entry["scope"] = decision.scope
             self.rate_limited.append(entry)
             body = {"message": "You are being rate limited.", "code": 0, "retry_after": decision.retry_after,
                     "global": decision.is_global}
@@ -496,6 +498,7 @@ class FakeDiscord:
         entry["status"] = resp.status
         for k, v in decision.headers.items():
             resp.headers[k] = v
+        self.last_headers = dict(resp.headers)
         return resp
 
     async def _get_me(self, request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ like a process restart.
 """
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -24,6 +25,7 @@ from core.store import SqliteStore
 from core.tools.registry import ToolRegistry
 from tests.fakes.discord_server import FakeDiscord, StoredMessage
 from tests.fakes.openai_files_routes import FakeOpenAIFiles
+from tests.fakes.openai_server import ScriptedResponse, last_user_text
 
 # Short rate windows keep the tests fast; the bot's pacers are told the same budget as the stand-in.
 WINDOW = 0.5
@@ -99,3 +101,24 @@ async def world(tmp_path: Path, *, channels: tuple[str, ...] = ("general", "math
                 await w.client.close()
     finally:
         await discord.stop()
+
+
+# ---- many users at once ------------------------------------------------------------------------------
+
+
+def answer_for(question: str) -> str:
+    return f"Answer to {question}: basil, tomato and a pinch of salt."
+
+
+async def ask_everyone(w, channels: list[str], n: int, *, deltas: int = 3) -> dict[str, str]:
+    """n users' mentions arrive at the same moment, spread over the channels; returns message id -> answer.
+    The model answers each in `deltas` pieces (several: the bot streams, i.e. posts and then edits)."""
+    w.openai.responder = lambda body: ScriptedResponse(text=answer_for(last_user_text(body)), deltas=deltas)
+    asks = [(channels[i % len(channels)], f"question {i}") for i in range(n)]
+    ids = await asyncio.gather(*(w.discord.user_message(c, w.discord.alice, q, mention_bot=True) for c, q in asks))
+    return {mid: answer_for(q) for mid, (_, q) in zip(ids, asks)}
+
+
+def answers_by_question(w, channels: list[str]) -> dict[str, str]:
+    """The bot's reply to each user message (replies quote the message they answer), final content."""
+    return {m.reference_id: m.content for c in channels for m in w.discord.messages_in(c, by_bot=True)}
