@@ -203,3 +203,12 @@ async def test_replying_to_an_ask_followup_after_a_restart_continues_that_conver
     await w.discord.wait_for(lambda: any(m.content == "Yes, low heat." for m in w.discord.messages_in(ch, by_bot=True)))
     first, second = w.openai.response_requests()
     assert second["conversation"] == first["conversation"]
+
+
+async def test_a_table_in_the_answer_shows_as_aligned_columns(world):
+    w, ch = world, general(world)
+    w.openai.script(ScriptedResponse(text="| dish | minutes |\n|---|---:|\n| soup | 30 |\n| risotto | 25 |",
+                                     delta_size=10))
+    await w.discord.user_message(ch, w.discord.alice, "compare cooking times", mention_bot=True)
+    shown = "```\ndish    | minutes\n--------+--------\nsoup    |      30\nrisotto |      25\n```"
+    await w.discord.wait_for(lambda: [m.content for m in w.discord.messages_in(ch, by_bot=True)] == [shown])
