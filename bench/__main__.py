@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                         "sizes above 50 default to 6 so that Tier 2 methods don't take hours)")
     p.add_argument("--one-user", action="store_true", help="every mention from the same person")
     p.add_argument("--store", action="store_true", help="also measure RSS growth per 10,000 stored conversations")
+    p.add_argument("--bursts", type=int, default=1,
+                   help="send the N mentions this many times in one bot run (RSS after each: leak or high-water?)")
     p.add_argument("--chars", type=int, default=1200)
     p.add_argument("--delta", type=int, default=20, help="characters per delta")
     p.add_argument("--interval", type=float, default=0.025, help="seconds between deltas")
@@ -70,6 +72,7 @@ async def _main(args: argparse.Namespace) -> int:
         for size in sizes:
             minute = args.slack_minute if args.slack_minute is not None else (60.0 if size <= 50 else 6.0)
             sc = Scenario(platform=platform, size=size, shape=shape, distinct_users=not args.one_user,
+                          bursts=args.bursts,
                           slack_minute=minute if platform.startswith("slack") else 60.0,
                           profile=(str(Path(args.profile) / f"{platform}-{size}.txt") if args.profile else None))
             if args.profile:

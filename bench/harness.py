@@ -42,6 +42,7 @@ class Scenario:
     distinct_users: bool = True        # one person per conversation (Slack looks each one up)
     stall_timeout: float = 150.0       # give up when no answer completed for this long
     prefill: int = 0                   # conversation rows put in the store before the bot starts
+    bursts: int = 1                    # >1: the same N again once the last burst is answered (leak or high-water?)
     profile: str | None = None         # py-spy: write the bot's collapsed stacks (whole run) to this path
 
 
@@ -220,8 +221,8 @@ async def run_scenario(sc: Scenario, workdir: Path | None = None, *, progress=No
 async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
     ledger = Ledger()
     shape = sc.shape
-    tags = [f"q{i:05d}" for i in range(sc.size)]
-    warm_tag = f"q{sc.size:05d}"  # one answer before measuring: the first one pays for lazy imports
+    tags = [f"q{i:05d}" for i in range(sc.size * sc.bursts)]
+    warm_tag = f"q{sc.size * sc.bursts:05d}"  # one answer before measuring: the first one pays for lazy imports
     db = wd / "bench.db"
     if sc.prefill:
         await prefill_store(db, sc.prefill, "slack" if sc.platform.startswith("slack") else "discord")
@@ -237,11 +238,11 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             await slack.start()
             rtt_url, rtt_method, rtt_headers = slack.api_url + "auth.test", "POST", {
                 "Authorization": f"Bearer {slack.bot_token}"}
-            channels = [f"C{i:07d}" for i in range(sc.size + 1)]
+            channels = [f"C{i:07d}" for i in range(sc.size * sc.bursts + 1)]
         else:
             discord = BenchDiscord(ledger)
             await discord.start()
-            guild = discord.add_guild("Bench", tuple(f"c{i:05d}" for i in range(sc.size + 1)))
+            guild = discord.add_guild("Bench", tuple(f"c{i:05d}" for i in range(sc.size * sc.bursts + 1)))
             people = [discord.add_user(f"user{i}") for i in range(sc.size if sc.distinct_users else 1)]
             channels = list(guild["channel_ids"])
             rtt_url, rtt_method, rtt_headers = discord.api_url + "/users/@me", "GET", {
@@ -266,39 +267,48 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             cpu0 = proc_cpu(bot.pid)
             bench_cpu0, wall0 = time.process_time(), now()
 
-            # ---- N mentions at once ----
-            if slack is not None:
-                frames = [slack.mention_envelopes(ch, f"<@{slack.bot_user_id}> {tag} how is the bridge?",
-                                                  user=f"U{i % len(slack.users):05d}")
-                          for i, (tag, ch) in enumerate(zip(tags, channels))]
-                for tag, (mention, message) in zip(tags, frames):
-                    await slack.send_raw(mention)
-                    ledger.by_tag[tag].event_sent = now()
-                for _, message in frames:
-                    await slack.send_raw(message)  # the same @mention as a `message` event (Slack sends both)
-            else:
-                assert discord is not None
-                for i, (tag, ch) in enumerate(zip(tags, channels)):
-                    await discord.user_message(ch, people[i % len(people)], f"{tag} how is the bridge?",
-                                               mention_bot=True)
-                    ledger.by_tag[tag].event_sent = now()
+            rss_after_burst: list[float] = []
+            for b in range(sc.bursts):
+                burst = list(zip(tags, channels))[b * sc.size:(b + 1) * sc.size]
+                # ---- N mentions at once ----
+                if slack is not None:
+                    frames = [slack.mention_envelopes(ch, f"<@{slack.bot_user_id}> {tag} how is the bridge?",
+                                                      user=f"U{i % len(slack.users):05d}")
+                              for i, (tag, ch) in enumerate(burst)]
+                    for (tag, _), (mention, message) in zip(burst, frames):
+                        await slack.send_raw(mention)
+                        ledger.by_tag[tag].event_sent = now()
+                    for _, message in frames:
+                        await slack.send_raw(message)  # the same @mention as a `message` event (Slack sends both)
+                else:
+                    assert discord is not None
+                    for i, (tag, ch) in enumerate(burst):
+                        await discord.user_message(ch, people[i % len(people)], f"{tag} how is the bridge?",
+                                                   mention_bot=True)
+                        ledger.by_tag[tag].event_sent = now()
 
-            # ---- wait for every answer (or for progress to stop) ----
-            last_done, last_change = 0, now()
-            while True:
-                done = ledger.done()
-                if done >= sc.size:
+                # ---- wait for every answer (or for progress to stop) ----
+                target = (b + 1) * sc.size
+                last_done, last_change = ledger.done(), now()
+                while True:
+                    done = ledger.done()
+                    if done >= target:
+                        break
+                    if done != last_done:
+                        last_done, last_change = done, now()
+                        progress(sc, done)
+                    if now() - last_change > sc.stall_timeout or bot.proc.returncode is not None:  # type: ignore
+                        break
+                    ledger.changed.clear()
+                    try:
+                        await asyncio.wait_for(ledger.changed.wait(), 0.5)
+                    except asyncio.TimeoutError:
+                        pass
+                if sc.bursts > 1:
+                    await asyncio.sleep(1.0)
+                    rss_after_burst.append(round(proc_mem(bot.pid).get("VmRSS", 0), 1))
+                if ledger.done() < target:
                     break
-                if done != last_done:
-                    last_done, last_change = done, now()
-                    progress(sc, done)
-                if now() - last_change > sc.stall_timeout or bot.proc.returncode is not None:  # type: ignore
-                    break
-                ledger.changed.clear()
-                try:
-                    await asyncio.wait_for(ledger.changed.wait(), 0.5)
-                except asyncio.TimeoutError:
-                    pass
             wall = now() - wall0
             cpu = proc_cpu(bot.pid) - cpu0
             bench_cpu = time.process_time() - bench_cpu0
@@ -316,6 +326,8 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
                 await discord.stop()
 
     result.update(_metrics(ledger, sc, rtt=rtt, cpu=cpu, wall=wall, bench_cpu=bench_cpu, mem0=mem0, mem1=mem1))
+    if sc.bursts > 1:
+        result["rss_after_burst_mb"] = rss_after_burst
     if slack is not None:
         result["platform_calls"] = dict(slack.call_counts)
         result["platform_429s_total"] = len(slack.rate_limited)
