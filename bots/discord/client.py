@@ -21,13 +21,15 @@ from bots.discord.events import Preferences, ReplyChains, author_of, channel_pla
 from bots.discord.files import max_bytes, to_attachment
 from bots.discord.invite import invite_url
 from bots.discord.pacing import Pacers
-from bots.discord.target import ChannelTarget, InteractionTarget
+from bots.discord.target import LIMITS, ChannelTarget, InteractionTarget
 from bots.discord.text import split
 from core.model import InboundMessage
+from core.service import INTERRUPTED_NOTICE
+from core.streaming import WARNING
 
 log = logging.getLogger("teambridge.discord")
 
-INTERRUPTED = "⚠️ This answer was cut off — please ask again."
+INTERRUPTED = WARNING + INTERRUPTED_NOTICE
 INTENT_HELP = ("Discord refused the Message Content intent: enable it in the Developer Portal → Bot → "
                "Privileged Gateway Intents (Message Content Intent), then restart.")
 TOKEN_HELP = ("Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): copy the bot token again from the "
@@ -167,7 +169,7 @@ class DiscordAdapter:
                 continue
             text = (msg.content.rstrip() + "\n\n" + INTERRUPTED) if msg.content.strip() else INTERRUPTED
             async with self._pacers.for_channel(int(place)):
-                if len(text) <= 2000:
+                if len(text) <= LIMITS.max_chars:
                     await msg.edit(content=text)
                 else:  # no room left in that message: say it right below instead
                     await msg.reply(INTERRUPTED, mention_author=False)
@@ -181,8 +183,9 @@ class DiscordAdapter:
         if client.user is None:
             return
         try:
-            config = self._config()
-            inbound = await translate(message, client.user, config, self._chains)
+            full = self._service.config  # one snapshot: hot reload may swap it
+            config = full.discord
+            inbound = await translate(message, client.user, full, self._chains)
             if inbound is None:
                 return
             channel: discord.abc.Messageable = message.channel

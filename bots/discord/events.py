@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Protocol
 
 import discord
 
 from bots.discord.files import max_bytes, to_attachment
-from core.config import DiscordConfig
+from core.config import Config
 from core.model import Author, InboundMessage
+from core.routing import channel_route
 
 log = logging.getLogger("teambridge.discord")
 
@@ -95,7 +97,7 @@ class ReplyChains:
             ref = current.reference
             if ref is None or ref.message_id is None:
                 break
-            parent = await self._resolve(current, ref)
+            parent = await self.resolve(current, ref)
             # A user message that replies to someone other than the bot is a root of its own.
             if current.author.id != me_id and (parent is None or parent.author.id != me_id):
                 break
@@ -107,7 +109,7 @@ class ReplyChains:
         return root
 
     @staticmethod
-    async def _resolve(message: discord.Message, ref: discord.MessageReference) -> discord.Message | None:
+    async def resolve(message: discord.Message, ref: discord.MessageReference) -> discord.Message | None:
         resolved = ref.resolved
         if isinstance(resolved, discord.Message):
             return resolved
@@ -159,7 +161,7 @@ async def replied_to_me(message: discord.Message, me_id: int, chains: ReplyChain
     ref = message.reference
     if ref is None or ref.message_id is None:
         return False
-    parent = await chains._resolve(message, ref)
+    parent = await chains.resolve(message, ref)
     return parent is not None and parent.author.id == me_id
 
 
@@ -173,7 +175,7 @@ def channel_place(channel) -> tuple[str, str | None, tuple[str, ...]]:
     return str(channel.id), None, ((str(category),) if category else ())
 
 
-async def translate(message: discord.Message, me: discord.ClientUser, config: DiscordConfig,
+async def translate(message: discord.Message, me: discord.ClientUser, config: Config,
                     chains: ReplyChains) -> InboundMessage | None:
     """None for messages the bot never looks at (its own, other bots', system messages)."""
     if message.author.id == me.id or message.author.bot or message.type not in _ANSWERABLE:
@@ -182,15 +184,8 @@ async def translate(message: discord.Message, me: discord.ClientUser, config: Di
     reply_to_me = await replied_to_me(message, me.id, chains)
     mentioned = mentions_me(message, me) or reply_to_me
     channel, thread, parents = channel_place(message.channel)
-    if thread is None and not is_direct:
-        route = config.channels.get(channel)
-        if reply_to_me:
-            thread = str(await chains.root_of(message, me.id))
-        elif mentioned and not (route and route.respond_without_mention):
-            thread = str(message.id)
-            chains.remember(message.id, message.id)
-    limit = max_bytes(config.max_file_mb)
-    return InboundMessage(
+    limit = max_bytes(config.discord.max_file_mb)
+    inbound = InboundMessage(
         platform="discord",
         workspace=str(message.guild.id) if message.guild else "",
         channel=channel,
@@ -204,3 +199,14 @@ async def translate(message: discord.Message, me: discord.ClientUser, config: Di
         message_id=str(message.id),
         channel_parents=parents,
     )
+    if thread is not None or is_direct:
+        return inbound
+    # In a plain channel the conversation is a reply chain: a reply continues the chain's conversation,
+    # a mention starts one rooted at itself — except where the bot answers everything (one conversation).
+    if reply_to_me:
+        return replace(inbound, thread=str(await chains.root_of(message, me.id)))
+    route = channel_route(config, inbound)  # core's lookup: the channel, then its category
+    if mentioned and not (route and route.respond_without_mention):
+        chains.remember(message.id, message.id)
+        return replace(inbound, thread=str(message.id))
+    return inbound

@@ -12,6 +12,7 @@ from bots.discord.pacing import Pacer, Pacers
 from bots.discord.text import split, to_discord
 from core.model import OutboundFile
 from core.ports import Limits, ReplyStream
+from core.streaming import WARNING
 
 log = logging.getLogger("teambridge.discord")
 
@@ -20,6 +21,14 @@ DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # per file since 2025-01-16; boosts raise
 TYPING_REFRESH = 8.0                   # Discord shows "typing" for ~10 s per trigger
 TYPING_MAX = 120.0
 NO_PINGS = discord.AllowedMentions.none()  # model output must never ping @everyone or users
+
+
+def _too_big(file: OutboundFile, limit: int) -> str | None:
+    """The notice for a file over Discord's upload limit here (Discord would answer 413 / 40005)."""
+    if len(file.data) <= limit:
+        return None
+    return (f"{WARNING}{file.name} is {len(file.data) / 1_048_576:.1f} MB, more than Discord accepts here "
+            f"({limit / 1_048_576:.0f} MB), so it was not posted.")
 
 
 class _Typing:
@@ -116,9 +125,8 @@ class ChannelTarget:
             await msg.edit(content=to_discord(text), allowed_mentions=NO_PINGS)
 
     async def upload(self, file: OutboundFile) -> None:
-        if len(file.data) > self._file_limit:
-            await self.notice(f"⚠️ {file.name} is {len(file.data) / 1_048_576:.1f} MB, more than Discord "
-                              f"accepts here ({self._file_limit / 1_048_576:.0f} MB), so it was not posted.")
+        if (refusal := _too_big(file, self._file_limit)) is not None:
+            await self.notice(refusal)
             return
         await self._send(file=discord.File(io.BytesIO(file.data), filename=file.name))
 
@@ -188,9 +196,8 @@ class InteractionTarget:
                                                           allowed_mentions=NO_PINGS)
 
     async def upload(self, file: OutboundFile) -> None:
-        if len(file.data) > self._file_limit:
-            await self.notice(f"⚠️ {file.name} is {len(file.data) / 1_048_576:.1f} MB, more than Discord "
-                              f"accepts here ({self._file_limit / 1_048_576:.0f} MB), so it was not posted.")
+        if (refusal := _too_big(file, self._file_limit)) is not None:
+            await self.notice(refusal)
             return
         dfile = discord.File(io.BytesIO(file.data), filename=file.name)
         async with self._pacer.slot():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from core.config import AssistantConfig, Config, DiscordConfig
 from core.model import InboundMessage, OutboundFile, UserFacingError
+from core.routing import is_addressed
 
 
 def discord_config(**discord) -> Config:
@@ -32,9 +33,7 @@ class FakeChatService:
     gate: asyncio.Event | None = None
 
     async def handle(self, msg: InboundMessage, target) -> None:
-        section = self.config.discord
-        route = section.channels.get(msg.channel)
-        if not (msg.mentions_bot or msg.is_direct or (route and route.respond_without_mention)):
+        if not is_addressed(self.config, msg, bot_owns_thread=False):
             return
         if msg.event_id in self.seen:
             return
