@@ -235,6 +235,16 @@ async def test_generated_file_is_posted_as_an_attachment(fake, bot):
     assert msgs[0].files() == {"plot.png": b"\x89PNG fake"}
 
 
+async def test_generated_file_over_the_upload_limit_is_named_not_posted(fake, bot):
+    bot.service.files.append(OutboundFile("export.zip", b"\0" * (10 * 1024 * 1024 + 1), "application/zip"))
+    ch = general(fake)
+    await fake.user_message(ch, fake.alice, "export everything", mention_bot=True)
+    notice = await fake.wait_for(lambda: [m for m in fake.messages_in(ch, by_bot=True) if "export.zip" in m.content])
+    assert notice[0].content == ("⚠️ export.zip is 10.0 MB, more than Discord accepts here (10 MB), "
+                                 "so it was not posted.")
+    assert not any(m.attachments for m in fake.messages_in(ch, by_bot=True))
+
+
 # ---- load, exactly once, startup errors -----------------------------------------------------------
 
 
