@@ -49,6 +49,11 @@ class ChatService:
     def config(self) -> Config:
         return self._config
 
+    @property
+    def store(self) -> Store:
+        """For adapters that keep small platform mappings (e.g. which conversation a Discord message belongs to)."""
+        return self._store
+
     def apply_config(self, config: Config, *, backends: dict[str, AssistantBackend] | None = None) -> None:
         """Swap the config for new turns. `backends`: rebuilt for the new config (e.g. a tool registry with new
         function tools, a new backend section); config and backends are swapped together, and a turn in flight

@@ -74,9 +74,7 @@ class DiscordAdapter:
             return None
         db = (env.get("TEAMBRIDGE_DB") or "").strip() or str(service.config.database)
         kwargs.setdefault("state_path", Path(db + ".discord-commands.json"))
-        # The composition root hands over the service; the store is reachable through it once ChatService
-        # exposes it (`store`), or can be passed explicitly.
-        kwargs.setdefault("store", getattr(service, "store", None))
+        kwargs.setdefault("store", service.store)  # reply chains survive a restart
         return cls(service, token=token, endpoints_=endpoints.Endpoints.from_env(env), **kwargs)
 
     @property
