@@ -31,6 +31,7 @@ class FakeChatService:
     read_files: list[tuple[str, bytes]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     gate: asyncio.Event | None = None
+    store: None = None                                         # no persistence: reply chains stay in memory
 
     async def handle(self, msg: InboundMessage, target) -> None:
         if not is_addressed(self.config, msg, bot_owns_thread=False):
