@@ -57,6 +57,7 @@ async def test_mention_gets_a_threaded_streamed_answer_equal_to_the_models(tmp_p
         await bot.slack.wait_for(finished(bot.slack, "C1", ts, answer), 15)
         (body,) = openai.response_requests()
         assert "what is in a carbonara?" in str(body["input"]) and "<@" not in str(body["input"])
+        await bot.adapter.wait_idle()  # the turn is over (the thread is marked as the bot's at its very end)
         # thread follow-up, no mention: same OpenAI conversation
         openai.script(ScriptedResponse(text="Use 3 eggs."))
         await bot.slack.user_says("C1", "how many eggs?", thread_ts=ts)
@@ -108,3 +109,16 @@ async def test_document_goes_to_the_vector_store_and_the_answer_cites_it(tmp_pat
         (body,) = openai.response_requests()
         fs = next(t for t in body["tools"] if t["type"] == "file_search")
         assert fs["vector_store_ids"]
+
+
+async def test_an_openai_outage_ends_the_threaded_reply_with_a_one_line_notice(tmp_path):
+    async with world(tmp_path) as (bot, openai):
+        openai.fail_next(500, times=10)
+        ts = await bot.slack.user_says("C1", "<@UBOT> what is in a carbonara?")
+        await bot.slack.wait_for(lambda: bot.slack.bot_messages("C1", ts)
+                                 and not any(m.streaming for m in bot.slack.bot_messages("C1", ts)), 15)
+        await bot.adapter.wait_idle()
+        [reply] = bot.slack.bot_messages("C1", ts)
+        assert reply.text.startswith("⚠️ ") and "OpenAI" in reply.text and "\n" not in reply.text
+        assert "500" in reply.text
+        assert bot.slack.bot_messages(top_level=True) == []

@@ -16,7 +16,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from core.model import Author, InboundMessage
+from core.model import Author, InboundMessage, UserFacingError
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import reply_place, should_ignore, to_inbound, worth_passing_on
@@ -219,14 +219,25 @@ class SlackAdapter:
         try:
             author = await self._author(event["user"], "")
             max_mb = self._service.config.slack.max_file_mb
-            attachments = tuple(self._files.attachment(f, max_mb=max_mb) for f in event.get("files") or ())
+            shared = [await self._files.details(f) for f in event.get("files") or ()]
+            attachments = tuple(self._files.attachment(f, max_mb=max_mb) for f in shared)
             msg = to_inbound(event, team=team, bot_user_id=bot_user_id, author=author, attachments=attachments,
                              assistant=assistant)
+        except UserFacingError as e:
+            if await self._first_delivery(event):
+                await self._target(place).notice(f"⚠️ {e.message}")
+            return
         except Exception as e:
             log.exception("could not read Slack event in %s", event.get("channel"))
-            await self._target(place).notice(f"⚠️ Sorry, I could not read that message ({type(e).__name__}).")
+            if await self._first_delivery(event):
+                await self._target(place).notice(f"⚠️ Sorry, I could not read that message ({type(e).__name__}).")
             return
         await self._answer(msg, place)
+
+    async def _first_delivery(self, event: dict) -> bool:
+        """Claims the message (as the service would) so a problem with it is reported once, not once per
+        delivery (app_mention + message.*, retries)."""
+        return await self._service.claim("slack", f"{event['channel']}:{event['ts']}")
 
     async def _answer(self, msg: InboundMessage, place: ReplyPlace) -> None:
         await self._service.handle(msg, self._target(place))

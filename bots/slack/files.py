@@ -6,6 +6,7 @@ from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.model import Attachment, UserFacingError
@@ -26,6 +27,18 @@ class SlackFiles:
         self._client = client
         self._session = session
 
+    async def details(self, f: dict) -> dict:
+        """The file as shared, looked up with files.info when the event carries only its id (Slack Connect
+        channels send `file_access: "check_file_info"`): name, type and size decide where core routes it."""
+        if f.get("file_access") != "check_file_info" and (f.get("url_private_download") or f.get("url_private")):
+            return f
+        try:
+            info = (await self._client.files_info(file=f["id"]))["file"]
+        except SlackApiError as e:
+            log.warning("files.info failed for %s (%s)", f.get("id"), e.response.get("error"))
+            raise UserFacingError(f"Could not read a file you shared from Slack ({e.response.get('error')}).") from e
+        return {**f, **info}
+
     def attachment(self, f: dict, *, max_mb: float) -> Attachment:
         name = f.get("name") or f.get("title") or f.get("id", "file")
         size = f.get("size")
@@ -39,9 +52,7 @@ class SlackFiles:
     async def download(self, f: dict, *, max_mb: float) -> bytes:
         name = f.get("name") or f.get("id", "file")
         limit = int(max_mb * MB)
-        if f.get("file_access") == "check_file_info" or not (f.get("url_private_download") or f.get("url_private")):
-            # Slack Connect and some events carry only the id: ask files.info for the rest.
-            f = dict(f, **(await self._client.files_info(file=f["id"]))["file"])
+        f = await self.details(f)  # a no-op for files the adapter looked up already
         size = f.get("size")
         if size is not None and int(size) > limit:
             raise UserFacingError(f"{name} is {int(size) / MB:.1f} MB; files up to {max_mb:g} MB can be used here.")

@@ -2,8 +2,8 @@
 
 Replies go out as `markdown_text` (chat.postMessage / chat.update / the chat.*Stream methods), which
 Slack renders as standard Markdown (headings, lists, links, code, tables), so model output passes
-through unchanged. Only surfaces that still take legacy `text` (ephemeral messages, response_url
-replies) need mrkdwn: `*bold*`, `_italic_`, `~strike~`, `<url|label>`, no headings, no tables.
+through unchanged (split by core.splitting, as on every platform). Only surfaces that still take
+legacy `text` (ephemeral messages, response_url replies) need mrkdwn: `*bold*`, `_italic_`, `~strike~`, `<url|label>`, no headings, no tables.
 """
 from __future__ import annotations
 
@@ -11,60 +11,6 @@ import html
 import re
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-
-
-def open_fence(text: str) -> str | None:
-    """The opening fence line (e.g. "```python") if `text` ends inside an unclosed code block."""
-    opened: str | None = None
-    marker = ""
-    for line in text.split("\n"):
-        m = _FENCE.match(line)
-        if not m:
-            continue
-        if opened is None:
-            opened, marker = line.strip(), m.group(1)
-        elif m.group(1)[0] == marker[0] and len(m.group(1)) >= len(marker) and not m.group(2).strip():
-            opened, marker = None, ""
-    return opened
-
-
-def close_fence(opened: str) -> str:
-    return re.match(r"(`{3,}|~{3,})", opened).group(1)  # type: ignore[union-attr]
-
-
-def split_point(text: str, limit: int) -> int:
-    """Where to cut `text` so the first part has at most `limit` characters: a paragraph break, a line
-    break, a space, or (for one endless word) exactly at the limit. Never loses a character."""
-    if len(text) <= limit:
-        return len(text)
-    window = text[:limit]
-    for sep in ("\n\n", "\n", " "):
-        i = window.rfind(sep)
-        if i >= limit // 2:
-            return i + len(sep)
-    return limit
-
-
-def split_markdown(text: str, limit: int) -> list[str]:
-    """Split into parts of at most `limit` chars; a code block cut in two is closed and reopened."""
-    parts: list[str] = []
-    carry = ""  # fence reopened at the start of the next part
-    while text:
-        room = limit - len(carry)
-        reserve = 8  # room for "\n```" closing a fence we may have to cut
-        if len(text) <= room:
-            parts.append(carry + text)
-            break
-        cut = split_point(text, room - reserve)
-        head, text = text[:cut], text[cut:]
-        fence = open_fence(carry + head)
-        if fence:
-            parts.append(carry + head + ("" if head.endswith("\n") else "\n") + close_fence(fence))
-            carry = fence + "\n"
-        else:
-            parts.append(carry + head)
-            carry = ""
-    return parts
 
 
 def unescape(text: str) -> str:

@@ -5,10 +5,14 @@ handles none of the stream's limits. Ours:
 - flushes about every second or every ~300 characters, whichever comes first (one flusher task);
 - rolls over to a new message before the stream's size (~12k chars, stopStream answers msg_too_long)
   and time (~5 min, then message_not_in_streaming_state) limits, closing an open code fence at the
-  end of one message and reopening it at the start of the next;
+  end of one message and reopening it at the start of the next; a stream Slack ends early anyway
+  goes on in a new message the same way;
 - shows tool progress as task_update chunks (the timeline under the message);
-- falls back to chat.postMessage + chat.update when the workspace refuses native streaming, and
-  tells the adapter so later replies use core's EditStream straight away.
+- when the workspace refuses native streaming, hands the rest of the reply to the fallback stream
+  (core's EditStream: chat.postMessage + chat.update), and tells the adapter so later replies use
+  it straight away.
+The tail of a reply (citation footnotes, the one-line error notice, "(no answer)") reads as it does
+in core's EditStream.
 """
 from __future__ import annotations
 
@@ -21,8 +25,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.model import ToolUpdate
-from core.ports import OnPosted
-from bots.slack.markdown import close_fence, open_fence, split_markdown, split_point
+from core.ports import OnPosted, ReplyStream
+from core.splitting import CLOSER, FENCE, MIN_LIMIT, next_chunk, open_fence, reopener
+from core.streaming import NO_ANSWER, WARNING
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 REFUSED = frozenset({"unknown_method", "method_deprecated", "feature_not_enabled", "not_allowed_token_type",
                      "channel_type_not_supported", "invalid_chunks", "messages_tab_disabled"})
 TASK_STATUS = {"started": "pending", "running": "in_progress", "done": "complete", "failed": "error"}
+# Roll over when less than this is left in the message: a piece must hold at least MIN_LIMIT characters
+# plus a fence closer.
+MIN_ROOM = 2 * MIN_LIMIT
 
 
 def _error(e: SlackApiError) -> str:
@@ -41,27 +49,27 @@ class NativeStream:
     """ReplyStream over Slack's chat.*Stream methods (thread replies only)."""
 
     def __init__(self, client: AsyncWebClient, *, channel: str, thread_ts: str, user: str, team: str,
-                 on_posted: OnPosted, on_refused: Callable[[str], None] | None = None,
+                 on_posted: OnPosted, fallback: Callable[[], ReplyStream],
+                 on_refused: Callable[[str], None] | None = None,
                  flush_chars: int = 300, flush_interval: float = 1.0,
                  max_chars: int = 11_000, max_age: float = 240.0,
-                 fallback_max_chars: int = 3_900, edit_interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._channel, self._thread, self._user, self._team = channel, thread_ts, user, team
         self._on_posted, self._on_refused = on_posted, on_refused
+        self._make_fallback = fallback
         self._flush_chars, self._flush_interval = flush_chars, flush_interval
         self._max_chars, self._max_age = max_chars, max_age
-        self._fb_max, self._edit_interval = fallback_max_chars, edit_interval
         self._clock = clock
 
         self._pending = ""                      # text not sent yet
         self._tasks: dict[str, dict] = {}       # task_update chunks not sent yet
-        self._ts: str | None = None             # message being streamed (or edited, in fallback)
+        self._active: dict[str, ToolUpdate] = {}  # tools still running (handed to the fallback on a switch)
+        self._ts: str | None = None             # message being streamed
         self._sent = ""                         # text already in that message
+        self._any_text = False                  # some text of this reply reached Slack
         self._started = 0.0
-        self._fallback = False
-        self._active: dict[str, ToolUpdate] = {}  # fallback: running tools, shown as a status line
-        self._last_edit = float("-inf")
+        self._fallback: ReplyStream | None = None  # set once Slack refused the native stream
         self._stopped_by_user = False
         self._closed = False
         self._lock = asyncio.Lock()
@@ -73,6 +81,9 @@ class NativeStream:
 
     async def text(self, delta: str) -> None:
         self._raise_failure()
+        if self._fallback is not None:
+            await self._fallback.text(delta)
+            return
         if not delta or self._stopped_by_user:
             return
         self._pending += delta
@@ -82,6 +93,9 @@ class NativeStream:
 
     async def status(self, update: ToolUpdate | None) -> None:
         self._raise_failure()
+        if self._fallback is not None:
+            await self._fallback.status(update)
+            return
         if update is None:
             self._active.clear()
             return
@@ -98,12 +112,29 @@ class NativeStream:
         self._wake.set()
 
     async def close(self, footer: str = "") -> None:
+        if await self._stop_flusher():
+            await self._fallback.close(footer)  # type: ignore[union-attr]
+            return
+        so_far = self._sent + self._pending
+        if not self._any_text and not self._pending.strip():
+            self._pending += NO_ANSWER
+            so_far += NO_ANSWER
         if footer:
-            self._pending += footer if footer.startswith("\n") else "\n\n" + footer
+            # Footers (citation footnotes) are set apart by a blank line unless they bring their own.
+            self._pending += ((CLOSER if open_fence(so_far) else "")
+                              + ("" if footer.startswith("\n") else "\n\n") + footer)
         await self._finish()
 
     async def fail(self, notice: str) -> None:
-        self._pending += ("\n\n" if (self._sent or self._pending) else "") + f"_{notice}_"
+        if await self._stop_flusher():
+            await self._fallback.fail(notice)  # type: ignore[union-attr]
+            return
+        so_far = self._sent + self._pending
+        if self._any_text or so_far.strip():
+            # Keep the notice out of an unfinished code block.
+            self._pending += (CLOSER if open_fence(so_far) else "") + "\n\n" + WARNING + notice
+        else:
+            self._pending += WARNING + notice
         await self._finish()
 
     # ---- internals --------------------------------------------------------------------------
@@ -119,7 +150,7 @@ class NativeStream:
 
     async def _flush_loop(self) -> None:
         try:
-            while not self._closed:
+            while not self._closed and self._fallback is None:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._flush_interval)
                 except asyncio.TimeoutError:
@@ -127,14 +158,15 @@ class NativeStream:
                 self._wake.clear()
                 if self._closed:
                     break
-                await self._flush(final=False)
+                await self._flush()
         except asyncio.CancelledError:
             raise
         except Exception as e:  # surfaced to core on the next text()/status()/close()
             log.exception("Slack stream flush failed in %s", self._channel)
             self._failure = e
 
-    async def _finish(self) -> None:
+    async def _stop_flusher(self) -> bool:
+        """No more flushes from the flusher. True when the reply went over to the fallback stream."""
         self._closed = True
         if self._flusher is not None:
             # Let a flush in progress finish: cancelling it mid-request could send a piece twice.
@@ -142,43 +174,49 @@ class NativeStream:
             flusher, self._flusher = self._flusher, None
             await asyncio.wait({flusher})
         self._raise_failure()
-        await self._flush(final=True)
+        return self._fallback is not None
+
+    async def _finish(self) -> None:
+        await self._flush()
+        if self._fallback is not None:  # refused during that last flush: the text went over with it
+            await self._fallback.close()
+            return
         async with self._lock:
-            if self._ts is not None and not self._fallback and not self._stopped_by_user:
+            if self._ts is not None and not self._stopped_by_user:
                 # The model's own end: leave its text exactly as written (no fence added).
                 await self._end_message(stop=True)
 
-    async def _flush(self, *, final: bool) -> None:
+    async def _flush(self) -> None:
         async with self._lock:
             if self._stopped_by_user:
                 self._pending = ""
                 return
-            if self._fallback:
-                await self._flush_fallback(final=final)
-                return
-            while self._pending or self._tasks:
+            while (self._pending or self._tasks) and self._fallback is None:
                 if self._ts is not None and self._clock() - self._started > self._max_age:
                     await self._rollover()
                 room = self._max_chars - len(self._sent)
-                if self._pending and room < 64:
+                if self._pending and room < MIN_ROOM:
                     await self._rollover()
                     continue
-                cut = split_point(self._pending, max(room - 8, 1))
+                # Only the end of a message needs a good place to cut (not inside a word, a backtick run…).
+                cut = next_chunk(self._pending, 0, room - len(CLOSER), open_fence(self._sent))[1] \
+                    if self._pending else 0
                 piece = self._pending[:cut]
                 tasks = list(self._tasks.values())
                 ok = await self._send(piece, tasks)
-                if self._fallback or self._stopped_by_user:
-                    if self._fallback:
-                        await self._flush_fallback(final=final)
+                if self._stopped_by_user:
+                    self._pending = ""
                     return
                 if ok:
+                    # text() only appends while we wait for Slack: cut what was sent off the front
                     self._pending = self._pending[cut:]
+                    self._any_text = self._any_text or bool(piece)
                     for t in tasks:
                         if self._tasks.get(t["id"]) is t:
                             del self._tasks[t["id"]]
 
     async def _send(self, piece: str, tasks: list[dict]) -> bool:
-        """One startStream/appendStream call. False when the piece must be retried in a new message."""
+        """One startStream/appendStream call. False when the piece was not sent (retried, or handed over)."""
         chunks: list[dict] = list(tasks)
         if piece:
             chunks.append({"type": "markdown_text", "text": piece})
@@ -197,9 +235,9 @@ class NativeStream:
             err = _error(e)
             if err in REFUSED or (self._ts is None and err.startswith("missing_recipient")):
                 log.warning("Slack refused native streaming in %s (%s); using chat.update", self._channel, err)
-                self._fallback = True
                 if self._on_refused:
                     self._on_refused(err)
+                await self._switch_to_fallback()
                 return False
             if err == "stopped_by_user":
                 # A reader pressed "stop" on the streaming message: it is final, say nothing more.
@@ -213,17 +251,32 @@ class NativeStream:
                 return False
             raise
 
-    async def _rollover(self) -> None:
-        await self._stop_current()
+    async def _switch_to_fallback(self) -> None:
+        if self._ts is not None:
+            try:  # a message already streaming (refused mid-way, e.g. invalid_chunks): end it where it is
+                await self._end_message(stop=True, closing=self._fence_closer())
+            except SlackApiError as e:
+                log.warning("could not end the refused stream %s (%s)", self._ts, _error(e))
+                self._ts, self._sent = None, ""
+        self._fallback = fallback = self._make_fallback()
+        pending, self._pending = self._pending, ""
+        self._tasks.clear()
+        for update in self._active.values():
+            await fallback.status(update)
+        if pending:
+            await fallback.text(pending)
 
-    async def _stop_current(self) -> None:
+    def _fence_closer(self) -> str:
+        """Closes the code block the current message ends in (and reopens it in what follows), or ""."""
         fence = open_fence(self._sent)
-        closing = ""
-        if fence:
-            # Each message renders on its own: close the code block here, reopen it in the next one.
-            closing = ("" if self._sent.endswith("\n") else "\n") + close_fence(fence)
-            self._pending = fence + "\n" + self._pending
-        await self._end_message(stop=True, closing=closing)
+        if not fence:
+            return ""
+        self._pending = reopener(fence) + self._pending
+        return ("" if self._sent.endswith("\n") else "\n") + FENCE
+
+    async def _rollover(self) -> None:
+        # Each message renders on its own: close the code block here, reopen it in the next one.
+        await self._end_message(stop=True, closing=self._fence_closer())
 
     async def _end_message(self, *, stop: bool, closing: str = "") -> None:
         ts = self._ts
@@ -239,43 +292,7 @@ class NativeStream:
                 if closing:  # already final: put the fence close in with an edit
                     await self._client.chat_update(channel=self._channel, ts=ts, markdown_text=self._sent + closing)
         else:
-            fence = open_fence(self._sent)
-            if fence:
-                closing = ("\n" if not self._sent.endswith("\n") else "") + close_fence(fence)
+            closing = self._fence_closer()
+            if closing:
                 await self._client.chat_update(channel=self._channel, ts=ts, markdown_text=self._sent + closing)
-                self._pending = fence + "\n" + self._pending
         self._ts, self._sent = None, ""
-
-    # ---- fallback: chat.postMessage + chat.update -------------------------------------------
-
-    def _status_line(self) -> str:
-        if not self._active:
-            return ""
-        last = list(self._active.values())[-1]
-        return f"\n\n_{last.title}…_"
-
-    async def _flush_fallback(self, *, final: bool) -> None:
-        self._tasks.clear()
-        if not final and self._clock() - self._last_edit < self._edit_interval:
-            return  # about one edit a second per message (chat.update is Tier 3, shared)
-        body = self._sent + self._pending
-        if not body and not self._active:
-            return
-        parts = split_markdown(body, self._fb_max) or [""]
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            shown = part + ("" if final or not last else self._status_line())
-            if len(shown) > self._fb_max:
-                shown = part
-            if self._ts is None:
-                r = await self._client.chat_postMessage(channel=self._channel, thread_ts=self._thread,
-                                                        markdown_text=shown or "…")
-                self._ts = str(r["ts"])
-                await self._on_posted(self._ts)
-            elif shown != self._sent or not last or final:
-                await self._client.chat_update(channel=self._channel, ts=self._ts, markdown_text=shown or "…")
-            if not last:
-                self._ts = None  # next part goes into a new message
-        self._sent, self._pending = parts[-1], ""
-        self._last_edit = self._clock()
-

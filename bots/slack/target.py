@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.model import OutboundFile
 from core.ports import Limits, OnPosted, ReplyStream
+from core.streaming import EditStream
 from bots.slack.markdown import to_mrkdwn
 from bots.slack.stream import NativeStream
 
@@ -118,6 +119,7 @@ class SlackReplyTarget:
         return NativeStream(self._client, channel=self.place.channel, thread_ts=self.place.thread_ts,
                             user=self.place.user, team=self.place.team,
                             on_posted=lambda ts: self._posted(on_posted, ts),
+                            # refused by this workspace: the rest of the reply as posts + edits, like a DM
+                            fallback=lambda: EditStream(self, on_posted=on_posted),
                             on_refused=self._on_refused, flush_chars=s.flush_chars,
-                            flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age,
-                            fallback_max_chars=LIMITS.max_chars, edit_interval=LIMITS.edit_interval)
+                            flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age)

@@ -122,6 +122,7 @@ class FakeSlack:
         self.titles: dict[tuple[str, str], str] = {}          # assistant.threads.setTitle
         self.suggested_prompts: dict[tuple[str, str], dict] = {}  # {"title", "prompts": [{"title", "message"}]}
         self.stopped_streams: set[tuple[str, str]] = set()    # streams a reader pressed "stop" on
+        self.expired: list[str] = []           # streams Slack finalised because they ran past stream_ttl
         self.uploads: dict[str, dict] = {}     # file_id -> {"name", "data", "length", "completed"}
         self.files: dict[str, dict] = {}       # user files by id (for url_private)
         self.file_bytes: dict[str, bytes] = {}
@@ -383,6 +384,7 @@ class FakeSlack:
             return self._err("message_not_found")
         if m.streaming and time.monotonic() - m.stream_started > self.stream_ttl:
             m.streaming = False  # Slack finalises a stream on its own after its time limit
+            self.expired.append(m.ts)
         if (m.channel, m.ts) in self.stopped_streams:
             m.streaming = False
             return self._err("stopped_by_user")
