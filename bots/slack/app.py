@@ -17,6 +17,8 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from core.model import Author, InboundMessage, UserFacingError
+from core.service import INTERRUPTED_NOTICE
+from core.streaming import WARNING
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import reply_place, should_ignore, to_inbound, worth_passing_on
@@ -27,7 +29,7 @@ from bots.slack.target import ReplyPlace, SlackReplyTarget, StreamSettings
 log = logging.getLogger("teambridge.slack")
 
 DEFAULT_API_URL = "https://slack.com/api/"
-INTERRUPTED = "⚠️ This answer was cut off — please ask again."
+INTERRUPTED = WARNING + INTERRUPTED_NOTICE  # what core's streams show, after the text
 
 
 class SlackAdapter:
@@ -198,7 +200,7 @@ class SlackAdapter:
         if should_ignore(event):
             return
         bot_user_id = getattr(context, "bot_user_id", None) or context.get("bot_user_id") or self._bot_user_id
-        if not worth_passing_on(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config.slack):
+        if not worth_passing_on(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config):
             return
         team = body.get("team_id") or event.get("team") or self._team
         self._spawn(self._process(event, team=team, bot_user_id=bot_user_id, assistant=assistant),

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
-from core.config import SlackConfig
+from core.config import Config
 from core.model import Attachment, Author, InboundMessage
+from core.routing import is_addressed
 from bots.slack.markdown import unescape
 from bots.slack.target import ReplyPlace
 
@@ -40,16 +41,14 @@ def is_direct(event: dict) -> bool:
     return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
 
 
-def worth_passing_on(event: dict, *, kind: str, bot_user_id: str, config: SlackConfig) -> bool:
-    """Cheap early filter for `message` events: a top-level channel message that neither mentions the
-    bot nor is in a channel answered without mentions is not for us (the service decides the rest:
-    DMs, mentions, follow-ups in threads the bot owns)."""
-    if kind == "app_mention" or is_direct(event) or event.get("thread_ts"):
-        return True
-    if mentions(event.get("text", ""), bot_user_id):
-        return True
-    route = config.channels.get(event.get("channel", ""))
-    return bool(route and route.respond_without_mention)
+def worth_passing_on(event: dict, *, kind: str, bot_user_id: str, config: Config) -> bool:
+    """Cheap early filter, before any Web API call (users.info, files.info): core's own rule for whether
+    the bot is addressed, taking a thread reply as one in a thread the bot owns (the service checks that)."""
+    probe = InboundMessage(platform="slack", workspace=event.get("team", ""), channel=event.get("channel", ""),
+                           author=Author(id=event.get("user", "")), text="", thread=event.get("thread_ts"),
+                           is_direct=is_direct(event),
+                           mentions_bot=kind == "app_mention" or mentions(event.get("text", ""), bot_user_id))
+    return is_addressed(config, probe, bot_owns_thread=True)
 
 
 def reply_place(event: dict, *, team: str) -> ReplyPlace:
