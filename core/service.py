@@ -25,6 +25,7 @@ from core.streaming import EditStream
 log = logging.getLogger("teambridge.service")
 
 INTERRUPTED_NOTICE = "This answer was cut off — please ask again."
+ADMIN_COMMANDS = ("usage", "reload")
 SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minute."
 
 
@@ -251,12 +252,16 @@ class ChatService:
         return "\n".join(lines)
 
     async def command(self, msg: InboundMessage, text: str) -> str:
+        """Admin commands (usage, reload, ...): refused to everyone else before anything runs."""
         name, _, rest = text.strip().partition(" ")
-        handler = self._admin_commands.get(name.lower())
-        if handler is None:
-            return f"Unknown command “{name}”. " + "Try help."
+        name = name.lower()
+        handler = self._admin_commands.get(name)
+        if handler is None and name not in ADMIN_COMMANDS:
+            return f"Unknown command “{name}”. Try help."
         if not is_admin(self._config, msg.author):
             return f"Only admins can use “{name}”."
+        if handler is None:
+            return f"“{name}” is not available here."
         return await handler(msg, rest.strip())
 
     # ---- lifecycle -----------------------------------------------------------------------------------------

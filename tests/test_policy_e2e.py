@@ -437,3 +437,34 @@ async def test_discord_dms_off_and_usage_for_administrators_only(fake, tmp_path)
         await discord.wait_for(lambda: rec.original_id and discord.messages[rec.original_id].content)
         table = discord.messages[rec.original_id].content
         assert "Usage by" in table and re.search(r"\|\s+1 \|\s+70 \|\s+0 \|\s+7 \|", table), table
+
+
+async def test_discord_admin_resets_a_members_conversation_and_reload_is_admin_only(fake, tmp_path):
+    def config(admins_role):
+        base = platform_config(tmp_path)
+        food = base.assistants["food"].model_copy(update={"scope": "channel_user"})
+        return base.model_copy(update={"assistants": {"food": food}})
+
+    async with discord_bot(fake, tmp_path, config) as (discord, guild, alice, boss):
+        general = discord.channel_id(guild, "general")
+        await discord.user_message(general, alice, "soup?", mention_bot=True)
+        assert await discord_reply(discord, general) == "You said: soup?"
+
+        rec = await discord.slash(general, alice, "reset", {"user": boss})
+        await discord.wait_for(lambda: rec.original_id and discord.messages[rec.original_id].content)
+        assert discord.messages[rec.original_id].content == "Only admins can reset someone else's conversation."
+
+        rec = await discord.slash(general, boss, "reset", {"user": alice})
+        await discord.wait_for(lambda: rec.original_id and discord.messages[rec.original_id].content)
+        assert discord.messages[rec.original_id].content == "Reset " + alice["id"] + "'s conversation with food."
+        assert discord.messages[rec.original_id].ephemeral
+
+        shown = len(discord.messages_in(general, by_bot=True))
+        await discord.user_message(general, alice, "stew?", mention_bot=True)
+        assert await discord_reply(discord, general, after=shown) == "You said: stew?"
+        first, second = [r["conversation"] for r in fake.response_requests()]
+        assert first != second  # alice starts over
+
+        rec = await discord.slash(general, alice, "reload")
+        await discord.wait_for(lambda: rec.original_id and discord.messages[rec.original_id].content)
+        assert discord.messages[rec.original_id].content == "Only admins can use “reload”."

@@ -286,7 +286,7 @@ class DiscordAdapter:
         try:
             match command:
                 case "reset":
-                    reply = await self._service.reset(inbound)
+                    reply = await self._service.reset(inbound, user=argument or None)
                 case "assistant":
                     reply = await self._service.choose_assistant(inbound, argument)
                 case "help":

@@ -1,4 +1,4 @@
-"""Slash commands (/ask, /reset, /assistant, /help, /usage) and syncing them only when they changed.
+"""Slash commands (/ask, /reset, /assistant, /help, /usage, /reload) and syncing them only when they changed.
 
 Syncing on every connect burns Discord's 200 command creates per day per guild and leaves clients showing
 "This command is outdated" mid-rollout; we hash the exact payload discord.py would send and only bulk
@@ -31,8 +31,9 @@ def build_tree(client: discord.Client, *, assistants: list[str], on_ask: AskHand
         await on_ask(interaction, prompt, file)
 
     @tree.command(name="reset", description="Start a new conversation here")
-    async def reset(interaction: discord.Interaction) -> None:
-        await on_text(interaction, "reset", "")
+    @app_commands.describe(user="Admins: reset this member's conversation instead of yours")
+    async def reset(interaction: discord.Interaction, user: discord.User | None = None) -> None:
+        await on_text(interaction, "reset", str(user.id) if user else "")
 
     # Discord allows at most 25 fixed choices; the list is part of the synced payload, so a config change
     # that adds an assistant triggers a re-sync.
@@ -53,6 +54,11 @@ def build_tree(client: discord.Client, *, assistants: list[str], on_ask: AskHand
     @app_commands.describe(period="e.g. today, 7d, 30d")
     async def usage(interaction: discord.Interaction, period: str = "") -> None:
         await on_text(interaction, "usage", period)
+
+    @tree.command(name="reload", description="Reload config.yaml now (admins)")
+    @app_commands.default_permissions(administrator=True)
+    async def reload(interaction: discord.Interaction) -> None:
+        await on_text(interaction, "reload", "")
 
     return tree
 

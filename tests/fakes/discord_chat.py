@@ -62,7 +62,7 @@ class FakeChatService:
         self.seen.add(event_key)
         return True
 
-    async def reset(self, msg: InboundMessage) -> str:
+    async def reset(self, msg: InboundMessage, *, user: str | None = None) -> str:
         self.handled.append(msg)
         return "Started a new conversation with food."
 

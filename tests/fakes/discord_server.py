@@ -290,6 +290,13 @@ class FakeDiscord:
         opts: list[dict] = []
         resolved: dict = {}
         for key, value in (options or {}).items():
+            if isinstance(value, dict) and "username" in value:  # a USER option: id + resolved user/member
+                opts.append({"name": key, "type": 6, "value": value["id"]})
+                resolved.setdefault("users", {})[value["id"]] = _public(value)
+                if guild_id:
+                    member = {k: v for k, v in self._member(guild_id, value).items() if k != "user"}
+                    resolved.setdefault("members", {})[value["id"]] = member
+                continue
             opts.append({"name": key, "type": 4 if isinstance(value, int) else 3, "value": value})
         for key, (fname, data, ctype) in (files or {}).items():
             att = self.upload_to_cdn(channel_id, fname, data, ctype)
