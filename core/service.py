@@ -142,6 +142,8 @@ class ChatService:
         async def on_posted(message_id: str) -> None:
             inflight.append(await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread))
 
+        if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
+            await self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name)
         await _quietly(target.typing())
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         citations: list[Citation] = []
@@ -175,8 +177,6 @@ class ChatService:
         finally:
             for inflight_id in inflight:
                 await _quietly(self._store.remove_inflight(inflight_id))
-        if msg.thread:
-            await self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name)
 
     async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
                                metadata: dict[str, str]) -> str:
