@@ -97,3 +97,12 @@ async def test_non_admins_are_refused_and_nothing_happens(tmp_path):
             assert reply["response_type"] == "ephemeral"
         assert bot.service.config.assistants["food"].description == "A food expert."
         assert "Unknown command" in (await command(bot, "frobnicate", user="U1"))["text"]
+
+
+async def test_only_admins_reset_someone_elses_conversation(tmp_path):
+    async with admin_bot(tmp_path, ScriptedBackend()) as (bot, _):
+        refused = await command(bot, "reset <@U1>", user="U2")
+        assert refused["text"] == "Only admins can reset someone else's conversation."
+        assert refused["response_type"] == "ephemeral"
+        done = await command(bot, "reset <@U2|bob>", user="U1")
+        assert "U2" in done["text"] and "food" in done["text"]

@@ -2,7 +2,9 @@
 text commands (usage, reload, ...). Everything but `ask` is answered ephemerally via response_url."""
 from __future__ import annotations
 
+
 import logging
+import re
 from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
@@ -14,6 +16,7 @@ from bots.slack.markdown import escape_mrkdwn, to_mrkdwn
 from bots.slack.target import ReplyPlace
 
 log = logging.getLogger(__name__)
+_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")  # how Slack escapes a user mention in command text
 
 Respond = Callable[..., Awaitable[Any]]
 Answer = Callable[[InboundMessage, ReplyPlace], Awaitable[None]]
@@ -44,8 +47,9 @@ class SlashCommands:
             match sub:
                 case "" | "help":
                     await reply(self._service.help_text("slack"))
-                case "reset":
-                    await reply(await self._service.reset(msg))
+                case "reset":  # `reset @someone`: an admin resetting another person's conversation here
+                    other = _MENTION.match(rest)
+                    await reply(await self._service.reset(msg, user=other.group(1) if other else None))
                 case "assistant":
                     if not rest:
                         await reply("Assistants: " + ", ".join(self._service.assistant_names())
