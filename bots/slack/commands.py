@@ -2,7 +2,6 @@
 text commands (usage, reload, ...). Everything but `ask` is answered ephemerally via response_url."""
 from __future__ import annotations
 
-
 import logging
 import re
 from dataclasses import replace
