@@ -101,7 +101,7 @@ def _magic(data: bytes, claimed: str) -> str:
         return "gz"
     if len(data) > 262 and data[257:262] == b"ustar":
         return "tar"
-    if data.startswith(b"MZ"):
+    if data.startswith(b"MZ") and b"\x00" in data[:64]:  # a DOS header has NULs; text starting "MZ" does not
         return "exe"
     if data.startswith(b"\x7fELF"):
         return "elf"
