@@ -101,7 +101,7 @@ async def test_attachment_goes_to_the_code_interpreter_and_the_chart_comes_back(
     (body,) = w.openai.response_requests()
     ci = next(t for t in body["tools"] if t["type"] == "code_interpreter")
     assert ci["container"]["file_ids"] == [next(iter(w.openai.files))]
-    assert any("Here is the chart." in m.content for m in w.discord.messages_in(ch, by_bot=True))
+    await w.discord.wait_for(lambda: any(m.content == "Here is the chart." for m in w.discord.messages_in(ch, by_bot=True)))
 
 
 async def test_a_message_is_answered_once_across_a_restart(world):
