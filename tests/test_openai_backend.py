@@ -337,6 +337,15 @@ async def test_incomplete_keeps_the_text_and_says_it_was_cut(fake, backend):
     assert err is not None and err.message == "The answer was cut short: max_output_tokens reached"
 
 
+async def test_tokens_spent_on_a_cut_short_answer_are_still_reported(fake, backend):
+    fake.script(ScriptedResponse(text="A long story", incomplete="max_output_tokens", input_tokens=300,
+                                 cached_tokens=100, output_tokens=64))
+    events, err = await converse(backend, await new_turn(backend, FOOD, "tell me a story"))
+    [done] = [e for e in events if isinstance(e, Completed)]
+    assert (done.usage.input_tokens, done.usage.cached_tokens, done.usage.output_tokens) == (300, 100, 64)
+    assert err is not None
+
+
 async def test_stream_cut_mid_answer_is_not_retried(fake, backend):
     fake.script(ScriptedResponse(text="one two three four five six", delta_size=4, cut_after=3))
     events, err = await converse(backend, await new_turn(backend, FOOD, "count"))

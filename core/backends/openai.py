@@ -181,8 +181,16 @@ class OpenAIBackend:
         pending_input: list[dict[str, Any]] = [self._user_message(turn)]
         for round_no in range(a.max_tool_rounds + 1):
             rnd = _Round()
-            async for ev in self._round({**base, "input": pending_input}, rnd, state):
-                yield ev
+            try:
+                async for ev in self._round({**base, "input": pending_input}, rnd, state):
+                    yield ev
+            except BackendError:
+                # An answer cut short or failed still cost tokens: report them before the error.
+                spent = usage + rnd.usage
+                if spent != Usage():
+                    yield Completed(usage=Usage(spent.input_tokens, spent.cached_tokens, spent.output_tokens,
+                                                spent.tool_calls, len(state.containers)), response_id="")
+                raise
             usage = usage + rnd.usage
             if not rnd.calls:
                 yield Completed(usage=Usage(usage.input_tokens, usage.cached_tokens, usage.output_tokens,
@@ -399,6 +407,7 @@ class OpenAIBackend:
                 rnd.response_id = response.id
                 rnd.usage = _usage(response)
             case ResponseIncompleteEvent(response=response):
+                rnd.usage = _usage(response)  # tokens were spent and are billed: record them (see run())
                 reason = response.incomplete_details.reason if response.incomplete_details else None
                 match reason:
                     case "max_output_tokens":
@@ -408,6 +417,7 @@ class OpenAIBackend:
                     case _:
                         raise BackendError(f"The answer was cut short ({reason or 'no reason given'})")
             case ResponseFailedEvent(response=response):
+                rnd.usage = _usage(response)
                 err = response.error
                 msg = err.message if err else "no reason given"
                 code = f" ({err.code})" if err and err.code else ""
