@@ -129,3 +129,7 @@ class UserFacingError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class ReplyStopped(Exception):
+    """A reader stopped the reply (Slack's stop button on a streaming message): stop generating, say nothing more."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Awaitable, Callable
 
@@ -15,9 +16,9 @@ from core.config import Config
 from core.files import PreparedInputs
 from core.limits import UsageLimiter
 from core.locks import KeyedLocks
+from core.model import (Author, BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile,
+                        ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
 from core.policy_config import effective_limits
-from core.model import (Author, BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile, TextDelta,
-                        ToolUpdate, UserFacingError)
 from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarget, Store, Turn
 from core.routing import conversation_key, is_addressed, pick_assistant, preference_scope, thread_scope
 from core.streaming import EditStream
@@ -148,22 +149,27 @@ class ChatService:
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         citations: list[Citation] = []
         try:
-            async for event in backend.run(turn):
-                match event:
-                    case TextDelta(text=delta):
-                        await stream.text(delta)
-                    case ToolUpdate():
-                        await stream.status(event)
-                    case OutboundFile():
-                        await self._upload(target, event)
-                    case Citation():
-                        citations.append(event)
-                    case Completed(usage=usage):
-                        await self._store.record_usage(
-                            assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
-                            channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
-                        self._limiter.add_tokens(msg.author.id, msg.channel, usage.input_tokens + usage.output_tokens)
+            async with aclosing(backend.run(turn)) as events:  # leaving early closes the model's stream
+                async for event in events:
+                    match event:
+                        case TextDelta(text=delta):
+                            await stream.text(delta)
+                        case ToolUpdate():
+                            await stream.status(event)
+                        case OutboundFile():
+                            await self._upload(target, event)
+                        case Citation():
+                            citations.append(event)
+                        case Completed(usage=usage):
+                            await self._store.record_usage(
+                                assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
+                                channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
+                            self._limiter.add_tokens(msg.author.id, msg.channel,
+                                                     usage.input_tokens + usage.output_tokens)
             await stream.close(footnotes(number_citations(citations)))
+        except ReplyStopped:
+            log.info("a reader stopped the reply for %s; the model's stream was closed", key.as_string())
+            await _quietly(stream.close())  # ends the platform's stream quietly: no notice, nothing more
         except BackendError as err:
             log.warning("backend error for %s: %s", key.as_string(), err.message)
             await stream.fail(err.message)

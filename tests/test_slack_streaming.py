@@ -196,10 +196,24 @@ async def test_a_model_error_ends_the_reply_with_a_one_line_notice(tmp_path):
 # ---- a reader presses "stop" ----------------------------------------------------------------------------
 
 
-async def test_a_stream_stopped_by_a_reader_stays_as_it_was(tmp_path):
+class RecordingClose(PausingBackend):
+    """Knows whether the service stopped reading the model's answer before its end."""
+    closed_early = False
+
+    async def run(self, turn):
+        finished = False
+        try:
+            async for event in super().run(turn):
+                yield event
+            finished = True
+        finally:
+            self.closed_early = not finished
+
+
+async def test_a_stream_stopped_by_a_reader_stays_as_it_was_and_the_model_is_stopped(tmp_path):
     gate = asyncio.Event()
-    backend = PausingBackend([TextDelta("First part."), gate, TextDelta(" More that nobody wants."),
-                              Completed(Usage(1, 0, 1))])
+    backend = RecordingClose([TextDelta("First part."), gate, TextDelta(" More that nobody wants."), 0.2,
+                              TextDelta(" And more."), 0.2, TextDelta(" And more."), Completed(Usage(1, 0, 1))])
     async with running_bot(tmp_path / "db", backend, stream=FAST) as bot:
         slack = bot.slack
         ts = await slack.user_says("C1", "<@UBOT> talk")
@@ -210,3 +224,4 @@ async def test_a_stream_stopped_by_a_reader_stays_as_it_was(tmp_path):
         await bot.adapter.wait_idle()
         assert [m.text for m in slack.bot_messages("C1", ts)] == ["First part."]  # no notice, no new message
         assert not reply.streaming
+        assert backend.closed_early

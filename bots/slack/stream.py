@@ -24,7 +24,7 @@ from typing import Callable
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.model import ToolUpdate
+from core.model import ReplyStopped, ToolUpdate
 from core.ports import OnPosted, ReplyStream
 from core.splitting import CLOSER, FENCE, MIN_LIMIT, next_chunk, open_fence, reopener
 from core.streaming import NO_ANSWER, WARNING
@@ -84,7 +84,9 @@ class NativeStream:
         if self._fallback is not None:
             await self._fallback.text(delta)
             return
-        if not delta or self._stopped_by_user:
+        if self._stopped_by_user:
+            raise ReplyStopped()  # the service stops the model: nobody wants the rest
+        if not delta:
             return
         self._pending += delta
         self._ensure_flusher()
