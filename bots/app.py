@@ -110,13 +110,22 @@ async def _sync_knowledge(runtime) -> None:
 
 
 async def _usage(config: Config, config_path: Path, args, env: Mapping[str, str]) -> int:
-    from bots.runtime import database_path
+    from bots.runtime import database_path, env_value, open_runtime, vector_storage_or_none
     from core.store import SqliteStore
     from core.usage import usage_text
 
     words = ["--by", args.by, args.period] + (["--json"] if args.json else [])
-    async with SqliteStore(database_path(config, env)) as store:
-        print(await usage_text(store, config.prices, words))
+    if not env_value(env, "OPENAI_API_KEY"):  # tokens come from our database; storage sizes need OpenAI
+        async with SqliteStore(database_path(config, env)) as store:
+            print(await usage_text(store, config.prices, words))
+        return 0
+    runtime = await open_runtime(config, env)
+    try:
+        print(await usage_text(runtime.store, config.prices, words,
+                               storage=await vector_storage_or_none(config, runtime.store,
+                                                                    runtime.file_backend)))
+    finally:
+        await runtime.aclose()
     return 0
 
 

@@ -10,6 +10,7 @@ from core.backends.openai import OpenAIBackend, make_openai_client
 from core.backends.openai_files import OpenAIFileBackend
 from core.config import Config
 from core.files import AttachmentRouter
+from core.housekeeping import vector_storage
 from core.knowledge import KnowledgeSync
 from core.service import ChatService
 from core.store import SqliteStore
@@ -85,6 +86,15 @@ def _knowledge_files(config: Config) -> dict:
     return out
 
 
+async def vector_storage_or_none(config: Config, store: SqliteStore, file_backend: OpenAIFileBackend):
+    """Sizes of our vector stores for the usage report, or None (the report then says storage isn't included)."""
+    try:
+        return await vector_storage(config, store, file_backend)
+    except Exception as err:  # tokens are still worth showing without storage
+        log.warning("could not read vector store sizes from OpenAI: %s", err)
+        return None
+
+
 async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     """Raises core.model.BackendError when the OpenAI key is missing (before anything is opened)."""
     clients = {name: make_openai_client(cfg) for name, cfg in config.backends.items()}
@@ -99,7 +109,8 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge)
 
     async def usage_command(msg, rest: str) -> str:
-        return await usage_text(store, service.config.prices, rest.split())
+        storage = await vector_storage_or_none(service.config, store, file_backend)
+        return await usage_text(store, service.config.prices, rest.split(), storage=storage)
 
     service.add_command("usage", usage_command)
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,

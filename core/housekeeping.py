@@ -134,3 +134,17 @@ async def knowledge_status(config: Config, store: HousekeepingStore, files: File
             error = (f and f.get("error")) or row.get("error")
             out.append(f"  {status:<11} {row['path']}" + (f": {error}" if error and status != "completed" else ""))
     return "\n".join(out)
+
+
+async def vector_storage(config: Config, store, files: FileBackend) -> list["StoredVectorStore"]:
+    """Sizes of the vector stores teambridge created (knowledge and per-conversation), for storage cost."""
+    from core.usage import StoredVectorStore
+
+    ours = {record.vector_store_id for record in await store.list_conversations() if record.vector_store_id}
+    for name in config.assistants:
+        vs_id = await store.get_knowledge_store(name)
+        if vs_id:
+            ours.add(vs_id)
+    return [StoredVectorStore(id=v["id"], usage_bytes=v.get("usage_bytes") or 0, created_at=v.get("created_at") or 0,
+                              ended_at=v.get("expires_at") if v.get("status") == "expired" else None)
+            for v in await files.list_vector_stores() if v["id"] in ours]

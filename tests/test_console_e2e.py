@@ -140,3 +140,16 @@ async def test_broken_config_is_reported_with_its_line(tmp_path):
     run = await teambridge("check", "--config", str(bad), cwd=tmp_path)
     assert run.code == 2
     assert f"{bad}:5: assistants.food.temprature:" in run.err
+
+
+async def test_usage_includes_vector_storage_when_openai_can_be_asked(fake, tmp_path):
+    await chat(fake, tmp_path, "What is the espresso machine called?\n", "--assistant", "docs")
+    [store] = fake.vector_stores
+    assert fake._vs(store)["usage_bytes"] == (REPO / "knowledge" / "teambridge-handbook.md").stat().st_size
+    with_key = await teambridge("usage", "--config", CONFIG, "--json", cwd=tmp_path, env=openai_env(fake, tmp_path))
+    assert with_key.code == 0, with_key.err
+    report = json.loads(with_key.out)
+    assert report["vector_storage"] is not None and report["total"]["turns"] == 1
+    without_key = await teambridge("usage", "--config", CONFIG, "--json", cwd=tmp_path,
+                                   env={"TEAMBRIDGE_DB": str(tmp_path / "teambridge.db")})
+    assert json.loads(without_key.out)["vector_storage"] is None

@@ -694,7 +694,9 @@ class FakeOpenAI:
         counts = {s: sum(1 for f in files if f["status"] == s) for s in ("cancelled", "completed", "failed",
                                                                           "in_progress")}
         counts["total"] = len(files)
-        return dict(self.vector_stores[vid], file_counts=counts)
+        # Like the real service: a store's size is what its processed files take up.
+        used = sum(f.get("usage_bytes") or 0 for f in files if f["status"] == "completed")
+        return dict(self.vector_stores[vid], file_counts=counts, usage_bytes=used)
 
     def _vs_or_404(self, request: web.Request) -> tuple[str, web.Response | None]:
         vid = request.match_info["vid"]
