@@ -119,21 +119,26 @@ class ChatService:
     async def _turn(self, config: Config, assistant, msg: InboundMessage, key: ConversationKey,
                     target: ReplyTarget, backend: AssistantBackend) -> None:
         metadata = _metadata(msg, assistant.name)
+        # The typing indicator goes out while the conversation is set up, not before it.
+        typing: asyncio.Future | None = asyncio.ensure_future(_quietly(target.typing()))
         try:
             conversation_id = await self._conversation_id(backend, key, assistant.name, metadata)
             inputs = await self._prepare_inputs(assistant, msg, key, metadata)
-        except UserFacingError as err:
-            await target.notice(err.message)
+        except (UserFacingError, BackendError) as err:
+            await typing
+            if isinstance(err, BackendError):
+                log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
+            await target.notice(err.message if isinstance(err, UserFacingError) else f"⚠️ {err.message}")
             return
-        except BackendError as err:
-            log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
-            await target.notice(f"⚠️ {err.message}")
-            return
+        except BaseException:
+            typing.cancel()
+            raise
 
         text = msg.text
         if inputs.notes:
             text = "\n".join((text, *inputs.notes)) if text else "\n".join(inputs.notes)
-        knowledge_ids = tuple(await self._knowledge.vector_store_ids(assistant.name)) if self._knowledge else ()
+        knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
+                         if self._knowledge and assistant.tool("file_search") else ())
         turn = Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
                     images=tuple(inputs.images), container_file_ids=inputs.container_file_ids,
                     vector_store_ids=knowledge_ids + inputs.vector_store_ids, metadata=metadata)
@@ -145,12 +150,14 @@ class ChatService:
 
         if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
             await self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name)
-        await _quietly(target.typing())
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         citations: list[Citation] = []
         try:
             async with aclosing(backend.run(turn)) as events:  # leaving early closes the model's stream
                 async for event in events:
+                    if typing is not None:  # the indicator must not land after the answer began
+                        await typing
+                        typing = None
                     match event:
                         case TextDelta(text=delta):
                             await stream.text(delta)
@@ -181,6 +188,8 @@ class ChatService:
             log.exception("error while answering %s", key.as_string())
             await _quietly(stream.fail("Something went wrong while answering — please try again."))
         finally:
+            if typing is not None:
+                typing.cancel()
             for inflight_id in inflight:
                 await _quietly(self._store.remove_inflight(inflight_id))
 

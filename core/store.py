@@ -21,6 +21,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
@@ -122,6 +123,35 @@ _USAGE_COLUMNS = ("id", "ts", "assistant", "platform", "workspace", "channel", "
                   "input_tokens", "cached_tokens", "output_tokens", "tool_calls", "code_interpreter_sessions")
 
 
+class _ReadCache:
+    """A bounded, write-through cache of rows this process reads on every message (and often finds missing).
+
+    Safe because one process owns an SQLite database (the PostgreSQL store for several instances will not cache).
+    Missing rows are cached too: most preference look-ups find nothing.
+    """
+
+    _MISSING = object()
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        value = self._data.get(key, self._MISSING)
+        if value is not self._MISSING:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def drop(self, key: Any) -> None:
+        self._data.pop(key, None)
+
+
 class SqliteStore:
     """core.ports.Store on SQLite. Use ``async with SqliteStore(path) as store:`` or open()/close()."""
 
@@ -134,6 +164,9 @@ class SqliteStore:
         self._tx_done = asyncio.Event()    # set whenever no transaction is open
         self._tx_done.set()
         self._last_prune = 0.0
+        self._conversations = _ReadCache()   # (key, assistant) -> ConversationRecord | None
+        self._preferences = _ReadCache()     # scope -> assistant | None
+        self._knowledge_stores = _ReadCache()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -253,9 +286,14 @@ class SqliteStore:
             created_at=row["created_at"], updated_at=row["updated_at"])
 
     async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None:
-        rows = await self._fetch(
-            "SELECT * FROM conversations WHERE key = ? AND assistant = ?", (key.as_string(), assistant))
-        return self._conversation(rows[0]) if rows else None
+        cache_key = (key.as_string(), assistant)
+        cached = self._conversations.get(cache_key)
+        if cached is not _ReadCache._MISSING:
+            return cached
+        rows = await self._fetch("SELECT * FROM conversations WHERE key = ? AND assistant = ?", cache_key)
+        record = self._conversation(rows[0]) if rows else None
+        self._conversations.put(cache_key, record)
+        return record
 
     async def save_conversation(self, key: ConversationKey, assistant: str, backend_id: str,
                                 metadata: dict[str, str]) -> None:
@@ -264,28 +302,34 @@ class SqliteStore:
         created_at and vector_store_id of an existing row are kept.
         """
         now = self._clock()
+        self._conversations.drop((key.as_string(), assistant))
         await self._fetch(
             "INSERT INTO conversations (key, assistant, backend_id, metadata, vector_store_id, created_at,"
             " updated_at) VALUES (?, ?, ?, ?, NULL, ?, ?)"
             " ON CONFLICT (key, assistant) DO UPDATE SET backend_id = excluded.backend_id,"
             " metadata = excluded.metadata, updated_at = excluded.updated_at",
             (key.as_string(), assistant, backend_id, json.dumps(dict(metadata), ensure_ascii=False), now, now))
+        self._conversations.drop((key.as_string(), assistant))  # again: a read that raced the write is stale
 
     async def set_conversation_vector_store(self, key: ConversationKey, assistant: str,
                                             vector_store_id: str) -> None:
+        self._conversations.drop((key.as_string(), assistant))
         rows = await self._fetch(
             "UPDATE conversations SET vector_store_id = ?, updated_at = ? WHERE key = ? AND assistant = ?"
             " RETURNING 1",
             (vector_store_id, self._clock(), key.as_string(), assistant))
+        self._conversations.drop((key.as_string(), assistant))
         if not rows:
             # E.g. a /reset deleted the conversation while its upload was running: nothing to attach to.
             log.warning("no conversation %s for assistant %s to attach vector store %s to",
                         key.as_string(), assistant, vector_store_id)
 
     async def delete_conversation(self, key: ConversationKey, assistant: str) -> bool:
+        self._conversations.drop((key.as_string(), assistant))
         rows = await self._fetch(
             "DELETE FROM conversations WHERE key = ? AND assistant = ? RETURNING 1",
             (key.as_string(), assistant))
+        self._conversations.drop((key.as_string(), assistant))
         return bool(rows)
 
     async def list_conversations(self) -> list[ConversationRecord]:
@@ -299,17 +343,26 @@ class SqliteStore:
     # ---- preferences -------------------------------------------------------------------------
 
     async def get_preference(self, scope: str) -> str | None:
+        cached = self._preferences.get(scope)
+        if cached is not _ReadCache._MISSING:
+            return cached
         rows = await self._fetch("SELECT assistant FROM preferences WHERE scope = ?", (scope,))
-        return rows[0][0] if rows else None
+        value = rows[0][0] if rows else None
+        self._preferences.put(scope, value)
+        return value
 
     async def set_preference(self, scope: str, assistant: str | None) -> None:
         """None clears the choice (routing decides again)."""
+        if self._preferences.get(scope) == assistant:
+            return  # already so: no write (the service marks the same thread on every turn)
+        self._preferences.drop(scope)
         if assistant is None:
             await self._fetch("DELETE FROM preferences WHERE scope = ?", (scope,))
         else:
             await self._fetch(
                 "INSERT INTO preferences (scope, assistant) VALUES (?, ?)"
                 " ON CONFLICT (scope) DO UPDATE SET assistant = excluded.assistant", (scope, assistant))
+        self._preferences.put(scope, assistant)  # after the write: a read racing it can't leave a stale value
 
     # ---- de-duplication ----------------------------------------------------------------------
 
@@ -395,15 +448,22 @@ class SqliteStore:
     # ---- knowledge (vector store per assistant, synced from the config's files) --------------
 
     async def get_knowledge_store(self, assistant: str) -> str | None:
+        cached = self._knowledge_stores.get(assistant)
+        if cached is not _ReadCache._MISSING:
+            return cached
         rows = await self._fetch("SELECT vector_store_id FROM knowledge_stores WHERE assistant = ?", (assistant,))
-        return rows[0][0] if rows else None
+        value = rows[0][0] if rows else None
+        self._knowledge_stores.put(assistant, value)
+        return value
 
     async def save_knowledge_store(self, assistant: str, vector_store_id: str) -> None:
+        self._knowledge_stores.drop(assistant)
         await self._fetch(
             "INSERT INTO knowledge_stores (assistant, vector_store_id, created_at) VALUES (?, ?, ?)"
             " ON CONFLICT (assistant) DO UPDATE SET vector_store_id = excluded.vector_store_id,"
             " created_at = excluded.created_at",
             (assistant, vector_store_id, self._clock()))
+        self._knowledge_stores.drop(assistant)
 
     async def list_knowledge_files(self, assistant: str) -> list[dict]:
         """[{path, sha256, file_id, status, error}] for one assistant, ordered by path."""

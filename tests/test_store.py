@@ -414,3 +414,23 @@ async def test_statements_do_not_leak_into_a_failing_transaction(tmp_path):
         assert results[1] == [True] * 10
         assert await store.get_preference("tx") is None
         assert all([not await store.claim_event("slack", f"E{i}") for i in range(10)])
+
+
+async def test_cached_reads_follow_writes_even_when_they_race(tmp_path):
+    """Preferences and conversations are cached in memory; a read racing a write must not keep the old value."""
+    async with SqliteStore(tmp_path / "c.db") as store:
+        key = ConversationKey("slack", "T1", "C1", "1.1", "")
+        assert await store.get_preference("assistant:x") is None           # cached as missing
+        await asyncio.gather(store.get_preference("assistant:x"), store.set_preference("assistant:x", "math"),
+                             store.get_preference("assistant:x"))
+        assert await store.get_preference("assistant:x") == "math"
+        assert await store.get_conversation(key, "food") is None
+        await asyncio.gather(store.get_conversation(key, "food"), store.save_conversation(key, "food", "conv_1", {}),
+                             store.get_conversation(key, "food"))
+        assert (await store.get_conversation(key, "food")).backend_id == "conv_1"
+        await store.set_conversation_vector_store(key, "food", "vs_1")
+        assert (await store.get_conversation(key, "food")).vector_store_id == "vs_1"
+        assert await store.delete_conversation(key, "food")
+        assert await store.get_conversation(key, "food") is None
+    async with SqliteStore(tmp_path / "c.db") as store:  # and what was written is what a new process reads
+        assert await store.get_preference("assistant:x") == "math"
