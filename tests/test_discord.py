@@ -32,6 +32,8 @@ async def fake():
 
 def make_adapter(fake: FakeDiscord, service, tmp_path, **kwargs) -> DiscordAdapter:
     env = fake.env() | {"TEAMBRIDGE_DB": str(tmp_path / "tb.db")}
+    # The fake service answers at once; with no delay "is typing…" still goes out first (see the typing tests).
+    kwargs.setdefault("typing_delay", 0)
     return DiscordAdapter.from_env(service, env, guild_ready_timeout=0.05,
                                    pacers=Pacers(channel_limit=5, channel_period=WINDOW), **kwargs)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bots.discord.target import TYPING_DELAY
 from tests.fakes.discord_world import World, world as make_world
 from tests.fakes.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
 
@@ -125,7 +126,8 @@ async def test_a_message_is_answered_once_across_a_restart(world):
 
 async def test_typing_indicator_while_the_model_thinks(world):
     w, ch = world, general(world)
-    w.openai.script(ScriptedResponse(text="Thought about it: risotto.", first_delay=0.3))
+    # The model thinks for longer than the bot waits before it spends a request on the indicator.
+    w.openai.script(ScriptedResponse(text="Thought about it: risotto.", first_delay=TYPING_DELAY + 0.4))
     await w.discord.user_message(ch, w.discord.alice, "dinner idea?", mention_bot=True)
     await final_answer(w, ch, "Thought about it: risotto.")
     # "teambridge is typing…" went out in that channel before the answer's first message.

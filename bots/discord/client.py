@@ -21,7 +21,7 @@ from bots.discord.events import Preferences, ReplyChains, author_of, channel_pla
 from bots.discord.files import max_bytes, to_attachment
 from bots.discord.invite import invite_url
 from bots.discord.pacing import Pacers
-from bots.discord.target import LIMITS, ChannelTarget, InteractionTarget
+from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, InteractionTarget
 from bots.discord.text import split
 from core.model import InboundMessage
 from core.service import INTERRUPTED_NOTICE
@@ -46,13 +46,15 @@ class DiscordAdapter:
 
     def __init__(self, service, *, token: str, endpoints_: endpoints.Endpoints | None = None,
                  state_path: Path | None = None, pacers: Pacers | None = None,
-                 guild_ready_timeout: float = 2.0, store: Preferences | None = None) -> None:
+                 guild_ready_timeout: float = 2.0, store: Preferences | None = None,
+                 typing_delay: float = TYPING_DELAY) -> None:
         self._service = service
         self._token = token
         self._endpoints = endpoints_ or endpoints.Endpoints()
         self._state = SyncState(state_path or Path("teambridge.db.discord-commands.json"))
         self._pacers = pacers or Pacers()
         self._guild_ready_timeout = guild_ready_timeout
+        self._typing_delay = typing_delay  # 0: "is typing…" at once, even when the answer is about to start
         # With a store, which conversation each bot message belongs to survives a restart (see ReplyChains).
         self._chains = ReplyChains(store=store)
         self._client: discord.Client | None = None
@@ -194,7 +196,8 @@ class DiscordAdapter:
                     channel = thread
             root = int(inbound.thread) if inbound.thread and channel is message.channel else None
             target = ChannelTarget(channel, pacers=self._pacers, chains=self._chains,
-                                   reply_to=message if channel is message.channel else None, root=root)
+                                   reply_to=message if channel is message.channel else None, root=root,
+                                   typing_delay=self._typing_delay)
         except Exception:
             log.exception("could not read Discord message %s in %s", message.id, message.channel.id)
             await self._quiet_reply(message, ERROR_NOTICE)

@@ -4,6 +4,12 @@ Discord publishes no per-route numbers; sends and edits in one channel are obser
 5 s (shared by every reply in that channel), and a bot may make 50 requests/s overall. discord.py only
 reacts to the headers of responses it already got (and retries 429s), so many concurrent replies would
 still burst; these sliding-window pacers keep us under both limits up front.
+
+Waiters queue as futures and a freed slot is handed to exactly one of them (no thundering herd: with a
+thousand replies queued, a completion wakes one coroutine, not a thousand). Two queues: `urgent` requests
+(new messages and final edits, what a reader is waiting for) go before ordinary ones (intermediate edits
+of a reply still streaming, which the reply's final edit makes moot anyway). An ordinary request may hold
+a `Ticket`: withdrawing it takes the request out of the queue if it is still waiting (latest text wins).
 """
 from __future__ import annotations
 
@@ -12,6 +18,24 @@ import time
 from collections import deque
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
+
+
+class Ticket:
+    """A request's place in the pacers' queues that its owner may give up while it still waits."""
+
+    __slots__ = ("withdrawn", "_pacer", "_future")
+
+    def __init__(self) -> None:
+        self.withdrawn = False
+        self._pacer: Pacer | None = None
+        self._future: asyncio.Future[bool] | None = None
+
+    def withdraw(self) -> None:
+        """The request is not needed any more: if it is still queued it leaves the queue (its slot() yields
+        False); if it already holds its slot it goes ahead as usual."""
+        self.withdrawn = True
+        if self._pacer is not None and self._future is not None:
+            self._pacer.withdraw(self._future)
 
 
 class Pacer:
@@ -23,78 +47,230 @@ class Pacer:
     in flight or finished within the period, no window of `period` seconds at Discord ever holds more.
     """
 
+    __slots__ = ("limit", "period", "_clock", "_done", "_inflight", "_urgent", "_normal", "_timer")
+
     def __init__(self, limit: int, period: float, *, clock: Callable[[], float] = time.monotonic,
                  margin: float = 0.05) -> None:
         self.limit = limit
         self.period = period * (1 + margin) + 0.01  # a little slack for clock and network jitter
         self._clock = clock
-        self._done: deque[float] = deque()
-        self._inflight = 0
-        self._cond = asyncio.Condition()
+        self._done: deque[float] = deque()           # finish times within the period, oldest first
+        self._inflight = 0                           # slots handed out and not released yet
+        self._urgent: deque[asyncio.Future[bool]] = deque()
+        self._normal: deque[asyncio.Future[bool]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ---- the usual way in ---------------------------------------------------------------------
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self._acquire(wait=True)
+    async def slot(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        await self.acquire(urgent=urgent)
         try:
             yield
         finally:
-            await self._release()
+            self.release()
 
     @asynccontextmanager
     async def slot_if_free(self) -> AsyncIterator[bool]:
-        """Like slot(), but yields False at once (holding nothing) when the budget is used up right now.
-        For cosmetic requests (the typing indicator) that must never delay an answer."""
-        acquired = await self._acquire(wait=False)
+        """Like slot(), but yields False at once (holding nothing) when the budget is used up right now or
+        others are waiting. For cosmetic requests (the typing indicator) that must never delay an answer."""
+        acquired = self.try_acquire()
         try:
             yield acquired
         finally:
             if acquired:
-                await self._release()
+                self.release()
 
-    async def _acquire(self, *, wait: bool) -> bool:
-        async with self._cond:
-            while True:
-                now = self._clock()
-                while self._done and self._done[0] <= now - self.period:
-                    self._done.popleft()
-                if self._inflight + len(self._done) < self.limit:
-                    self._inflight += 1
-                    return True
-                if not wait:
-                    return False
-                timeout = self._done[0] + self.period - now if self._done else None
+    async def acquire(self, *, urgent: bool = False, ticket: Ticket | None = None) -> bool:
+        """Wait for a slot: True once it is ours (release() it after the request), False when the ticket
+        was withdrawn first (nothing held)."""
+        if ticket is not None and ticket.withdrawn:
+            return False
+        fut = self.request(urgent=urgent)
+        if fut.done():
+            return fut.result()
+        if ticket is not None:
+            ticket._pacer, ticket._future = self, fut
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._abandon(fut)
+            raise
+        finally:
+            if ticket is not None:
+                ticket._pacer = ticket._future = None
+
+    def release(self) -> None:
+        """The request that held a slot has finished."""
+        self._inflight -= 1
+        self._done.append(self._clock())
+        if self._urgent or self._normal:
+            self._pump()
+
+    def give_back(self) -> None:
+        """Return a slot that was never used for a request (it does not count against the window)."""
+        self._inflight -= 1
+        if self._urgent or self._normal:
+            self._pump()
+
+    # ---- lower level --------------------------------------------------------------------------
+
+    def try_acquire(self) -> bool:
+        if self._urgent or self._normal:
+            return False  # never ahead of someone already waiting
+        self._expire(self._clock())
+        if self._inflight + len(self._done) < self.limit:
+            self._inflight += 1
+            return True
+        return False
+
+    def request(self, *, urgent: bool = False) -> asyncio.Future[bool]:
+        """A future that becomes True when a slot is handed to its owner (already True when one is free
+        now), or False when withdrawn. An urgent request only waits behind other urgent ones."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        ahead = self._urgent if urgent else (self._urgent or self._normal)
+        if not ahead:
+            self._expire(self._clock())
+            if self._inflight + len(self._done) < self.limit:
+                self._inflight += 1
+                fut.set_result(True)
+                return fut
+        (self._urgent if urgent else self._normal).append(fut)
+        self._arm()
+        return fut
+
+    def withdraw(self, fut: asyncio.Future[bool]) -> None:
+        if fut.done():
+            return  # it holds its slot already (or gave up): nothing to take back
+        for queue in (self._normal, self._urgent):
+            try:
+                queue.remove(fut)
+                break
+            except ValueError:
+                continue
+        fut.set_result(False)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._urgent) + len(self._normal)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing in flight, nothing in the window: forgetting this pacer changes nothing."""
+        if self._inflight or self._urgent or self._normal:
+            return False
+        self._expire(self._clock())
+        return not self._done
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self.period
+        done = self._done
+        while done and done[0] <= cutoff:
+            done.popleft()
+
+    def _pump(self) -> None:
+        """Hand every slot that is free now to the next waiters, urgent ones first; one wake-up per slot."""
+        self._expire(self._clock())
+        while self._inflight + len(self._done) < self.limit:
+            queue = self._urgent or self._normal
+            if not queue:
+                break
+            fut = queue.popleft()
+            if fut.done():      # cancelled while it waited
+                continue
+            self._inflight += 1
+            fut.set_result(True)
+        self._arm()
+
+    def _arm(self) -> None:
+        """With someone waiting, wake up when the oldest finish leaves the window. When the slots are all
+        in flight instead, the next release() pumps."""
+        if self._timer is not None or not (self._urgent or self._normal) or not self._done:
+            return
+        delay = max(0.0, self._done[0] + self.period - self._clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._pump()
+
+    def _abandon(self, fut: asyncio.Future[bool]) -> None:
+        """The waiting task was cancelled: leave the queue, or pass on a slot it was handed already."""
+        if fut.cancelled():
+            for queue in (self._urgent, self._normal):
                 try:
-                    await asyncio.wait_for(self._cond.wait(), timeout)
-                except TimeoutError:
-                    pass
-
-    async def _release(self) -> None:
-        async with self._cond:
-            self._inflight -= 1
-            self._done.append(self._clock())
-            self._cond.notify_all()
+                    queue.remove(fut)
+                    break
+                except ValueError:
+                    continue
+        elif fut.result():
+            self.give_back()
 
 
 class Pacers:
-    """One global pacer plus one per channel (a Discord thread is a channel of its own)."""
+    """One global pacer plus one per channel (a Discord thread is a channel of its own).
+
+    Per-channel pacers are forgotten once idle (nothing queued or in flight, window empty), so a bot that
+    has answered in a hundred thousand channels keeps pacers only for the ones busy right now.
+    """
 
     def __init__(self, *, channel_limit: int = 5, channel_period: float = 5.0,
-                 global_limit: int = 45, global_period: float = 1.0) -> None:
+                 global_limit: int = 45, global_period: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._channel_args = (channel_limit, channel_period)
-        self.global_ = Pacer(global_limit, global_period)
+        self._clock = clock
+        self.global_ = Pacer(global_limit, global_period, clock=clock)
         self._channels: dict[int, Pacer] = {}
+        self._sweep_every = channel_period
+        self._next_sweep = clock() + channel_period
 
     def channel(self, channel_id: int) -> Pacer:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
         pacer = self._channels.get(channel_id)
         if pacer is None:
-            pacer = self._channels[channel_id] = Pacer(*self._channel_args)
+            pacer = self._channels[channel_id] = Pacer(*self._channel_args, clock=self._clock)
         return pacer
 
-    @asynccontextmanager
-    async def for_channel(self, channel_id: int) -> AsyncIterator[None]:
-        """A send/edit slot in this channel, then a global slot (always in this order: no deadlock)."""
-        async with self.channel(channel_id).slot(), self.global_.slot():
-            yield
+    def _sweep(self, now: float) -> None:
+        # O(channels busy in the last couple of periods), once per period. Safe: a pacer in use (queued,
+        # in flight, or with finishes in its window) is never idle, and taking a pacer from channel() and
+        # queueing on it happen without an await in between.
+        self._next_sweep = now + self._sweep_every
+        idle = [cid for cid, pacer in self._channels.items() if pacer.idle]
+        for cid in idle:
+            del self._channels[cid]
 
-    def for_global(self):
-        return self.global_.slot()
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    @asynccontextmanager
+    async def for_channel(self, channel_id: int, *, urgent: bool = False,
+                          ticket: Ticket | None = None) -> AsyncIterator[bool]:
+        """A send/edit slot in this channel, then a global slot (always in this order: no deadlock).
+        Yields False, holding nothing, when `ticket` was withdrawn while it waited."""
+        channel = self.channel(channel_id)
+        if not await channel.acquire(urgent=urgent, ticket=ticket):
+            yield False
+            return
+        try:
+            got_global = await self.global_.acquire(urgent=urgent, ticket=ticket)
+        except BaseException:
+            channel.give_back()
+            raise
+        if not got_global:
+            channel.give_back()
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self.global_.release()
+            channel.release()
+
+    def for_global(self, *, urgent: bool = False):
+        return self.global_.slot(urgent=urgent)

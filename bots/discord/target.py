@@ -8,17 +8,20 @@ import logging
 import discord
 
 from bots.discord.events import ReplyChains
-from bots.discord.pacing import Pacer, Pacers
+from bots.discord.pacing import Pacer, Pacers, Ticket
 from bots.discord.text import split, to_discord
-from core.model import OutboundFile
-from core.ports import Limits, ReplyStream
-from core.streaming import WARNING
+from core.model import OutboundFile, ToolUpdate
+from core.ports import Limits, OnPosted, ReplyStream
+from core.streaming import WARNING, EditStream
 
 log = logging.getLogger("teambridge.discord")
 
 LIMITS = Limits(max_chars=2000, edit_interval=1.0)
 DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # per file since 2025-01-16; boosts raise it per guild
 TYPING_REFRESH = 8.0                   # Discord shows "typing" for ~10 s per trigger
+# The typing indicator costs a request from the bot's global budget (50/s). When the first words of the
+# answer come sooner than this, the message itself is the sign of life and the indicator is not sent.
+TYPING_DELAY = 0.8
 TYPING_MAX = 120.0
 NO_PINGS = discord.AllowedMentions.none()  # model output must never ping @everyone or users
 
@@ -32,25 +35,44 @@ def _too_big(file: OutboundFile, limit: int) -> str | None:
 
 
 class _Typing:
-    """Keeps "is typing…" visible until the first message of the reply goes out."""
+    """Keeps "is typing…" visible until the first message of the reply goes out.
+
+    With a delay, the first trigger waits on a timer (no task, no request) and is dropped when the first
+    message goes out before it fires."""
 
     def __init__(self, channel: discord.abc.Messageable, pacers: Pacers) -> None:
         self._channel = channel
         self._pacers = pacers
         self._task: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._started = False
         self._stopped = False
 
-    async def start(self) -> None:
-        """Show the indicator now, then refresh it in the background until stop()."""
+    async def start(self, delay: float = 0.0) -> None:
+        """Show the indicator now (or after `delay` s), then refresh it in the background until stop()."""
         if self._started or self._stopped:
             return
         self._started = True
+        if delay > 0:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+            return
         if await self._trigger() and not self._stopped:
             self._task = asyncio.create_task(self._refresh())
 
+    def _fire(self) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._task = asyncio.create_task(self._first_then_refresh())
+
+    async def _first_then_refresh(self) -> None:
+        if await self._trigger() and not self._stopped:
+            await self._refresh()
+
     def stop(self) -> None:
         self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -78,14 +100,46 @@ class _Typing:
             pass
 
 
+class _FinalFirstStream:
+    """core's EditStream, telling the target when the reply's final text is being sent.
+
+    From close()/fail() on, the target's requests jump ahead of other replies' intermediate edits in the
+    pacers, and an intermediate edit of this reply still waiting for a slot is dropped (the final edit
+    carries newer text anyway). Should the final render then skip a message because EditStream believes
+    it already shows that text, the target catches it up afterwards."""
+
+    def __init__(self, target: "ChannelTarget", on_posted: OnPosted) -> None:
+        self._target = target
+        self._inner = EditStream(target, on_posted=on_posted)
+        # Deltas go straight to EditStream: no extra frame per delta on the hot path.
+        self.text = self._inner.text
+
+    async def status(self, update: ToolUpdate | None) -> None:
+        await self._inner.status(update)
+
+    async def close(self, footer: str = "") -> None:
+        self._target.final_text_ready()
+        await self._inner.close(footer)
+        await self._target.catch_up()
+
+    async def fail(self, notice: str) -> None:
+        self._target.final_text_ready()
+        await self._inner.fail(notice)
+        await self._target.catch_up()
+
+
 class ChannelTarget:
     """Answer to a message: the first part replies to it, each further part replies to the previous one
-    (so a reply to any part continues the same conversation)."""
+    (so a reply to any part continues the same conversation).
+
+    Pacing priorities: new messages and the final edits of a reply are urgent; edits of a reply still
+    streaming wait behind them (they only show progress, and the final edit overwrites them)."""
 
     limits = LIMITS
 
     def __init__(self, channel: discord.abc.Messageable, *, pacers: Pacers, chains: ReplyChains,
-                 reply_to: discord.Message | None, root: int | None, file_limit: int | None = None) -> None:
+                 reply_to: discord.Message | None, root: int | None, file_limit: int | None = None,
+                 typing_delay: float = TYPING_DELAY) -> None:
         self._channel = channel
         self._pacers = pacers
         self._chains = chains
@@ -93,6 +147,10 @@ class ChannelTarget:
         self._root = root
         self._messages: dict[str, discord.Message] = {}
         self._typing = _Typing(channel, pacers)
+        self._typing_delay = typing_delay
+        self._final = False                    # the reply's final text is being sent
+        self._waiting: dict[str, Ticket] = {}  # intermediate edits waiting for a slot, by message id
+        self._owed: dict[str, str] = {}        # dropped edits' text, until a later edit of that message
         guild = getattr(channel, "guild", None)
         self._file_limit = file_limit or (guild.filesize_limit if guild is not None else DEFAULT_FILE_LIMIT)
 
@@ -100,8 +158,8 @@ class ChannelTarget:
     def channel_id(self) -> int:
         return self._channel.id
 
-    def _pace(self):
-        return self._pacers.for_channel(self._channel.id)
+    def _pace(self, *, urgent: bool = True, ticket: Ticket | None = None):
+        return self._pacers.for_channel(self._channel.id, urgent=urgent, ticket=ticket)
 
     async def _send(self, **kwargs) -> discord.Message:
         self._typing.stop()
@@ -120,9 +178,42 @@ class ChannelTarget:
         return str((await self._send(content=to_discord(text))).id)
 
     async def edit(self, message_id: str, text: str) -> None:
-        msg = self._messages.get(message_id) or self._channel.get_partial_message(int(message_id))
+        self._owed.pop(message_id, None)
+        if self._final:
+            await self._edit_now(message_id, text)
+            return
+        ticket = self._waiting[message_id] = Ticket()
+        try:
+            async with self._pace(urgent=False, ticket=ticket) as granted:
+                if not granted:
+                    # The final text is ready: this edit is moot. If the final render skips the message
+                    # (EditStream believes it shows this text now), catch_up() sends it.
+                    self._owed[message_id] = text
+                    return
+                await self._do_edit(message_id, text)
+        finally:
+            if self._waiting.get(message_id) is ticket:
+                del self._waiting[message_id]
+
+    async def _edit_now(self, message_id: str, text: str) -> None:
         async with self._pace():
-            await msg.edit(content=to_discord(text), allowed_mentions=NO_PINGS)
+            await self._do_edit(message_id, text)
+
+    async def _do_edit(self, message_id: str, text: str) -> None:
+        msg = self._messages.get(message_id) or self._channel.get_partial_message(int(message_id))
+        await msg.edit(content=to_discord(text), allowed_mentions=NO_PINGS)
+
+    def final_text_ready(self) -> None:
+        """From now on this reply's edits are final: they go first, and waiting intermediate ones drop out."""
+        self._final = True
+        for ticket in self._waiting.values():
+            ticket.withdraw()
+
+    async def catch_up(self) -> None:
+        """Send the text of dropped edits the final render did not overwrite."""
+        while self._owed:
+            message_id, text = self._owed.popitem()
+            await self._edit_now(message_id, text)
 
     async def upload(self, file: OutboundFile) -> None:
         if (refusal := _too_big(file, self._file_limit)) is not None:
@@ -136,10 +227,10 @@ class ChannelTarget:
             await self._send(content=part)
 
     async def typing(self) -> None:
-        await self._typing.start()
+        await self._typing.start(self._typing_delay)
 
-    def open_stream(self, on_posted) -> ReplyStream | None:
-        return None
+    def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
+        return _FinalFirstStream(self, on_posted)
 
 
 class InteractionTarget:
