@@ -50,6 +50,31 @@ def finished(slack: FakeSlack, channel: str, thread: str, text: str):
 TEXT = " ".join(f"word{i}" for i in range(60))  # 400-odd characters, no code: the joined text must be equal
 
 
+# ---- the first words ---------------------------------------------------------------------------------
+
+
+async def test_the_first_words_show_at_once_and_the_rest_is_batched(tmp_path):
+    # Slack's own batching numbers (300 characters / 1 s) scaled up so that only "at once" can pass: the
+    # first delta is far below the size threshold and the model pauses long before any timer would fire.
+    gate = asyncio.Event()
+    script = [TextDelta("Basil, "), gate, TextDelta("tomato "), TextDelta("and salt."), Completed(Usage(1, 0, 1))]
+    stream = StreamSettings(flush_chars=300, flush_interval=30.0)
+    async with running_bot(tmp_path / "db", PausingBackend(script), stream=stream) as bot:
+        ts = await bot.slack.user_says("C1", "<@UBOT> what goes with pasta?")
+        try:
+            # While the model is still thinking about the rest, the reader already sees its first words.
+            await bot.slack.wait_for(lambda: any(m.text == "Basil, " for m in bot.slack.bot_messages("C1", ts)),
+                                     5, "the first delta")
+            [start] = bot.slack.calls_to("chat.startStream")
+            assert "Basil, " in str(start["chunks"])      # the call that opens the stream carries it
+        finally:
+            gate.set()
+        await bot.slack.wait_for(finished(bot.slack, "C1", ts, "Basil, tomato and salt."))
+        await bot.adapter.wait_idle()
+        # The rest went together (batched), not a call per delta.
+        assert len(bot.slack.calls_to("chat.appendStream")) <= 1
+
+
 # ---- the stream's time limit ------------------------------------------------------------------------
 
 

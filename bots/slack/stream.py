@@ -2,7 +2,9 @@
 
 Why not slack_sdk's AsyncChatStream as is: it buffers by size only (no time-based flush), and it
 handles none of the stream's limits. Ours:
-- flushes about every second or every ~300 characters, whichever comes first (one flusher task);
+- sends the first text of the reply at once (chat.startStream, which opens the stream anyway, carries
+  it: the reader sees the answer start without an extra call), then flushes about every second or every
+  ~300 characters, whichever comes first (one flusher task);
 - rolls over to a new message before the stream's size (~12k chars, stopStream answers msg_too_long)
   and time (~5 min, then message_not_in_streaming_state) limits, closing an open code fence at the
   end of one message and reopening it at the start of the next; a stream Slack ends early anyway
@@ -68,6 +70,7 @@ class NativeStream:
         self._ts: str | None = None             # message being streamed
         self._sent = ""                         # text already in that message
         self._any_text = False                  # some text of this reply reached Slack
+        self._first_text = True                 # no text of this reply handed to the flusher yet
         self._started = 0.0
         self._fallback: ReplyStream | None = None  # set once Slack refused the native stream
         self._stopped_by_user = False
@@ -90,7 +93,9 @@ class NativeStream:
             return
         self._pending += delta
         self._ensure_flusher()
-        if len(self._pending) >= self._flush_chars:
+        if self._first_text or len(self._pending) >= self._flush_chars:
+            # The first words go out at once; after that, batch (Tier 4 appendStream is a shared budget).
+            self._first_text = False
             self._wake.set()
 
     async def status(self, update: ToolUpdate | None) -> None:
