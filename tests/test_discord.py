@@ -12,6 +12,7 @@ import pytest
 from bots.discord.client import INTENT_HELP, TOKEN_HELP, DiscordAdapter, DiscordStartupError
 from bots.discord.pacing import Pacers
 from core.model import OutboundFile
+from core.ports import Limits
 from tests.fakes.discord_chat import FakeChatService, discord_config
 from tests.fakes.discord_server import FakeDiscord
 
@@ -34,8 +35,8 @@ def make_adapter(fake: FakeDiscord, service, tmp_path, **kwargs) -> DiscordAdapt
     env = fake.env() | {"TEAMBRIDGE_DB": str(tmp_path / "tb.db")}
     # The fake service answers at once; with no delay "is typing…" still goes out first (see the typing tests).
     kwargs.setdefault("typing_delay", 0)
-    return DiscordAdapter.from_env(service, env, guild_ready_timeout=0.05,
-                                   pacers=Pacers(channel_limit=5, channel_period=WINDOW), **kwargs)
+    kwargs.setdefault("pacers", Pacers(channel_limit=5, channel_period=WINDOW))
+    return DiscordAdapter.from_env(service, env, guild_ready_timeout=0.05, **kwargs)
 
 
 @pytest.fixture
@@ -314,3 +315,112 @@ async def test_interrupted_reply_is_marked(fake, bot):
     await bot.mark_interrupted(ch, msg.id, msg.reference_id)
     assert fake.messages[msg.id].content == ("You said: tell me a story\n\n"
                                              "⚠️ This answer was cut off — please ask again.")
+
+
+# ---- typing and pacing: what a reader sees first --------------------------------------------------
+
+
+async def test_typing_is_shown_only_when_the_answer_takes_longer_than_the_typing_delay(fake, tmp_path):
+    service = FakeChatService()
+    adapter = make_adapter(fake, service, tmp_path, typing_delay=0.2)
+    await adapter.start()
+    try:
+        quick, slow = general(fake), fake.channel_id(fake.guild, "random")
+        await fake.user_message(quick, fake.alice, "quick one", mention_bot=True)
+        await answered(fake, quick, "You said: quick one")
+
+        service.gate = asyncio.Event()            # this time the model thinks for a while
+        await fake.user_message(slow, fake.alice, "slow one", mention_bot=True)
+        try:
+            await fake.wait_for(lambda: fake.typing.get(slow, 0) >= 1)
+            assert fake.messages_in(slow, by_bot=True) == []   # "typing…" while nothing is there yet
+        finally:
+            service.gate.set()
+        await answered(fake, slow, "You said: slow one")
+        # The quick answer's first words came within the delay (which has long passed by now): no request
+        # of the global budget was spent on an indicator nobody would have seen.
+        assert fake.typing.get(quick, 0) == 0
+    finally:
+        await adapter.stop()
+
+
+class StreamingService(FakeChatService):
+    """Hands each question's reply stream (the target's own, as the real service uses it) to the test,
+    which plays the model; the reply ends when the test closes the stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams: dict[str, asyncio.Future] = {}
+        self.closed: set[str] = set()
+
+    def stream_for(self, question: str) -> asyncio.Future:
+        return self.streams.setdefault(question, asyncio.get_running_loop().create_future())
+
+    async def handle(self, msg, target) -> None:
+        # Edits of a streaming reply at most every 20 ms here instead of every second: keeps the test short.
+        target.limits = Limits(max_chars=target.limits.max_chars, edit_interval=0.02)
+        stream = target.open_stream(self._posted)
+        closed = asyncio.Event()
+        close = stream.close
+
+        async def close_and_finish(footer: str = "") -> None:
+            self.closed.add(msg.text)
+            try:
+                await close(footer)
+            finally:
+                closed.set()
+        stream.close = close_and_finish
+        self.stream_for(msg.text).set_result(stream)
+        await closed.wait()
+
+    async def _posted(self, message_id: str) -> None:
+        return None
+
+
+async def test_a_final_edit_goes_before_other_replies_edits_and_replaces_its_own_waiting_edit(fake, tmp_path):
+    service = StreamingService()
+    pacers = Pacers(channel_limit=5, channel_period=WINDOW, global_limit=3, global_period=WINDOW)
+    adapter = make_adapter(fake, service, tmp_path, pacers=pacers)
+    await adapter.start()
+    held = 0
+    try:
+        ch_a, ch_b = general(fake), fake.channel_id(fake.guild, "random")
+        await fake.user_message(ch_a, fake.alice, "a", mention_bot=True)
+        await fake.user_message(ch_b, fake.alice, "b", mention_bot=True)
+        a, b = await service.stream_for("a"), await service.stream_for("b")
+        await a.text("Basil")                      # first words: posted at once
+        await b.text("Mint")
+
+        # Discord's global budget is used up (by other answers, say): every request now waits its turn.
+        while pacers.global_.try_acquire():
+            held += 1
+        await b.text(" and lime")                  # B's progress edit queues first...
+        await fake.wait_for(lambda: pacers.global_.waiting == 1)
+        await a.text(" and tomato")                # ...then A's
+        await fake.wait_for(lambda: pacers.global_.waiting == 2)
+        closing = asyncio.create_task(a.close())   # A's model is done: its final text is ready
+        await fake.wait_for(lambda: pacers.global_.waiting_urgent == 1 and pacers.global_.waiting == 2)
+        for _ in range(held):
+            pacers.global_.give_back()
+        held = 0
+        await closing
+        await fake.wait_for(lambda: len(fake.messages_in(ch_b, by_bot=True)[0].history) == 2)  # B's turn came
+        await b.close()
+
+        (msg_a,) = fake.messages_in(ch_a, by_bot=True)
+        (msg_b,) = fake.messages_in(ch_b, by_bot=True)
+        # A never showed its moot progress edit: from the first words straight to the whole answer...
+        assert msg_a.history == ["Basil ▌", "Basil and tomato"]
+        assert msg_b.history == ["Mint ▌", "Mint and lime ▌", "Mint and lime"]
+        # ...and that final edit went before B's progress edit that had been waiting longer.
+        patches = [r["path"].rsplit("/", 1)[-1] for r in fake.requests if r["method"] == "PATCH"]
+        assert patches == [msg_a.id, msg_b.id, msg_b.id]
+        assert fake.rate_limited == []
+    finally:
+        for _ in range(held):
+            pacers.global_.give_back()
+        for question in ("a", "b"):
+            fut = service.stream_for(question)
+            if fut.done() and question not in service.closed:
+                await fut.result().close()
+        await adapter.stop()

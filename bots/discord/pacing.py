@@ -155,6 +155,10 @@ class Pacer:
         return len(self._urgent) + len(self._normal)
 
     @property
+    def waiting_urgent(self) -> int:
+        return len(self._urgent)
+
+    @property
     def idle(self) -> bool:
         """Nothing queued, nothing in flight, nothing in the window: forgetting this pacer changes nothing."""
         if self._inflight or self._urgent or self._normal:
