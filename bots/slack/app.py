@@ -8,28 +8,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import OrderedDict
 from typing import Any, Mapping
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
 from slack_sdk.errors import SlackApiError
 
 from core.model import Author, InboundMessage, UserFacingError
+from core.routing import thread_scope
 from core.service import INTERRUPTED_NOTICE
 from core.streaming import WARNING
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
-from bots.slack.events import reply_place, should_ignore, to_inbound, worth_passing_on
+from bots.slack.events import needs_thread_owner, reply_place, should_ignore, to_inbound, worth_passing_on
 from bots.slack.files import SlackFiles
 from bots.slack.ratelimit import RateBudget, make_client
 from bots.slack.target import ReplyPlace, SlackReplyTarget, StreamSettings
+from bots.slack.users import UserDirectory
 
 log = logging.getLogger("teambridge.slack")
 
 DEFAULT_API_URL = "https://slack.com/api/"
 INTERRUPTED = WARNING + INTERRUPTED_NOTICE  # what core's streams show, after the text
+RECENT_MESSAGES = 10_000  # (team, channel, ts) of messages passed on lately, for the early duplicate drop
 
 
 class SlackAdapter:
@@ -39,7 +44,7 @@ class SlackAdapter:
                  signing_secret: str | None = None, api_url: str = DEFAULT_API_URL,
                  mode: str | None = None, http_host: str = "0.0.0.0", http_port: int | None = None,
                  rate_minute: float = 60.0, stream: StreamSettings = StreamSettings(),
-                 ping_interval: float = 10.0) -> None:
+                 ping_interval: float = 10.0, user_ttl: float = 3600.0) -> None:
         self._service = service
         self._bot_token, self._app_token, self._signing_secret = bot_token, app_token, signing_secret
         self._mode = mode
@@ -50,7 +55,8 @@ class SlackAdapter:
         self.client = make_client(bot_token, api_url, self.budget)
         self._session: aiohttp.ClientSession | None = None
         self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session)
-        self._users: dict[str, Author] = {}
+        self.users = UserDirectory(self.client, ttl=user_ttl)
+        self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
         self._native_refused = False
         self._status_ok = True
@@ -83,13 +89,18 @@ class SlackAdapter:
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def _http_session(self) -> aiohttp.ClientSession:
+        """The adapter's one HTTP session: every Web API call (ours and bolt's per-request clients, which copy
+        `client.session`) and every file download reuse its keep-alive connections. Without it slack_sdk
+        opens a new ClientSession, and so a new TCP (and TLS) connection, for every single call."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
+            self.client.session = self._session
         return self._session
 
     async def start(self) -> None:
         slack = self._service.config.slack
         mode = self._mode or slack.mode
+        self._http_session()
         auth = await self.client.auth_test()
         self._team, self._bot_user_id = str(auth.get("team_id", "")), str(auth.get("user_id", ""))
         self._app = AsyncApp(
@@ -108,6 +119,7 @@ class SlackAdapter:
         # any command name: the configured one may change on reload; the manifest decides what Slack sends
         self._app.command(re.compile(r"^/.+"))(self._on_command)
         self._app.error(self._on_error)
+        _seed_authorization(self._app, auth)
         if mode == "http":
             port = slack.http_port if self._http_port is None else self._http_port
             self._runner = web.AppRunner(self._app.web_app(path="/slack/events", port=port), access_log=None)
@@ -141,6 +153,7 @@ class SlackAdapter:
             if pending:
                 await asyncio.wait(pending, timeout=5)
         if self._session is not None:
+            self.client.session = None
             await self._session.close()
             self._session = None
 
@@ -203,8 +216,27 @@ class SlackAdapter:
         if not worth_passing_on(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config):
             return
         team = body.get("team_id") or event.get("team") or self._team
-        self._spawn(self._process(event, team=team, bot_user_id=bot_user_id, assistant=assistant),
+        if not self._first_sight(team, event):
+            return
+        follow_up = needs_thread_owner(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config)
+        self._spawn(self._process(event, team=team, bot_user_id=bot_user_id, assistant=assistant,
+                                  follow_up=follow_up),
                     f"slack-{event.get('channel')}-{event.get('ts')}")
+
+    def _first_sight(self, team: str, event: dict) -> bool:
+        """A channel mention arrives twice (app_mention, then its message.* copy: same channel and ts, other
+        event ids) and Slack may retry either. The service's claim in the store answers it once, but each copy
+        would first cost a users.info call and a store round trip: the copies this process has already
+        passed on are dropped here, before any of that. (Another process, or this one after a restart,
+        still has the store's claim.)"""
+        key = (team, event["channel"], event["ts"])
+        if key in self._recent:
+            log.debug("second delivery of %s:%s dropped early", key[1], key[2])
+            return False
+        self._recent[key] = None
+        while len(self._recent) > RECENT_MESSAGES:
+            self._recent.popitem(last=False)
+        return True
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -216,10 +248,13 @@ class SlackAdapter:
         if not task.cancelled() and task.exception() is not None:
             log.error("Slack task %s failed", task.get_name(), exc_info=task.exception())
 
-    async def _process(self, event: dict, *, team: str, bot_user_id: str, assistant: str | None = None) -> None:
+    async def _process(self, event: dict, *, team: str, bot_user_id: str, assistant: str | None = None,
+                       follow_up: bool = False) -> None:
         place = reply_place(event, team=team)
+        if follow_up and not await self._bot_owns_thread(event):
+            return  # a thread reply without a mention, in a thread the bot is not in: people talking
         try:
-            author = await self._author(event["user"], "")
+            author = await self._author(event["user"], "", team=team)
             max_mb = self._service.config.slack.max_file_mb
             shared = [await self._files.details(f) for f in event.get("files") or ()]
             attachments = tuple(self._files.attachment(f, max_mb=max_mb) for f in shared)
@@ -235,6 +270,11 @@ class SlackAdapter:
                 await self._target(place).notice(f"⚠️ Sorry, I could not read that message ({type(e).__name__}).")
             return
         await self._answer(msg, place)
+
+    async def _bot_owns_thread(self, event: dict) -> bool:
+        # the same (cached) store read the service does first; here it saves the users.info call
+        scope = thread_scope("slack", event["channel"], event["thread_ts"])
+        return await self._service.store.get_preference(scope) is not None
 
     async def _first_delivery(self, event: dict) -> bool:
         """Claims the message (as the service would) so a problem with it is reported once, not once per
@@ -257,19 +297,14 @@ class SlackAdapter:
     def _refuse_status(self) -> None:
         self._status_ok = False
 
-    async def _author(self, user_id: str, fallback_name: str) -> Author:
-        cached = self._users.get(user_id)
-        if cached is not None:
-            return cached
-        try:
-            u = (await self.client.users_info(user=user_id))["user"]
-        except SlackApiError as e:
-            # users:read missing or a user from another org: answer anyway, without a display name
-            log.warning("users.info failed for %s (%s)", user_id, e.response.get("error"))
-            return Author(id=user_id, name=fallback_name)
-        profile = u.get("profile") or {}
-        author = Author(id=user_id, name=profile.get("display_name") or profile.get("real_name")
-                        or u.get("real_name") or u.get("name") or fallback_name,
-                        is_admin=bool(u.get("is_admin") or u.get("is_owner")))
-        self._users[user_id] = author
-        return author
+    async def _author(self, user_id: str, fallback_name: str, *, team: str = "") -> Author:
+        return await self.users.author(user_id, team=team or self._team, fallback_name=fallback_name)
+
+
+def _seed_authorization(app: AsyncApp, auth: Any) -> None:
+    """bolt's single-workspace authorization calls auth.test at the first event and keeps the answer; every
+    event that arrives before that answer (a burst right after start-up) calls it again. start() has just
+    asked the same question with the same token: hand bolt that answer, so no event waits for auth.test."""
+    for middleware in getattr(app, "_async_middleware_list", ()):
+        if isinstance(middleware, AsyncSingleTeamAuthorization) and middleware.auth_test_result is None:
+            middleware.auth_test_result = auth

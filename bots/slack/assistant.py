@@ -115,7 +115,7 @@ Spawn = Callable[[Any, str], None]    # SlackAdapter._spawn(coro, name): a task 
 
 
 class AssistantThreads:
-    def __init__(self, service: Any, client: AsyncWebClient, *, author: Callable[[str, str], Awaitable[Author]],
+    def __init__(self, service: Any, client: AsyncWebClient, *, author: Callable[..., Awaitable[Author]],
                  accept: Accept, spawn: Spawn, bot_user_id: Callable[[], str]) -> None:
         self._service = service
         self._client = client
@@ -164,7 +164,7 @@ class AssistantThreads:
         if context:
             await self.contexts.save(channel_id=channel, thread_ts=thread_ts, context=context)
         config = self._service.config
-        author = await self._author(user, "")
+        author = await self._author(user, "", team=team)
         probe = InboundMessage(platform="slack", workspace=team, channel=channel, author=author, text="",
                                thread=thread_ts, is_direct=True)
         prompts = suggested_prompts(

@@ -23,7 +23,7 @@ Answer = Callable[[InboundMessage, ReplyPlace], Awaitable[None]]
 
 class SlashCommands:
     def __init__(self, service: Any, client: AsyncWebClient, *, answer: Answer,
-                 author: Callable[[str, str], Awaitable[Author]]) -> None:
+                 author: Callable[..., Awaitable[Author]]) -> None:
         self._service = service
         self._client = client
         self._answer = answer      # runs service.handle with a reply target for the place
@@ -39,7 +39,7 @@ class SlashCommands:
             await respond(text=to_mrkdwn(t), response_type="ephemeral", replace_original=False)
 
         try:
-            author = await self._author(user, body.get("user_name", ""))
+            author = await self._author(user, body.get("user_name", ""), team=team)
             msg = InboundMessage(platform="slack", workspace=team, channel=channel, author=author, text=rest,
                                  is_direct=channel.startswith("D"), mentions_bot=True,
                                  event_id=f"command:{body.get('trigger_id', '')}")

@@ -41,14 +41,27 @@ def is_direct(event: dict) -> bool:
     return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
 
 
-def worth_passing_on(event: dict, *, kind: str, bot_user_id: str, config: Config) -> bool:
-    """Cheap early filter, before any Web API call (users.info, files.info): core's own rule for whether
-    the bot is addressed, taking a thread reply as one in a thread the bot owns (the service checks that)."""
+def addressed(event: dict, *, kind: str, bot_user_id: str, config: Config, bot_owns_thread: bool) -> bool:
+    """Core's own rule for whether the bot is addressed, on the raw event (no I/O)."""
     probe = InboundMessage(platform="slack", workspace=event.get("team", ""), channel=event.get("channel", ""),
                            author=Author(id=event.get("user", "")), text="", thread=event.get("thread_ts"),
                            is_direct=is_direct(event),
                            mentions_bot=kind == "app_mention" or mentions(event.get("text", ""), bot_user_id))
-    return is_addressed(config, probe, bot_owns_thread=True)
+    return is_addressed(config, probe, bot_owns_thread=bot_owns_thread)
+
+
+def worth_passing_on(event: dict, *, kind: str, bot_user_id: str, config: Config) -> bool:
+    """Cheap early filter, before any Web API call (users.info, files.info): core's own rule for whether
+    the bot is addressed, taking a thread reply as one in a thread the bot owns (checked next, see
+    `needs_thread_owner`)."""
+    return addressed(event, kind=kind, bot_user_id=bot_user_id, config=config, bot_owns_thread=True)
+
+
+def needs_thread_owner(event: dict, *, kind: str, bot_user_id: str, config: Config) -> bool:
+    """True for a message that is for the bot only if the bot owns its thread (a follow-up without a
+    mention): whether it does is a store read, done before the author is looked up with users.info."""
+    return bool(event.get("thread_ts")) and not addressed(event, kind=kind, bot_user_id=bot_user_id,
+                                                          config=config, bot_owns_thread=False)
 
 
 def reply_place(event: dict, *, team: str) -> ReplyPlace:

@@ -6,7 +6,8 @@ server. Response and event shapes are filled-in copies of tests/specs/slack (jav
 
 What tests read back: ``fake.messages`` (every message with its final text, thread, edit history,
 streaming state and task updates), ``fake.calls`` (every Web API call), ``fake.acks`` (Socket Mode acks),
-``fake.responses`` (response_url posts), ``fake.ephemerals``, ``fake.uploads``, ``fake.rate_limited``.
+``fake.responses`` (response_url posts), ``fake.ephemerals``, ``fake.uploads``, ``fake.rate_limited``,
+``fake.call_peers`` (the client address of every Web API call: one address, one TCP connection).
 """
 from __future__ import annotations
 
@@ -113,6 +114,7 @@ class FakeSlack:
 
         self.messages: list[Message] = []
         self.calls: list[tuple[str, dict]] = []
+        self.call_peers: list[tuple[str, Any]] = []  # (method, the client's address): which TCP connection
         self.rate_limited: list[str] = []
         self.acks: dict[str, dict] = {}
         self.responses: list[dict] = []        # posts to response_url
@@ -233,6 +235,7 @@ class FakeSlack:
                 args.update(dict(urllib.parse.parse_qsl(body.decode())))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or args.pop("token", "")
         self.calls.append((method, args))
+        self.call_peers.append((method, request.transport.get_extra_info("peername") if request.transport else None))
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})

@@ -1,0 +1,171 @@
+"""What a mention costs in Slack Web API calls before it reaches the model (issue 7's benchmark findings).
+
+Real slack_bolt/slack_sdk against the stand-in Slack; the model is ScriptedBackend (a fake of our own port).
+Every assertion is on what the stand-in Slack saw: how many users.info and auth.test calls, over how many
+TCP connections, and that every person still got their answer with their name known.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from core.model import Completed, TextDelta, Usage
+from bots.slack.ratelimit import RateBudget, make_client
+from bots.slack.users import UserDirectory
+from tests.fakes.slack_harness import make_config, running_bot
+from tests.fakes.slack_server import FakeSlack
+from tests.support.ports import ScriptedBackend
+
+
+def answer(text: str) -> list:
+    return [TextDelta(text), Completed(Usage(10, 0, 5))]
+
+
+def answered(slack: FakeSlack, channel: str, ts: str, text: str):
+    def check():
+        msgs = slack.bot_messages(channel, ts)
+        return msgs and not any(m.streaming for m in msgs) and slack.thread_text(channel, ts) == text
+    return check
+
+
+async def mention_everywhere(slack: FakeSlack, channels: list[str], *, user: str = "U1") -> list[str]:
+    """`user` mentions the bot in every channel at once (each arrives as app_mention + message copy)."""
+    return list(await asyncio.gather(*(slack.user_says(c, "<@UBOT> hi", user=user) for c in channels)))
+
+
+async def test_twenty_simultaneous_mentions_by_one_person_cost_one_users_info(tmp_path):
+    backend = ScriptedBackend(*(answer("hello") for _ in range(20)))
+    async with running_bot(tmp_path / "db", backend) as bot:
+        channels = [f"C{i:02d}" for i in range(20)]
+        stamps = await mention_everywhere(bot.slack, channels)
+        for channel, ts in zip(channels, stamps):
+            await bot.slack.wait_for(answered(bot.slack, channel, ts, "hello"), what=f"answer in {channel}")
+        await bot.adapter.wait_idle()
+        assert len(bot.slack.calls_to("users.info")) == 1
+        assert len(backend.turns) == 20                      # each mention answered once, none twice
+        assert {c["user_name"] for c in backend.conversations} == {"alice"}
+        assert all(len(bot.slack.bot_messages(c)) == 1 for c in channels)
+
+
+async def test_each_person_is_looked_up_once_not_once_per_delivery(tmp_path):
+    backend = ScriptedBackend()
+    async with running_bot(tmp_path / "db", backend) as bot:
+        first = await bot.slack.user_says("C1", "<@UBOT> from alice", user="U1")
+        second = await bot.slack.user_says("C2", "<@UBOT> from bob", user="U2")
+        await bot.slack.wait_for(answered(bot.slack, "C1", first, "You said: from alice"), what="alice's answer")
+        await bot.slack.wait_for(answered(bot.slack, "C2", second, "You said: from bob"), what="bob's answer")
+        # alice again, later, in a thread the bot owns: no mention needed, and no new lookup
+        again = await bot.slack.user_says("C1", "and more", user="U1", thread_ts=first)
+        await bot.slack.wait_for(lambda: "You said: and more" in bot.slack.thread_text("C1", first), what="reply")
+        await bot.adapter.wait_idle()
+        assert sorted(c["user"] for c in bot.slack.calls_to("users.info")) == ["U1", "U2"]
+        assert [t.user_id for t in backend.turns] == ["U1", "U2", "U1"]
+        assert again != first
+
+
+async def test_messages_the_bot_does_not_answer_cost_no_users_info(tmp_path):
+    backend = ScriptedBackend()
+    async with running_bot(tmp_path / "db", backend) as bot:
+        await bot.slack.user_says("C1", "lunch anyone?", user="U1")                 # not addressed
+        await bot.slack.user_says("C1", "in a thread", user="U2", thread_ts="1699999999.000001")  # not ours
+        ts = await bot.slack.user_says("C1", "<@UBOT> hi", user="U1")
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, "You said: hi"), what="the answer")
+        await bot.adapter.wait_idle()
+        assert [c["user"] for c in bot.slack.calls_to("users.info")] == ["U1"]
+        assert len(backend.turns) == 1
+
+
+async def test_a_person_slack_will_not_describe_is_answered_and_not_asked_about_again(tmp_path):
+    backend = ScriptedBackend()
+    async with running_bot(tmp_path / "db", backend) as bot:
+        for channel in ("C1", "C2"):
+            ts = await bot.slack.user_says(channel, "<@UBOT> hi", user="UOTHERORG")  # users.info: user_not_found
+            await bot.slack.wait_for(answered(bot.slack, channel, ts, "You said: hi"), what="the answer")
+        await bot.adapter.wait_idle()
+        assert len(bot.slack.calls_to("users.info")) == 1
+        assert [t.user_id for t in backend.turns] == ["UOTHERORG", "UOTHERORG"]
+
+
+async def test_auth_test_is_asked_once_at_start_not_per_event(tmp_path):
+    backend = ScriptedBackend()
+    async with running_bot(tmp_path / "db", backend) as bot:
+        # a burst right after start-up: before, every event that came before bolt's own first auth.test
+        # returned called auth.test again
+        channels = [f"C{i}" for i in range(8)]
+        stamps = await mention_everywhere(bot.slack, channels, user="U2")
+        for channel, ts in zip(channels, stamps):
+            await bot.slack.wait_for(answered(bot.slack, channel, ts, "You said: hi"), what=f"answer in {channel}")
+        await bot.adapter.wait_idle()
+        assert len(bot.slack.calls_to("auth.test")) == 1
+        assert len(backend.turns) == 8
+
+
+async def test_web_api_calls_reuse_connections(tmp_path):
+    backend = ScriptedBackend()
+    async with running_bot(tmp_path / "db", backend) as bot:
+        for i in range(3):  # one after the other: nothing forces a second connection
+            ts = await bot.slack.user_says(f"C{i}", "<@UBOT> hi", user="U1")
+            await bot.slack.wait_for(answered(bot.slack, f"C{i}", ts, "You said: hi"), what="the answer")
+            await bot.adapter.wait_idle()
+        calls = [(m, peer) for m, peer in bot.slack.call_peers if m != "apps.connections.open"]
+        connections = {peer for _, peer in calls}
+        # before: a new aiohttp session, so a new TCP connection, for each of these calls
+        assert len(calls) >= 9 and len(connections) <= 3, (len(calls), len(connections))
+
+
+async def test_slash_commands_and_mentions_share_the_lookup(tmp_path):
+    backend = ScriptedBackend()
+    async with running_bot(tmp_path / "db", backend, config=make_config()) as bot:
+        ts = await bot.slack.user_says("C1", "<@UBOT> hi", user="U2")
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, "You said: hi"), what="the answer")
+        await bot.slack.slash_command("help", user="U2")
+        await bot.slack.wait_for(lambda: bot.slack.responses, what="the help text")
+        await bot.adapter.wait_idle()
+        assert len(bot.slack.calls_to("users.info")) == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_renamed_person_is_seen_under_the_new_name_after_the_ttl():
+    async with FakeSlack() as slack:
+        client = make_client("xoxb-test", slack.api_url, RateBudget())
+        clock = Clock()
+        users = UserDirectory(client, ttl=3600, clock=clock)
+        assert (await users.author("U1", team="T0TEAM")).name == "alice"
+        slack.users["U1"] = "alicia"
+        clock.now += 3599
+        assert (await users.author("U1", team="T0TEAM")).name == "alice"      # cached
+        clock.now += 2
+        assert (await users.author("U1", team="T0TEAM")).name == "alicia"     # expired: asked again
+        assert len(slack.calls_to("users.info")) == 2
+
+
+async def test_the_directory_is_bounded_and_per_workspace():
+    async with FakeSlack(users={f"U{i}": f"person{i}" for i in range(5)}) as slack:
+        client = make_client("xoxb-test", slack.api_url, RateBudget())
+        users = UserDirectory(client, max_entries=3)
+        for i in range(5):
+            await users.author(f"U{i}", team="T0TEAM")
+        assert len(users) == 3
+        await users.author("U4", team="T0TEAM")              # recent: still known
+        await users.author("U4", team="T0OTHER")             # same id, other workspace: its own entry
+        await users.author("U0", team="T0TEAM")              # evicted: asked again
+        assert [c["user"] for c in slack.calls_to("users.info")] == ["U0", "U1", "U2", "U3", "U4", "U4", "U0"]
+
+
+async def test_fifty_waiters_share_one_request_and_its_failure():
+    async with FakeSlack() as slack:
+        client = make_client("xoxb-test", slack.api_url, RateBudget())
+        users = UserDirectory(client)
+        authors = await asyncio.gather(*(users.author("U2", team="T0TEAM") for _ in range(50)))
+        assert {a.name for a in authors} == {"bob"} and len(slack.calls_to("users.info")) == 1
+        await slack.close()  # Slack unreachable: every waiter sees the error, and nothing is cached
+        failed = await asyncio.gather(*(users.author("U1", team="T0TEAM") for _ in range(5)),
+                                      return_exceptions=True)
+        assert all(isinstance(f, Exception) for f in failed)
+        assert len(users) == 1
