@@ -379,7 +379,7 @@ class StreamingService(FakeChatService):
 
 async def test_a_final_edit_goes_before_other_replies_edits_and_replaces_its_own_waiting_edit(fake, tmp_path):
     service = StreamingService()
-    pacers = Pacers(channel_limit=5, channel_period=WINDOW, global_limit=3, global_period=WINDOW)
+    pacers = Pacers(channel_limit=5, channel_period=WINDOW, global_limit=3, global_period=WINDOW, progress_limit=3)
     adapter = make_adapter(fake, service, tmp_path, pacers=pacers)
     await adapter.start()
     held = 0

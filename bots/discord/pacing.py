@@ -10,6 +10,10 @@ thousand replies queued, a completion wakes one coroutine, not a thousand). Two 
 (new messages and final edits, what a reader is waiting for) go before ordinary ones (intermediate edits
 of a reply still streaming, which the reply's final edit makes moot anyway). An ordinary request may hold
 a `Ticket`: withdrawing it takes the request out of the queue if it is still waiting (latest text wins).
+
+Ordinary requests also share a smaller budget of their own (a third of the global one by default): every
+request sent in the last second is one a final edit arriving now can't have, so when many replies stream
+at once their progress edits come less often, and their first and last words still go out at once.
 """
 from __future__ import annotations
 
@@ -221,11 +225,13 @@ class Pacers:
     """
 
     def __init__(self, *, channel_limit: int = 5, channel_period: float = 5.0,
-                 global_limit: int = 45, global_period: float = 1.0,
+                 global_limit: int = 45, global_period: float = 1.0, progress_limit: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._channel_args = (channel_limit, channel_period)
         self._clock = clock
         self.global_ = Pacer(global_limit, global_period, clock=clock)
+        # Progress (non-urgent) requests: at most this many of the global budget per period.
+        self.progress = Pacer(progress_limit or max(1, global_limit // 3), global_period, clock=clock)
         self._channels: dict[int, Pacer] = {}
         self._sweep_every = channel_period
         self._next_sweep = clock() + channel_period
@@ -255,26 +261,30 @@ class Pacers:
     @asynccontextmanager
     async def for_channel(self, channel_id: int, *, urgent: bool = False,
                           ticket: Ticket | None = None) -> AsyncIterator[bool]:
-        """A send/edit slot in this channel, then a global slot (always in this order: no deadlock).
-        Yields False, holding nothing, when `ticket` was withdrawn while it waited."""
-        channel = self.channel(channel_id)
-        if not await channel.acquire(urgent=urgent, ticket=ticket):
-            yield False
-            return
+        """A send/edit slot in this channel, then (not urgent) a progress slot, then a global slot (always
+        in this order: no deadlock). Yields False, holding nothing, when `ticket` was withdrawn first."""
+        pacers = (self.channel(channel_id), self.global_) if urgent else \
+            (self.channel(channel_id), self.progress, self.global_)
+        held: list[Pacer] = []
         try:
-            got_global = await self.global_.acquire(urgent=urgent, ticket=ticket)
+            for pacer in pacers:
+                if not await pacer.acquire(urgent=urgent, ticket=ticket):
+                    break
+                held.append(pacer)
         except BaseException:
-            channel.give_back()
+            for pacer in held:
+                pacer.give_back()
             raise
-        if not got_global:
-            channel.give_back()
+        if len(held) < len(pacers):
+            for pacer in held:
+                pacer.give_back()
             yield False
             return
         try:
             yield True
         finally:
-            self.global_.release()
-            channel.release()
+            for pacer in reversed(held):
+                pacer.release()
 
     def for_global(self, *, urgent: bool = False):
         return self.global_.slot(urgent=urgent)
