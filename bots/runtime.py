@@ -40,6 +40,7 @@ class Runtime:
     clients: list
 
     backend_configs: dict = field(default_factory=dict)   # backend name -> (its config, its client)
+    backends: list = field(default_factory=list)          # every backend built, for a clean close
 
     async def apply_config(self, config: Config) -> None:
         """Hot reload: rebuild what is built from the config, then swap it in for new turns.
@@ -59,7 +60,8 @@ class Runtime:
                 client = make_openai_client(cfg)
                 self.clients.append(client)   # an old client may still serve a turn in flight: closed at exit
                 self.backend_configs[name] = (cfg, client)
-            backends[name] = OpenAIBackend(client, tools, max_retries=cfg.max_retries)
+            backends[name] = OpenAIBackend(client, tools, max_retries=cfg.max_retries,
+                                           spare_conversations=cfg.spare_conversations)
         if _knowledge_files(config) != _knowledge_files(self.config):
             try:
                 for report in await self.knowledge.sync(config):
@@ -67,10 +69,13 @@ class Runtime:
                         (log.warning if report.failed else log.info)("%s", line)
             except Exception:
                 log.exception("config reload: knowledge sync failed; file_search keeps the previous files")
+        self.backends.extend(backends.values())
         self.service.apply_config(config, backends=backends)
         self.config = config
 
     async def aclose(self) -> None:
+        for backend in self.backends:  # finishes labelling spare conversations, closes its client
+            await backend.aclose()
         for client in self.clients:
             await client.close()
         await self.store.close()
@@ -101,7 +106,8 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     store = SqliteStore(database_path(config, env))
     await store.open()
     tools = ToolRegistry.from_config(config)
-    backends = {name: OpenAIBackend(client, tools, max_retries=config.backends[name].max_retries)
+    backends = {name: OpenAIBackend(client, tools, max_retries=config.backends[name].max_retries,
+                                    spare_conversations=config.backends[name].spare_conversations)
                 for name, client in clients.items()}
     default_client = clients.get("openai") or next(iter(clients.values()))
     file_backend = OpenAIFileBackend(default_client)
@@ -115,4 +121,5 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     service.add_command("usage", usage_command)
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
                    clients=list(clients.values()),
-                   backend_configs={name: (config.backends[name], client) for name, client in clients.items()})
+                   backend_configs={name: (config.backends[name], client) for name, client in clients.items()},
+                   backends=list(backends.values()))

@@ -152,6 +152,7 @@ class OpenAIBackendConfig(_Strict):
     base_url: str | None = None           # OPENAI_BASE_URL wins when set
     timeout: float = Field(120, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
+    spare_conversations: int = Field(4, ge=0, le=50)  # made ahead, so a new thread's first answer starts sooner
 
 
 # ---- platforms ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ model received Y.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -414,3 +415,22 @@ async def test_a_stalled_stream_never_hangs_the_conversation(fake, registry):
     assert text_of(events) == ""
     assert err is not None and "timed out" in err.message
     await c.close()
+
+
+async def test_spare_conversations_let_a_new_thread_start_at_once_and_still_carry_their_metadata(fake):
+    client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test")
+    backend = OpenAIBackend(client, StubRegistry(), spare_conversations=2)
+    first = await backend.create_conversation({"channel": "C1"})      # nothing prepared yet: made directly
+    assert fake.conversations[first]["metadata"] == {"channel": "C1"}
+    for _ in range(200):                                              # the pool fills in the background
+        if len(fake.conversations) == 3:
+            break
+        await asyncio.sleep(0.01)
+    spares = set(fake.conversations) - {first}
+    assert len(spares) == 2
+    second = await backend.create_conversation({"channel": "C2", "user_id": "U2"})
+    assert second in spares                                           # taken, not created
+    events, err = await converse(backend, Turn(assistant=FOOD, conversation_id=second, text="hi"))
+    assert err is None and text_of(events) == "You said: hi"
+    assert fake.conversations[second]["metadata"] == {"channel": "C2", "user_id": "U2"}
+    await backend.aclose()

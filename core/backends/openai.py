@@ -42,6 +42,7 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_output_item import ImageGenerationCall
 
+from core.backends.openai_spares import SpareConversations
 from core.model import BackendError, BackendEvent, Citation, Completed, OutboundFile, TextDelta, ToolUpdate, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -147,8 +148,9 @@ class OpenAIBackend:
     """core.ports.AssistantBackend on OpenAI's Responses + Conversations APIs."""
 
     def __init__(self, client: AsyncOpenAI, tools: ToolRegistryLike, *, max_retries: int = 3,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, spare_conversations: int = 0) -> None:
         self._client = client
+        self._spares = SpareConversations(client, spare_conversations)
         # Streams are retried here, not in the SDK: only we know whether text already reached the user
         # (a retry then would show it twice), and only here can the wait be injected for tests.
         self._stream_client = client.with_options(max_retries=0)
@@ -157,14 +159,14 @@ class OpenAIBackend:
         self._sleep = sleep
 
     async def aclose(self) -> None:
+        await self._spares.aclose()
         await self._client.close()
 
     async def create_conversation(self, metadata: dict[str, str]) -> str:
         try:
-            conv = await self._client.conversations.create(metadata=clean_metadata(metadata))
+            return await self._spares.take(clean_metadata(metadata))
         except openai.APIError as exc:
             raise _as_backend_error(exc) from exc
-        return conv.id
 
     # ---- one turn ----------------------------------------------------------------------------------------
 
@@ -193,6 +195,7 @@ class OpenAIBackend:
                 raise
             usage = usage + rnd.usage
             if not rnd.calls:
+                await self._spares.labelled(turn.conversation_id)  # labelled while the answer streamed
                 yield Completed(usage=Usage(usage.input_tokens, usage.cached_tokens, usage.output_tokens,
                                             usage.tool_calls, len(state.containers)),
                                 response_id=rnd.response_id)
