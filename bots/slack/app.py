@@ -93,7 +93,9 @@ class SlackAdapter:
         `client.session`) and every file download reuse its keep-alive connections. Without it slack_sdk
         opens a new ClientSession, and so a new TCP (and TLS) connection, for every single call."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            # aiohttp's pool holds at most 100 connections: a burst of more simultaneous calls waits for a
+            # free (warm) one rather than opening hundreds of TLS connections to Slack at once.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
             self.client.session = self._session
         return self._session
 
