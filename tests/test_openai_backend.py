@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from core.backends.openai import OpenAIBackend, make_openai_client, safety_identifier
 from core.config import AssistantConfig, OpenAIBackendConfig
@@ -74,9 +74,11 @@ async def fake():
         yield f
 
 
-@pytest.fixture
-async def client(fake):
-    c = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0, timeout=10)
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def client(fake, request):
+    """Both transports: production uses the SDK's aiohttp client (make_openai_client), the SDK's default is httpx."""
+    http = DefaultAioHttpClient(timeout=10) if request.param == "aiohttp" else None
+    c = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0, timeout=10, http_client=http)
     yield c
     await c.close()
 
@@ -407,8 +409,10 @@ def test_base_url_from_env_wins_and_options_come_from_config(monkeypatch):
     assert str(c2.base_url).startswith("http://elsewhere/v1")
 
 
-async def test_a_stalled_stream_never_hangs_the_conversation(fake, registry):
-    c = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0, timeout=0.2)
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_a_stalled_stream_never_hangs_the_conversation(fake, registry, transport):
+    http = DefaultAioHttpClient(timeout=0.2) if transport == "aiohttp" else None
+    c = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0, timeout=0.2, http_client=http)
     backend = OpenAIBackend(c, registry, max_retries=0)
     fake.script(ScriptedResponse(text="too late", first_delay=1.0))
     events, err = await converse(backend, await new_turn(backend, FOOD, "hello"))

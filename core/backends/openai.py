@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Proto
 
 import httpx2
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import ValidationError
 from openai.types.responses import (
     ResponseCodeInterpreterCallCodeDoneEvent,
@@ -99,7 +99,10 @@ def make_openai_client(cfg: "OpenAIBackendConfig") -> AsyncOpenAI:
     if not key:
         raise BackendError("OPENAI_API_KEY is not set: put it in the environment or .env")
     base_url = os.environ.get("OPENAI_BASE_URL", "").strip() or cfg.base_url or None
-    return AsyncOpenAI(api_key=key, base_url=base_url, timeout=cfg.timeout, max_retries=cfg.max_retries)
+    # The SDK's aiohttp transport: with hundreds of answers streaming at once, httpx's connection pool and
+    # per-read timeouts cost about a third more CPU per answer (measured with the bench's stand-ins).
+    return AsyncOpenAI(api_key=key, base_url=base_url, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                       http_client=DefaultAioHttpClient(timeout=cfg.timeout))
 
 
 def safety_identifier(user_id: str) -> str:
