@@ -37,23 +37,78 @@ UNBUDGETED = frozenset({"auth.test", "apps.connections.open"})
 
 
 class SlidingWindow:
-    """At most `limit` acquisitions in any `window` seconds; waiters are served in arrival order."""
+    """At most `limit` acquisitions in any `window` seconds; waiters are served in arrival order.
+
+    Besides calls made and calls queued it counts *reservations*: calls someone has promised to make
+    soon (a native stream's chat.stopStream, a reply's final chat.update). `delay()` counts all three, so
+    a reply choosing its transport sees the budget that replies decided a moment earlier will spend.
+    """
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window, self._clock = limit, window, clock
         self._times: deque[float] = deque()
         self._lock = asyncio.Lock()
+        self.waiting = 0        # callers queued in acquire()
+        self.reserved = 0       # calls promised but not made yet
 
     async def acquire(self) -> None:
-        async with self._lock:  # FIFO: asyncio.Lock wakes waiters in order
-            while True:
-                now = self._clock()
-                while self._times and self._times[0] <= now - self.window:
-                    self._times.popleft()
-                if len(self._times) < self.limit:
-                    self._times.append(now)
-                    return
-                await asyncio.sleep(self._times[0] + self.window - now)
+        self.waiting += 1
+        try:
+            async with self._lock:  # FIFO: asyncio.Lock wakes waiters in order
+                while True:
+                    now = self._clock()
+                    while self._times and self._times[0] <= now - self.window:
+                        self._times.popleft()
+                    if len(self._times) < self.limit:
+                        self._times.append(now)
+                        return
+                    await asyncio.sleep(self._times[0] + self.window - now)
+        finally:
+            self.waiting -= 1
+
+    def delay(self, n: int = 1) -> float:
+        """About how long the n-th call made now would wait for its slot, behind everything already made,
+        queued or reserved. 0.0: it goes at once."""
+        now = self._clock()
+        live = [t for t in self._times if t > now - self.window]
+        excess = len(live) + self.waiting + self.reserved + n - self.limit
+        if excess <= 0:
+            return 0.0
+        rounds, index = divmod(excess - 1, self.limit)
+        if index < len(live):
+            return max(0.0, live[index] + self.window * (rounds + 1) - now)
+        return self.window * (rounds + 1)
+
+    def reserve(self, n: int = 1) -> None:
+        self.reserved += n
+
+    def release(self, n: int = 1) -> None:
+        self.reserved = max(0, self.reserved - n)
+
+
+class Reservation:
+    """Calls promised to a budget: `use(method)` right before making one (the promise becomes a real call in
+    the queue), `release()` for whatever was not used (a stream that ended early, a reply that failed)."""
+
+    def __init__(self, budget: "RateBudget") -> None:
+        self._budget = budget
+        self._held: dict[tuple[str, str | None], int] = {}
+
+    def add(self, method: str, n: int = 1, channel: str | None = None) -> None:
+        self._budget.bucket_for(method, channel).reserve(n)
+        self._held[(method, channel)] = self._held.get((method, channel), 0) + n
+
+    def use(self, method: str, channel: str | None = None) -> None:
+        key = (method, channel)
+        if self._held.get(key, 0) > 0:
+            self._held[key] -= 1
+            self._budget.bucket_for(method, channel).release(1)
+
+    def release(self) -> None:
+        for (method, channel), n in self._held.items():
+            if n:
+                self._budget.bucket_for(method, channel).release(n)
+        self._held.clear()
 
 
 class RateBudget:
@@ -76,13 +131,25 @@ class RateBudget:
             b = self._buckets[key] = SlidingWindow(limit, self._window)
         return b
 
+    def bucket_for(self, method: str, channel: str | None = None) -> SlidingWindow:
+        if method == "chat.postMessage":
+            return self._bucket(f"{method}:{channel}", POST_MESSAGE_PER_CHANNEL_PER_MINUTE)
+        return self._bucket(method, self._tiers.get(method, self._default))
+
     async def acquire(self, method: str, channel: str | None = None) -> None:
         if method in UNBUDGETED:
             return
-        if method == "chat.postMessage":
-            await self._bucket(f"{method}:{channel}", POST_MESSAGE_PER_CHANNEL_PER_MINUTE).acquire()
-            return
-        await self._bucket(method, self._tiers.get(method, self._default)).acquire()
+        await self.bucket_for(method, channel).acquire()
+
+    def delay(self, method: str, n: int = 1, channel: str | None = None) -> float:
+        """Seconds the n-th call of `method` made now would wait for the budget (0.0: at once), counting the
+        calls already queued and those reserved. For choosing how to reply, not for pacing."""
+        if method in UNBUDGETED:
+            return 0.0
+        return self.bucket_for(method, channel).delay(n)
+
+    def reservation(self) -> Reservation:
+        return Reservation(self)
 
 
 class BudgetedWebClient(AsyncWebClient):

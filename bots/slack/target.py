@@ -8,11 +8,12 @@ from typing import Callable
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.model import OutboundFile
+from core.model import OutboundFile, ToolUpdate
 from core.ports import Limits, OnPosted, ReplyStream
 from core.streaming import EditStream
 from bots.slack.markdown import to_mrkdwn
-from bots.slack.stream import NativeStream
+from bots.slack.ratelimit import RateBudget
+from bots.slack.stream import NativeStream, PostWhenReady
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,37 @@ class StreamSettings:
     flush_interval: float = 1.0
     max_chars: int = 11_000     # a streamed message ends at ~12k (msg_too_long); roll over before
     max_age: float = 240.0      # Slack finalises a stream ~5 min after start; roll over before
+    # Choosing the transport of each reply from the workspace's budgets (see SlackReplyTarget.open_stream):
+    budget_wait: float = 1.0    # a call that would wait longer than this for its budget is "no room"
+    edit_calls: int = 2         # chat.update calls an edited reply is counted at: one while it streams, the final
+    post_max_chars: int = 11_000  # post when ready: messages are never edited, so markdown_text's 12k applies
+    first_post_after: float = 2.0  # post when ready: an answer still being written by then shows what is ready
+    post_interval: float = 10.0    # ...and again this often
+
+
+NATIVE, EDIT, POST = "native stream", "post + edits", "post when ready"
 
 
 class SlackReplyTarget:
+    """One answer's place in Slack, and how it gets there.
+
+    Every reply in a workspace draws from the same per-method budgets (bots/slack/ratelimit), so each reply
+    picks its transport when it opens, from what the budgets have room for *now* (counting what the replies
+    opened a moment earlier have reserved):
+    - NATIVE (chat.startStream/appendStream/stopStream) when Tier 2 has a start and a stop to spare soon:
+      the reader watches the answer being written;
+    - EDIT (chat.postMessage, then chat.update) when Tier 3 has room for the reply's edits;
+    - POST (chat.postMessage only, limited per channel, not per workspace) otherwise: the answer appears
+      whole when it is complete, long answers in parts (bots/slack/stream.PostWhenReady).
+    So a burst of answers never queues behind a per-workspace minute: the first ones stream, the rest are
+    posted when ready, and no reply waits minutes for an edit slot.
+    """
     limits = LIMITS
 
     def __init__(self, client: AsyncWebClient, place: ReplyPlace, *,
                  native_streaming: Callable[[], bool], on_refused: Callable[[str], None],
                  status_supported: Callable[[], bool], on_status_refused: Callable[[], None],
-                 stream: StreamSettings = StreamSettings()) -> None:
+                 stream: StreamSettings = StreamSettings(), budget: RateBudget | None = None) -> None:
         self._client = client
         self.place = place
         self._native = native_streaming
@@ -52,15 +75,22 @@ class SlackReplyTarget:
         self._status_supported = status_supported
         self._on_status_refused = on_status_refused
         self._stream = stream
+        self._budget = budget
+        self._reservation = budget.reservation() if budget is not None else None
+        self._status_tried = False
         self._status_shown = False
+        self.transport: str | None = None   # NATIVE, EDIT or POST once the reply opened (last choice wins)
 
     async def post(self, text: str) -> str:
+        # A reply clears the thread's thinking status by itself (Slack: "when the app replies").
         r = await self._client.chat_postMessage(channel=self.place.channel, thread_ts=self.place.thread_ts,
                                                 markdown_text=text or "…")
-        await self._answer_started()
+        self._status_shown = False
         return str(r["ts"])
 
     async def edit(self, message_id: str, text: str) -> None:
+        if self._reservation is not None:
+            self._reservation.use("chat.update")
         await self._client.chat_update(channel=self.place.channel, ts=message_id, markdown_text=text or "…")
 
     async def upload(self, file: OutboundFile) -> None:
@@ -78,13 +108,18 @@ class SlackReplyTarget:
                 # e.g. not_in_channel / user_not_in_channel: say it in the thread instead of not at all
                 log.warning("chat.postEphemeral failed in %s (%s); posting the notice instead",
                             self.place.channel, e.response.get("error"))
-        await self._client.chat_postMessage(channel=self.place.channel, thread_ts=self.place.thread_ts,
-                                            markdown_text=text)
-        await self._answer_started()
+        await self.post(text)
 
     async def typing(self) -> None:
-        if not self.place.thread_ts or not self._status_supported():
+        """The thinking status, at most once per answer and only when its budget has room now: it is cosmetic,
+        and the service waits for it before the first words go out. No second call to clear it: Slack clears
+        it when the app replies (see _posted for the one case where it does not)."""
+        if not self.place.thread_ts or not self._status_supported() or self._status_tried:
             return  # Slack has no "is typing" for bots; the thinking status needs a thread
+        self._status_tried = True
+        if self._budget is not None and self._budget.delay("assistant.threads.setStatus") > 0:
+            log.debug("thinking status skipped in %s: its budget is busy", self.place.channel)
+            return
         try:
             await self._client.assistant_threads_setStatus(
                 channel_id=self.place.channel, thread_ts=self.place.thread_ts, status="is thinking…")
@@ -95,31 +130,94 @@ class SlackReplyTarget:
             return
         self._status_shown = True
 
-    async def _answer_started(self) -> None:
-        """The first message of the answer is out: take the thinking status away. Slack clears it by itself
-        when the app replies, but not reliably for a stream that opens with only a task update."""
-        if not self._status_shown:
-            return
-        self._status_shown = False
-        try:
-            await self._client.assistant_threads_setStatus(
-                channel_id=self.place.channel, thread_ts=self.place.thread_ts, status="")
-        except SlackApiError as e:
-            log.warning("could not clear the thinking status in %s (%s)", self.place.channel, e.response.get("error"))
-
-    async def _posted(self, on_posted: OnPosted, message_id: str) -> None:
+    async def _posted(self, on_posted: OnPosted, message_id: str, native: NativeStream) -> None:
         await on_posted(message_id)
-        await self._answer_started()
+        if self._status_shown and not native.text_shown:
+            # A stream that opens with only a task update does not reliably count as a reply: clear it.
+            self._status_shown = False
+            try:
+                await self._client.assistant_threads_setStatus(
+                    channel_id=self.place.channel, thread_ts=self.place.thread_ts, status="")
+            except SlackApiError as e:
+                log.warning("could not clear the thinking status in %s (%s)",
+                            self.place.channel, e.response.get("error"))
+        self._status_shown = False
+
+    # ---- choosing the transport ---------------------------------------------------------------
+
+    def _room(self, method: str, n: int = 1) -> bool:
+        return self._budget is None or self._budget.delay(method, n) <= self._stream.budget_wait
+
+    def _reserve(self, method: str, n: int = 1) -> None:
+        if self._reservation is not None:
+            self._reservation.add(method, n)
+
+    def _choose(self, *, native_ok: bool) -> str:
+        if native_ok and self._room("chat.startStream") and self._room("chat.stopStream"):
+            self._reserve("chat.startStream")
+            self._reserve("chat.stopStream")
+            return NATIVE
+        if self._budget is None or self._room("chat.update", self._stream.edit_calls):
+            self._reserve("chat.update", self._stream.edit_calls)
+            return EDIT
+        return POST
+
+    def _release(self) -> None:
+        if self._reservation is not None:
+            self._reservation.release()
 
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
         # Native streams exist only as thread replies (thread_ts is required).
-        if not self.place.thread_ts or not self._native():
-            return None
+        native_ok = bool(self.place.thread_ts) and self._native()
+        self.transport = self._choose(native_ok=native_ok)
+        if self.transport != NATIVE:
+            log.debug("reply in %s: %s", self.place.channel, self.transport)
+            return _Settling(self._plain_stream(on_posted), self._release)
         s = self._stream
-        return NativeStream(self._client, channel=self.place.channel, thread_ts=self.place.thread_ts,
-                            user=self.place.user, team=self.place.team,
-                            on_posted=lambda ts: self._posted(on_posted, ts),
-                            # refused by this workspace: the rest of the reply as posts + edits, like a DM
-                            fallback=lambda: EditStream(self, on_posted=on_posted),
-                            on_refused=self._on_refused, flush_chars=s.flush_chars,
-                            flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age)
+        native: NativeStream
+        native = NativeStream(self._client, channel=self.place.channel, thread_ts=self.place.thread_ts or "",
+                              user=self.place.user, team=self.place.team,
+                              on_posted=lambda ts: self._posted(on_posted, ts, native),
+                              # refused by this workspace: the rest of the reply as posts (+ edits), like a DM
+                              fallback=lambda: self._fallback(on_posted),
+                              on_refused=self._on_refused, flush_chars=s.flush_chars,
+                              flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age,
+                              reservation=self._reservation)
+        return _Settling(native, self._release)
+
+    def _fallback(self, on_posted: OnPosted) -> ReplyStream:
+        self._release()  # the stream's start and stop will not be made
+        self.transport = self._choose(native_ok=False)
+        return self._plain_stream(on_posted)
+
+    def _plain_stream(self, on_posted: OnPosted) -> ReplyStream:
+        if self.transport == EDIT:
+            return EditStream(self, on_posted=on_posted)
+        s = self._stream
+        return PostWhenReady(self.post, on_posted=on_posted, max_chars=s.post_max_chars,
+                             first_post_after=s.first_post_after, post_interval=s.post_interval)
+
+
+class _Settling:
+    """Gives back what the reply reserved and did not use once it ends, however it ends."""
+
+    def __init__(self, inner: ReplyStream, release: Callable[[], None]) -> None:
+        self.inner, self._release = inner, release
+
+    async def text(self, delta: str) -> None:
+        await self.inner.text(delta)
+
+    async def status(self, update: ToolUpdate | None) -> None:
+        await self.inner.status(update)
+
+    async def close(self, footer: str = "") -> None:
+        try:
+            await self.inner.close(footer)
+        finally:
+            self._release()
+
+    async def fail(self, notice: str) -> None:
+        try:
+            await self.inner.fail(notice)
+        finally:
+            self._release()
