@@ -121,17 +121,27 @@ class ChatService:
         metadata = _metadata(msg, assistant.name)
         # The typing indicator goes out while the conversation is set up, not before it.
         typing: asyncio.Future | None = asyncio.ensure_future(_quietly(target.typing()))
+        saving: asyncio.Task | None = None
         try:
-            conversation_id = await self._conversation_id(backend, key, assistant.name, metadata)
-            inputs = await self._prepare_inputs(assistant, msg, key, metadata)
+            conversation_id, saving = await self._conversation_id(backend, key, assistant.name, metadata)
+            if saving is not None and not msg.attachments:
+                inputs = PreparedInputs()  # a new conversation has no earlier uploads to search
+            else:
+                if saving is not None:  # attachments are recorded on the conversation's row: it must exist
+                    await saving
+                inputs = await self._prepare_inputs(assistant, msg, key, metadata)
         except (UserFacingError, BackendError) as err:
             await typing
+            if saving is not None:
+                await saving
             if isinstance(err, BackendError):
                 log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
             await target.notice(err.message if isinstance(err, UserFacingError) else f"⚠️ {err.message}")
             return
         except BaseException:
             typing.cancel()
+            if saving is not None:
+                await asyncio.shield(saving)
             raise
 
         text = msg.text
@@ -190,17 +200,27 @@ class ChatService:
         finally:
             if typing is not None:
                 typing.cancel()
+            if saving is not None:
+                try:
+                    await asyncio.shield(saving)
+                except Exception:
+                    log.exception("could not save conversation %s: its next message will start a new one",
+                                  key.as_string())
             for inflight_id in inflight:
                 await _quietly(self._store.remove_inflight(inflight_id))
 
     async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
-                               metadata: dict[str, str]) -> str:
+                               metadata: dict[str, str]) -> tuple[str, asyncio.Task | None]:
+        """The backend conversation of this key, and — for a new one — the task saving it.
+
+        The save runs while the model already answers (the turn awaits it before it ends, and the next turn of
+        this conversation waits for this one), so the first word does not wait for an SQLite write."""
         record = await self._store.get_conversation(key, assistant)
         if record is not None:
-            return record.backend_id  # resumed, not recreated: the history lives at the backend
+            return record.backend_id, None  # resumed, not recreated: the history lives at the backend
         conversation_id = await backend.create_conversation(metadata)
-        await self._store.save_conversation(key, assistant, conversation_id, metadata)
-        return conversation_id
+        saving = asyncio.ensure_future(self._store.save_conversation(key, assistant, conversation_id, metadata))
+        return conversation_id, saving
 
     async def _prepare_inputs(self, assistant, msg: InboundMessage, key: ConversationKey,
                               metadata: dict[str, str]) -> PreparedInputs:
