@@ -257,3 +257,23 @@ async def test_a_window_counts_calls_made_queued_and_reserved():
     assert window.delay() == 60.0 - 10      # the reserved call takes it: wait for the oldest to expire
     window.release()
     assert window.delay() == 0.0 and window.delay(2) == 50.0
+
+
+async def test_a_stream_that_opens_with_a_tool_clears_the_thinking_status_itself(tmp_path):
+    # Slack clears the status when the app replies, but not reliably for a stream whose first chunk is
+    # only a task update: that one case costs a second call.
+    gate = asyncio.Event()
+    backend = PausingBackend([ToolUpdate("ci_1", "code_interpreter", "running", "Running code", "print(6*7)"),
+                              gate, ToolUpdate("ci_1", "code_interpreter", "done", "Running code"),
+                              TextDelta("It is 42."), Completed(Usage(1, 0, 1))])
+    async with running_bot(tmp_path / "db", backend, stream=FAST) as bot:
+        slack = bot.slack
+        ts = await slack.user_says("C1", "<@UBOT> 6*7?")
+        try:
+            await slack.wait_for(lambda: slack.bot_messages("C1", ts), what="the task update")
+            await slack.wait_for(lambda: slack.thread_status.get(("C1", ts)) == "", what="status cleared")
+        finally:
+            gate.set()
+        await slack.wait_for(finished(slack, "C1", ts, "It is 42."), what="the answer")
+        await bot.adapter.wait_idle()
+        assert [s["status"] for s in slack.statuses] == ["is thinking…", ""]
