@@ -124,6 +124,7 @@ class RateBudget:
         self._tiers = {**METHOD_TIERS, **(tiers or {})}
         self._default = default_tier
         self._buckets: dict[str, SlidingWindow] = {}
+        self.edited_replies = 0   # replies delivered as post + edits right now (they share chat.update)
 
     def _bucket(self, key: str, limit: int) -> SlidingWindow:
         b = self._buckets.get(key)
@@ -147,6 +148,10 @@ class RateBudget:
         if method in UNBUDGETED:
             return 0.0
         return self.bucket_for(method, channel).delay(n)
+
+    def spacing(self, method: str) -> float:
+        """Seconds between calls of `method` that keep it inside its tier when made steadily."""
+        return self._window / self._tiers.get(method, self._default)
 
     def reservation(self) -> Reservation:
         return Reservation(self)

@@ -79,6 +79,7 @@ class SlackReplyTarget:
         self._reservation = budget.reservation() if budget is not None else None
         self._status_tried = False
         self._status_shown = False
+        self._editing = False
         self.transport: str | None = None   # NATIVE, EDIT or POST once the reply opened (last choice wins)
 
     async def post(self, text: str) -> str:
@@ -165,6 +166,9 @@ class SlackReplyTarget:
     def _release(self) -> None:
         if self._reservation is not None:
             self._reservation.release()
+        if self._editing and self._budget is not None:
+            self._editing = False
+            self._budget.edited_replies -= 1
 
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
         # Native streams exist only as thread replies (thread_ts is required).
@@ -192,6 +196,14 @@ class SlackReplyTarget:
 
     def _plain_stream(self, on_posted: OnPosted) -> ReplyStream:
         if self.transport == EDIT:
+            if self._budget is not None:
+                # chat.update is one budget for every reply in the workspace: each edited reply gets its share
+                # of it (read once, when the reply opens), so long answers do not starve the final edits
+                # of the others.
+                self._editing = True
+                self._budget.edited_replies += 1
+                share = self._budget.spacing("chat.update") * self._budget.edited_replies
+                self.limits = Limits(LIMITS.max_chars, max(LIMITS.edit_interval, share))
             return EditStream(self, on_posted=on_posted)
         s = self._stream
         return PostWhenReady(self.post, on_posted=on_posted, max_chars=s.post_max_chars,
