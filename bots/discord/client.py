@@ -37,6 +37,18 @@ TOKEN_HELP = ("Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): copy the b
 ERROR_NOTICE = "Sorry, something went wrong on our side — please try again."
 
 
+def gateway_intents() -> discord.Intents:
+    """Only the gateway events the bot reads. Discord's default set would also send every typing
+    keystroke, reaction, voice state, emoji and invite change of every guild the bot is in — each one
+    decoded and turned into objects by discord.py, for nothing. Slash commands need no intent."""
+    intents = discord.Intents.none()
+    intents.guilds = True            # guilds, channels, threads and roles (GUILD_CREATE, THREAD_*)
+    intents.guild_messages = True    # MESSAGE_CREATE in guild channels and threads
+    intents.dm_messages = True       # MESSAGE_CREATE in DMs
+    intents.message_content = True   # privileged: without it guild message text arrives empty
+    return intents
+
+
 class DiscordStartupError(RuntimeError):
     """Discord can't be started; the message says what to do."""
 
@@ -91,10 +103,15 @@ class DiscordAdapter:
 
     async def start(self) -> None:
         self._saved = endpoints.apply(self._endpoints)
-        intents = discord.Intents.default()
-        intents.message_content = True  # privileged: without it guild message text arrives empty
-        client = discord.Client(intents=intents, guild_ready_timeout=self._guild_ready_timeout,
-                                allowed_mentions=discord.AllowedMentions.none())
+        client = discord.Client(intents=gateway_intents(), guild_ready_timeout=self._guild_ready_timeout,
+                                allowed_mentions=discord.AllowedMentions.none(),
+                                # discord.py keeps the last 1,000 messages (with their authors) by default
+                                # and, for a cached one, copies it on every MESSAGE_UPDATE. Nothing here
+                                # reads that cache: a reply's parent arrives with the event itself
+                                # (`referenced_message`) and ReplyChains keeps its own roots.
+                                max_messages=None,
+                                member_cache_flags=discord.MemberCacheFlags.none(),
+                                chunk_guilds_at_startup=False)
         self._client = client
         self._tree = build_tree(client, assistants=self._service.assistant_names(),
                                 on_ask=self._on_ask, on_text=self._on_text_command)
