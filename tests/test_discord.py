@@ -424,3 +424,72 @@ async def test_a_final_edit_goes_before_other_replies_edits_and_replaces_its_own
             if fut.done() and question not in service.closed:
                 await fut.result().close()
         await adapter.stop()
+
+
+# ---- what goes over the wire ------------------------------------------------------------------------
+
+
+class RecordingDiscord(FakeDiscord):
+    """The stand-in, also keeping the JSON body of every message the bot posts or edits."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.bodies: list[tuple[str, dict]] = []
+
+    async def _read_body(self, request):
+        body, files = await super()._read_body(request)
+        if request.path.endswith("/messages") or "/messages/" in request.path:
+            self.bodies.append((request.method, body))
+        return body, files
+
+
+class StreamingChatService(FakeChatService):
+    """Streams its answer through the target's own reply stream, in deltas, like the real service."""
+
+    async def handle(self, msg, target) -> None:
+        self.handled.append(msg)
+        answer = self.answers.pop(0)
+        stream = target.open_stream(lambda message_id: asyncio.sleep(0))
+        for i in range(0, len(answer), 500):
+            await stream.text(answer[i:i + 500])
+        await stream.close()
+
+
+async def test_a_long_answer_pings_nobody_and_each_part_replies_to_the_one_before(tmp_path):
+    fake = RecordingDiscord(channel_limit=5, channel_period=WINDOW, global_limit=50)
+    await fake.start()
+    guild = fake.add_guild("Team", ("general",))
+    alice = fake.add_user("alice")
+    service = StreamingChatService()
+    # 4,500 characters that would ping everyone if Discord let them: three messages.
+    service.answers.append(("@everyone look " + "x" * 80 + "\n") * 47)
+    bot = make_adapter(fake, service, tmp_path)
+    await bot.start()
+    try:
+        ch = fake.channel_id(guild, "general")
+        mid = await fake.user_message(ch, alice, "long one please", mention_bot=True)
+        await fake.wait_for(lambda: "".join(m.content for m in fake.messages_in(ch, by_bot=True)).count("@everyone") == 47)
+        parts = fake.messages_in(ch, by_bot=True)
+        assert len(parts) >= 3
+        # The first part replies to alice's message, every further part to the part before it.
+        assert [p.reference_id for p in parts] == [mid] + [p.id for p in parts[:-1]]
+        posts = [b for method, b in fake.bodies if method == "POST"]
+        edits = [b for method, b in fake.bodies if method == "PATCH"]
+        assert len(posts) == len(parts) and edits
+        for body in posts + edits:
+            assert body["allowed_mentions"]["parse"] == []               # no @everyone, no user pings
+        for body in posts:
+            assert body["allowed_mentions"]["replied_user"] is False     # replying doesn't ping alice
+            assert body["message_reference"]["fail_if_not_exists"] is False
+            assert body["nonce"] and body["enforce_nonce"] is True       # a retried POST can't post twice
+        assert len({b["nonce"] for b in posts}) == len(posts)
+    finally:
+        await bot.stop()
+        await fake.stop()
+
+
+async def test_the_bot_asks_the_gateway_only_for_what_it_reads(fake, bot):
+    (session,) = fake._sessions.values()
+    guilds, guild_messages, dm_messages, message_content = 1 << 0, 1 << 9, 1 << 12, 1 << 15
+    # No typing, reactions, voice, presence or member events: each would be decoded for nothing.
+    assert session.intents == guilds | guild_messages | dm_messages | message_content
