@@ -158,8 +158,10 @@ class ChatService:
         async def on_posted(message_id: str) -> None:
             inflight.append(await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread))
 
+        marking = None
         if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
-            await self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name)
+            marking = asyncio.ensure_future(  # written while the model answers, like a new conversation
+                self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name))
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         citations: list[Citation] = []
         try:
@@ -206,6 +208,8 @@ class ChatService:
                 except Exception:
                     log.exception("could not save conversation %s: its next message will start a new one",
                                   key.as_string())
+            if marking is not None:
+                await _quietly(asyncio.shield(marking))
             for inflight_id in inflight:
                 await _quietly(self._store.remove_inflight(inflight_id))
 

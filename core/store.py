@@ -355,14 +355,14 @@ class SqliteStore:
         """None clears the choice (routing decides again)."""
         if self._preferences.get(scope) == assistant:
             return  # already so: no write (the service marks the same thread on every turn)
-        self._preferences.drop(scope)
+        self._preferences.put(scope, assistant)  # readers see it at once, even while the write is queued
         if assistant is None:
             await self._fetch("DELETE FROM preferences WHERE scope = ?", (scope,))
         else:
             await self._fetch(
                 "INSERT INTO preferences (scope, assistant) VALUES (?, ?)"
                 " ON CONFLICT (scope) DO UPDATE SET assistant = excluded.assistant", (scope, assistant))
-        self._preferences.put(scope, assistant)  # after the write: a read racing it can't leave a stale value
+        self._preferences.put(scope, assistant)  # again after the write: a read racing it may have put the old value
 
     # ---- de-duplication ----------------------------------------------------------------------
 
