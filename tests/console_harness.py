@@ -26,7 +26,13 @@ async def teambridge(*args: str, cwd: Path, stdin: str = "", env: dict[str, str]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bots.app", *args, cwd=cwd, env=full_env,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
+    except BaseException:  # a hung CLI must not outlive its test
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
     return Run(proc.returncode, out.decode(), err.decode())
 
 

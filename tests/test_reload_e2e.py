@@ -109,10 +109,16 @@ async def live(fake, tmp_path):
         return chat
 
     yield start
-    for chat in chats:
-        if chat.proc.returncode is None:
-            code = await chat.close()
-            assert code == 0, chat.err
+    try:
+        for chat in chats:
+            if chat.proc.returncode is None:
+                code = await chat.close()
+                assert code == 0, chat.err
+    finally:
+        for chat in chats:  # whatever happened, no chat outlives its test
+            if chat.proc.returncode is None:
+                chat.proc.kill()
+                await chat.proc.wait()
         assert "Traceback" not in chat.err, chat.err
 
 

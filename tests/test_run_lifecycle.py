@@ -29,6 +29,9 @@ discord:
 ANSWER = ("Slow-cooked ragù takes time. " * 20).strip()  # 579 characters
 
 
+STARTED: list[asyncio.subprocess.Process] = []
+
+
 class Bot:
     """The real CLI in a subprocess, wired to the stand-in Slack and OpenAI."""
 
@@ -46,6 +49,7 @@ class Bot:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bots.app", "run", "--config", str(self.config), cwd=self.cwd, env=self.env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        STARTED.append(self.proc)
         await slack.wait_connected(timeout=20)
 
     async def stop(self, sig: int) -> tuple[int, str]:
@@ -62,6 +66,11 @@ async def stand_ins():
         try:
             yield slack, openai
         finally:
+            for proc in STARTED:  # a failed assertion must not leave a bot running
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            STARTED.clear()
             await slack.close()
 
 
