@@ -169,3 +169,26 @@ async def test_fifty_waiters_share_one_request_and_its_failure():
                                       return_exceptions=True)
         assert all(isinstance(f, Exception) for f in failed)
         assert len(users) == 1
+
+
+class SlowUsersInfo:
+    """The real client, with users.info answering late (as when its Tier 4 budget is spent)."""
+
+    def __init__(self, client, delay: float) -> None:
+        self._client, self._delay = client, delay
+
+    async def users_info(self, **kwargs):
+        await asyncio.sleep(self._delay)
+        return await self._client.users_info(**kwargs)
+
+
+async def test_a_message_does_not_wait_long_for_its_authors_name_and_the_name_arrives_later():
+    async with FakeSlack() as slack:
+        client = make_client("xoxb-test", slack.api_url, RateBudget())
+        users = UserDirectory(SlowUsersInfo(client, delay=0.3))
+        quick = await users.author("U1", team="T0TEAM", wait=0.01)
+        assert quick.id == "U1" and quick.name == ""                        # went on without the name
+        patient = await users.author("U1", team="T0TEAM")                   # the same look-up, finished
+        assert patient.name == "alice"
+        assert (await users.author("U1", team="T0TEAM", wait=0.01)).name == "alice"   # known from now on
+        assert len(slack.calls_to("users.info")) == 1

@@ -31,6 +31,7 @@ from bots.slack.target import ReplyPlace, SlackReplyTarget, StreamSettings
 from bots.slack.users import UserDirectory
 
 log = logging.getLogger("teambridge.slack")
+AUTHOR_WAIT = 0.25  # seconds a message waits for its author's name (users.info) before it goes on without
 
 DEFAULT_API_URL = "https://slack.com/api/"
 INTERRUPTED = WARNING + INTERRUPTED_NOTICE  # what core's streams show, after the text
@@ -256,7 +257,9 @@ class SlackAdapter:
         if follow_up and not await self._bot_owns_thread(event):
             return  # a thread reply without a mention, in a thread the bot is not in: people talking
         try:
-            author = await self._author(event["user"], "", team=team)
+            # A message needs only the id to be answered (access and limits go by id): the name is waited for
+            # briefly. Commands still wait, since admin rights come from the same look-up.
+            author = await self._author(event["user"], "", team=team, wait=AUTHOR_WAIT)
             max_mb = self._service.config.slack.max_file_mb
             shared = [await self._files.details(f) for f in event.get("files") or ()]
             attachments = tuple(self._files.attachment(f, max_mb=max_mb) for f in shared)
@@ -299,8 +302,9 @@ class SlackAdapter:
     def _refuse_status(self) -> None:
         self._status_ok = False
 
-    async def _author(self, user_id: str, fallback_name: str, *, team: str = "") -> Author:
-        return await self.users.author(user_id, team=team or self._team, fallback_name=fallback_name)
+    async def _author(self, user_id: str, fallback_name: str, *, team: str = "",
+                      wait: float | None = None) -> Author:
+        return await self.users.author(user_id, team=team or self._team, fallback_name=fallback_name, wait=wait)
 
 
 def _seed_authorization(app: AsyncApp, auth: Any) -> None:

@@ -42,9 +42,14 @@ class UserDirectory:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def author(self, user_id: str, *, team: str = "", fallback_name: str = "") -> Author:
+    async def author(self, user_id: str, *, team: str = "", fallback_name: str = "",
+                     wait: float | None = None) -> Author:
         """The person, with display name and workspace-admin flag; on a refusal from Slack, the id and
-        `fallback_name` (the answer goes on without a name rather than not at all)."""
+        `fallback_name` (the answer goes on without a name rather than not at all).
+
+        `wait`: at most this long for a person not known yet; past it the id and `fallback_name` are returned
+        while the look-up goes on and fills the directory. users.info is Tier 4 (~100/min per workspace): a
+        burst of new people must not hold their answers back behind it."""
         key = (team, user_id)
         entry = self._entries.get(key)
         if entry is not None and entry.expires > self._clock():
@@ -55,6 +60,10 @@ class UserDirectory:
             task = asyncio.create_task(self._lookup(key), name=f"slack-users.info-{user_id}")
             self._inflight[key] = task
             task.add_done_callback(lambda t, key=key: self._settle(key, t))
+        if wait is not None:
+            done, _ = await asyncio.wait({task}, timeout=wait)  # never cancels the look-up
+            if not done:
+                return Author(id=user_id, name=fallback_name)
         # shield: one waiter giving up (its answer cancelled at shutdown) must not cancel the others' lookup
         entry = await asyncio.shield(task)
         return self._or_fallback(entry, user_id, fallback_name)
