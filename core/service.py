@@ -121,47 +121,29 @@ class ChatService:
         metadata = _metadata(msg, assistant.name)
         # The typing indicator goes out while the conversation is set up, not before it.
         typing: asyncio.Future | None = asyncio.ensure_future(_quietly(target.typing()))
-        saving: asyncio.Task | None = None
+        writes: list[asyncio.Future] = []  # store writes that run while the model answers; awaited at the end
         try:
-            conversation_id, saving = await self._conversation_id(backend, key, assistant.name, metadata)
-            if saving is not None and not msg.attachments:
-                inputs = PreparedInputs()  # a new conversation has no earlier uploads to search
-            else:
-                if saving is not None:  # attachments are recorded on the conversation's row: it must exist
-                    await saving
-                inputs = await self._prepare_inputs(assistant, msg, key, metadata)
+            turn = await self._set_up(assistant, msg, key, metadata, backend, writes)
         except (UserFacingError, BackendError) as err:
             await typing
-            if saving is not None:
-                await saving
+            await self._settle(writes, key)
             if isinstance(err, BackendError):
                 log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
             await target.notice(err.message if isinstance(err, UserFacingError) else f"⚠️ {err.message}")
             return
         except BaseException:
             typing.cancel()
-            if saving is not None:
-                await asyncio.shield(saving)
+            await self._settle(writes, key)
             raise
-
-        text = msg.text
-        if inputs.notes:
-            text = "\n".join((text, *inputs.notes)) if text else "\n".join(inputs.notes)
-        knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
-                         if self._knowledge and assistant.tool("file_search") else ())
-        turn = Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
-                    images=tuple(inputs.images), container_file_ids=inputs.container_file_ids,
-                    vector_store_ids=knowledge_ids + inputs.vector_store_ids, metadata=metadata)
 
         inflight: list[int] = []
 
         async def on_posted(message_id: str) -> None:
             inflight.append(await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread))
 
-        marking = None
         if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
-            marking = asyncio.ensure_future(  # written while the model answers, like a new conversation
-                self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name))
+            writes.append(asyncio.ensure_future(
+                self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name)))
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         citations: list[Citation] = []
         try:
@@ -170,21 +152,7 @@ class ChatService:
                     if typing is not None:  # the indicator must not land after the answer began
                         await typing
                         typing = None
-                    match event:
-                        case TextDelta(text=delta):
-                            await stream.text(delta)
-                        case ToolUpdate():
-                            await stream.status(event)
-                        case OutboundFile():
-                            await self._upload(target, event)
-                        case Citation():
-                            citations.append(event)
-                        case Completed(usage=usage):
-                            await self._store.record_usage(
-                                assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
-                                channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
-                            self._limiter.add_tokens(msg.author.id, msg.channel,
-                                                     usage.input_tokens + usage.output_tokens)
+                    await self._relay(event, stream, target, citations, assistant, msg)
             await stream.close(footnotes(number_citations(citations)))
         except ReplyStopped:
             log.info("a reader stopped the reply for %s; the model's stream was closed", key.as_string())
@@ -202,16 +170,59 @@ class ChatService:
         finally:
             if typing is not None:
                 typing.cancel()
-            if saving is not None:
-                try:
-                    await asyncio.shield(saving)
-                except Exception:
-                    log.exception("could not save conversation %s: its next message will start a new one",
-                                  key.as_string())
-            if marking is not None:
-                await _quietly(asyncio.shield(marking))
+            await self._settle(writes, key)
             for inflight_id in inflight:
                 await _quietly(self._store.remove_inflight(inflight_id))
+
+    async def _set_up(self, assistant, msg: InboundMessage, key: ConversationKey, metadata: dict[str, str],
+                      backend: AssistantBackend, writes: list[asyncio.Future]) -> Turn:
+        """The conversation (resumed or new), the attachments routed, the knowledge to search: the Turn."""
+        conversation_id, saving = await self._conversation_id(backend, key, assistant.name, metadata)
+        if saving is not None:
+            writes.append(saving)
+        if saving is not None and not msg.attachments:
+            inputs = PreparedInputs()  # a new conversation has no earlier uploads to search
+        else:
+            if saving is not None:  # attachments are recorded on the conversation's row: it must exist
+                await saving
+            inputs = await self._prepare_inputs(assistant, msg, key, metadata)
+        text = msg.text
+        if inputs.notes:
+            text = "\n".join((text, *inputs.notes)) if text else "\n".join(inputs.notes)
+        knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
+                         if self._knowledge and assistant.tool("file_search") else ())
+        return Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
+                    images=tuple(inputs.images), container_file_ids=inputs.container_file_ids,
+                    vector_store_ids=knowledge_ids + inputs.vector_store_ids, metadata=metadata)
+
+    async def _relay(self, event, stream: ReplyStream, target: ReplyTarget, citations: list[Citation],
+                     assistant, msg: InboundMessage) -> None:
+        """One backend event to where it shows: the reply, an upload, the footnotes, the usage records."""
+        match event:
+            case TextDelta(text=delta):
+                await stream.text(delta)
+            case ToolUpdate():
+                await stream.status(event)
+            case OutboundFile():
+                await self._upload(target, event)
+            case Citation():
+                citations.append(event)
+            case Completed(usage=usage):
+                await self._store.record_usage(
+                    assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
+                    channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
+                self._limiter.add_tokens(msg.author.id, msg.channel, usage.input_tokens + usage.output_tokens)
+
+    @staticmethod
+    async def _settle(writes: list[asyncio.Future], key: ConversationKey) -> None:
+        """Wait for the store writes made during the turn; a failed one is logged (the answer was given)."""
+        for write in writes:
+            try:
+                await asyncio.shield(write)
+            except Exception:
+                log.exception("a store write for %s failed: its next message may start a new conversation",
+                              key.as_string())
+        writes.clear()
 
     async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
                                metadata: dict[str, str]) -> tuple[str, asyncio.Task | None]:
