@@ -27,6 +27,7 @@ log = logging.getLogger("teambridge.service")
 
 INTERRUPTED_NOTICE = "This answer was cut off — please ask again."
 ADMIN_COMMANDS = ("usage", "reload")
+THREAD_MEMORY_SECONDS = 90 * 86400  # a thread quiet this long needs a mention again
 SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minute."
 
 
@@ -142,8 +143,8 @@ class ChatService:
             inflight.append(await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread))
 
         if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
-            writes.append(asyncio.ensure_future(
-                self._store.set_preference(thread_scope(msg.platform, msg.channel, msg.thread), assistant.name)))
+            writes.append(asyncio.ensure_future(self._store.set_preference(
+                thread_scope(msg.platform, msg.channel, msg.thread), assistant.name, ttl=THREAD_MEMORY_SECONDS)))
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         citations: list[Citation] = []
         try:

@@ -116,6 +116,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (assistant, path)
         )""",
     ),
+    # 2: preferences may expire (thread markers, platform message mappings), so the table does not grow forever
+    (
+        "ALTER TABLE preferences ADD COLUMN expires_at DOUBLE PRECISION",
+        "CREATE INDEX preferences_expiry ON preferences (expires_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -351,17 +356,20 @@ class SqliteStore:
         self._preferences.put(scope, value)
         return value
 
-    async def set_preference(self, scope: str, assistant: str | None) -> None:
-        """None clears the choice (routing decides again)."""
-        if self._preferences.get(scope) == assistant:
-            return  # already so: no write (the service marks the same thread on every turn)
+    async def set_preference(self, scope: str, assistant: str | None, *, ttl: float | None = None) -> None:
+        """None clears the choice (routing decides again). `ttl`: forgotten that many seconds after this write
+        (pruned at open and about hourly); None keeps it until changed."""
+        if self._preferences.get(scope) == assistant and ttl is None:
+            return  # already so: no write
         self._preferences.put(scope, assistant)  # readers see it at once, even while the write is queued
         if assistant is None:
             await self._fetch("DELETE FROM preferences WHERE scope = ?", (scope,))
         else:
+            expires = self._clock() + ttl if ttl is not None else None
             await self._fetch(
-                "INSERT INTO preferences (scope, assistant) VALUES (?, ?)"
-                " ON CONFLICT (scope) DO UPDATE SET assistant = excluded.assistant", (scope, assistant))
+                "INSERT INTO preferences (scope, assistant, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (scope) DO UPDATE SET assistant = excluded.assistant,"
+                " expires_at = excluded.expires_at", (scope, assistant, expires))
         self._preferences.put(scope, assistant)  # again after the write: a read racing it may have put the old value
 
     # ---- de-duplication ----------------------------------------------------------------------
@@ -378,11 +386,14 @@ class SqliteStore:
         return bool(rows)
 
     async def prune_events(self) -> int:
-        """Forget processed events older than EVENT_RETENTION_SECONDS; returns how many were removed."""
+        """Forget processed events older than EVENT_RETENTION_SECONDS (returns how many) and expired preferences."""
         now = self._clock()
         self._last_prune = now
         rows = await self._fetch("DELETE FROM processed_events WHERE created_at < ? RETURNING 1",
                                  (now - EVENT_RETENTION_SECONDS,))
+        expired = await self._fetch("DELETE FROM preferences WHERE expires_at < ? RETURNING scope", (now,))
+        for (scope,) in expired:
+            self._preferences.drop(scope)
         return len(rows)
 
     # ---- uploaded files ----------------------------------------------------------------------

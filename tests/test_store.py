@@ -434,3 +434,16 @@ async def test_cached_reads_follow_writes_even_when_they_race(tmp_path):
         assert await store.get_conversation(key, "food") is None
     async with SqliteStore(tmp_path / "c.db") as store:  # and what was written is what a new process reads
         assert await store.get_preference("assistant:x") == "math"
+
+
+async def test_preferences_with_a_ttl_are_forgotten_after_it_and_others_stay(tmp_path):
+    now = [1_000_000.0]
+    async with SqliteStore(tmp_path / "p.db", clock=lambda: now[0]) as store:
+        await store.set_preference("thread:slack:C1:1.1", "food", ttl=3600)
+        await store.set_preference("assistant:slack:T1:C1:U1", "math")
+        assert await store.get_preference("thread:slack:C1:1.1") == "food"
+    now[0] += 3601
+    async with SqliteStore(tmp_path / "p.db", clock=lambda: now[0]) as store:  # pruned when opened
+        assert await store.get_preference("thread:slack:C1:1.1") is None
+        assert await store.get_preference("assistant:slack:T1:C1:U1") == "math"
+        assert await store.schema_version() == 2

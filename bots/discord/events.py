@@ -26,13 +26,14 @@ log = logging.getLogger("teambridge.discord")
 
 _ANSWERABLE = (discord.MessageType.default, discord.MessageType.reply)
 MAX_CHAIN = 40
+CHAIN_MEMORY_SECONDS = 90 * 86400  # replies to bot messages older than this start a new conversation
 
 
 class Preferences(Protocol):
     """The part of core's Store that ReplyChains persists through (core.ports.Store has it)."""
 
     async def get_preference(self, scope: str) -> str | None: ...
-    async def set_preference(self, scope: str, assistant: str | None) -> None: ...
+    async def set_preference(self, scope: str, assistant: str | None, *, ttl: float | None = None) -> None: ...
 
 
 class ReplyChains:
@@ -62,7 +63,7 @@ class ReplyChains:
         if self._store is None:
             return
         try:
-            await self._store.set_preference(_scope(message_id), str(root))
+            await self._store.set_preference(_scope(message_id), str(root), ttl=CHAIN_MEMORY_SECONDS)
         except Exception:  # the reply is out already; only a later reply to this message is affected
             log.exception("could not store the conversation of Discord message %s", message_id)
 
