@@ -109,6 +109,7 @@ class Usage:
 class Completed:
     usage: Usage
     response_id: str = ""
+    containers: tuple[str, ...] = ()  # code interpreter containers the turn used (a session is billed per container)
 
 
 BackendEvent = TextDelta | ToolUpdate | OutboundFile | Citation | Completed

@@ -28,6 +28,7 @@ log = logging.getLogger("teambridge.service")
 INTERRUPTED_NOTICE = "This answer was cut off — please ask again."
 ADMIN_COMMANDS = ("usage", "reload")
 THREAD_MEMORY_SECONDS = 90 * 86400  # a thread quiet this long needs a mention again
+CONTAINER_IDLE_SECONDS = 20 * 60    # OpenAI expires a code interpreter container after ~20 idle minutes
 SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minute."
 
 
@@ -208,11 +209,23 @@ class ChatService:
                 await self._upload(target, event)
             case Citation():
                 citations.append(event)
-            case Completed(usage=usage):
+            case Completed(usage=usage, containers=containers):
+                if containers:  # a container reused by a later turn is the same billed session
+                    usage = replace(usage, code_interpreter_sessions=await self._new_sessions(containers))
                 await self._store.record_usage(
                     assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
                     channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
                 self._limiter.add_tokens(msg.author.id, msg.channel, usage.input_tokens + usage.output_tokens)
+
+    async def _new_sessions(self, containers: tuple[str, ...]) -> int:
+        """How many of these code interpreter containers were not billed yet (they expire after ~20 idle min)."""
+        new = 0
+        for container in containers:
+            scope = f"container:{container}"
+            if await self._store.get_preference(scope) is None:
+                new += 1
+            await self._store.set_preference(scope, "billed", ttl=CONTAINER_IDLE_SECONDS)
+        return new
 
     @staticmethod
     async def _settle(writes: list[asyncio.Future], key: ConversationKey) -> None:

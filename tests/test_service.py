@@ -205,3 +205,15 @@ async def test_admins_can_reset_someone_elses_conversation_and_others_cannot(sto
     assert done == "Reset U2's conversation with food."
     await service.handle(slack_msg("again", user="U2", channel="D2", direct=True), RecordingTarget())
     assert [t.conversation_id for t in backend.turns] == ["conv_1", "conv_2"]
+
+
+async def test_a_code_interpreter_container_reused_by_the_next_turn_is_billed_once(store):
+    def answer(sessions_reported: int) -> list:
+        return [TextDelta("6765"), Completed(Usage(10, 0, 5, 1, sessions_reported), containers=("cntr_1",))]
+    backend = ScriptedBackend(answer(1), answer(1), [TextDelta("new box"),
+                                                     Completed(Usage(10, 0, 5, 1, 1), containers=("cntr_2",))])
+    service = ChatService(make_config(), store, {"openai": backend})
+    for text in ("fib 20", "fib 21", "fresh"):
+        await service.handle(slack_msg(text, thread="4.4"), RecordingTarget())
+    rows = await store.usage_rows(0, 1e12)
+    assert [r["code_interpreter_sessions"] for r in rows] == [1, 0, 1]

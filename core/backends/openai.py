@@ -194,14 +194,15 @@ class OpenAIBackend:
                 spent = usage + rnd.usage
                 if spent != Usage():
                     yield Completed(usage=Usage(spent.input_tokens, spent.cached_tokens, spent.output_tokens,
-                                                spent.tool_calls, len(state.containers)), response_id="")
+                                                spent.tool_calls, len(state.containers)), response_id="",
+                                    containers=tuple(sorted(state.containers)))
                 raise
             usage = usage + rnd.usage
             if not rnd.calls:
                 await self._spares.labelled(turn.conversation_id)  # labelled while the answer streamed
                 yield Completed(usage=Usage(usage.input_tokens, usage.cached_tokens, usage.output_tokens,
                                             usage.tool_calls, len(state.containers)),
-                                response_id=rnd.response_id)
+                                response_id=rnd.response_id, containers=tuple(sorted(state.containers)))
                 return
             if round_no == a.max_tool_rounds:
                 break
