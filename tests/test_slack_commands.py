@@ -106,3 +106,12 @@ async def test_only_admins_reset_someone_elses_conversation(tmp_path):
         assert refused["response_type"] == "ephemeral"
         done = await command(bot, "reset <@U2|bob>", user="U1")
         assert "U2" in done["text"] and "food" in done["text"]
+
+
+async def test_the_configured_command_name_is_the_one_answered(tmp_path):
+    async with admin_bot(tmp_path, ScriptedBackend()) as (bot, _):
+        before = len(bot.slack.responses)
+        env = await bot.slack.slash_command("help", command="/other")
+        await bot.slack.wait_ack(env)
+        await bot.slack.wait_for(lambda: len(bot.slack.responses) > before)
+        assert bot.slack.responses[before]["text"] == "This app answers `/teambridge` — try `/teambridge help`."

@@ -23,10 +23,8 @@ class ConsoleChat:
         self._out = out
         self._target = ConsoleTarget(out, files_dir)
         self._pending: list[Attachment] = []
-        self._count = 0
 
     def _message(self, text: str) -> InboundMessage:
-        self._count += 1
         return InboundMessage(
             platform="console", workspace="", channel=f"console:{self._user}",
             author=Author(id=self._user, name=self._user), text=text,

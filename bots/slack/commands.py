@@ -38,6 +38,11 @@ class SlashCommands:
         async def reply(t: str) -> None:
             await respond(text=to_mrkdwn(t), response_type="ephemeral", replace_original=False)
 
+        configured = self._service.config.slack.slash_command
+        if body.get("command") and body["command"] != configured:
+            # Another command of the same app (the manifest decides what Slack sends): not ours to answer.
+            await reply(f"This app answers `{configured}` — try `{configured} help`.")
+            return
         try:
             author = await self._author(user, body.get("user_name", ""), team=team)
             msg = InboundMessage(platform="slack", workspace=team, channel=channel, author=author, text=rest,
