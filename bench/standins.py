@@ -14,12 +14,11 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import openai_events as E
 from tests.fakes.discord_server import FakeDiscord, StoredMessage
 from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse, last_user_text
 from tests.fakes.slack_server import FakeSlack, Message
@@ -132,26 +131,15 @@ class BenchOpenAI(FakeOpenAI):
         self.requests.clear()  # keep memory flat: the bench reads its own ledger, not the request log
         return await super()._create_response(request)
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], plan: ScriptedResponse,
-                      conv_id: str | None) -> web.StreamResponse:
+    def _sent(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("type") != "response.output_text.delta":
+            return
         a = self.ledger.by_tag.get(tag_of(last_user_text(body)) or "")
-        events, _ = self._build(body, plan, conv_id)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
-        for ev in events:
-            if isinstance(ev, tuple):
-                kind, arg = ev
-                if kind == "delay":
-                    await asyncio.sleep(arg)
-                continue
-            await resp.write(E.sse(ev))
-            if a is not None and ev.get("type") == "response.output_text.delta":
-                t = now()
-                if a.first_delta is None:
-                    a.first_delta = t
-                a.last_delta = t
-        await resp.write_eof()
-        return resp
+        if a is not None:
+            t = now()
+            if a.first_delta is None:
+                a.first_delta = t
+            a.last_delta = t
 
 
 def _json_key():

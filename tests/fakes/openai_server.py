@@ -518,8 +518,12 @@ class FakeOpenAI:
                     request.transport.abort()
                 return resp
             await resp.write(E.sse(ev))
+            self._sent(body, ev)
         await resp.write_eof()
         return resp
+
+    def _sent(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """Called after each streamed event reached the wire (the bench timestamps deltas here)."""
 
     def _container_for(self, body: dict[str, Any]) -> _Container:
         tool = next((t for t in body.get("tools") or [] if t.get("type") == "code_interpreter"), None)
