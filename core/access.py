@@ -71,12 +71,5 @@ def is_admin(config: "Config", author: Author) -> bool:
     return author.id in config.admins or author.is_admin
 
 
-def require_admin(config: "Config", author: Author, command: str) -> str | None:
-    """None for admins, else the refusal for an admin-only command (usage, reload, reset of others' conversations)."""
-    if is_admin(config, author):
-        return None
-    return f"Sorry, `{command}` is for admins only."
-
-
 def _list(obj: Any, name: str) -> list[str]:
     return list(getattr(obj, name, None) or ())

@@ -163,7 +163,7 @@ async def build_report(store: UsageRows, prices: PricesConfig, *, by: By = "user
 async def usage_text(store: UsageRows, prices: PricesConfig, args: Sequence[str], *, now: float | None = None,
                      storage: Sequence[StoredVectorStore] | None = None) -> str:
     """The reply to `usage ARGS` (admin chat command, `teambridge usage`): the table, or JSON with --json, or a
-    one-line explanation of a bad argument. Check admin rights first (core.access.require_admin)."""
+    one-line explanation of a bad argument. Admin rights are checked by the caller (ChatService.command)."""
     try:
         query = parse_usage_args(args)
         since, until = parse_period(query.period, now=now)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.access import check_access, is_admin, require_admin
+from core.access import check_access, is_admin
 from core.config import AccessConfig, AssistantConfig, Config, DiscordConfig
 from core.model import Author, InboundMessage
 
@@ -108,8 +108,6 @@ def test_admins():
     assert is_admin(config, Author(id="U-boss"))
     assert is_admin(config, Author(id="U-owner", is_admin=True))  # platform admin flag
     assert not is_admin(config, Author(id="U1"))
-    assert require_admin(config, Author(id="U-boss"), "usage") is None
-    assert require_admin(config, Author(id="U1"), "reload") == "Sorry, `reload` is for admins only."
 
 
 @pytest.mark.parametrize("user,roles,allowed", [
