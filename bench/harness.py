@@ -124,7 +124,7 @@ def bot_env(sc: Scenario, *, openai: BenchOpenAI, slack: BenchSlack | None, disc
 
 async def prefill_store(db: Path, count: int, platform: str) -> None:
     from core.model import ConversationKey
-    from core.store import SqliteStore
+    from core.store.sqlite import SqliteStore
 
     async with SqliteStore(db) as store:
         for i in range(count):

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from dotenv import load_dotenv
 
-from core.config import Config, ConfigError, check_summary, load_config
+from core.config.schema import Config, ConfigError, check_summary, load_config
 from core.model import BackendError
 
 log = logging.getLogger("teambridge")
@@ -111,8 +111,8 @@ async def _sync_knowledge(runtime) -> None:
 
 async def _usage(config: Config, config_path: Path, args, env: Mapping[str, str]) -> int:
     from bots.runtime import database_path, env_value, open_runtime, vector_storage_or_none
-    from core.store import SqliteStore
-    from core.usage import usage_text
+    from core.store.sqlite import SqliteStore
+    from core.admin.usage import usage_text
 
     words = ["--by", args.by, args.period] + (["--json"] if args.json else [])
     if not env_value(env, "OPENAI_API_KEY"):  # tokens come from our database; storage sizes need OpenAI

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from core.config import Config
+from core.config.schema import Config
 
 log = logging.getLogger("teambridge")
 
@@ -106,7 +106,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
 
 
 def _make_reloader(config_path: Path, runtime):
-    from core.reload import ConfigReloader
+    from core.admin.reload import ConfigReloader
 
     async def applied(config: Config) -> None:
         await runtime.apply_config(config)   # rebuilds tools/backends, syncs new knowledge files, then swaps

@@ -6,16 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from core.backends.openai import OpenAIBackend, make_openai_client
-from core.backends.openai_files import OpenAIFileBackend
-from core.config import Config
-from core.files import AttachmentRouter
-from core.housekeeping import vector_storage
-from core.knowledge import KnowledgeSync
-from core.service import ChatService
-from core.store import SqliteStore
+from core.backends.openai.backend import OpenAIBackend, make_openai_client
+from core.backends.openai.files import OpenAIFileBackend
+from core.config.schema import Config
+from core.files.attachments import AttachmentRouter
+from core.admin.housekeeping import vector_storage
+from core.files.knowledge import KnowledgeSync
+from core.chat.service import ChatService
+from core.store.sqlite import SqliteStore
 from core.tools.registry import ToolRegistry
-from core.usage import usage_text
+from core.admin.usage import usage_text
 
 log = logging.getLogger("teambridge")
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Protocol, 
 from core.model import BackendEvent, ConversationKey, OutboundFile, ToolUpdate, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from core.config import AssistantConfig
+    from core.config.schema import AssistantConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ OnPosted = Callable[[str], Awaitable[None]]  # called with a platform message id
 
 
 class ReplyStream(Protocol):
-    """A reply being streamed into one chat location. core.streaming.EditStream is the default."""
+    """A reply being streamed into one chat location. core.reply.stream.EditStream is the default."""
 
     async def text(self, delta: str) -> None: ...
     async def status(self, update: ToolUpdate | None) -> None: ...
@@ -98,7 +98,7 @@ class InflightReply:
 
 
 class Store(Protocol):
-    """Persistence. SQLite (core.store.SqliteStore) is the embedded default."""
+    """Persistence. SQLite (core.store.sqlite.SqliteStore) is the embedded default."""
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import AsyncIterator, TextIO
 
 from core.model import Attachment, Author, InboundMessage
-from core.service import ChatService
+from core.chat.service import ChatService
 from bots.console.target import ConsoleTarget
 
 

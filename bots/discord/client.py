@@ -24,8 +24,8 @@ from bots.discord.pacing import Pacers
 from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, InteractionTarget
 from bots.discord.text import split
 from core.model import InboundMessage
-from core.service import INTERRUPTED_NOTICE
-from core.streaming import WARNING
+from core.chat.service import INTERRUPTED_NOTICE
+from core.reply.stream import WARNING
 
 log = logging.getLogger("teambridge.discord")
 

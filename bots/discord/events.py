@@ -18,9 +18,9 @@ from typing import Protocol
 import discord
 
 from bots.discord.files import max_bytes, to_attachment
-from core.config import Config
+from core.config.schema import Config
 from core.model import Author, InboundMessage
-from core.routing import channel_route
+from core.chat.routing import channel_route
 
 log = logging.getLogger("teambridge.discord")
 

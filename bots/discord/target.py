@@ -15,7 +15,7 @@ from bots.discord.pacing import Pacer, Pacers, Ticket
 from bots.discord.text import split, to_discord
 from core.model import OutboundFile, ToolUpdate
 from core.ports import Limits, OnPosted, ReplyStream
-from core.streaming import WARNING, EditStream
+from core.reply.stream import WARNING, EditStream
 
 log = logging.getLogger("teambridge.discord")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from core.splitting import is_fence_line, split_message
+from core.reply.splitting import is_fence_line, split_message
 
 MAX_CHARS = 2000
 

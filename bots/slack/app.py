@@ -19,9 +19,9 @@ from slack_bolt.middleware.authorization.async_single_team_authorization import 
 from slack_sdk.errors import SlackApiError
 
 from core.model import Author, InboundMessage, UserFacingError
-from core.routing import thread_scope
-from core.service import INTERRUPTED_NOTICE
-from core.streaming import WARNING
+from core.chat.routing import thread_scope
+from core.chat.service import INTERRUPTED_NOTICE
+from core.reply.stream import WARNING
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import needs_thread_owner, reply_place, should_ignore, to_inbound, worth_passing_on

@@ -27,8 +27,8 @@ from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.access import check_access
-from core.config import Config
+from core.chat.access import check_access
+from core.config.schema import Config
 from core.model import Author, InboundMessage
 from bots.slack.events import strip_mention
 

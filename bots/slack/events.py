@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
-from core.config import Config
+from core.config.schema import Config
 from core.model import Attachment, Author, InboundMessage
-from core.routing import is_addressed
+from core.chat.routing import is_addressed
 from bots.slack.markdown import unescape
 from bots.slack.target import ReplyPlace
 

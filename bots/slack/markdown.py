@@ -2,7 +2,7 @@
 
 Replies go out as `markdown_text` (chat.postMessage / chat.update / the chat.*Stream methods), which
 Slack renders as standard Markdown (headings, lists, links, code, tables), so model output passes
-through unchanged (split by core.splitting, as on every platform). Only surfaces that still take
+through unchanged (split by core.reply.splitting, as on every platform). Only surfaces that still take
 legacy `text` (ephemeral messages, response_url replies) need mrkdwn: `*bold*`, `_italic_`, `~strike~`, `<url|label>`, no headings, no tables.
 """
 from __future__ import annotations

@@ -28,8 +28,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.model import ReplyStopped, ToolUpdate
 from core.ports import OnPosted, ReplyStream
-from core.splitting import CLOSER, FENCE, LOOKAHEAD, MIN_LIMIT, next_chunk, open_fence, reopener
-from core.streaming import NO_ANSWER, WARNING
+from core.reply.splitting import CLOSER, FENCE, LOOKAHEAD, MIN_LIMIT, next_chunk, open_fence, reopener
+from core.reply.stream import NO_ANSWER, WARNING
 from bots.slack.ratelimit import Reservation
 
 log = logging.getLogger(__name__)
@@ -326,7 +326,7 @@ class PostWhenReady:
     For when the workspace's chat.update (Tier 3, ~50/min for every reply) and chat.startStream/stopStream
     (Tier 2, ~20/min) budgets are spoken for: a reader waits for the whole answer rather than minutes for
     an edit slot.
-    - A message is posted as soon as it is full (split at `max_chars` by core.splitting, code fences closed
+    - A message is posted as soon as it is full (split at `max_chars` by core.reply.splitting, code fences closed
       at its end and reopened in the next), the rest when the answer is complete.
     - An answer still being written after `first_post_after` seconds shows what is ready up to the last
       paragraph break (else line break, else sentence end), then again every `post_interval` seconds: the

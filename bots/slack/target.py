@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.model import OutboundFile, ToolUpdate
 from core.ports import Limits, OnPosted, ReplyStream
-from core.streaming import EditStream
+from core.reply.stream import EditStream
 from bots.slack.markdown import to_mrkdwn
 from bots.slack.ratelimit import RateBudget
 from bots.slack.stream import NativeStream, PostWhenReady

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from core.config import AssistantConfig, Config, ConfigError, FunctionTool
+from core.config.schema import AssistantConfig, Config, ConfigError, FunctionTool
 
 log = logging.getLogger("teambridge.tools")
 

@@ -1,4 +1,4 @@
-"""Function tools used by tests/test_tools.py and tests/test_config.py (imported from this directory)."""
+"""Function tools used by tests/tools/test_tools.py and tests/config/test_config.py (imported from this directory)."""
 from __future__ import annotations
 
 import asyncio

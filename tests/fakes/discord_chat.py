@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from core.config import AssistantConfig, Config, DiscordConfig
+from core.config.schema import AssistantConfig, Config, DiscordConfig
 from core.model import InboundMessage, OutboundFile, UserFacingError
-from core.routing import is_addressed
+from core.chat.routing import is_addressed
 
 
 def discord_config(**discord) -> Config:

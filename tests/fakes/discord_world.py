@@ -15,13 +15,13 @@ from openai import AsyncOpenAI
 
 from bots.discord.client import DiscordAdapter
 from bots.discord.pacing import Pacers
-from core.backends.openai import OpenAIBackend
-from core.backends.openai_files import OpenAIFileBackend
-from core.config import Config
-from core.files import AttachmentRouter
-from core.service import ChatService
-from core.splitting import unsplit
-from core.store import SqliteStore
+from core.backends.openai.backend import OpenAIBackend
+from core.backends.openai.files import OpenAIFileBackend
+from core.config.schema import Config
+from core.files.attachments import AttachmentRouter
+from core.chat.service import ChatService
+from core.reply.splitting import unsplit
+from core.store.sqlite import SqliteStore
 from core.tools.registry import ToolRegistry
 from tests.fakes.discord_server import FakeDiscord, StoredMessage
 from tests.fakes.openai_files_routes import FakeOpenAIFiles

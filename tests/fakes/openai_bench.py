@@ -29,8 +29,8 @@ def _serve(port_q: "multiprocessing.Queue[int]", deltas: int) -> None:
 async def _bench(port: int, answers: int) -> None:
     from openai import AsyncOpenAI
 
-    from core.backends.openai import OpenAIBackend
-    from core.config import AssistantConfig
+    from core.backends.openai.backend import OpenAIBackend
+    from core.config.schema import AssistantConfig
     from core.model import TextDelta
     from core.ports import Turn
 

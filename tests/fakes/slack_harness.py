@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from core.config import AssistantConfig, Config, SlackConfig
-from core.service import ChatService
-from core.store import SqliteStore
+from core.config.schema import AssistantConfig, Config, SlackConfig
+from core.chat.service import ChatService
+from core.store.sqlite import SqliteStore
 from bots.slack.app import SlackAdapter
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_server import FakeSlack

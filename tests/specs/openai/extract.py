@@ -1,4 +1,4 @@
-"""Copy the parts of the official OpenAPI description that tests/test_openai_fake.py validates against.
+"""Copy the parts of the official OpenAPI description that tests/backends/test_openai_fake.py validates against.
 
 Source: openai/openai-openapi @ f85dbe22 (2026-08-21), openapi.json (MIT). Re-run to refresh:
     python tests/specs/openai/extract.py /path/to/openapi.json

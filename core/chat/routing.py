@@ -1,0 +1,78 @@
+"""Which assistant answers a message, whether the bot is addressed at all, and which conversation it belongs to."""
+from __future__ import annotations
+
+from core.config.schema import AssistantConfig, ChannelRoute, Config
+from core.model import ConversationKey, InboundMessage
+
+
+def platform_section(config: Config, platform: str):
+    """The platform's config section (slack/discord/console), or None for platforms without one."""
+    return getattr(config, platform, None)
+
+
+def channel_route(config: Config, msg: InboundMessage) -> ChannelRoute | None:
+    section = platform_section(config, msg.platform)
+    routes = getattr(section, "channels", None) or {}
+    for channel in (msg.channel, *msg.channel_parents):
+        if channel in routes:
+            return routes[channel]
+    return None
+
+
+def is_addressed(config: Config, msg: InboundMessage, *, bot_owns_thread: bool) -> bool:
+    """True when the bot should answer: a mention, a DM, an open channel, or a follow-up in its own thread."""
+    if msg.platform == "console" or msg.assistant is not None:
+        return True  # console lines and slash commands are always meant for the bot
+    section = platform_section(config, msg.platform)
+    if msg.is_direct:
+        return True  # DMs are answered, or refused with a reason (allow_dms) by the service
+    if msg.mentions_bot:
+        return True
+    route = channel_route(config, msg)
+    if route is not None and route.respond_without_mention:
+        return True
+    if msg.thread and bot_owns_thread:
+        follow = route.follow_threads if route is not None else getattr(section, "follow_threads", True)
+        return bool(follow)
+    return False
+
+
+def pick_assistant(config: Config, msg: InboundMessage, *, preference: str | None) -> str:
+    """Explicit choice > the user's /assistant choice here > channel route > DM default > platform default > global."""
+    section = platform_section(config, msg.platform)
+    route = channel_route(config, msg)
+    candidates = (
+        msg.assistant,
+        preference,
+        route.assistant if route else None,
+        getattr(section, "dm_assistant", None) if msg.is_direct else None,
+        getattr(section, "default_assistant", None) or getattr(section, "assistant", None),
+        config.default_assistant,
+    )
+    return next(name for name in candidates if name)
+
+
+def preference_scope(msg: InboundMessage) -> str:
+    """Where a user's /assistant choice applies: this user in this channel."""
+    return f"assistant:{msg.platform}:{msg.workspace}:{msg.channel}:{msg.author.id}"
+
+
+def thread_scope(platform: str, channel: str, thread: str) -> str:
+    """Store key remembering that the bot answered in a thread (for follow-ups without a mention)."""
+    return f"thread:{platform}:{channel}:{thread}"
+
+
+def conversation_key(assistant: AssistantConfig, msg: InboundMessage) -> ConversationKey:
+    """Apply the assistant's scope. DMs always belong to their one user."""
+    user = msg.author.id
+    thread = msg.thread or ""
+    match assistant.scope:
+        case "thread":
+            key = ConversationKey(msg.platform, msg.workspace, msg.channel, thread, user if msg.is_direct else "")
+        case "channel":
+            key = ConversationKey(msg.platform, msg.workspace, msg.channel, "", user if msg.is_direct else "")
+        case "user":
+            key = ConversationKey(msg.platform, msg.workspace, "", "", user)
+        case "channel_user":
+            key = ConversationKey(msg.platform, msg.workspace, msg.channel, "", user)
+    return key

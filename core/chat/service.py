@@ -1,0 +1,380 @@
+"""ChatService: the one place where a message meets routing, access, the store, the backend and the reply.
+
+Platform adapters call into this; nothing here knows a platform.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import aclosing
+from dataclasses import replace
+from typing import Awaitable, Callable
+
+from core.chat.access import check_access, is_admin
+from core.reply.citations import footnotes, number_citations
+from core.config.schema import Config
+from core.files.attachments import PreparedInputs
+from core.chat.limits import UsageLimiter
+from core.chat.locks import KeyedLocks
+from core.model import (Author, BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile,
+                        ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
+from core.config.policy import effective_limits
+from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarget, Store, Turn
+from core.chat.routing import conversation_key, is_addressed, pick_assistant, preference_scope, thread_scope
+from core.reply.stream import EditStream
+
+log = logging.getLogger("teambridge.service")
+
+INTERRUPTED_NOTICE = "This answer was cut off — please ask again."
+ADMIN_COMMANDS = ("usage", "reload")
+THREAD_MEMORY_SECONDS = 90 * 86400  # a thread quiet this long needs a mention again
+CONTAINER_IDLE_SECONDS = 20 * 60    # OpenAI expires a code interpreter container after ~20 idle minutes
+SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minute."
+
+
+class ChatService:
+    def __init__(self, config: Config, store: Store, backends: dict[str, AssistantBackend], *,
+                 files=None, knowledge=None, limiter: UsageLimiter | None = None,
+                 commands: dict[str, Callable[[InboundMessage, str], Awaitable[str]]] | None = None) -> None:
+        self._config = config
+        self._store = store
+        self._backends = backends
+        self._files = files            # core.files.attachments.AttachmentRouter (optional: no attachments without it)
+        self._knowledge = knowledge    # core.files.knowledge.KnowledgeSync (optional: assistant vector stores)
+        self._limiter = limiter or UsageLimiter(store)
+        self._locks = KeyedLocks()
+        self._admin_commands = dict(commands or {})
+        self._turns: set[asyncio.Task] = set()
+        self._accepting = True
+
+    # ---- configuration (hot reload swaps it; a turn keeps the snapshot it started with) -----------------
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        """For adapters that keep small platform mappings (e.g. which conversation a Discord message belongs to)."""
+        return self._store
+
+    def apply_config(self, config: Config, *, backends: dict[str, AssistantBackend] | None = None) -> None:
+        """Swap the config for new turns. `backends`: rebuilt for the new config (e.g. a tool registry with new
+        function tools, a new backend section); config and backends are swapped together, and a turn in flight
+        keeps the pair it started with."""
+        if backends is not None:
+            self._backends = dict(backends)
+        self._config = config
+
+    def add_command(self, name: str, handler: Callable[[InboundMessage, str], Awaitable[str]]) -> None:
+        self._admin_commands[name] = handler
+
+    # ---- the main path -------------------------------------------------------------------------------------
+
+    async def handle(self, msg: InboundMessage, target: ReplyTarget) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._turns.add(task)
+        try:
+            await self._handle(msg, target)
+        except Exception:  # last line of defence: the adapter's task must never die silently
+            log.exception("unhandled error for %s message in %s", msg.platform, msg.channel)
+            await _quietly(target.notice("Sorry, something went wrong on our side — please try again."))
+        finally:
+            if task is not None:
+                self._turns.discard(task)
+
+    async def _handle(self, msg: InboundMessage, target: ReplyTarget) -> None:
+        config, backends = self._config, self._backends
+        owns_thread = bool(msg.thread) and await self._store.get_preference(
+            thread_scope(msg.platform, msg.channel, msg.thread)) is not None
+        if not is_addressed(config, msg, bot_owns_thread=owns_thread):
+            return
+        if msg.event_id and not await self._store.claim_event(msg.platform, msg.event_id):
+            log.info("duplicate delivery of %s event %s ignored", msg.platform, msg.event_id)
+            return
+        if not self._accepting:
+            await target.notice(SHUTTING_DOWN_NOTICE, ephemeral=True)
+            return
+
+        preference = await self._store.get_preference(preference_scope(msg))
+        if owns_thread and not msg.assistant:
+            preference = await self._store.get_preference(thread_scope(msg.platform, msg.channel, msg.thread))
+        name = pick_assistant(config, msg, preference=preference)
+        assistant = config.assistants.get(name)
+        if assistant is None:
+            await target.notice(f"There is no assistant called “{name}”. Available: {', '.join(config.assistants)}.",
+                                ephemeral=True)
+            return
+        refusal = check_access(config, assistant, msg)
+        limits = _limits_for(config, assistant)
+        if refusal is None and limits is not None:
+            refusal = await self._limiter.admit(limits, msg)
+        if refusal is not None:
+            await target.notice(refusal, ephemeral=True)
+            return
+
+        key = conversation_key(assistant, msg)
+        async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
+            await self._turn(config, assistant, msg, key, target, backends[assistant.backend])
+
+    async def _turn(self, config: Config, assistant, msg: InboundMessage, key: ConversationKey,
+                    target: ReplyTarget, backend: AssistantBackend) -> None:
+        metadata = _metadata(msg, assistant.name)
+        # The typing indicator goes out while the conversation is set up, not before it.
+        typing: asyncio.Future | None = asyncio.ensure_future(_quietly(target.typing()))
+        writes: list[asyncio.Future] = []  # store writes that run while the model answers; awaited at the end
+        try:
+            turn = await self._set_up(assistant, msg, key, metadata, backend, writes)
+        except (UserFacingError, BackendError) as err:
+            await typing
+            await self._settle(writes, key)
+            if isinstance(err, BackendError):
+                log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
+            await target.notice(err.message if isinstance(err, UserFacingError) else f"⚠️ {err.message}")
+            return
+        except BaseException:
+            typing.cancel()
+            await self._settle(writes, key)
+            raise
+
+        inflight: list[int] = []
+
+        async def on_posted(message_id: str) -> None:
+            inflight.append(await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread))
+
+        if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
+            writes.append(asyncio.ensure_future(self._store.set_preference(
+                thread_scope(msg.platform, msg.channel, msg.thread), assistant.name, ttl=THREAD_MEMORY_SECONDS)))
+        stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
+        citations: list[Citation] = []
+        try:
+            async with aclosing(backend.run(turn)) as events:  # leaving early closes the model's stream
+                async for event in events:
+                    if typing is not None:  # the indicator must not land after the answer began
+                        await typing
+                        typing = None
+                    await self._relay(event, stream, target, citations, assistant, msg)
+            await stream.close(footnotes(number_citations(citations)))
+        except ReplyStopped:
+            log.info("a reader stopped the reply for %s; the model's stream was closed", key.as_string())
+            await _quietly(stream.close())  # ends the platform's stream quietly: no notice, nothing more
+        except BackendError as err:
+            log.warning("backend error for %s: %s", key.as_string(), err.message)
+            await stream.fail(err.message)
+        except asyncio.CancelledError:
+            # shutdown past its grace period: say so in the reply, then let the cancellation through
+            await _quietly(asyncio.shield(stream.fail(INTERRUPTED_NOTICE)))
+            raise
+        except Exception:
+            log.exception("error while answering %s", key.as_string())
+            await _quietly(stream.fail("Something went wrong while answering — please try again."))
+        finally:
+            if typing is not None:
+                typing.cancel()
+            await self._settle(writes, key)
+            for inflight_id in inflight:
+                await _quietly(self._store.remove_inflight(inflight_id))
+
+    async def _set_up(self, assistant, msg: InboundMessage, key: ConversationKey, metadata: dict[str, str],
+                      backend: AssistantBackend, writes: list[asyncio.Future]) -> Turn:
+        """The conversation (resumed or new), the attachments routed, the knowledge to search: the Turn."""
+        conversation_id, saving = await self._conversation_id(backend, key, assistant.name, metadata)
+        if saving is not None:
+            writes.append(saving)
+        if saving is not None and not msg.attachments:
+            inputs = PreparedInputs()  # a new conversation has no earlier uploads to search
+        else:
+            if saving is not None:  # attachments are recorded on the conversation's row: it must exist
+                await saving
+            inputs = await self._prepare_inputs(assistant, msg, key, metadata)
+        text = msg.text
+        if inputs.notes:
+            text = "\n".join((text, *inputs.notes)) if text else "\n".join(inputs.notes)
+        knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
+                         if self._knowledge and assistant.tool("file_search") else ())
+        return Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
+                    images=tuple(inputs.images), container_file_ids=inputs.container_file_ids,
+                    vector_store_ids=knowledge_ids + inputs.vector_store_ids, metadata=metadata)
+
+    async def _relay(self, event, stream: ReplyStream, target: ReplyTarget, citations: list[Citation],
+                     assistant, msg: InboundMessage) -> None:
+        """One backend event to where it shows: the reply, an upload, the footnotes, the usage records."""
+        match event:
+            case TextDelta(text=delta):
+                await stream.text(delta)
+            case ToolUpdate():
+                await stream.status(event)
+            case OutboundFile():
+                await self._upload(target, event)
+            case Citation():
+                citations.append(event)
+            case Completed(usage=usage, containers=containers):
+                if containers:  # a container reused by a later turn is the same billed session
+                    usage = replace(usage, code_interpreter_sessions=await self._new_sessions(containers))
+                await self._store.record_usage(
+                    assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
+                    channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
+                self._limiter.add_tokens(msg.author.id, msg.channel, usage.input_tokens + usage.output_tokens)
+
+    async def _new_sessions(self, containers: tuple[str, ...]) -> int:
+        """How many of these code interpreter containers were not billed yet (they expire after ~20 idle min)."""
+        new = 0
+        for container in containers:
+            scope = f"container:{container}"
+            if await self._store.get_preference(scope) is None:
+                new += 1
+            await self._store.set_preference(scope, "billed", ttl=CONTAINER_IDLE_SECONDS)
+        return new
+
+    @staticmethod
+    async def _settle(writes: list[asyncio.Future], key: ConversationKey) -> None:
+        """Wait for the store writes made during the turn; a failed one is logged (the answer was given)."""
+        for write in writes:
+            try:
+                await asyncio.shield(write)
+            except Exception:
+                log.exception("a store write for %s failed: its next message may start a new conversation",
+                              key.as_string())
+        writes.clear()
+
+    async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
+                               metadata: dict[str, str]) -> tuple[str, asyncio.Task | None]:
+        """The backend conversation of this key, and — for a new one — the task saving it.
+
+        The save runs while the model already answers (the turn awaits it before it ends, and the next turn of
+        this conversation waits for this one), so the first word does not wait for an SQLite write."""
+        record = await self._store.get_conversation(key, assistant)
+        if record is not None:
+            return record.backend_id, None  # resumed, not recreated: the history lives at the backend
+        conversation_id = await backend.create_conversation(metadata)
+        saving = asyncio.ensure_future(self._store.save_conversation(key, assistant, conversation_id, metadata))
+        return conversation_id, saving
+
+    async def _prepare_inputs(self, assistant, msg: InboundMessage, key: ConversationKey,
+                              metadata: dict[str, str]) -> PreparedInputs:
+        if self._files is None:
+            if msg.attachments:
+                raise UserFacingError("Attachments are not supported here.")
+            return PreparedInputs()
+        # also without attachments: documents uploaded earlier stay searchable through the conversation's store
+        return await self._files.prepare(assistant, msg.attachments, key, metadata)
+
+    async def _upload(self, target: ReplyTarget, file: OutboundFile) -> None:
+        try:
+            await target.upload(file)
+        except Exception:
+            log.exception("upload of %s failed", file.name)
+            await _quietly(target.notice(f"⚠️ Could not post the file {file.name}."))
+
+    # ---- commands ------------------------------------------------------------------------------------------
+
+    async def claim(self, platform: str, event_key: str) -> bool:
+        return await self._store.claim_event(platform, event_key)
+
+    async def reset(self, msg: InboundMessage, *, user: str | None = None) -> str:
+        """Start a new conversation here. `user`: an admin resetting someone else's conversation in this place."""
+        config = self._config
+        user = user if user and user != msg.author.id else None
+        if user:
+            if not is_admin(config, msg.author):
+                return "Only admins can reset someone else's conversation."
+            msg = replace(msg, author=Author(id=user, name=user))
+        name = pick_assistant(config, msg, preference=await self._store.get_preference(preference_scope(msg)))
+        assistant = config.assistants.get(name)
+        if assistant is None:
+            return f"There is no assistant called “{name}”."
+        key = conversation_key(assistant, msg)
+        async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
+            existed = await self._store.delete_conversation(key, assistant.name)
+        if existed:
+            return f"Started a new conversation with {name}." if not user else \
+                f"Reset {user}'s conversation with {name}."
+        return (f"There was no earlier conversation with {name} here; the next message starts one." if not user
+                else f"{user} had no conversation with {name} here.")
+
+    async def choose_assistant(self, msg: InboundMessage, name: str) -> str:
+        config = self._config
+        assistant = config.assistants.get(name.strip())
+        if assistant is None:
+            return f"There is no assistant called “{name}”. Available: {', '.join(config.assistants)}."
+        refusal = check_access(config, assistant, msg)
+        if refusal is not None:
+            return refusal
+        await self._store.set_preference(preference_scope(msg), assistant.name)
+        return f"You are now talking to {assistant.name}" + (f" — {assistant.description}" if assistant.description else ".")
+
+    def assistant_names(self) -> list[str]:
+        return list(self._config.assistants)
+
+    def help_text(self, platform: str) -> str:
+        lines = ["*teambridge* — AI assistants in your chat.", "", "Assistants:"]
+        for name, assistant in self._config.assistants.items():
+            tools = ", ".join(t.type.replace("_", " ") for t in assistant.tools) or "chat"
+            lines.append(f"• {name} — {assistant.description or tools}")
+        lines += ["", "Commands: ask, reset (start a new conversation), assistant NAME (switch), help."]
+        return "\n".join(lines)
+
+    async def command(self, msg: InboundMessage, text: str) -> str:
+        """Admin commands (usage, reload, ...): refused to everyone else before anything runs."""
+        name, _, rest = text.strip().partition(" ")
+        name = name.lower()
+        handler = self._admin_commands.get(name)
+        if handler is None and name not in ADMIN_COMMANDS:
+            return f"Unknown command “{name}”. Try help."
+        if not is_admin(self._config, msg.author):
+            return f"Only admins can use “{name}”."
+        if handler is None:
+            return f"“{name}” is not available here."
+        return await handler(msg, rest.strip())
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    async def recover_interrupted(self, adapter: PlatformAdapter) -> int:
+        """Replies left in flight by a crash: have the platform mark them as cut off."""
+        count = 0
+        for reply in await self._store.list_inflight(adapter.name):
+            try:
+                await adapter.mark_interrupted(reply.channel, reply.message_id, reply.thread)
+                count += 1
+            except Exception:
+                log.exception("could not mark %s message %s as interrupted", adapter.name, reply.message_id)
+            await self._store.remove_inflight(reply.id)
+        return count
+
+    async def shutdown(self, grace: float | None = None) -> int:
+        """Stop taking messages, let answers in flight finish within `grace` seconds, interrupt the rest."""
+        self._accepting = False
+        grace = self._config.shutdown_grace_seconds if grace is None else grace
+        pending = {t for t in self._turns if t is not asyncio.current_task()}
+        if pending:
+            _, still_running = await asyncio.wait(pending, timeout=grace)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running, timeout=5)
+            return len(still_running)
+        return 0
+
+    @property
+    def turns_in_flight(self) -> int:
+        return len(self._turns)
+
+
+def _limits_for(config: Config, assistant):
+    return effective_limits(config.limits, assistant.limits)
+
+
+def _metadata(msg: InboundMessage, assistant: str) -> dict[str, str]:
+    """Conversation metadata, as the tutorial labels threads (OpenAI: ≤16 keys, values ≤512 chars)."""
+    data = {"platform": msg.platform, "workspace": msg.workspace, "channel": msg.channel,
+            "thread": msg.thread or "", "user_id": msg.author.id, "user_name": msg.author.name,
+            "assistant": assistant}
+    return {k: v[:512] for k, v in data.items() if v}
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("ignored error while reporting another")

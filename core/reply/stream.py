@@ -1,0 +1,282 @@
+"""EditStream: a streamed answer rendered as a message that is posted once and then edited.
+
+Chat platforms have no "append" for ordinary messages and rate-limit edits (Discord: ~5 edits per 5 s
+per channel; Slack chat.update: ~50/min), so deltas from the model are never sent one by one:
+
+- the first text (or the first tool status) is posted at once, so the user sees the bot answering;
+- after that a single flusher task edits the message at most once per `limits.edit_interval` seconds,
+  always with the latest text (coalescing, latest wins);
+- while streaming the message shows the text, a cursor and a status line for tool progress;
+- when the text outgrows `limits.max_chars`, the message is finished with its final part (split by
+  core.reply.splitting, code fences closed and reopened) and the rest continues in a new message;
+- close() sends the final edit(s) at once, without cursor and status, plus an optional footer
+  (after a blank line, unless the footer starts with a newline itself);
+  fail() does the same with a one-line error notice at the end.
+
+Nothing the model wrote is lost: a failed post/edit is retried once; an edit that keeps failing makes
+the stream post the text of that message again as a new message; if even that fails, close()/fail()
+raise so the caller can log it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Awaitable, Callable
+
+from core.model import ToolUpdate
+from core.ports import OnPosted, ReplyTarget
+from core.reply.splitting import CLOSER, LOOKAHEAD, MIN_LIMIT, next_chunk, open_fence
+
+log = logging.getLogger(__name__)
+
+NO_ANSWER = "(no answer)"
+WARNING = "⚠️ "
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+StatusFormat = Callable[[ToolUpdate], str]
+
+_FINISHED = ("done", "failed")
+
+
+def default_status_format(update: ToolUpdate) -> str:
+    """One italic line (`_..._` renders as italics in Slack mrkdwn, Discord and CommonMark)."""
+    title = update.title.strip() or update.tool
+    match update.status:
+        case "done":
+            return f"_✅ {title}_"
+        case "failed":
+            return f"_{WARNING}{title}_"
+        case _:
+            ellipsis = "" if title.endswith(("…", "...")) else "…"
+            return f"_⚙️ {title}{ellipsis}_"
+
+
+class EditStream:
+    """The default ReplyStream (core.ports) over a ReplyTarget's post/edit.
+
+    `message_ids` lists every message posted for this reply, in order; `text_so_far` is the answer text
+    received so far; `errors` collects the exceptions that were logged and recovered from.
+    """
+
+    def __init__(
+        self,
+        target: ReplyTarget,
+        *,
+        on_posted: OnPosted | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        cursor: str = " ▌",
+        status_format: StatusFormat | None = None,
+    ) -> None:
+        if target.limits.max_chars < MIN_LIMIT:
+            raise ValueError(f"limits.max_chars must be at least {MIN_LIMIT}, got {target.limits.max_chars}")
+        self._target = target
+        self._limit = target.limits.max_chars
+        self._interval = target.limits.edit_interval
+        self._on_posted = on_posted
+        self._clock = clock
+        self._sleep = sleep
+        self._cursor = cursor
+        self._status_format = status_format or default_status_format
+
+        self.message_ids: list[str] = []
+        self.errors: list[BaseException] = []
+
+        self._text = ""                        # the answer as the model wrote it
+        self._tail = ""                        # "(no answer)", footer and/or error notice, added at the end
+        self._sealed = 0                       # index into text+tail where the current message begins
+        self._fence: str | None = None         # code block open at that index
+        self._current: str | None = None       # id of the message being edited (None: post a new one)
+        self._shown: str | None = None         # what that message shows now
+        self._last_sent = -math.inf            # clock() of the last post/edit attempt on the current message
+        self._tools: dict[str, ToolUpdate] = {}
+
+        self._started = False
+        self._closing = False
+        self._done = False
+        self._dirty = asyncio.Event()
+        self._lock = asyncio.Lock()            # one request in flight per reply
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ---- ReplyStream ---------------------------------------------------------------------------
+
+    @property
+    def text_so_far(self) -> str:
+        return self._text
+
+    async def text(self, delta: str) -> None:
+        self._check_open()
+        if not delta:
+            return
+        self._text += delta
+        # A finished tool's ✅/⚠️ line stays only until the model goes on writing.
+        for item_id in [k for k, u in self._tools.items() if u.status in _FINISHED]:
+            del self._tools[item_id]
+        await self._changed()
+
+    async def status(self, update: ToolUpdate | None) -> None:
+        self._check_open()
+        if update is None:
+            self._tools.clear()
+        else:
+            self._tools.pop(update.item_id, None)
+            self._tools[update.item_id] = update
+        if not self._started and not self._status_line():
+            return
+        await self._changed()
+
+    async def close(self, footer: str = "") -> None:
+        await self._finish(footer=footer, notice=None)
+
+    async def fail(self, notice: str) -> None:
+        await self._finish(footer="", notice=notice)
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise RuntimeError("the reply stream is already closed")
+
+    async def _changed(self) -> None:
+        if not self._started:
+            # First sign of life goes out immediately; everything after it is throttled.
+            self._started = True
+            async with self._lock:
+                await self._try_render()
+            return
+        self._dirty.set()
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="EditStream.flusher")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            delay = self._last_sent + self._interval - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+            async with self._lock:
+                if self._closing:
+                    return
+                self._dirty.clear()
+                await self._try_render()
+
+    async def _try_render(self) -> None:
+        try:
+            await self._render(final=False)
+        except Exception as exc:  # noqa: BLE001 - kept, logged; close() tries again and raises if it fails
+            log.warning("streamed reply: update failed, the text is kept for the next one: %r", exc, exc_info=True)
+            self.errors.append(exc)
+
+    async def _finish(self, *, footer: str, notice: str | None) -> None:
+        if self._done:
+            log.warning("streamed reply: %s after the reply was finished (ignored): %r",
+                        "fail()" if notice is not None else "close()", notice or footer)
+            return
+        self._closing = True
+        async with self._lock:                 # an edit in flight completes first
+            if self._flusher is not None:
+                # The flusher is now waiting (for changes, the interval, or the lock): no request in
+                # flight, so it can go. The final edit is not delayed by the interval; the adapter's
+                # rate limiter decides when it is sent.
+                flusher, self._flusher = self._flusher, None
+                flusher.cancel()
+                await asyncio.wait([flusher])
+                if not flusher.cancelled() and flusher.exception() is not None:
+                    log.error("streamed reply: the flusher died", exc_info=flusher.exception())
+                    self.errors.append(flusher.exception())
+            self._add_tail(footer, notice)
+            await self._render(final=True)     # raises when the reply could not be delivered
+            self._done = True
+
+    def _add_tail(self, footer: str, notice: str | None) -> None:
+        so_far = self._text + self._tail
+        if notice is not None:
+            if so_far.strip():
+                # Keep the notice out of an unfinished code block.
+                self._tail += (CLOSER if open_fence(so_far) is not None else "") + "\n\n" + WARNING + notice
+            else:
+                self._tail += WARNING + notice
+            return
+        if not so_far.strip():
+            self._tail += NO_ANSWER
+            so_far += NO_ANSWER
+        if footer:
+            # Footers (citation footnotes) are set apart by a blank line unless they bring their own.
+            separator = "" if footer.startswith("\n") else "\n\n"
+            self._tail += (CLOSER if open_fence(so_far) is not None else "") + separator + footer
+
+    def _status_line(self) -> str:
+        if not self._tools:
+            return ""
+        running = [u for u in self._tools.values() if u.status not in _FINISHED]
+        update = running[-1] if running else next(reversed(self._tools.values()))
+        return self._status_format(update)
+
+    def _decorate(self, content: str) -> str:
+        """The message while streaming: text, cursor, status line; what does not fit is left out."""
+        status = self._status_line()
+        if not content:
+            return status
+        closer = CLOSER if open_fence(content) is not None else ""   # so the status is not rendered as code
+        for view in (content + self._cursor + closer + ("\n\n" + status if status else ""),
+                     content + self._cursor + closer,
+                     content + closer):
+            if len(view) <= self._limit:
+                return view
+        return content
+
+    async def _render(self, *, final: bool) -> None:
+        full = self._text + self._tail if final else self._text
+        while True:
+            chunk, end, fence_after = next_chunk(full, self._sealed, self._limit, self._fence)
+            if end >= len(full):
+                break
+            if not final and len(full) - self._sealed < self._limit + LOOKAHEAD:
+                # Where exactly this message ends depends on a few characters still to come: show
+                # what it will hold so far, and finish it on a later update.
+                await self._show(chunk)
+                return
+            await self._show(chunk)            # this message is complete
+            self._sealed, self._fence = end, fence_after
+            self._current = self._shown = None
+        view = chunk if final else self._decorate(chunk)
+        if view:
+            await self._show(view)
+
+    async def _show(self, text: str) -> None:
+        """Make the current message show `text`, posting a new message when there is none."""
+        if self._current is not None:
+            if text == self._shown:
+                return
+            try:
+                self._last_sent = self._clock()
+                await self._twice(self._target.edit, self._current, text)
+            except Exception as exc:  # noqa: BLE001 - logged; the text goes out as a new message instead
+                log.warning("streamed reply: editing message %s failed twice; posting its text as a new message",
+                            self._current, exc_info=True)
+                self.errors.append(exc)
+                self._current = self._shown = None
+            else:
+                self._shown = text
+                return
+        self._last_sent = self._clock()
+        message_id = await self._twice(self._target.post, text)
+        self._current, self._shown = message_id, text
+        self.message_ids.append(message_id)
+        if self._on_posted is not None:
+            try:
+                await self._on_posted(message_id)
+            except Exception as exc:  # noqa: BLE001 - the message is out; tracking it failed: log, go on
+                log.exception("streamed reply: on_posted(%s) failed", message_id)
+                self.errors.append(exc)
+
+    @staticmethod
+    async def _twice(call: Callable[..., Awaitable], *args: str):
+        try:
+            return await call(*args)
+        except Exception as exc:  # noqa: BLE001 - retried once; the second failure propagates
+            log.warning("streamed reply: %s failed (%r), retrying once", getattr(call, "__name__", call), exc)
+        return await call(*args)
