@@ -18,7 +18,7 @@ import discord
 from bots.discord import endpoints
 from bots.discord.commands import SyncState, build_tree, sync_if_changed
 from bots.discord.events import Preferences, ReplyChains, author_of, channel_place, translate
-from bots.discord.files import max_bytes, to_attachment
+from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from bots.discord.invite import invite_url
 from bots.discord.pacing import Pacers
 from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, InteractionTarget
@@ -63,6 +63,7 @@ class DiscordAdapter:
         self._service = service
         self._token = token
         self._endpoints = endpoints_ or endpoints.Endpoints()
+        self._cdn = CdnFetcher(self._endpoints.api_url)
         self._state = SyncState(state_path or Path("teambridge.db.discord-commands.json"))
         self._pacers = pacers or Pacers()
         self._guild_ready_timeout = guild_ready_timeout
@@ -202,7 +203,7 @@ class DiscordAdapter:
         try:
             full = self._service.config  # one snapshot: hot reload may swap it
             config = full.discord
-            inbound = await translate(message, client.user, full, self._chains)
+            inbound = await translate(message, client.user, full, self._chains, cdn=self._cdn)
             if inbound is None:
                 return
             channel: discord.abc.Messageable = message.channel
@@ -284,7 +285,7 @@ class DiscordAdapter:
         if original is False:
             return
         limit = max_bytes(self._config().max_file_mb)
-        attachments = [to_attachment(file, max_bytes=limit)] if file is not None else []
+        attachments = [to_attachment(file, max_bytes=limit, cdn=self._cdn)] if file is not None else []
         in_thread = isinstance(interaction.channel, discord.Thread)
         # In a plain channel or DM the answer's message roots the conversation, so replying to it continues.
         root = original if (original and not in_thread and interaction.guild_id) else None

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import discord
 
-from bots.discord.files import max_bytes, to_attachment
+from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from core.config.schema import Config
 from core.model import Author, InboundMessage
 from core.chat.routing import channel_route
@@ -177,7 +177,7 @@ def channel_place(channel) -> tuple[str, str | None, tuple[str, ...]]:
 
 
 async def translate(message: discord.Message, me: discord.ClientUser, config: Config,
-                    chains: ReplyChains) -> InboundMessage | None:
+                    chains: ReplyChains, *, cdn: CdnFetcher | None = None) -> InboundMessage | None:
     """None for messages the bot never looks at (its own, other bots', system messages)."""
     if message.author.id == me.id or message.author.bot or message.type not in _ANSWERABLE:
         return None
@@ -193,7 +193,7 @@ async def translate(message: discord.Message, me: discord.ClientUser, config: Co
         author=author_of(message.author),
         text=strip_mentions(message, me.id),
         thread=thread,
-        attachments=tuple(to_attachment(a, max_bytes=limit) for a in message.attachments),
+        attachments=tuple(to_attachment(a, max_bytes=limit, cdn=cdn) for a in message.attachments),
         is_direct=is_direct,
         mentions_bot=mentioned,
         event_id=str(message.id),

@@ -55,7 +55,7 @@ class SlackAdapter:
         self.budget = RateBudget(minute=rate_minute)
         self.client = make_client(bot_token, api_url, self.budget)
         self._session: aiohttp.ClientSession | None = None
-        self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session)
+        self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session, api_url=api_url)
         self.users = UserDirectory(self.client, ttl=user_ttl)
         self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()

@@ -19,13 +19,46 @@ SCOPE_HINT = ("Slack sent its sign-in page instead of the file {name!r}: the Sla
               "files:read scope (add it, then reinstall the app to the workspace).")
 
 
+FILE_HOST = "files.slack.com"
+# Hosts Slack itself may redirect a download to: fetched (over https) but never sent the token.
+SLACK_DOMAINS = (".slack.com", ".slack-edge.com", ".slack-files.com")
+FOREIGN = ("{name!r} is not on Slack's file servers ({host}), so I did not download it. "
+           "Share the file by uploading it to Slack.")
+
+
+class FileHosts:
+    """Where a file download may go. The bot token reads every file in every channel the bot is in, so it goes
+    only to Slack's file host (https) and the host of SLACK_API_URL (a stand-in in tests, plain http allowed
+    there only because that is how SLACK_API_URL names it). A URL elsewhere is never requested."""
+
+    def __init__(self, api_url: str) -> None:
+        api = urlsplit(api_url)
+        self._api = (api.scheme, api.netloc.lower())
+
+    def gets_token(self, url: str) -> bool:
+        u = urlsplit(url)
+        if (u.scheme, u.netloc.lower()) == self._api:
+            return True
+        return u.scheme == "https" and (u.hostname or "") == FILE_HOST and u.port in (None, 443)
+
+    def may_fetch(self, url: str) -> bool:
+        """Also Slack's own hosts a download may be redirected to (fetched without the token)."""
+        if self.gets_token(url):
+            return True
+        u = urlsplit(url)
+        host = (u.hostname or "").lower()
+        return u.scheme == "https" and u.port in (None, 443) and any(host.endswith(d) for d in SLACK_DOMAINS)
+
+
 class SlackFiles:
     """Downloads shared files. `session` is created by the adapter (one per process, closed on stop)."""
 
-    def __init__(self, *, token: str, client: AsyncWebClient, session: Callable[[], aiohttp.ClientSession]) -> None:
+    def __init__(self, *, token: str, client: AsyncWebClient, session: Callable[[], aiohttp.ClientSession],
+                 api_url: str = "https://slack.com/api/") -> None:
         self._token = token
         self._client = client
         self._session = session
+        self.hosts = FileHosts(api_url)
 
     async def details(self, f: dict) -> dict:
         """The file as shared, looked up with files.info when the event carries only its id (Slack Connect
@@ -56,15 +89,18 @@ class SlackFiles:
         size = f.get("size")
         if size is not None and int(size) > limit:
             raise UserFacingError(f"{name} is {int(size) / MB:.1f} MB; files up to {max_mb:g} MB can be used here.")
-        url = f.get("url_private_download") or f["url_private"]
-        origin = urlsplit(url).netloc
-        headers = {"Authorization": f"Bearer {self._token}"}
+        url = f.get("url_private_download") or f.get("url_private")
+        if not isinstance(url, str) or not url:
+            raise UserFacingError(f"Slack did not say where to download {name}.")
         for _ in range(5):
+            if not self.hosts.may_fetch(url):
+                log.warning("file %s not downloaded: %s is not a Slack file host", f.get("id"), urlsplit(url).netloc)
+                raise UserFacingError(FOREIGN.format(name=name, host=urlsplit(url).hostname or url[:60]))
+            # the token only to Slack's file host, on redirects too
+            headers = {"Authorization": f"Bearer {self._token}"} if self.hosts.gets_token(url) else {}
             async with self._session().get(url, headers=headers, allow_redirects=False) as r:
                 if r.status in (301, 302, 303, 307, 308) and "Location" in r.headers:
                     url = urljoin(url, r.headers["Location"])
-                    if urlsplit(url).netloc != origin:
-                        headers = {}  # never send the bot token to a host that is not Slack's
                     continue
                 if r.status != 200:
                     raise UserFacingError(f"Could not download {name} from Slack (HTTP {r.status}).")

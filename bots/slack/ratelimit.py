@@ -19,6 +19,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.mentions import neutralise_call
+
 # calls per minute (docs.slack.dev/reference/methods/<name>, "Rate limits")
 TIER2, TIER3, TIER4 = 20, 50, 100
 METHOD_TIERS: dict[str, int] = {
@@ -158,7 +160,8 @@ class RateBudget:
 
 
 class BudgetedWebClient(AsyncWebClient):
-    """AsyncWebClient whose every Web API call first waits for the workspace budget of its method."""
+    """AsyncWebClient whose every Web API call first waits for the workspace budget of its method, and whose
+    message text never carries a special mention (@channel, @here, @everyone, user groups)."""
 
     def __init__(self, *args: Any, budget: RateBudget, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -173,6 +176,8 @@ class BudgetedWebClient(AsyncWebClient):
                 channel = source["channel"]
                 break
         await self.budget.acquire(api_method, channel)
+        if api_method.startswith(("chat.", "files.")):  # model output never pings a channel (bots/slack/mentions)
+            json, data, params = neutralise_call(json), neutralise_call(data), neutralise_call(params)
         return await super().api_call(api_method, http_verb=http_verb, files=files, data=data, params=params,
                                       json=json, headers=headers, auth=auth)
 

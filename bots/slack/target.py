@@ -12,6 +12,7 @@ from core.model import OutboundFile, ToolUpdate
 from core.ports import Limits, OnPosted, ReplyStream
 from core.reply.stream import EditStream
 from bots.slack.markdown import to_mrkdwn
+from bots.slack.mentions import PingGuard
 from bots.slack.ratelimit import RateBudget
 from bots.slack.stream import NativeStream, PostWhenReady
 
@@ -211,25 +212,39 @@ class SlackReplyTarget:
 
 
 class _Settling:
-    """Gives back what the reply reserved and did not use once it ends, however it ends."""
+    """Gives back what the reply reserved and did not use once it ends, however it ends. Holds back the end
+    of a delta that could begin a special mention completed by the next one (see bots/slack/mentions)."""
 
     def __init__(self, inner: ReplyStream, release: Callable[[], None]) -> None:
         self.inner, self._release = inner, release
+        self._guard = PingGuard()
 
     async def text(self, delta: str) -> None:
-        await self.inner.text(delta)
+        safe = self._guard.feed(delta)
+        if safe:
+            await self.inner.text(safe)
+
+    async def _flush_held(self) -> None:
+        held = self._guard.flush()
+        if held:
+            await self.inner.text(held)
 
     async def status(self, update: ToolUpdate | None) -> None:
         await self.inner.status(update)
 
     async def close(self, footer: str = "") -> None:
         try:
+            await self._flush_held()
             await self.inner.close(footer)
         finally:
             self._release()
 
     async def fail(self, notice: str) -> None:
         try:
+            try:
+                await self._flush_held()
+            except Exception:  # the notice matters more than the few characters held back
+                log.exception("could not show the end of a failed reply")
             await self.inner.fail(notice)
         finally:
             self._release()

@@ -116,10 +116,12 @@ class FakeDiscord:
         self.command_syncs: dict[str, int] = {}    # scope -> bulk overwrite count
         self.typing: dict[str, int] = {}
         self.requests: list[dict] = []             # {"method","path","status","at","channel"}
+        self.bodies: list[dict] = []               # {"method","path","body"}: JSON bodies (or payload_json) sent
         self.rate_limited: list[dict] = []         # every 429 we sent (+ "scope": user | global)
         self.last_headers: dict[str, str] = {}     # headers of the last successful REST response
         self.cdn: dict[str, tuple[bytes, str]] = {}
         self.cdn_downloads: list[str] = []
+        self.cdn_redirects: dict[str, str] = {}    # CDN path -> where its download redirects to
         self.identifies = 0
         self.resumes = 0
         self._sessions: dict[str, _Session] = {}
@@ -240,8 +242,10 @@ class FakeDiscord:
         reply_to: str | None = None,
         files: list[tuple[str, bytes, str | None]] = (),
         claimed_size: int | None = None,
+        file_url: str | None = None,
     ) -> str:
-        """A user posts a message; MESSAGE_CREATE goes out on the gateway. Returns the message id."""
+        """A user posts a message; MESSAGE_CREATE goes out on the gateway. Returns the message id.
+        `file_url`: the attachments claim to live there instead (a forged payload)."""
         ch = self.channels[channel_id]
         guild_id = ch.get("guild_id")
         mid = self.ids.next()
@@ -251,6 +255,9 @@ class FakeDiscord:
         if claimed_size is not None:
             for a in atts:
                 a["size"] = claimed_size
+        if file_url is not None:
+            for a in atts:
+                a["url"] = a["proxy_url"] = file_url
         reference = referenced = None
         if reply_to:
             reference = {"type": 0, "message_id": reply_to, "channel_id": channel_id}
@@ -437,6 +444,8 @@ class FakeDiscord:
         if path not in self.cdn:
             return web.Response(status=404, text="Not Found")
         self.cdn_downloads.append(path)
+        if path in self.cdn_redirects:
+            raise web.HTTPFound(self.cdn_redirects[path])
         data, ctype = self.cdn[path]
         return web.Response(body=data, content_type=ctype)
 
@@ -554,9 +563,12 @@ class FakeDiscord:
                     data = await part.read(decode=False)
                     files.append({"filename": part.filename, "data": bytes(data),
                                   "content_type": part.headers.get("Content-Type")})
+            self.bodies.append({"method": request.method, "path": request.path, "body": payload})
             return payload, files
         text = await request.text()
-        return (json.loads(text) if text else {}), []
+        body = json.loads(text) if text else {}
+        self.bodies.append({"method": request.method, "path": request.path, "body": body})
+        return body, []
 
     def _check_message(self, body: dict, files: list[dict]) -> web.Response | None:
         content = body.get("content")

@@ -129,6 +129,7 @@ class FakeSlack:
         self.files: dict[str, dict] = {}       # user files by id (for url_private)
         self.file_bytes: dict[str, bytes] = {}
         self.downloads: list[tuple[str, bool]] = []  # (file_id, authorized)
+        self.file_redirects: dict[str, str] = {}     # file_id -> where its download redirects to
         self.connections_opened = 0
         self.http_events_url: str | None = None  # set by tests for HTTP mode delivery
 
@@ -535,6 +536,8 @@ class FakeSlack:
         authorized = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
         self.downloads.append((fid, authorized))
         await self._notify()
+        if fid in self.file_redirects:
+            raise web.HTTPFound(self.file_redirects[fid])
         if not authorized or not self.files_read_scope:
             # What Slack does without files:read (or without a token): a 200 with its sign-in page.
             return web.Response(text="<!DOCTYPE html><html><head><title>Slack</title></head>"
