@@ -172,7 +172,7 @@ async def test_discord_answer_with_everyone_pings_no_one(tmp_path):
         w.openai.script(ScriptedResponse(text="@everyone @here <@&123> dinner is ready"))
         await w.discord.user_message(ch, w.discord.alice, "shout it", mention_bot=True)
         await w.final_answer(ch, "@everyone @here <@&123> dinner is ready")
-        sends = [r for r in w.discord.bodies if r["method"] in ("POST", "PATCH") and "content" in r["body"]]
+        sends = [r for r in w.discord.request_bodies if r["method"] in ("POST", "PATCH") and "content" in r["body"]]
         assert sends and all(r["body"].get("allowed_mentions", {}).get("parse") == [] for r in sends)
 
 

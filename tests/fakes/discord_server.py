@@ -116,7 +116,7 @@ class FakeDiscord:
         self.command_syncs: dict[str, int] = {}    # scope -> bulk overwrite count
         self.typing: dict[str, int] = {}
         self.requests: list[dict] = []             # {"method","path","status","at","channel"}
-        self.bodies: list[dict] = []               # {"method","path","body"}: JSON bodies (or payload_json) sent
+        self.request_bodies: list[dict] = []       # {"method","path","body"}: JSON bodies (or payload_json) sent
         self.rate_limited: list[dict] = []         # every 429 we sent (+ "scope": user | global)
         self.last_headers: dict[str, str] = {}     # headers of the last successful REST response
         self.cdn: dict[str, tuple[bytes, str]] = {}
@@ -563,11 +563,11 @@ class FakeDiscord:
                     data = await part.read(decode=False)
                     files.append({"filename": part.filename, "data": bytes(data),
                                   "content_type": part.headers.get("Content-Type")})
-            self.bodies.append({"method": request.method, "path": request.path, "body": payload})
+            self.request_bodies.append({"method": request.method, "path": request.path, "body": payload})
             return payload, files
         text = await request.text()
         body = json.loads(text) if text else {}
-        self.bodies.append({"method": request.method, "path": request.path, "body": body})
+        self.request_bodies.append({"method": request.method, "path": request.path, "body": body})
         return body, []
 
     def _check_message(self, body: dict, files: list[dict]) -> web.Response | None:
