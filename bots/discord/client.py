@@ -8,6 +8,7 @@ Composition root usage:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -49,6 +50,38 @@ def gateway_intents() -> discord.Intents:
     return intents
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
+
+
+def _fatal(exc: BaseException) -> bool:
+    """Errors retrying cannot heal: a missing intent, a revoked token, a shard setup Discord refuses."""
+    if isinstance(exc, (discord.PrivilegedIntentsRequired, discord.LoginFailure)):
+        return True
+    return isinstance(exc, discord.ConnectionClosed) and exc.code in (4004, 4010, 4011, 4012, 4013, 4014)
+
+
+def _guard_parsers(client: discord.Client, on_error) -> None:
+    """A gateway event discord.py cannot parse (a malformed MESSAGE_CREATE, say `mentions: [1, 2]`) raises
+    inside its websocket reader and ends the whole connection. Each parser is wrapped so that such an event
+    is dropped with one log line and the connection lives on. READY stays unguarded: without it nothing
+    works, and the connection is made again (see DiscordAdapter._supervise).
+    The gateway reads this very dict (`DiscordWebSocket._discord_parsers` is `ConnectionState.parsers`)."""
+    parsers = client._connection.parsers
+
+    def guarded(event: str, parse):
+        def parse_or_drop(data) -> None:
+            try:
+                parse(data)
+            except Exception as exc:
+                on_error(event, exc)
+        return parse_or_drop
+
+    for event, parse in list(parsers.items()):
+        if event != "READY":
+            parsers[event] = guarded(event, parse)
+
+
 class DiscordStartupError(RuntimeError):
     """Discord can't be started; the message says what to do."""
 
@@ -59,7 +92,7 @@ class DiscordAdapter:
     def __init__(self, service, *, token: str, endpoints_: endpoints.Endpoints | None = None,
                  state_path: Path | None = None, pacers: Pacers | None = None,
                  guild_ready_timeout: float = 2.0, store: Preferences | None = None,
-                 typing_delay: float = TYPING_DELAY) -> None:
+                 typing_delay: float = TYPING_DELAY, reconnect_backoff: tuple[float, float] = (1.0, 60.0)) -> None:
         self._service = service
         self._token = token
         self._endpoints = endpoints_ or endpoints.Endpoints()
@@ -72,6 +105,11 @@ class DiscordAdapter:
         self._chains = ReplyChains(store=store)
         self._client: discord.Client | None = None
         self._task: asyncio.Task | None = None
+        self._backoff = reconnect_backoff
+        self._dead: asyncio.Future[str] | None = None   # set when the gateway gives up for good
+        self._stopping = False
+        self.reconnects = 0          # gateway connections re-made after one ended with an error
+        self.dropped_events = 0      # gateway events discord.py could not parse (dropped, one log line each)
         self._saved = None
         self.invite_url: str | None = None
         self.synced_scopes: list[str] = []
@@ -117,6 +155,8 @@ class DiscordAdapter:
         self._tree = build_tree(client, assistants=self._service.assistant_names(),
                                 on_ask=self._on_ask, on_text=self._on_text_command)
         client.event(self.on_message)
+        _guard_parsers(client, self._parse_failed)
+        self._dead = asyncio.get_running_loop().create_future()
         try:
             await client.login(self._token)
         except discord.LoginFailure:
@@ -134,7 +174,7 @@ class DiscordAdapter:
             log.error("Discord: syncing slash commands failed: %s", exc)
 
         ready = asyncio.create_task(client.wait_until_ready())
-        self._task = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        self._task = asyncio.create_task(self._supervise(client), name="discord-gateway")
         done, _ = await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if self._task in done:
             ready.cancel()
@@ -147,14 +187,61 @@ class DiscordAdapter:
             raise DiscordStartupError(f"Discord gateway connection failed: {exc!r}") from exc
         self._task.add_done_callback(self._gateway_ended)
 
+    async def _supervise(self, client: discord.Client) -> None:
+        """discord.py's own reconnect covers network errors and Discord closing the socket; any other exception
+        ends `connect()` for good, and the process would stay up answering nothing. Connect again with a
+        growing pause instead. Only a failure before the first READY (bad token, missing intent: start()
+        reports those) or one that cannot heal by retrying ends the gateway, and then `wait_dead()` says so."""
+        first, ceiling = self._backoff
+        delay = first
+        while True:
+            try:
+                await client.connect(reconnect=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._stopping:
+                    return
+                # discord.py closes the client itself on close codes it cannot recover from (4004, ...)
+                if not client.is_ready() or _fatal(exc) or client.is_closed():
+                    raise
+                log.error("Discord: gateway connection ended (%s); reconnecting in %.1f s", _describe(exc), delay)
+                if client.ws is not None:
+                    with contextlib.suppress(Exception):
+                        await client.ws.close(code=4000)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, ceiling)
+                self.reconnects += 1
+            else:
+                if self._stopping:
+                    return
+                raise ConnectionError("Discord gateway connection ended")  # closed, and not by stop()
+
     def _gateway_ended(self, task: asyncio.Task) -> None:
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
-        if isinstance(exc, discord.PrivilegedIntentsRequired):
-            log.error("Discord: %s", INTENT_HELP)
-        else:
-            log.error("Discord: gateway connection ended: %r", exc)
+        reason = INTENT_HELP if isinstance(exc, discord.PrivilegedIntentsRequired) else \
+            f"gateway connection ended: {_describe(exc)}"
+        log.error("Discord: %s", reason)
+        if self._dead is not None and not self._dead.done():
+            self._dead.set_result(reason)
+
+    def _parse_failed(self, event: str, exc: BaseException) -> None:
+        self.dropped_events += 1
+        log.warning("Discord: dropped a %s event discord.py could not read (%s)", event, _describe(exc))
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the gateway and past READY: what a readiness probe reports for Discord."""
+        client, task = self._client, self._task
+        return (client is not None and task is not None and not task.done() and not client.is_closed()
+                and client.is_ready() and client.ws is not None and client.ws.open)
+
+    async def wait_dead(self) -> str:
+        """Returns (the reason) once the gateway has given up for good; a supervisor should then restart us."""
+        assert self._dead is not None, "start() first"
+        return await asyncio.shield(self._dead)
 
     async def _abort(self) -> None:
         if self._client is not None:
@@ -164,12 +251,18 @@ class DiscordAdapter:
             self._saved = None
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._dead is not None and not self._dead.done():
+            self._dead.set_result("stopped")
         if self._client is not None:
             await self._client.close()
         if self._task is not None:
+            _, pending = await asyncio.wait({self._task}, timeout=5)
+            for task in pending:  # pausing before a reconnect
+                task.cancel()
             try:
                 await self._task
-            except Exception as exc:  # already reported by _gateway_ended
+            except (Exception, asyncio.CancelledError) as exc:  # already reported by _gateway_ended
                 log.debug("gateway task ended with %r", exc)
         if self._saved is not None:
             endpoints.restore(self._saved)

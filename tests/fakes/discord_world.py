@@ -43,11 +43,12 @@ class World:
     """Discord + OpenAI stand-ins and the real composition; stop() + start() is a process restart."""
 
     def __init__(self, tmp_path: Path, discord: FakeDiscord, openai: FakeOpenAIFiles, store: SqliteStore,
-                 config: Config, pacers: dict | None = None) -> None:
+                 config: Config, pacers: dict | None = None, adapter_kwargs: dict | None = None) -> None:
         self.tmp, self.discord, self.openai, self.store, self.config = tmp_path, discord, openai, store, config
         self.client = AsyncOpenAI(base_url=openai.base_url, api_key="sk-test", max_retries=0)
         self.pacers = pacers or {"channel_limit": 5, "channel_period": WINDOW}
         self.adapter: DiscordAdapter | None = None
+        self.adapter_kwargs = adapter_kwargs or {}
 
     async def start(self) -> DiscordAdapter:
         files = OpenAIFileBackend(self.client)
@@ -56,7 +57,7 @@ class World:
                                    files=AttachmentRouter(files, self.store))
         env = self.discord.env() | {"TEAMBRIDGE_DB": str(self.tmp / "tb.db")}
         self.adapter = DiscordAdapter.from_env(self.service, env, guild_ready_timeout=0.05,
-                                               pacers=Pacers(**self.pacers), store=self.store)
+                                               pacers=Pacers(**self.pacers), store=self.store, **self.adapter_kwargs)
         await self.adapter.start()
         return self.adapter
 
@@ -81,7 +82,7 @@ class World:
 @asynccontextmanager
 async def world(tmp_path: Path, *, channels: tuple[str, ...] = ("general", "math"), discord_kwargs: dict | None = None,
                 pacers: dict | None = None, routes: dict[str, str] | None = None,
-                **discord_config) -> AsyncIterator[World]:
+                adapter_kwargs: dict | None = None, **discord_config) -> AsyncIterator[World]:
     """`routes`: channel name -> assistant answering there (ids exist only once the guild does)."""
     discord = FakeDiscord(**({"channel_limit": 5, "channel_period": WINDOW} | (discord_kwargs or {})))
     await discord.start()
@@ -92,7 +93,8 @@ async def world(tmp_path: Path, *, channels: tuple[str, ...] = ("general", "math
             discord_config["channels"] = {discord.channel_id(discord.guild, name): {"assistant": assistant}
                                           for name, assistant in routes.items()}
         async with FakeOpenAIFiles() as openai, SqliteStore(tmp_path / "tb.db") as store:
-            w = World(tmp_path, discord, openai, store, make_config(tmp_path, **discord_config), pacers)
+            w = World(tmp_path, discord, openai, store, make_config(tmp_path, **discord_config), pacers,
+                      adapter_kwargs)
             await w.start()
             try:
                 yield w
