@@ -110,14 +110,18 @@ async def _sync_knowledge(runtime) -> None:
 
 
 async def _usage(config: Config, config_path: Path, args, env: Mapping[str, str]) -> int:
-    from bots.runtime import database_path, env_value, open_runtime, vector_storage_or_none
-    from core.store.sqlite import SqliteStore
+    from bots.runtime import database_location, env_value, open_runtime, vector_storage_or_none
+    from core.store import make_store
     from core.admin.usage import usage_text
 
     words = ["--by", args.by, args.period] + (["--json"] if args.json else [])
     if not env_value(env, "OPENAI_API_KEY"):  # tokens come from our database; storage sizes need OpenAI
-        async with SqliteStore(database_path(config, env)) as store:
+        store = make_store(database_location(config, env))
+        await store.open()
+        try:
             print(await usage_text(store, config.prices, words))
+        finally:
+            await store.close()
         return 0
     runtime = await open_runtime(config, env)
     try:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping
 
 from core.backends.openai.backend import OpenAIBackend, make_openai_client
@@ -12,8 +11,10 @@ from core.config.schema import Config
 from core.files.attachments import AttachmentRouter
 from core.admin.housekeeping import vector_storage
 from core.files.knowledge import KnowledgeSync
+from core.chat.locks import KeyedLocks
 from core.chat.service import ChatService
-from core.store.sqlite import SqliteStore
+from core.store import make_store
+from core.store.protocol import Store
 from core.tools.registry import ToolRegistry
 from core.admin.usage import usage_text
 
@@ -26,14 +27,15 @@ def env_value(env: Mapping[str, str], name: str) -> str | None:
     return value if value else None
 
 
-def database_path(config: Config, env: Mapping[str, str]) -> Path:
-    return Path(env_value(env, "TEAMBRIDGE_DB") or config.database)
+def database_location(config: Config, env: Mapping[str, str]) -> str:
+    """TEAMBRIDGE_DB wins over `database:`: an SQLite path or a postgresql:// URL."""
+    return env_value(env, "TEAMBRIDGE_DB") or config.database
 
 
 @dataclass
 class Runtime:
     config: Config
-    store: SqliteStore
+    store: Store
     service: ChatService
     knowledge: KnowledgeSync
     file_backend: OpenAIFileBackend
@@ -91,7 +93,7 @@ def _knowledge_files(config: Config) -> dict:
     return out
 
 
-async def vector_storage_or_none(config: Config, store: SqliteStore, file_backend: OpenAIFileBackend):
+async def vector_storage_or_none(config: Config, store: Store, file_backend: OpenAIFileBackend):
     """Sizes of our vector stores for the usage report, or None (the report then says storage isn't included)."""
     try:
         return await vector_storage(config, store, file_backend)
@@ -103,7 +105,7 @@ async def vector_storage_or_none(config: Config, store: SqliteStore, file_backen
 async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     """Raises core.model.BackendError when the OpenAI key is missing (before anything is opened)."""
     clients = {name: make_openai_client(cfg) for name, cfg in config.backends.items()}
-    store = SqliteStore(database_path(config, env))
+    store = make_store(database_location(config, env))
     await store.open()
     tools = ToolRegistry.from_config(config)
     backends = {name: OpenAIBackend(client, tools, max_retries=config.backends[name].max_retries,
@@ -112,7 +114,8 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     default_client = clients.get("openai") or next(iter(clients.values()))
     file_backend = OpenAIFileBackend(default_client)
     knowledge = KnowledgeSync(file_backend, store)
-    service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge)
+    service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge,
+                          turn_locks=KeyedLocks(), claims=store)
 
     async def usage_command(msg, rest: str) -> str:
         storage = await vector_storage_or_none(service.config, store, file_backend)

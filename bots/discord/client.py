@@ -11,14 +11,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Protocol
 
 import discord
 
 from bots.discord import endpoints
-from bots.discord.commands import SyncState, build_tree, sync_if_changed
-from bots.discord.events import Preferences, ReplyChains, author_of, channel_place, translate
+from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, sync_if_changed
+from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from bots.discord.invite import invite_url
 from bots.discord.pacing import Pacers
@@ -82,6 +81,10 @@ def _guard_parsers(client: discord.Client, on_error) -> None:
             parsers[event] = guarded(event, parse)
 
 
+class DiscordStore(RootStore, SyncDigests, Protocol):
+    """What the adapter keeps in core's Store (core.store.protocol.Store has it)."""
+
+
 class DiscordStartupError(RuntimeError):
     """Discord can't be started; the message says what to do."""
 
@@ -90,18 +93,19 @@ class DiscordAdapter:
     name = "discord"
 
     def __init__(self, service, *, token: str, endpoints_: endpoints.Endpoints | None = None,
-                 state_path: Path | None = None, pacers: Pacers | None = None,
-                 guild_ready_timeout: float = 2.0, store: Preferences | None = None,
+                 pacers: Pacers | None = None,
+                 guild_ready_timeout: float = 2.0, store: DiscordStore | None = None,
                  typing_delay: float = TYPING_DELAY, reconnect_backoff: tuple[float, float] = (1.0, 60.0)) -> None:
         self._service = service
         self._token = token
         self._endpoints = endpoints_ or endpoints.Endpoints()
         self._cdn = CdnFetcher(self._endpoints.api_url)
-        self._state = SyncState(state_path or Path("teambridge.db.discord-commands.json"))
+        # What was last synced (slash commands) and which conversation each bot message belongs to: in the store,
+        # so they survive a restart and every process on a shared database sees them; without one, for this run.
+        self._state = store if store is not None else MemoryDigests()
         self._pacers = pacers or Pacers()
         self._guild_ready_timeout = guild_ready_timeout
         self._typing_delay = typing_delay  # 0: "is typing…" at once, even when the answer is about to start
-        # With a store, which conversation each bot message belongs to survives a restart (see ReplyChains).
         self._chains = ReplyChains(store=store)
         self._client: discord.Client | None = None
         self._task: asyncio.Task | None = None
@@ -125,9 +129,7 @@ class DiscordAdapter:
         token = (env.get("DISCORD_BOT_TOKEN") or "").strip()
         if not token:
             return None
-        db = (env.get("TEAMBRIDGE_DB") or "").strip() or str(service.config.database)
-        kwargs.setdefault("state_path", Path(db + ".discord-commands.json"))
-        kwargs.setdefault("store", service.store)  # reply chains survive a restart
+        kwargs.setdefault("store", service.store)
         return cls(service, token=token, endpoints_=endpoints.Endpoints.from_env(env), **kwargs)
 
     @property

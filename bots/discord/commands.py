@@ -9,8 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 import discord
 from discord import app_commands
@@ -68,34 +67,29 @@ def payload_hash(tree: app_commands.CommandTree) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-class SyncState:
-    """Last synced hash per (application, scope), in a small JSON file next to the database."""
+class SyncDigests(Protocol):
+    """Where the last synced payload hash per (application, scope) is kept: core's Store (shared by every
+    process on its database), or MemoryDigests without one."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    async def get_sync_digest(self, platform: str, scope: str) -> str | None: ...
+    async def save_sync_digest(self, platform: str, scope: str, digest: str) -> None: ...
 
-    def _load(self) -> dict[str, str]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s (%s); commands will be re-synced", self.path, exc)
-            return {}
 
-    def get(self, key: str) -> str | None:
-        return self._load().get(key)
+class MemoryDigests:
+    """SyncDigests for one run (no store): commands are synced once per start."""
 
-    def put(self, key: str, value: str) -> None:
-        data = self._load()
-        data[key] = value
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+    def __init__(self) -> None:
+        self._digests: dict[tuple[str, str], str] = {}
+
+    async def get_sync_digest(self, platform: str, scope: str) -> str | None:
+        return self._digests.get((platform, scope))
+
+    async def save_sync_digest(self, platform: str, scope: str, digest: str) -> None:
+        self._digests[(platform, scope)] = digest
 
 
 async def sync_if_changed(tree: app_commands.CommandTree, application_id: int, guilds: list[str],
-                          state: SyncState) -> list[str]:
+                          state: SyncDigests) -> list[str]:
     """Sync each configured guild (instant), or globally when none is configured. Returns synced scopes."""
     digest = payload_hash(tree)
     synced: list[str] = []
@@ -103,12 +97,12 @@ async def sync_if_changed(tree: app_commands.CommandTree, application_id: int, g
     for guild in scopes:
         scope = str(guild.id) if guild else "global"
         key = f"{application_id}:{scope}"
-        if state.get(key) == digest:
+        if await state.get_sync_digest("discord", key) == digest:
             continue
         if guild is not None:
             tree.copy_global_to(guild=guild)
         await tree.sync(guild=guild)
-        state.put(key, digest)
+        await state.save_sync_digest("discord", key, digest)
         synced.append(scope)
         log.info("synced slash commands to %s", "guild " + scope if guild else "all servers (global)")
     return synced

@@ -29,11 +29,11 @@ MAX_CHAIN = 40
 CHAIN_MEMORY_SECONDS = 90 * 86400  # replies to bot messages older than this start a new conversation
 
 
-class Preferences(Protocol):
-    """The part of core's Store that ReplyChains persists through (core.ports.Store has it)."""
+class RootStore(Protocol):
+    """The part of core's Store that ReplyChains persists through (core.store.protocol.Store has it)."""
 
-    async def get_preference(self, scope: str) -> str | None: ...
-    async def set_preference(self, scope: str, assistant: str | None, *, ttl: float | None = None) -> None: ...
+    async def reply_root(self, platform: str, message_id: str) -> str | None: ...
+    async def save_reply_root(self, platform: str, message_id: str, root: str, *, ttl: float) -> None: ...
 
 
 class ReplyChains:
@@ -43,10 +43,10 @@ class ReplyChains:
     Why persist: most bot messages could be re-resolved after a restart by walking `message.reference`
     with one REST fetch per hop, but an /ask answer's followup parts are interaction webhook messages
     without any reference, so a reply to one of them would start a new conversation. The mapping lives
-    in the store's preferences table under the scope "discord:msg:<message id>" (no schema change).
+    in the store (reply roots), so every process on a shared database finds it too.
     """
 
-    def __init__(self, size: int = 5000, *, store: Preferences | None = None) -> None:
+    def __init__(self, size: int = 5000, *, store: RootStore | None = None) -> None:
         self._roots: OrderedDict[int, int] = OrderedDict()
         self._size = size
         self._store = store
@@ -63,7 +63,7 @@ class ReplyChains:
         if self._store is None:
             return
         try:
-            await self._store.set_preference(_scope(message_id), str(root), ttl=CHAIN_MEMORY_SECONDS)
+            await self._store.save_reply_root("discord", str(message_id), str(root), ttl=CHAIN_MEMORY_SECONDS)
         except Exception:  # the reply is out already; only a later reply to this message is affected
             log.exception("could not store the conversation of Discord message %s", message_id)
 
@@ -72,7 +72,7 @@ class ReplyChains:
         if root is not None or self._store is None:
             return root
         try:
-            stored = await self._store.get_preference(_scope(message_id))
+            stored = await self._store.reply_root("discord", str(message_id))
         except Exception:  # fall back to walking the chain over REST
             log.exception("could not look up the conversation of Discord message %s", message_id)
             return None
@@ -124,10 +124,6 @@ class ReplyChains:
         except discord.HTTPException as exc:
             log.info("could not fetch message %s of a reply chain: %s", ref.message_id, exc)
             return None
-
-
-def _scope(message_id: int) -> str:
-    return f"discord:msg:{message_id}"
 
 
 def strip_mentions(message: discord.Message, me_id: int) -> str:

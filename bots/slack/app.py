@@ -19,7 +19,6 @@ from slack_bolt.middleware.authorization.async_single_team_authorization import 
 from slack_sdk.errors import SlackApiError
 
 from core.model import Author, InboundMessage, UserFacingError
-from core.chat.routing import thread_scope
 from core.chat.service import INTERRUPTED_NOTICE
 from core.reply.stream import WARNING
 from bots.slack.assistant import AssistantThreads
@@ -278,8 +277,7 @@ class SlackAdapter:
 
     async def _bot_owns_thread(self, event: dict) -> bool:
         # the same (cached) store read the service does first; here it saves the users.info call
-        scope = thread_scope("slack", event["channel"], event["thread_ts"])
-        return await self._service.store.get_preference(scope) is not None
+        return await self._service.store.thread_assistant("slack", event["channel"], event["thread_ts"]) is not None
 
     async def _first_delivery(self, event: dict) -> bool:
         """Claims the message (as the service would) so a problem with it is reported once, not once per

@@ -7,23 +7,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol, Sequence
+from typing import Sequence
 
 from core.config.schema import Config
 from core.files.attachments import FileBackend, VectorStoreGone
 from core.files.knowledge import knowledge_assistants
+from core.store.protocol import Store
 
 log = logging.getLogger(__name__)
 
 ALL = "--all"
-
-
-class HousekeepingStore(Protocol):
-    async def list_files(self) -> list[dict]: ...
-    async def delete_file(self, file_id: str) -> None: ...
-    async def get_knowledge_store(self, assistant: str) -> str | None: ...
-    async def list_knowledge_files(self, assistant: str) -> list[dict]: ...
-    async def delete_knowledge_file(self, assistant: str, path: str) -> None: ...
 
 
 def _size(n: int | None) -> str:
@@ -45,7 +38,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-async def files_list(files: FileBackend, store: HousekeepingStore) -> str:
+async def files_list(files: FileBackend, store: Store) -> str:
     ours = await store.list_files()
     if not ours:
         return "teambridge has not uploaded any files."
@@ -54,28 +47,28 @@ async def files_list(files: FileBackend, store: HousekeepingStore) -> str:
     total = 0
     missing = 0
     for row in ours:
-        f = remote.get(row["file_id"])
+        f = remote.get(row.file_id)
         if f is None:
             missing += 1
-            rows.append((row["file_id"], row["name"], _size(row["size"]), row["purpose"],
-                         _when(row["created_at"]) + " (gone at OpenAI)"))
+            rows.append((row.file_id, row.name, _size(row.size), row.purpose,
+                         _when(row.created_at) + " (gone at OpenAI)"))
             continue
         total += f["bytes"] or 0
-        rows.append((f["id"], f["name"] or row["name"], _size(f["bytes"]), f["purpose"], _when(f["created_at"])))
+        rows.append((f["id"], f["name"] or row.name, _size(f["bytes"]), f["purpose"], _when(f["created_at"])))
     summary = f"{len(ours)} file(s), {_size(total)} at OpenAI"
     if missing:
         summary += f"; {missing} no longer exist there (`teambridge files delete --all` forgets them)"
     return _table(rows) + "\n" + summary
 
 
-async def files_delete(files: FileBackend, store: HousekeepingStore, ids: Sequence[str] | str,
+async def files_delete(files: FileBackend, store: Store, ids: Sequence[str] | str,
                        config: Config | None = None) -> str:
     """Delete the given file ids (or every file teambridge uploaded, with "--all") at OpenAI and forget them.
 
     Knowledge files deleted here are forgotten by their assistant too (pass `config`), so the next
     `knowledge sync` uploads them again instead of believing they are still there.
     """
-    ours = {row["file_id"]: row for row in await store.list_files()}
+    ours = {row.file_id: row for row in await store.list_files()}
     wanted = list(ours) if ids == ALL or (not isinstance(ids, str) and list(ids) == [ALL]) else \
         ([ids] if isinstance(ids, str) else list(ids))
     if not wanted:
@@ -83,7 +76,7 @@ async def files_delete(files: FileBackend, store: HousekeepingStore, ids: Sequen
     knowledge: dict[str, tuple[str, str]] = {}
     for assistant in knowledge_assistants(config) if config is not None else []:
         for row in await store.list_knowledge_files(assistant.name):
-            knowledge[row["file_id"]] = (assistant.name, row["path"])
+            knowledge[row.file_id] = (assistant.name, row.path)
     lines, deleted = [], 0
     for fid in wanted:
         if fid not in ours:
@@ -99,12 +92,12 @@ async def files_delete(files: FileBackend, store: HousekeepingStore, ids: Sequen
         if fid in knowledge:
             await store.delete_knowledge_file(*knowledge[fid])
         deleted += 1
-        lines.append(f"{fid}: deleted ({ours[fid]['name']})")
+        lines.append(f"{fid}: deleted ({ours[fid].name})")
     lines.append(f"{deleted} file(s) deleted.")
     return "\n".join(lines)
 
 
-async def knowledge_status(config: Config, store: HousekeepingStore, files: FileBackend) -> str:
+async def knowledge_status(config: Config, store: Store, files: FileBackend) -> str:
     assistants = knowledge_assistants(config)
     if not assistants:
         return "No assistant has a file_search tool."
@@ -129,14 +122,14 @@ async def knowledge_status(config: Config, store: HousekeepingStore, files: File
         if not rows:
             out.append("  (no files)")
         for row in rows:
-            f = remote.get(row["file_id"])
+            f = remote.get(row.file_id)
             status = f["status"] if f else "missing from the vector store"
-            error = (f and f.get("error")) or row.get("error")
-            out.append(f"  {status:<11} {row['path']}" + (f": {error}" if error and status != "completed" else ""))
+            error = (f and f.get("error")) or row.error
+            out.append(f"  {status:<11} {row.path}" + (f": {error}" if error and status != "completed" else ""))
     return "\n".join(out)
 
 
-async def vector_storage(config: Config, store, files: FileBackend) -> list["StoredVectorStore"]:
+async def vector_storage(config: Config, store: Store, files: FileBackend) -> list["StoredVectorStore"]:
     """Sizes of the vector stores teambridge created (knowledge and per-conversation), for storage cost."""
     from core.admin.usage import StoredVectorStore
 

@@ -19,9 +19,10 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
-from typing import Iterable, Literal, Mapping, Protocol, Sequence
+from typing import Iterable, Literal, Protocol, Sequence
 
 from core.config.policy import PricesConfig
+from core.store.protocol import UsageRow
 
 By = Literal["user", "channel", "assistant", "day", "model"]
 BY_CHOICES: tuple[str, ...] = ("user", "channel", "assistant", "day", "model")
@@ -70,16 +71,14 @@ class UsageReport:
 # ---- computing -----------------------------------------------------------------------------------
 
 
-def turn_cost(row: Mapping, prices: PricesConfig) -> tuple[float, bool]:
+def turn_cost(row: UsageRow, prices: PricesConfig) -> tuple[float, bool]:
     """(USD, priced) for one usage row; priced is False when the row's model is not in the price table."""
-    sessions = _int(row, "code_interpreter_sessions")
-    cost = sessions * prices.code_interpreter_session
-    price = prices.for_model(str(row.get("model") or ""))
+    cost = row.code_interpreter_sessions * prices.code_interpreter_session
+    price = prices.for_model(row.model)
     if price is None:
         return cost, False
-    cached = _int(row, "cached_tokens")
-    uncached = max(0, _int(row, "input_tokens") - cached)
-    cost += (uncached * price.input + cached * price.cached + _int(row, "output_tokens") * price.output) / 1e6
+    uncached = max(0, row.input_tokens - row.cached_tokens)
+    cost += (uncached * price.input + row.cached_tokens * price.cached + row.output_tokens * price.output) / 1e6
     return cost, True
 
 
@@ -97,13 +96,13 @@ def storage_cost(storage: Iterable[StoredVectorStore], prices: PricesConfig, sin
     return gb_days, billable * prices.vector_storage_gb_day
 
 
-def _key(row: Mapping, by: str) -> str:
+def _key(row: UsageRow, by: str) -> str:
     if by == "day":
-        return datetime.fromtimestamp(float(row["ts"]), timezone.utc).date().isoformat()
-    return str(row.get(by) or "") or "(none)"
+        return datetime.fromtimestamp(row.ts, timezone.utc).date().isoformat()
+    return str(getattr(row, by) or "") or "(none)"
 
 
-def usage_report(rows: Iterable[Mapping], prices: PricesConfig, by: By = "user", since: float = 0.0,
+def usage_report(rows: Iterable[UsageRow], prices: PricesConfig, by: By = "user", since: float = 0.0,
                  until: float = math.inf, *, storage: Sequence[StoredVectorStore] | None = None) -> UsageReport:
     """Group the rows with since <= ts < until by user, channel, assistant, UTC day or model."""
     if by not in BY_CHOICES:
@@ -111,15 +110,14 @@ def usage_report(rows: Iterable[Mapping], prices: PricesConfig, by: By = "user",
     groups: dict[str, list[float]] = {}   # key -> [turns, input, cached, output, tools, sessions, cost]
     unpriced: set[str] = set()
     for row in rows:
-        if not since <= float(row["ts"]) < until:
+        if not since <= row.ts < until:
             continue
         cost, priced = turn_cost(row, prices)
         if not priced:
-            unpriced.add(str(row.get("model") or "(none)"))
+            unpriced.add(row.model or "(none)")
         acc = groups.setdefault(_key(row, by), [0, 0, 0, 0, 0, 0, 0.0])
-        for i, value in enumerate((1, _int(row, "input_tokens"), _int(row, "cached_tokens"),
-                                   _int(row, "output_tokens"), _int(row, "tool_calls"),
-                                   _int(row, "code_interpreter_sessions"), cost)):
+        for i, value in enumerate((1, row.input_tokens, row.cached_tokens, row.output_tokens, row.tool_calls,
+                                   row.code_interpreter_sessions, cost)):
             acc[i] += value
     lines = [_line(key, acc) for key, acc in groups.items()]
     if by == "day":
@@ -144,12 +142,8 @@ def _line(key: str, acc: Sequence[float]) -> UsageLine:
     return UsageLine(key, *(int(c) for c in counts), cost_usd=float(cost))
 
 
-def _int(row: Mapping, name: str) -> int:
-    return int(row.get(name) or 0)
-
-
 class UsageRows(Protocol):
-    async def usage_rows(self, since: float, until: float) -> list[dict]: ...
+    async def usage_rows(self, since: float, until: float) -> list[UsageRow]: ...
 
 
 async def build_report(store: UsageRows, prices: PricesConfig, *, by: By = "user", period: str = "7d",

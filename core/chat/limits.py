@@ -85,9 +85,9 @@ class UsageLimiter:
             users: dict[str, int] = defaultdict(int)
             channels: dict[str, int] = defaultdict(int)
             for row in rows:
-                n = int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0)
-                users[str(row.get("user", ""))] += n
-                channels[str(row.get("channel", ""))] += n
+                n = row.input_tokens + row.output_tokens
+                users[row.user] += n
+                channels[row.channel] += n
             # Turns that finished while the query ran may or may not be in `rows`; counting them again errs on
             # the side of the budget, never past it.
             for user, channel, n in pending:

@@ -1,13 +1,25 @@
-"""One turn at a time per conversation. An asyncio lock per key now; a database advisory lock can replace it later."""
+"""One turn at a time per conversation, behind a small seam so that the lock can live in the database.
+
+`TurnLocks` is what ChatService needs; the composition root picks the implementation: `KeyedLocks` (asyncio,
+one process — the SQLite default) or the PostgreSQL store's advisory locks (every process on one database).
+"""
 from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncContextManager, AsyncIterator, Protocol
+
+
+class TurnLocks(Protocol):
+    """`async with locks.hold(key):` — held by one turn at a time; later turns of the key wait, in order,
+    and none is dropped."""
+
+    def hold(self, key: str) -> AsyncContextManager[None]: ...
 
 
 class KeyedLocks:
-    """Locks created on demand and dropped when nobody holds or waits for them, so memory stays flat."""
+    """TurnLocks in one process. Locks are created on demand and dropped when nobody holds or waits for them,
+    so memory stays flat."""
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}

@@ -57,11 +57,6 @@ def preference_scope(msg: InboundMessage) -> str:
     return f"assistant:{msg.platform}:{msg.workspace}:{msg.channel}:{msg.author.id}"
 
 
-def thread_scope(platform: str, channel: str, thread: str) -> str:
-    """Store key remembering that the bot answered in a thread (for follow-ups without a mention)."""
-    return f"thread:{platform}:{channel}:{thread}"
-
-
 def conversation_key(assistant: AssistantConfig, msg: InboundMessage) -> ConversationKey:
     """Apply the assistant's scope. DMs always belong to their one user."""
     user = msg.author.id

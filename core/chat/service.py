@@ -15,12 +15,13 @@ from core.reply.citations import footnotes, number_citations
 from core.config.schema import Config
 from core.files.attachments import PreparedInputs
 from core.chat.limits import UsageLimiter
-from core.chat.locks import KeyedLocks
+from core.chat.locks import KeyedLocks, TurnLocks
 from core.model import (Author, BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile,
                         ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
 from core.config.policy import effective_limits
-from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarget, Store, Turn
-from core.chat.routing import conversation_key, is_addressed, pick_assistant, preference_scope, thread_scope
+from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarget, Turn
+from core.store.protocol import EventClaims, Store
+from core.chat.routing import conversation_key, is_addressed, pick_assistant, preference_scope
 from core.reply.stream import EditStream
 
 log = logging.getLogger("teambridge.service")
@@ -35,14 +36,18 @@ SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minut
 class ChatService:
     def __init__(self, config: Config, store: Store, backends: dict[str, AssistantBackend], *,
                  files=None, knowledge=None, limiter: UsageLimiter | None = None,
-                 commands: dict[str, Callable[[InboundMessage, str], Awaitable[str]]] | None = None) -> None:
+                 commands: dict[str, Callable[[InboundMessage, str], Awaitable[str]]] | None = None,
+                 turn_locks: TurnLocks | None = None, claims: EventClaims | None = None) -> None:
         self._config = config
         self._store = store
         self._backends = backends
         self._files = files            # core.files.attachments.AttachmentRouter (optional: no attachments without it)
         self._knowledge = knowledge    # core.files.knowledge.KnowledgeSync (optional: assistant vector stores)
         self._limiter = limiter or UsageLimiter(store)
-        self._locks = KeyedLocks()
+        # One turn at a time per conversation, and each event answered once: injected by the composition root
+        # (database-backed when several processes share the store); the one-process defaults otherwise.
+        self._locks: TurnLocks = turn_locks if turn_locks is not None else KeyedLocks()
+        self._claims: EventClaims = claims if claims is not None else store
         self._admin_commands = dict(commands or {})
         self._turns: set[asyncio.Task] = set()
         self._accepting = True
@@ -86,11 +91,12 @@ class ChatService:
 
     async def _handle(self, msg: InboundMessage, target: ReplyTarget) -> None:
         config, backends = self._config, self._backends
-        owns_thread = bool(msg.thread) and await self._store.get_preference(
-            thread_scope(msg.platform, msg.channel, msg.thread)) is not None
+        thread_assistant = (await self._store.thread_assistant(msg.platform, msg.channel, msg.thread)
+                            if msg.thread else None)
+        owns_thread = thread_assistant is not None
         if not is_addressed(config, msg, bot_owns_thread=owns_thread):
             return
-        if msg.event_id and not await self._store.claim_event(msg.platform, msg.event_id):
+        if msg.event_id and not await self._claims.claim_event(msg.platform, msg.event_id):
             log.info("duplicate delivery of %s event %s ignored", msg.platform, msg.event_id)
             return
         if not self._accepting:
@@ -99,7 +105,7 @@ class ChatService:
 
         preference = await self._store.get_preference(preference_scope(msg))
         if owns_thread and not msg.assistant:
-            preference = await self._store.get_preference(thread_scope(msg.platform, msg.channel, msg.thread))
+            preference = thread_assistant
         name = pick_assistant(config, msg, preference=preference)
         assistant = config.assistants.get(name)
         if assistant is None:
@@ -144,8 +150,8 @@ class ChatService:
             inflight.append(await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread))
 
         if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
-            writes.append(asyncio.ensure_future(self._store.set_preference(
-                thread_scope(msg.platform, msg.channel, msg.thread), assistant.name, ttl=THREAD_MEMORY_SECONDS)))
+            writes.append(asyncio.ensure_future(self._store.mark_thread(
+                msg.platform, msg.channel, msg.thread, assistant.name, ttl=THREAD_MEMORY_SECONDS)))
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         citations: list[Citation] = []
         try:
@@ -221,10 +227,7 @@ class ChatService:
         """How many of these code interpreter containers were not billed yet (they expire after ~20 idle min)."""
         new = 0
         for container in containers:
-            scope = f"container:{container}"
-            if await self._store.get_preference(scope) is None:
-                new += 1
-            await self._store.set_preference(scope, "billed", ttl=CONTAINER_IDLE_SECONDS)
+            new += await self._store.touch_container(container, ttl=CONTAINER_IDLE_SECONDS)
         return new
 
     @staticmethod
@@ -270,7 +273,7 @@ class ChatService:
     # ---- commands ------------------------------------------------------------------------------------------
 
     async def claim(self, platform: str, event_key: str) -> bool:
-        return await self._store.claim_event(platform, event_key)
+        return await self._claims.claim_event(platform, event_key)
 
     async def reset(self, msg: InboundMessage, *, user: str | None = None) -> str:
         """Start a new conversation here. `user`: an admin resetting someone else's conversation in this place."""

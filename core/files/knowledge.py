@@ -11,10 +11,10 @@ import glob
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from core.config.schema import AssistantConfig, Config
 from core.files.attachments import PURPOSE_SEARCH, FileBackend, VectorStoreGone, sha256
+from core.store.protocol import KnowledgeFile, Store
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +23,6 @@ ADDED, UNCHANGED, UPDATED, REMOVED, FAILED = "added", "unchanged", "updated", "r
 # Store purpose label for knowledge uploads: kept apart from attachment dedupe ("assistants"), because sync
 # deletes a knowledge file when its source changes, and a conversation's vector store must not lose it then.
 KNOWLEDGE_PURPOSE = "knowledge"
-
-
-class KnowledgeStore(Protocol):
-    """What KnowledgeSync needs from the store (core.store.sqlite.SqliteStore implements it)."""
-
-    async def get_knowledge_store(self, assistant: str) -> str | None: ...
-    async def save_knowledge_store(self, assistant: str, vector_store_id: str) -> None: ...
-    async def list_knowledge_files(self, assistant: str) -> list[dict]: ...
-    async def save_knowledge_file(self, assistant: str, path: str, sha256: str, file_id: str, status: str,
-                                  error: str | None = None) -> None: ...
-    async def delete_knowledge_file(self, assistant: str, path: str) -> None: ...
-    async def save_file(self, sha256: str, purpose: str, file_id: str, name: str, size: int) -> None: ...
-    async def delete_file(self, file_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +92,7 @@ def resolve_files(config: Config, assistant: AssistantConfig) -> tuple[dict[str,
 
 
 class KnowledgeSync:
-    def __init__(self, files: FileBackend, store: KnowledgeStore):
+    def __init__(self, files: FileBackend, store: Store):
         self._files = files
         self._store = store
         self._lock = asyncio.Lock()   # startup sync and a CLI/admin sync must not interleave
@@ -121,7 +108,7 @@ class KnowledgeSync:
     async def _sync_one(self, config: Config, assistant: AssistantConfig) -> SyncReport:
         tool = assistant.tool("file_search")
         local, entries = resolve_files(config, assistant)
-        known = {row["path"]: row for row in await self._store.list_knowledge_files(assistant.name)}
+        known = {row.path: row for row in await self._store.list_knowledge_files(assistant.name)}
 
         vs_id = await self._store.get_knowledge_store(assistant.name)
         remote: dict[str, str] = {}
@@ -154,8 +141,8 @@ class KnowledgeSync:
                 continue
             digest = sha256(data)
             row = known.get(path)
-            if row and row["sha256"] == digest and row["status"] == "completed" \
-                    and remote.get(row["file_id"]) == "completed":
+            if row and row.sha256 == digest and row.status == "completed" \
+                    and remote.get(row.file_id) == "completed":
                 entries.append(SyncEntry(path, UNCHANGED))
                 continue
             if row:
@@ -166,7 +153,7 @@ class KnowledgeSync:
             file_id = await self._files.upload(abs_path.name, data, PURPOSE_SEARCH)
             await self._store.save_file(digest, KNOWLEDGE_PURPOSE, file_id, path, len(data))
             await self._store.save_knowledge_file(assistant.name, path, digest, file_id, "in_progress")
-            pending.append((path, digest, file_id, bool(row and row["sha256"] != digest)))
+            pending.append((path, digest, file_id, bool(row and row.sha256 != digest)))
 
         if pending:
             statuses = await self._files.add_files_to_vector_store(vs_id, [p[2] for p in pending],
@@ -180,8 +167,8 @@ class KnowledgeSync:
                     entries.append(SyncEntry(path, FAILED, error or status))
         return SyncReport(assistant.name, vs_id, tuple(sorted(entries, key=lambda e: e.path)))
 
-    async def _drop(self, vs_id: str, assistant: str, row: dict) -> None:
-        await self._files.remove_file_from_vector_store(vs_id, row["file_id"])
-        await self._files.delete_file(row["file_id"])
-        await self._store.delete_file(row["file_id"])
-        await self._store.delete_knowledge_file(assistant, row["path"])
+    async def _drop(self, vs_id: str, assistant: str, row: KnowledgeFile) -> None:
+        await self._files.remove_file_from_vector_store(vs_id, row.file_id)
+        await self._files.delete_file(row.file_id)
+        await self._store.delete_file(row.file_id)
+        await self._store.delete_knowledge_file(assistant, row.path)

@@ -1,0 +1,22 @@
+"""Persistence: the Store seam (protocol.py) and its implementations (sqlite.py; postgres.py for several
+processes). make_store picks one from the configured location."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.store.protocol import Store
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    return str(location).startswith(POSTGRES_SCHEMES)
+
+
+def make_store(location: str | Path) -> Store:
+    """A store for `database:` / TEAMBRIDGE_DB: a postgresql:// URL, or else an SQLite file path. Not opened yet."""
+    if is_postgres_url(location):
+        from core.store.postgres import PostgresStore  # only deployments that use it need its driver
+        return PostgresStore(str(location))
+    from core.store.sqlite import SqliteStore
+    return SqliteStore(Path(location))

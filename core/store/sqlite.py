@@ -1,4 +1,4 @@
-"""SQLite persistence (the embedded default behind core.ports.Store).
+"""SQLite persistence (the embedded default behind core.store.protocol.Store).
 
 One aiosqlite connection per store. aiosqlite runs every statement on one worker thread in the order it was
 queued, so single statements never interleave; the connection is in autocommit mode
@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 import aiosqlite
 
 from core.model import ConversationKey, Usage
-from core.ports import ConversationRecord, InflightReply
+from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
+                                 UsageRow)
+from core.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
-    from core.ports import Store
+    from core.store.protocol import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,92 +42,10 @@ EVENT_RETENTION_SECONDS = 7 * 24 * 3600   # processed events older than this are
 EVENT_PRUNE_INTERVAL = 3600.0             # a long-running process prunes at most this often
 BUSY_TIMEOUT_MS = 5000                    # another process (e.g. `teambridge chat` next to `run`) holds the lock
 
-# Each migration is a sequence of single statements (not an executescript blob: sqlite3's executescript
-# COMMITs first, which would break the "one migration, one transaction" rule). Append only; never edit a
-# released migration. user_version N means migrations[:N] were applied.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: initial schema
-    (
-        """CREATE TABLE conversations (
-            key TEXT NOT NULL,
-            assistant TEXT NOT NULL,
-            backend_id TEXT NOT NULL,
-            metadata TEXT NOT NULL DEFAULT '{}',
-            vector_store_id TEXT,
-            created_at DOUBLE PRECISION NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (key, assistant)
-        )""",
-        """CREATE TABLE preferences (
-            scope TEXT PRIMARY KEY,
-            assistant TEXT NOT NULL
-        )""",
-        """CREATE TABLE processed_events (
-            platform TEXT NOT NULL,
-            event_key TEXT NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (platform, event_key)
-        )""",
-        "CREATE INDEX processed_events_created_at ON processed_events (created_at)",
-        """CREATE TABLE files (
-            sha256 TEXT NOT NULL,
-            purpose TEXT NOT NULL,
-            file_id TEXT NOT NULL,
-            name TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (sha256, purpose)
-        )""",
-        "CREATE INDEX files_file_id ON files (file_id)",
-        """CREATE TABLE usage (
-            id INTEGER PRIMARY KEY,
-            ts DOUBLE PRECISION NOT NULL,
-            assistant TEXT NOT NULL,
-            platform TEXT NOT NULL,
-            workspace TEXT NOT NULL,
-            channel TEXT NOT NULL,
-            "user" TEXT NOT NULL,
-            model TEXT NOT NULL,
-            input_tokens INTEGER NOT NULL DEFAULT 0,
-            cached_tokens INTEGER NOT NULL DEFAULT 0,
-            output_tokens INTEGER NOT NULL DEFAULT 0,
-            tool_calls INTEGER NOT NULL DEFAULT 0,
-            code_interpreter_sessions INTEGER NOT NULL DEFAULT 0
-        )""",
-        "CREATE INDEX usage_ts ON usage (ts)",
-        """CREATE TABLE inflight (
-            id INTEGER PRIMARY KEY,
-            platform TEXT NOT NULL,
-            channel TEXT NOT NULL,
-            message_id TEXT NOT NULL,
-            thread TEXT,
-            started_at DOUBLE PRECISION NOT NULL
-        )""",
-        """CREATE TABLE knowledge_stores (
-            assistant TEXT PRIMARY KEY,
-            vector_store_id TEXT NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL
-        )""",
-        """CREATE TABLE knowledge_files (
-            assistant TEXT NOT NULL,
-            path TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            file_id TEXT NOT NULL,
-            status TEXT NOT NULL,
-            error TEXT,
-            PRIMARY KEY (assistant, path)
-        )""",
-    ),
-    # 2: preferences may expire (thread markers, platform message mappings), so the table does not grow forever
-    (
-        "ALTER TABLE preferences ADD COLUMN expires_at DOUBLE PRECISION",
-        "CREATE INDEX preferences_expiry ON preferences (expires_at)",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _USAGE_COLUMNS = ("id", "ts", "assistant", "platform", "workspace", "channel", "user", "model",
                   "input_tokens", "cached_tokens", "output_tokens", "tool_calls", "code_interpreter_sessions")
+_PRUNED = ("thread_markers", "reply_roots", "containers")  # tables whose rows expire (expires_at)
 
 
 class _ReadCache:
@@ -158,7 +78,7 @@ class _ReadCache:
 
 
 class SqliteStore:
-    """core.ports.Store on SQLite. Use ``async with SqliteStore(path) as store:`` or open()/close()."""
+    """core.store.protocol.Store on SQLite. Use ``async with SqliteStore(path) as store:`` or open()/close()."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._path = path
@@ -171,6 +91,7 @@ class SqliteStore:
         self._last_prune = 0.0
         self._conversations = _ReadCache()   # (key, assistant) -> ConversationRecord | None
         self._preferences = _ReadCache()     # scope -> assistant | None
+        self._threads = _ReadCache()         # (platform, channel, thread) -> (assistant, expires_at) | None
         self._knowledge_stores = _ReadCache()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -220,6 +141,11 @@ class SqliteStore:
     async def schema_version(self) -> int:
         rows = await self._fetch("PRAGMA user_version")
         return int(rows[0][0])
+
+    async def connection_settings(self) -> dict[str, int]:
+        """The per-connection pragmas this store set (for diagnostics): foreign_keys, synchronous, busy_timeout."""
+        return {name: int((await self._fetch(f"PRAGMA {name}"))[0][0])
+                for name in ("foreign_keys", "synchronous", "busy_timeout")}
 
     async def _migrate(self) -> None:
         for target in range(1, SCHEMA_VERSION + 1):
@@ -356,21 +282,80 @@ class SqliteStore:
         self._preferences.put(scope, value)
         return value
 
-    async def set_preference(self, scope: str, assistant: str | None, *, ttl: float | None = None) -> None:
-        """None clears the choice (routing decides again). `ttl`: forgotten that many seconds after this write
-        (pruned at open and about hourly); None keeps it until changed."""
-        if self._preferences.get(scope) == assistant and ttl is None:
+    async def set_preference(self, scope: str, assistant: str | None) -> None:
+        """None clears the choice (routing decides again)."""
+        if self._preferences.get(scope) == assistant:
             return  # already so: no write
         self._preferences.put(scope, assistant)  # readers see it at once, even while the write is queued
         if assistant is None:
             await self._fetch("DELETE FROM preferences WHERE scope = ?", (scope,))
         else:
-            expires = self._clock() + ttl if ttl is not None else None
             await self._fetch(
-                "INSERT INTO preferences (scope, assistant, expires_at) VALUES (?, ?, ?)"
+                "INSERT INTO preferences (scope, assistant, expires_at) VALUES (?, ?, NULL)"
                 " ON CONFLICT (scope) DO UPDATE SET assistant = excluded.assistant,"
-                " expires_at = excluded.expires_at", (scope, assistant, expires))
+                " expires_at = excluded.expires_at", (scope, assistant))
         self._preferences.put(scope, assistant)  # again after the write: a read racing it may have put the old value
+
+    # ---- thread markers, reply roots, containers, sync digests -------------------------------------
+
+    async def thread_assistant(self, platform: str, channel: str, thread: str) -> str | None:
+        cache_key = (platform, channel, thread)
+        cached = self._threads.get(cache_key)
+        if cached is _ReadCache._MISSING:
+            rows = await self._fetch(
+                "SELECT assistant, expires_at FROM thread_markers WHERE platform = ? AND channel = ? AND thread = ?",
+                cache_key)
+            cached = (rows[0][0], rows[0][1]) if rows else None
+            self._threads.put(cache_key, cached)
+        if cached is None or cached[1] <= self._clock():
+            return None
+        return cached[0]
+
+    async def mark_thread(self, platform: str, channel: str, thread: str, assistant: str, *, ttl: float) -> None:
+        cache_key = (platform, channel, thread)
+        expires = self._clock() + ttl
+        self._threads.put(cache_key, (assistant, expires))  # readers see it at once, even while the write is queued
+        await self._fetch(
+            "INSERT INTO thread_markers (platform, channel, thread, assistant, expires_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (platform, channel, thread) DO UPDATE SET assistant = excluded.assistant,"
+            " expires_at = excluded.expires_at", (*cache_key, assistant, expires))
+        self._threads.put(cache_key, (assistant, expires))
+
+    async def reply_root(self, platform: str, message_id: str) -> str | None:
+        rows = await self._fetch(
+            "SELECT root FROM reply_roots WHERE platform = ? AND message_id = ? AND expires_at > ?",
+            (platform, message_id, self._clock()))
+        return rows[0][0] if rows else None
+
+    async def save_reply_root(self, platform: str, message_id: str, root: str, *, ttl: float) -> None:
+        await self._fetch(
+            "INSERT INTO reply_roots (platform, message_id, root, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (platform, message_id) DO UPDATE SET root = excluded.root,"
+            " expires_at = excluded.expires_at", (platform, message_id, root, self._clock() + ttl))
+
+    async def touch_container(self, container_id: str, *, ttl: float) -> bool:
+        # The INSERT decides atomically (across coroutines and processes): it writes a row only when the
+        # container is new or its last use is older than its life (it expired, and a new billed session began);
+        # a live container's row is left alone, returns nothing, and only has its expiry moved afterwards.
+        now = self._clock()
+        fresh = await self._fetch(
+            "INSERT INTO containers (container_id, expires_at) VALUES (?, ?)"
+            " ON CONFLICT (container_id) DO UPDATE SET expires_at = excluded.expires_at"
+            " WHERE containers.expires_at <= ? RETURNING 1", (container_id, now + ttl, now))
+        if not fresh:
+            await self._fetch("UPDATE containers SET expires_at = ? WHERE container_id = ?", (now + ttl, container_id))
+        return bool(fresh)
+
+    async def get_sync_digest(self, platform: str, scope: str) -> str | None:
+        rows = await self._fetch("SELECT digest FROM sync_digests WHERE platform = ? AND scope = ?",
+                                 (platform, scope))
+        return rows[0][0] if rows else None
+
+    async def save_sync_digest(self, platform: str, scope: str, digest: str) -> None:
+        await self._fetch(
+            "INSERT INTO sync_digests (platform, scope, digest, synced_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (platform, scope) DO UPDATE SET digest = excluded.digest,"
+            " synced_at = excluded.synced_at", (platform, scope, digest, self._clock()))
 
     # ---- de-duplication ----------------------------------------------------------------------
 
@@ -386,14 +371,14 @@ class SqliteStore:
         return bool(rows)
 
     async def prune_events(self) -> int:
-        """Forget processed events older than EVENT_RETENTION_SECONDS (returns how many) and expired preferences."""
+        """Forget processed events older than EVENT_RETENTION_SECONDS (returns how many) and expired rows
+        (thread markers, reply roots, containers: their readers already ignore them)."""
         now = self._clock()
         self._last_prune = now
         rows = await self._fetch("DELETE FROM processed_events WHERE created_at < ? RETURNING 1",
                                  (now - EVENT_RETENTION_SECONDS,))
-        expired = await self._fetch("DELETE FROM preferences WHERE expires_at < ? RETURNING scope", (now,))
-        for (scope,) in expired:
-            self._preferences.drop(scope)
+        for table in _PRUNED:  # our own constant names, not input
+            await self._fetch(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
         return len(rows)
 
     # ---- uploaded files ----------------------------------------------------------------------
@@ -410,10 +395,10 @@ class SqliteStore:
             " size = excluded.size, created_at = excluded.created_at",
             (sha256, purpose, file_id, name, int(size), self._clock()))
 
-    async def list_files(self) -> list[dict]:
+    async def list_files(self) -> list[FileRecord]:
         rows = await self._fetch(
             "SELECT sha256, purpose, file_id, name, size, created_at FROM files ORDER BY created_at, file_id")
-        return [dict(r) for r in rows]
+        return [FileRecord(**dict(r)) for r in rows]
 
     async def delete_file(self, file_id: str) -> None:
         await self._fetch("DELETE FROM files WHERE file_id = ?", (file_id,))
@@ -429,12 +414,12 @@ class SqliteStore:
             (self._clock(), assistant, platform, workspace, channel, user, model, usage.input_tokens,
              usage.cached_tokens, usage.output_tokens, usage.tool_calls, usage.code_interpreter_sessions))
 
-    async def usage_rows(self, since: float, until: float) -> list[dict]:
-        """Turns with since <= ts < until, oldest first; each a dict of every usage column."""
+    async def usage_rows(self, since: float, until: float) -> list[UsageRow]:
+        """Turns with since <= ts < until, oldest first."""
         columns = ", ".join('"user"' if c == "user" else c for c in _USAGE_COLUMNS)
         rows = await self._fetch(
             f"SELECT {columns} FROM usage WHERE ts >= ? AND ts < ? ORDER BY ts, id", (since, until))
-        return [dict(r) for r in rows]
+        return [UsageRow(*r) for r in rows]
 
     # ---- replies in flight -------------------------------------------------------------------
 
@@ -476,12 +461,12 @@ class SqliteStore:
             (assistant, vector_store_id, self._clock()))
         self._knowledge_stores.drop(assistant)
 
-    async def list_knowledge_files(self, assistant: str) -> list[dict]:
-        """[{path, sha256, file_id, status, error}] for one assistant, ordered by path."""
+    async def list_knowledge_files(self, assistant: str) -> list[KnowledgeFile]:
+        """One assistant's files, ordered by path."""
         rows = await self._fetch(
             "SELECT path, sha256, file_id, status, error FROM knowledge_files WHERE assistant = ? ORDER BY path",
             (assistant,))
-        return [dict(r) for r in rows]
+        return [KnowledgeFile(*r) for r in rows]
 
     async def save_knowledge_file(self, assistant: str, path: str, sha256: str, file_id: str, status: str,
                                   error: str | None = None) -> None:
@@ -494,6 +479,36 @@ class SqliteStore:
 
     async def delete_knowledge_file(self, assistant: str, path: str) -> None:
         await self._fetch("DELETE FROM knowledge_files WHERE assistant = ? AND path = ?", (assistant, path))
+
+    # ---- local history -----------------------------------------------------------------------
+
+    async def load_history(self, conversation: str) -> list[HistoryItem]:
+        rows = await self._fetch("SELECT seq, data, tokens FROM history_items WHERE conversation = ? ORDER BY seq",
+                                 (conversation,))
+        return [HistoryItem(data=json.loads(r[1]), tokens=r[2], seq=r[0]) for r in rows]
+
+    async def append_history(self, conversation: str, items: Sequence[HistoryItem]) -> None:
+        if not items:
+            return
+        async with self._transaction() as execute:  # the next seq and the inserts belong together
+            rows = await execute("SELECT COALESCE(MAX(seq), 0) FROM history_items WHERE conversation = ?",
+                                 (conversation,))
+            await self._insert_history(execute, conversation, items, int(rows[0][0]) + 1)
+
+    async def replace_history(self, conversation: str, items: Sequence[HistoryItem]) -> None:
+        """E.g. older turns condensed into a summary: the old items go and these take their place, at once."""
+        async with self._transaction() as execute:
+            await execute("DELETE FROM history_items WHERE conversation = ?", (conversation,))
+            await self._insert_history(execute, conversation, items, 1)
+
+    @staticmethod
+    async def _insert_history(execute, conversation: str, items: Sequence[HistoryItem], first: int) -> None:
+        for seq, item in enumerate(items, start=first):
+            await execute("INSERT INTO history_items (conversation, seq, data, tokens) VALUES (?, ?, ?, ?)",
+                          (conversation, seq, json.dumps(dict(item.data), ensure_ascii=False), int(item.tokens)))
+
+    async def delete_history(self, conversation: str) -> None:
+        await self._fetch("DELETE FROM history_items WHERE conversation = ?", (conversation,))
 
 
 if TYPE_CHECKING:  # pragma: no cover - lets a type checker confirm SqliteStore satisfies the port

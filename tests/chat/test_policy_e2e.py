@@ -389,7 +389,8 @@ async def discord_bot(fake: FakeOpenAI, tmp_path: Path, make_config, *, category
 async def discord_reply(discord, channel: str, after: int = 0) -> str:
     def done():
         msgs = discord.messages_in(channel, by_bot=True)[after:]
-        return msgs and msgs[-1].content and not msgs[-1].content.endswith("…") and msgs[-1].content
+        # still streaming while the text ends with the status ellipsis or the cursor
+        return msgs and msgs[-1].content and not msgs[-1].content.endswith(("…", "▌")) and msgs[-1].content
     return await discord.wait_for(done, timeout=10)
 
 

@@ -138,7 +138,7 @@ async def test_tool_progress_citations_and_usage(store):
     assert target.shown.startswith("Bertha is the espresso machine.")
     assert "handbook.md" in target.shown and "Searching files" not in target.shown
     rows = await store.usage_rows(0, 1e12)
-    assert [(r["input_tokens"], r["cached_tokens"], r["output_tokens"], r["tool_calls"]) for r in rows] == [
+    assert [(r.input_tokens, r.cached_tokens, r.output_tokens, r.tool_calls) for r in rows] == [
         (120, 20, 30, 1)]
 
 
@@ -216,4 +216,34 @@ async def test_a_code_interpreter_container_reused_by_the_next_turn_is_billed_on
     for text in ("fib 20", "fib 21", "fresh"):
         await service.handle(slack_msg(text, thread="4.4"), RecordingTarget())
     rows = await store.usage_rows(0, 1e12)
-    assert [r["code_interpreter_sessions"] for r in rows] == [1, 0, 1]
+    assert [r.code_interpreter_sessions for r in rows] == [1, 0, 1]
+
+
+async def test_the_turn_lock_and_the_event_claim_are_the_injected_ones(store):
+    """The composition root decides how turns are serialized and events claimed (e.g. in a shared database)."""
+    from contextlib import asynccontextmanager
+
+    class RecordingLocks:
+        def __init__(self) -> None:
+            self.held: list[str] = []
+
+        @asynccontextmanager
+        async def hold(self, key: str):
+            self.held.append(key)
+            yield
+
+    class SeenElsewhere:
+        """Another process claimed event Ev2 already."""
+
+        async def claim_event(self, platform: str, event_key: str) -> bool:
+            return event_key != "Ev2"
+
+    locks = RecordingLocks()
+    service = ChatService(make_config(), store, {"openai": ScriptedBackend()}, turn_locks=locks,
+                          claims=SeenElsewhere())
+    first, second = RecordingTarget(), RecordingTarget()
+    await service.handle(slack_msg("hello", thread="100.1", event_id="Ev1"), first)
+    await service.handle(slack_msg("hello again", thread="100.1", event_id="Ev2"), second)
+    assert first.shown == "You said: hello" and second.shown == ""
+    assert len(locks.held) == 1 and "100.1" in locks.held[0] and locks.held[0].endswith("#food")
+    assert await service.claim("slack", "Ev2") is False

@@ -13,6 +13,7 @@ from bots.discord.client import INTENT_HELP, TOKEN_HELP, DiscordAdapter, Discord
 from bots.discord.pacing import Pacers
 from core.model import OutboundFile
 from core.ports import Limits
+from core.store.sqlite import SqliteStore
 from tests.fakes.discord_chat import FakeChatService, discord_config
 from tests.fakes.discord_server import FakeDiscord
 
@@ -187,10 +188,11 @@ async def test_slash_reset_assistant_help_and_usage(fake, bot):
 async def test_commands_are_synced_only_when_they_change(fake, tmp_path):
     guild = fake.guild["id"]
     service = FakeChatService(config=discord_config(guilds=[guild]))
-    for _ in range(2):  # two starts with the same command set: one sync
-        adapter = make_adapter(fake, service, tmp_path)
-        await adapter.start()
-        await adapter.stop()
+    for _ in range(2):  # two starts (e.g. restarts, or a second process) with the same command set: one sync
+        async with SqliteStore(tmp_path / "tb.db") as store:
+            adapter = make_adapter(fake, service, tmp_path, store=store)
+            await adapter.start()
+            await adapter.stop()
     assert fake.command_syncs == {guild: 1}
     names = {c["name"] for c in fake.commands[guild]}
     assert names == {"ask", "reset", "assistant", "help", "usage", "reload"}
@@ -202,9 +204,10 @@ async def test_commands_are_synced_only_when_they_change(fake, tmp_path):
     config = config.model_copy(update={"assistants": {**config.assistants,
                                                       "docs": config.assistants["food"]}})
     service = FakeChatService(config=config)
-    adapter = make_adapter(fake, service, tmp_path)
-    await adapter.start()
-    await adapter.stop()
+    async with SqliteStore(tmp_path / "tb.db") as store:
+        adapter = make_adapter(fake, service, tmp_path, store=store)
+        await adapter.start()
+        await adapter.stop()
     assert fake.command_syncs == {guild: 2}
 
 

@@ -1,0 +1,166 @@
+"""The Store seam: every method core and the platform adapters call on persistence, and the rows it returns.
+
+Two implementations: core.store.sqlite.SqliteStore (the embedded default, one process) and
+core.store.postgres.PostgresStore (several processes on one database). tests/store/test_store_contract.py is
+written once and runs against each, so a third store is one module plus a fixture.
+
+Rows are frozen dataclasses, never dicts: a caller that misspells a column fails at once, and a store that
+forgets one fails the contract suite.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+from core.model import ConversationKey, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    key: str
+    assistant: str
+    backend_id: str
+    metadata: dict[str, str]
+    vector_store_id: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InflightReply:
+    """A reply message being streamed. `owner`: the process streaming it (see Store.add_inflight)."""
+    id: int
+    platform: str
+    channel: str
+    message_id: str
+    thread: str | None
+    started_at: float
+    owner: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A file teambridge uploaded to the backend: content hash + purpose -> the backend's file id."""
+    sha256: str
+    purpose: str
+    file_id: str
+    name: str
+    size: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One answered turn, as counted for reports and limits."""
+    id: int
+    ts: float
+    assistant: str
+    platform: str
+    workspace: str
+    channel: str
+    user: str
+    model: str
+    input_tokens: int = 0          # includes cached_tokens
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+    code_interpreter_sessions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeFile:
+    """One config file of an assistant's file_search knowledge, as last synced."""
+    path: str
+    sha256: str
+    file_id: str
+    status: str                    # in_progress | completed | failed
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One item of a conversation's history kept by teambridge (backends without server-side history).
+
+    `data` is the backend's own JSON-able item (a message, a tool call, a summary); `tokens` its estimated
+    size, so a backend can budget its context without re-counting. `seq`: its position, set by the store when
+    loading (ignored when writing)."""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    tokens: int = 0
+    seq: int = 0
+
+
+class Store(Protocol):
+    """Persistence. Every write is committed when the call returns (a kill -9 loses nothing written)."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def schema_version(self) -> int: ...
+
+    # ---- conversations: (conversation key, assistant) -> the backend's conversation ---------------------
+    async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None: ...
+    async def save_conversation(self, key: ConversationKey, assistant: str, backend_id: str,
+                                metadata: dict[str, str]) -> None: ...
+    async def set_conversation_vector_store(self, key: ConversationKey, assistant: str,
+                                            vector_store_id: str) -> None: ...
+    async def delete_conversation(self, key: ConversationKey, assistant: str) -> bool: ...
+    async def list_conversations(self) -> list[ConversationRecord]: ...
+    async def count_conversations(self) -> int: ...
+
+    # ---- a user's chosen assistant per place (set by `/assistant NAME`; None clears it) ---------------
+    async def get_preference(self, scope: str) -> str | None: ...
+    async def set_preference(self, scope: str, assistant: str | None) -> None: ...
+
+    # ---- threads the bot answered in: follow-ups need no mention and stay with that assistant ----------
+    async def thread_assistant(self, platform: str, channel: str, thread: str) -> str | None: ...
+    async def mark_thread(self, platform: str, channel: str, thread: str, assistant: str, *, ttl: float) -> None: ...
+
+    # ---- reply chains: which conversation root one of the bot's messages belongs to (Discord) ---------
+    async def reply_root(self, platform: str, message_id: str) -> str | None: ...
+    async def save_reply_root(self, platform: str, message_id: str, root: str, *, ttl: float) -> None: ...
+
+    # ---- code interpreter containers: billed once per life (they expire after idle minutes) ----------
+    async def touch_container(self, container_id: str, *, ttl: float) -> bool: ...   # True: first use in ttl
+
+    # ---- what a platform last registered (e.g. Discord's slash-command payload hash per scope) --------
+    async def get_sync_digest(self, platform: str, scope: str) -> str | None: ...
+    async def save_sync_digest(self, platform: str, scope: str, digest: str) -> None: ...
+
+    # ---- de-duplication: True the first time (platform, event_key) is claimed, False afterwards -------
+    async def claim_event(self, platform: str, event_key: str) -> bool: ...
+    async def prune_events(self) -> int: ...
+
+    # ---- uploaded files: sha256 + purpose -> backend file id ------------------------------------------
+    async def get_file(self, sha256: str, purpose: str) -> str | None: ...
+    async def save_file(self, sha256: str, purpose: str, file_id: str, name: str, size: int) -> None: ...
+    async def list_files(self) -> list[FileRecord]: ...
+    async def delete_file(self, file_id: str) -> None: ...
+
+    # ---- usage: one row per answered turn ------------------------------------------------------------
+    async def record_usage(self, *, assistant: str, platform: str, workspace: str, channel: str, user: str,
+                           model: str, usage: Usage) -> None: ...
+    async def usage_rows(self, since: float, until: float) -> list[UsageRow]: ...   # since <= ts < until
+
+    # ---- replies in flight (marked "cut off" after a crash) ------------------------------------------
+    async def add_inflight(self, platform: str, channel: str, message_id: str, thread: str | None) -> int: ...
+    async def remove_inflight(self, inflight_id: int) -> None: ...
+    async def list_inflight(self, platform: str | None = None) -> list[InflightReply]: ...
+
+    # ---- knowledge: a vector store per assistant, synced from the config's files ----------------------
+    async def get_knowledge_store(self, assistant: str) -> str | None: ...
+    async def save_knowledge_store(self, assistant: str, vector_store_id: str) -> None: ...
+    async def list_knowledge_files(self, assistant: str) -> list[KnowledgeFile]: ...
+    async def save_knowledge_file(self, assistant: str, path: str, sha256: str, file_id: str, status: str,
+                                  error: str | None = None) -> None: ...
+    async def delete_knowledge_file(self, assistant: str, path: str) -> None: ...
+
+    # ---- local history (backends that keep the conversation themselves), per backend conversation id --
+    async def load_history(self, conversation: str) -> list[HistoryItem]: ...
+    async def append_history(self, conversation: str, items: Sequence[HistoryItem]) -> None: ...
+    async def replace_history(self, conversation: str, items: Sequence[HistoryItem]) -> None: ...
+    async def delete_history(self, conversation: str) -> None: ...
+
+
+class EventClaims(Protocol):
+    """First writer wins: the one seam de-duplication needs. Every Store is one."""
+
+    async def claim_event(self, platform: str, event_key: str) -> bool: ...
