@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+from bots.console.chat import login_name
 from core.config.schema import Config
 
 log = logging.getLogger("teambridge")
@@ -37,7 +38,7 @@ def plan_platforms(config: Config, env: Mapping[str, str]) -> tuple[list[tuple[s
 
 
 async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str]) -> int:
-    from bots.runtime import open_runtime
+    from bots.runtime import open_runtime, sync_knowledge
 
     ready, problems = plan_platforms(config, env)
     for line in problems:
@@ -45,15 +46,9 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
     if not ready:
         print("teambridge: no platform credentials found — starting the console instead "
               "(type a message, Ctrl-D to quit).", file=sys.stderr)
-        from bots.console.chat import ConsoleChat, stdin_lines
         runtime = await open_runtime(config, env)
         try:
-            await _sync_knowledge(runtime)
-            from bots.app import _login_name
-            chat = ConsoleChat(runtime.service, user=_login_name(), assistant=config.console.assistant,
-                               out=sys.stdout, files_dir=Path.cwd() / "teambridge-files")
-            async with reloading(config_path, runtime):
-                await chat.run(stdin_lines())
+            await console_session(runtime, config_path, user=login_name(), assistant=config.console.assistant)
         finally:
             await runtime.aclose()
         return 0
@@ -68,7 +63,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload_now()))
     adapters = []
     try:
-        await _sync_knowledge(runtime)
+        await sync_knowledge(runtime)
         for name, cls in ready:
             adapter = cls.from_env(runtime.service, env)
             try:
@@ -138,6 +133,13 @@ async def reloading(config_path: Path, runtime):
         await reloader.stop()
 
 
-async def _sync_knowledge(runtime) -> None:
-    from bots.app import _sync_knowledge as sync
-    await sync(runtime)
+async def console_session(runtime, config_path: Path, *, user: str, assistant: str | None) -> None:
+    """The console platform on this terminal until end of input (`teambridge chat`, and `run` without platforms)."""
+    from bots.console.chat import ConsoleChat, stdin_lines
+    from bots.runtime import sync_knowledge
+
+    await sync_knowledge(runtime)
+    chat = ConsoleChat(runtime.service, user=user, assistant=assistant, out=sys.stdout,
+                       files_dir=Path.cwd() / "teambridge-files")
+    async with reloading(config_path, runtime):   # config.yaml edits apply to the next message
+        await chat.run(stdin_lines())

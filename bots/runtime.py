@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -126,3 +127,13 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
                    clients=list(clients.values()),
                    backend_configs={name: (config.backends[name], client) for name, client in clients.items()},
                    backends=list(backends.values()))
+
+
+async def sync_knowledge(runtime: Runtime) -> None:
+    """Bring the knowledge vector stores up to date before answering; failures also go to the terminal."""
+    for report in await runtime.knowledge.sync(runtime.config):
+        for line in report.lines():
+            log.info("%s", line)
+        if not report.ok:
+            for line in report.lines():
+                print(line, file=sys.stderr)

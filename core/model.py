@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from core.errors import BackendError, ReplyStopped, UserFacingError  # noqa: F401  (re-exported: their old home)
+
 
 @dataclass(frozen=True, slots=True)
 class Author:
@@ -113,24 +115,3 @@ class Completed:
 
 
 BackendEvent = TextDelta | ToolUpdate | OutboundFile | Citation | Completed
-
-
-class BackendError(Exception):
-    """A failure the user should read about: the message is one readable line, no secrets."""
-
-    def __init__(self, message: str, *, retryable: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-
-
-class UserFacingError(Exception):
-    """Bad input from a user (unsupported file, unknown assistant, ...): reply with the message, no traceback."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class ReplyStopped(Exception):
-    """A reader stopped the reply (Slack's stop button on a streaming message): stop generating, say nothing more."""

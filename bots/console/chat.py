@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import mimetypes
 import os
 import stat
@@ -99,3 +100,11 @@ async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
     while line := await reader.readline():
         yield line.decode("utf-8", errors="replace")
+
+
+def login_name() -> str:
+    """The console's default user id."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (e.g. a container without a passwd entry)
+        return "console-user"

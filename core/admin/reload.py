@@ -18,20 +18,20 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
-if TYPE_CHECKING:  # pragma: no cover
-    from core.config.schema import Config
+from core.config.load import load_config
+from core.config.schema import Config
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-OnChange = Callable[["Config"], "Awaitable[None] | None"]
+OnChange = Callable[[Config], "Awaitable[None] | None"]
 OnError = Callable[[list[str]], "Awaitable[None] | None"]
 Loader = Callable[[Path], "Config | Awaitable[Config]"]
 
 
-def _default_loader(path: Path) -> "Config":
-    from core.config.schema import load_config  # late: keeps this module importable on its own
+def _default_loader(path: Path) -> Config:
     return load_config(path)
 
 
@@ -41,7 +41,7 @@ _MISSING = (-1, -1)
 class ConfigReloader:
     def __init__(self, path: str | Path, on_change: OnChange, *, on_error: OnError,
                  poll_interval: float = 1.0, loader: Loader | None = None,
-                 current: "Config | None" = None) -> None:
+                 current: Config | None = None) -> None:
         """`current`: the config the app is running (loaded at start-up); a reload yielding an equal config is
         not reported as a change. The file as it is at construction counts as already loaded."""
         self.path = Path(path)
@@ -151,12 +151,12 @@ class ConfigReloader:
             config = self._loader(self.path)
             if inspect.isawaitable(config):
                 config = await config
-        except Exception as exc:  # the loader's ConfigError carries `PATH:LINE: key.path: message` lines
-            errors = getattr(exc, "errors", None)
-            if not (isinstance(errors, list) and errors):
-                log.exception("config reload: loading %s failed", self.path)
-                errors = [f"{self.path}: {type(exc).__name__}: {exc}"]
-            await self._report([str(e) for e in errors])
+        except ConfigError as exc:  # `PATH:LINE: key.path: message` lines
+            await self._report(list(exc.errors) or [f"{self.path}: {exc}"])
+            return self.last_errors
+        except Exception as exc:
+            log.exception("config reload: loading %s failed", self.path)
+            await self._report([f"{self.path}: {type(exc).__name__}: {exc}"])
             return self.last_errors
         self.last_errors = []
         if config == self.current:

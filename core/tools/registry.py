@@ -22,7 +22,8 @@ from typing import Any, Callable
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from core.config.schema import AssistantConfig, Config, ConfigError, FunctionTool
+from core.config.schema import AssistantConfig, Config, FunctionTool
+from core.errors import ConfigError
 
 log = logging.getLogger("teambridge.tools")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config.schema import Config, load_config
+from core.config.schema import Config
+from core.config.load import load_config
 from core.admin.reload import ConfigReloader
 
 GOOD = """\

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from core.config.schema import (CodeInterpreterTool, Config, ConfigError, FileSearchTool, FunctionTool, check_summary,
-                         load_config, resolve_files)
+from core.config.schema import CodeInterpreterTool, Config, FileSearchTool, FunctionTool
+from core.errors import ConfigError
+from core.config.checks import check_summary
+from core.config.load import load_config
+from core.config.files import resolve_files
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data"

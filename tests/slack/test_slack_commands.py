@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from core.config.schema import load_config
+from core.config.load import load_config
 from core.model import Completed, TextDelta, Usage
 from core.admin.reload import ConfigReloader
 from core.admin.usage import usage_text

@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 from openai.types.responses import FunctionTool as SDKFunctionTool
 
-from core.config.schema import ConfigError, load_config
+from core.errors import ConfigError
+from core.config.load import load_config
 from core.tools import FunctionToolSpec, ToolRegistry, import_function
 from core.tools.weather import query_weather
 

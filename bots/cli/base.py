@@ -1,0 +1,33 @@
+"""What every command handler receives, and the exit codes the CLI promises."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable, Mapping
+
+from core.config.schema import Config
+
+EXIT_OK = 0
+EXIT_FAILED = 1   # the command ran and something it did failed (e.g. a knowledge file did not sync)
+EXIT_CONFIG = 2   # bad config or usage: nothing was done
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One run of a command: the parsed arguments, the environment, and the config (loaded before the handler
+    runs unless the command registered `needs_config=False`, in which case `config` is None)."""
+    args: argparse.Namespace
+    env: Mapping[str, str]
+    config_path: Path
+    config: Config | None
+
+    @property
+    def cfg(self) -> Config:
+        """The config, for the commands that need one (all but a few)."""
+        if self.config is None:
+            raise RuntimeError(f"{self.args.command}: registered with needs_config=False but reads the config")
+        return self.config
+
+
+Handler = Callable[[Invocation], Awaitable[int]]
