@@ -8,6 +8,7 @@ from core.model import BackendEvent, OutboundFile, ToolUpdate
 # The Store seam and its rows live with the stores (core/store/protocol.py); named here too because this module
 # is where every seam is listed.
 from core.store.protocol import ConversationRecord, InflightReply, Store  # noqa: F401
+from core.reply.lifetime import ReplyLifetime
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.config.schema import AssistantConfig
@@ -43,7 +44,15 @@ OnPosted = Callable[[str], Awaitable[None]]  # called with a platform message id
 
 
 class ReplyStream(Protocol):
-    """A reply being streamed into one chat location. core.reply.stream.EditStream is the default."""
+    """A reply being streamed into one chat location. core.reply.stream.EditStream is the default.
+
+    text()/status() while the model answers; then exactly one of close() (the answer is complete; an
+    optional footer) or fail() (a one-line notice ends it) — fail() may follow a close() that raised.
+    `lifetime` says where the reply is (streaming, finished, stopped, failed) and lets platforms watch its
+    end and readers stop it (text() raises ReplyStopped once stopped). tests/reply/test_stream_contract.py
+    is the contract every implementation passes."""
+
+    lifetime: ReplyLifetime
 
     async def text(self, delta: str) -> None: ...
     async def status(self, update: ToolUpdate | None) -> None: ...
@@ -57,7 +66,9 @@ class ReplyTarget(Protocol):
     limits: Limits
 
     async def post(self, text: str) -> str: ...                   # returns the new message's id
-    async def edit(self, message_id: str, text: str) -> None: ...
+    # `final`: the message will show this text from now on. A target may skip a progress edit (final=False),
+    # e.g. when a newer text is on its way anyway, and then returns False; final edits are always made.
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool: ...
     async def upload(self, file: OutboundFile) -> None: ...
     async def notice(self, text: str, *, ephemeral: bool = False) -> None: ...  # short one-off reply
     async def typing(self) -> None: ...                           # "is typing" / thinking status; may no-op

@@ -6,13 +6,18 @@ from typing import TextIO
 
 from core.model import OutboundFile, ToolUpdate
 from core.ports import Limits, OnPosted
+from core.reply.lifetime import ReplyLifetime
+from core.reply.tail import ending
 
 
 class ConsoleStream:
-    """Writes deltas as they come. A terminal can't edit what it printed, so tool progress gets lines of its own."""
+    """Writes deltas as they come. A terminal can't edit what it printed, so tool progress gets lines of its own;
+    the end of the reply (footnotes, a notice, "(no answer)") is core's tail, like on every platform."""
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
+        self.lifetime = ReplyLifetime()
+        self._text = ""
         self._at_line_start = True
         self._started: set[str] = set()
         self._finished: set[str] = set()
@@ -28,6 +33,8 @@ class ConsoleStream:
         self._write(("" if self._at_line_start else "\n") + text + "\n")
 
     async def text(self, delta: str) -> None:
+        self.lifetime.check()
+        self._text += delta
         self._write(delta)
 
     async def status(self, update: ToolUpdate | None) -> None:
@@ -45,14 +52,19 @@ class ConsoleStream:
             self._line(_indent(update.detail))
 
     async def close(self, footer: str = "") -> None:
-        if footer:
-            self._line("")
-            self._write(footer)
-        if not self._at_line_start:
-            self._write("\n")
+        await self._end(footer=footer, notice=None)
 
     async def fail(self, notice: str) -> None:
-        self._line(f"⚠️ {notice}")
+        await self._end(footer="", notice=notice)
+
+    async def _end(self, *, footer: str, notice: str | None) -> None:
+        with self.lifetime.ending("failed" if notice is not None else "finished"):
+            if self.lifetime.state != "stopped":
+                more = ending(self._text, footer=footer, notice=notice)
+                self._text += more
+                self._write(more)
+            if not self._at_line_start:
+                self._write("\n")
 
 
 class ConsoleTarget:
@@ -70,7 +82,7 @@ class ConsoleTarget:
         self._out.flush()
         return "console"
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         raise NotImplementedError("the console streams append-only")
 
     async def upload(self, file: OutboundFile) -> None:

@@ -24,12 +24,10 @@ from bots.discord.pacing import Pacers
 from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, InteractionTarget
 from bots.discord.text import split
 from core.model import InboundMessage
-from core.chat.service import INTERRUPTED_NOTICE
-from core.reply.stream import WARNING
+from core.reply.tail import interrupted
 
 log = logging.getLogger("teambridge.discord")
 
-INTERRUPTED = WARNING + INTERRUPTED_NOTICE
 INTENT_HELP = ("Discord refused the Message Content intent: enable it in the Developer Portal → Bot → "
                "Privileged Gateway Intents (Message Content Intent), then restart.")
 TOKEN_HELP = ("Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): copy the bot token again from the "
@@ -280,12 +278,12 @@ class DiscordAdapter:
                 msg = await partial.fetch_message(int(message_id))
             except discord.NotFound:
                 continue
-            text = (msg.content.rstrip() + "\n\n" + INTERRUPTED) if msg.content.strip() else INTERRUPTED
+            text = interrupted(msg.content)
             async with self._pacers.for_channel(int(place)):
                 if len(text) <= LIMITS.max_chars:
                     await msg.edit(content=text)
                 else:  # no room left in that message: say it right below instead
-                    await msg.reply(INTERRUPTED, mention_author=False)
+                    await msg.reply(interrupted(""), mention_author=False)
             return
         log.warning("interrupted reply %s in %s no longer exists", message_id, channel)
 

@@ -13,9 +13,10 @@ from discord.utils import MISSING
 from bots.discord.events import ReplyChains
 from bots.discord.pacing import Pacer, Pacers, Ticket
 from bots.discord.text import split, to_discord
-from core.model import OutboundFile, ToolUpdate
+from core.model import OutboundFile
 from core.ports import Limits, OnPosted, ReplyStream
-from core.reply.stream import WARNING, EditStream
+from core.reply.stream import EditStream
+from core.reply.tail import notice_line
 
 log = logging.getLogger("teambridge.discord")
 
@@ -33,8 +34,8 @@ def _too_big(file: OutboundFile, limit: int) -> str | None:
     """The notice for a file over Discord's upload limit here (Discord would answer 413 / 40005)."""
     if len(file.data) <= limit:
         return None
-    return (f"{WARNING}{file.name} is {len(file.data) / 1_048_576:.1f} MB, more than Discord accepts here "
-            f"({limit / 1_048_576:.0f} MB), so it was not posted.")
+    return notice_line(f"{file.name} is {len(file.data) / 1_048_576:.1f} MB, more than Discord accepts here "
+                       f"({limit / 1_048_576:.0f} MB), so it was not posted.")
 
 
 class _Typing:
@@ -103,40 +104,14 @@ class _Typing:
             pass
 
 
-class _FinalFirstStream:
-    """core's EditStream, telling the target when the reply's final text is being sent.
-
-    From close()/fail() on, the target's requests jump ahead of other replies' intermediate edits in the
-    pacers, and an intermediate edit of this reply still waiting for a slot is dropped (the final edit
-    carries newer text anyway). Should the final render then skip a message because EditStream believes
-    it already shows that text, the target catches it up afterwards."""
-
-    def __init__(self, target: "ChannelTarget", on_posted: OnPosted) -> None:
-        self._target = target
-        self._inner = EditStream(target, on_posted=on_posted)
-        # Deltas go straight to EditStream: no extra frame per delta on the hot path.
-        self.text = self._inner.text
-
-    async def status(self, update: ToolUpdate | None) -> None:
-        await self._inner.status(update)
-
-    async def close(self, footer: str = "") -> None:
-        self._target.final_text_ready()
-        await self._inner.close(footer)
-        await self._target.catch_up()
-
-    async def fail(self, notice: str) -> None:
-        self._target.final_text_ready()
-        await self._inner.fail(notice)
-        await self._target.catch_up()
-
-
 class ChannelTarget:
     """Answer to a message: the first part replies to it, each further part replies to the previous one
     (so a reply to any part continues the same conversation).
 
-    Pacing priorities: new messages and the final edits of a reply are urgent; edits of a reply still
-    streaming wait behind them (they only show progress, and the final edit overwrites them)."""
+    Pacing priorities: new messages and final edits (`final=True`) are urgent; progress edits of a reply
+    still streaming wait behind them. Once the reply's final text is ready (its lifetime says so), its
+    progress edits still waiting for a slot are dropped: edit() returns False and core's EditStream sends
+    the final text in their place."""
 
     limits = LIMITS
 
@@ -155,9 +130,8 @@ class ChannelTarget:
         self._guild_id: int | None = guild.id if guild is not None else None
         self._typing = _Typing(channel, pacers)
         self._typing_delay = typing_delay
-        self._final = False                    # the reply's final text is being sent
-        self._waiting: dict[str, Ticket] = {}  # intermediate edits waiting for a slot, by message id
-        self._owed: dict[str, str] = {}        # dropped edits' text, until a later edit of that message
+        self._waiting: dict[str, Ticket] = {}  # progress edits waiting for a slot, by message id
+        self._ending = False                   # the reply's final text goes out next
         self._file_limit = file_limit or (guild.filesize_limit if guild is not None else DEFAULT_FILE_LIMIT)
 
     @property
@@ -192,20 +166,19 @@ class ChannelTarget:
     async def post(self, text: str) -> str:
         return str(await self._send(content=to_discord(text)))
 
-    async def edit(self, message_id: str, text: str) -> None:
-        self._owed.pop(message_id, None)
-        if self._final:
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
+        if final:
             await self._edit_now(message_id, text)
-            return
+            return True
+        if self._ending:
+            return False
         ticket = self._waiting[message_id] = Ticket()
         try:
             async with self._pace(urgent=False, ticket=ticket) as granted:
                 if not granted:
-                    # The final text is ready: this edit is moot. If the final render skips the message
-                    # (EditStream believes it shows this text now), catch_up() sends it.
-                    self._owed[message_id] = text
-                    return
+                    return False  # the final text is ready: this progress edit is moot
                 await self._do_edit(message_id, text)
+                return True
         finally:
             if self._waiting.get(message_id) is ticket:
                 del self._waiting[message_id]
@@ -221,17 +194,11 @@ class ChannelTarget:
                                        previous_allowed_mentions=state.allowed_mentions) as params:
             await state.http.edit_message(self._channel.id, int(message_id), params=params)
 
-    def final_text_ready(self) -> None:
-        """From now on this reply's edits are final: they go first, and waiting intermediate ones drop out."""
-        self._final = True
+    def _final_text_ready(self, _state: str) -> None:
+        """The reply's final text goes out next: progress edits still waiting for a slot drop out."""
+        self._ending = True
         for ticket in self._waiting.values():
             ticket.withdraw()
-
-    async def catch_up(self) -> None:
-        """Send the text of dropped edits the final render did not overwrite."""
-        while self._owed:
-            message_id, text = self._owed.popitem()
-            await self._edit_now(message_id, text)
 
     async def upload(self, file: OutboundFile) -> None:
         if (refusal := _too_big(file, self._file_limit)) is not None:
@@ -248,7 +215,9 @@ class ChannelTarget:
         await self._typing.start(self._typing_delay)
 
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
-        return _FinalFirstStream(self, on_posted)
+        stream = EditStream(self, on_posted=on_posted)
+        stream.lifetime.on_ending(self._final_text_ready)
+        return stream
 
 
 class InteractionTarget:
@@ -293,9 +262,10 @@ class InteractionTarget:
         await self._remember(msg.id)
         return str(msg.id)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         async with self._pacer.slot():
             await self._edit(message_id, text)
+        return True
 
     async def _edit(self, message_id: str, text: str) -> None:
         if self._original_id is not None and message_id == str(self._original_id):

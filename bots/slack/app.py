@@ -19,8 +19,7 @@ from slack_bolt.middleware.authorization.async_single_team_authorization import 
 from slack_sdk.errors import SlackApiError
 
 from core.model import Author, InboundMessage, UserFacingError
-from core.chat.service import INTERRUPTED_NOTICE
-from core.reply.stream import WARNING
+from core.reply.tail import interrupted
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import needs_thread_owner, reply_place, should_ignore, to_inbound, worth_passing_on
@@ -33,7 +32,6 @@ log = logging.getLogger("teambridge.slack")
 AUTHOR_WAIT = 0.25  # seconds a message waits for its author's name (users.info) before it goes on without
 
 DEFAULT_API_URL = "https://slack.com/api/"
-INTERRUPTED = WARNING + INTERRUPTED_NOTICE  # what core's streams show, after the text
 RECENT_MESSAGES = 10_000  # (team, channel, ts) of messages passed on lately, for the early duplicate drop
 
 
@@ -168,14 +166,14 @@ class SlackAdapter:
 
     async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None:
         text = await self._message_text(channel, message_id, thread)
-        new = (text.rstrip() + "\n\n" if text and text.strip() else "") + INTERRUPTED
+        new = interrupted(text or "")
         try:
             await self.client.chat_update(channel=channel, ts=message_id, markdown_text=new)
         except SlackApiError as e:
             log.warning("could not edit interrupted message %s (%s); saying it in the thread",
                         message_id, e.response.get("error"))
             await self.client.chat_postMessage(channel=channel, thread_ts=thread or message_id,
-                                               markdown_text=INTERRUPTED)
+                                               markdown_text=interrupted(""))
 
     async def _message_text(self, channel: str, ts: str, thread: str | None) -> str:
         try:

@@ -13,8 +13,9 @@ handles none of the stream's limits. Ours:
 - when the workspace refuses native streaming, hands the rest of the reply to the fallback stream
   (core's EditStream: chat.postMessage + chat.update), and tells the adapter so later replies use
   it straight away.
-The tail of a reply (citation footnotes, the one-line error notice, "(no answer)") reads as it does
-in core's EditStream.
+The tail of a reply (citation footnotes, the one-line error notice, "(no answer)") is core's
+(core.reply.tail), and so is the reply's lifetime (core.reply.lifetime): a reader's "stop" on the
+streaming message stops it, and its end hook is where the Slack target gives back the budget it held.
 """
 from __future__ import annotations
 
@@ -26,10 +27,13 @@ from typing import Awaitable, Callable
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.model import ReplyStopped, ToolUpdate
+from core.model import ToolUpdate
 from core.ports import OnPosted, ReplyStream
+from core.reply.lifetime import ReplyLifetime
+from core.reply.retry import twice
 from core.reply.splitting import CLOSER, FENCE, LOOKAHEAD, MIN_LIMIT, next_chunk, open_fence, reopener
-from core.reply.stream import NO_ANSWER, WARNING
+from core.reply.tail import ending
+from bots.slack.mentions import PingGuard
 from bots.slack.ratelimit import Reservation
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,11 @@ class NativeStream:
         self._max_chars, self._max_age = max_chars, max_age
         self._clock = clock
 
+        self.lifetime = ReplyLifetime()
+        # Each append is a Web API call of its own: the end of a delta that could begin a special mention
+        # completed by the next one (`<!chan` + `nel>`) waits for it (bots/slack/mentions).
+        self._guard = PingGuard()
+        self._text = ""                         # the whole reply as written so far (for its tail)
         self._pending = ""                      # text not sent yet
         self._tasks: dict[str, dict] = {}       # task_update chunks not sent yet
         self._active: dict[str, ToolUpdate] = {}  # tools still running (handed to the fallback on a switch)
@@ -76,8 +85,8 @@ class NativeStream:
         self._first_text = True                 # no text of this reply handed to the flusher yet
         self._started = 0.0
         self._fallback: ReplyStream | None = None  # set once Slack refused the native stream
-        self._stopped_by_user = False
         self._closed = False
+        self._slack_stopped = False             # a reader pressed Slack's own stop: the message is final there
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task | None = None
@@ -92,13 +101,14 @@ class NativeStream:
 
     async def text(self, delta: str) -> None:
         self._raise_failure()
+        self.lifetime.check()  # stopped by a reader: the service stops the model, nobody wants the rest
+        delta = self._guard.feed(delta)
         if self._fallback is not None:
             await self._fallback.text(delta)
             return
-        if self._stopped_by_user:
-            raise ReplyStopped()  # the service stops the model: nobody wants the rest
         if not delta:
             return
+        self._text += delta
         self._pending += delta
         self._ensure_flusher()
         if self._first_text or len(self._pending) >= self._flush_chars:
@@ -127,30 +137,10 @@ class NativeStream:
         self._wake.set()
 
     async def close(self, footer: str = "") -> None:
-        if await self._stop_flusher():
-            await self._fallback.close(footer)  # type: ignore[union-attr]
-            return
-        so_far = self._sent + self._pending
-        if not self._any_text and not self._pending.strip():
-            self._pending += NO_ANSWER
-            so_far += NO_ANSWER
-        if footer:
-            # Footers (citation footnotes) are set apart by a blank line unless they bring their own.
-            self._pending += ((CLOSER if open_fence(so_far) else "")
-                              + ("" if footer.startswith("\n") else "\n\n") + footer)
-        await self._finish()
+        await self._end(footer=footer, notice=None)
 
     async def fail(self, notice: str) -> None:
-        if await self._stop_flusher():
-            await self._fallback.fail(notice)  # type: ignore[union-attr]
-            return
-        so_far = self._sent + self._pending
-        if self._any_text or so_far.strip():
-            # Keep the notice out of an unfinished code block.
-            self._pending += (CLOSER if open_fence(so_far) else "") + "\n\n" + WARNING + notice
-        else:
-            self._pending += WARNING + notice
-        await self._finish()
+        await self._end(footer="", notice=notice)
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -191,19 +181,36 @@ class NativeStream:
         self._raise_failure()
         return self._fallback is not None
 
+    async def _end(self, *, footer: str, notice: str | None) -> None:
+        with self.lifetime.ending("failed" if notice is not None else "finished"):
+            held = self._guard.flush()
+            if await self._stop_flusher():
+                fallback = self._fallback
+                if held:
+                    await fallback.text(held)  # type: ignore[union-attr]
+                await (fallback.close(footer) if notice is None else fallback.fail(notice))  # type: ignore[union-attr]
+                return
+            if self.lifetime.state != "stopped":   # a reader stopped it: it stays as it is
+                self._text += held
+                self._pending += held
+                more = ending(self._text, footer=footer, notice=notice)
+                self._text += more
+                self._pending += more
+            await self._finish()
+
     async def _finish(self) -> None:
         await self._flush()
         if self._fallback is not None:  # refused during that last flush: the text went over with it
             await self._fallback.close()
             return
         async with self._lock:
-            if self._ts is not None and not self._stopped_by_user:
-                # The model's own end: leave its text exactly as written (no fence added).
+            if self._ts is not None and not self._slack_stopped:
+                # The reply's end (or a stop asked for here): leave its text exactly as written (no fence added).
                 await self._end_message(stop=True)
 
     async def _flush(self) -> None:
         async with self._lock:
-            if self._stopped_by_user:
+            if self.lifetime.stop_requested:
                 self._pending = ""
                 return
             while (self._pending or self._tasks) and self._fallback is None:
@@ -219,7 +226,7 @@ class NativeStream:
                 piece = self._pending[:cut]
                 tasks = list(self._tasks.values())
                 ok = await self._send(piece, tasks)
-                if self._stopped_by_user:
+                if self.lifetime.stop_requested:
                     self._pending = ""
                     return
                 if ok:
@@ -258,7 +265,8 @@ class NativeStream:
             if err == "stopped_by_user":
                 # A reader pressed "stop" on the streaming message: it is final, say nothing more.
                 log.info("Slack stream in %s stopped by the user", self._channel)
-                self._stopped_by_user = True
+                self._slack_stopped = True
+                self.lifetime.stop()
                 return False
             if self._ts is not None and err in ("message_not_in_streaming_state", "msg_too_long"):
                 # Slack finalised the message (time limit, or size): keep what it has, go on in a new one.
@@ -332,7 +340,7 @@ class PostWhenReady:
       paragraph break (else line break, else sentence end), then again every `post_interval` seconds: the
       reader sees it begin, and the pieces joined are exactly the model's text (no placeholder to replace).
     - Tool progress is not shown (it would need edits); the thinking status, where set, covers the wait.
-    The tail (footnotes, the one-line error notice, "(no answer)") reads as in core's EditStream.
+    The tail (footnotes, the one-line error notice, "(no answer)") is core's.
     """
 
     def __init__(self, post: Callable[[str], Awaitable[str]], *, on_posted: OnPosted, max_chars: int,
@@ -355,6 +363,7 @@ class PostWhenReady:
         self._timer: asyncio.Task | None = None
         self._failure: BaseException | None = None
         self.message_ids: list[str] = []
+        self.lifetime = ReplyLifetime()
 
     # ---- ReplyStream ------------------------------------------------------------------------
 
@@ -362,6 +371,7 @@ class PostWhenReady:
         if self._closing:
             raise RuntimeError("the reply stream is already closed")
         self._raise_failure()
+        self.lifetime.check()
         if not delta:
             return
         self._text += delta
@@ -414,19 +424,21 @@ class PostWhenReady:
             log.warning("post-when-ready reply: finished twice (ignored): %r", notice or footer)
             return
         self._closing = True
-        async with self._lock:  # a post in flight completes first
-            if self._timer is not None:
-                timer, self._timer = self._timer, None
-                timer.cancel()
-                await asyncio.wait({timer})
-            failure, self._failure = self._failure, None
-            if failure is not None and notice is None:
-                raise failure  # the service answers with fail(); the text not posted is still here
-            self._text += _tail(self._text, footer, notice)
-            while self._sealed < len(self._text):
-                chunk, end, fence = next_chunk(self._text, self._sealed, self._limit, self._fence)
-                await self._send(chunk, end, fence)
-            self._done = True
+        with self.lifetime.ending("failed" if notice is not None else "finished"):
+            async with self._lock:  # a post in flight completes first
+                if self._timer is not None:
+                    timer, self._timer = self._timer, None
+                    timer.cancel()
+                    await asyncio.wait({timer})
+                failure, self._failure = self._failure, None
+                if failure is not None and notice is None:
+                    raise failure  # the service answers with fail(); the text not posted is still here
+                if self.lifetime.state != "stopped":
+                    self._text += ending(self._text, footer=footer, notice=notice)
+                while self._sealed < len(self._text):
+                    chunk, end, fence = next_chunk(self._text, self._sealed, self._limit, self._fence)
+                    await self._send(chunk, end, fence)
+                self._done = True
 
     async def _post_upto(self, stop: int) -> None:
         """Post the answer up to `stop` (a break the model has written past) as final messages."""
@@ -438,11 +450,7 @@ class PostWhenReady:
             await self._send(chunk, end, fence)
 
     async def _send(self, chunk: str, end: int, fence: str | None) -> None:
-        try:
-            message_id = await self._post(chunk)
-        except Exception as e:  # one retry; a second failure leaves the text unposted and raises
-            log.warning("posting part of an answer failed (%r); retrying once", e)
-            message_id = await self._post(chunk)
+        message_id = await twice(self._post, chunk)  # a second failure leaves the text unposted and raises
         self._sealed, self._fence = end, fence
         self._posted += 1
         self.message_ids.append(message_id)
@@ -466,15 +474,3 @@ def _ready_until(text: str, start: int) -> int:
             return i + len(sep)
     return start
 
-
-def _tail(text: str, footer: str, notice: str | None) -> str:
-    """What follows the model's text at the end, as core's EditStream writes it."""
-    closer = CLOSER if open_fence(text) is not None else ""
-    if notice is not None:
-        return (closer + "\n\n" + WARNING + notice) if text.strip() else WARNING + notice
-    tail = ""
-    if not text.strip():
-        tail = NO_ANSWER
-    if footer:
-        tail += ("" if tail else closer) + ("" if footer.startswith("\n") else "\n\n") + footer
-    return tail

@@ -8,11 +8,10 @@ from typing import Callable
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.model import OutboundFile, ToolUpdate
+from core.model import OutboundFile
 from core.ports import Limits, OnPosted, ReplyStream
 from core.reply.stream import EditStream
 from bots.slack.markdown import to_mrkdwn
-from bots.slack.mentions import PingGuard
 from bots.slack.ratelimit import RateBudget
 from bots.slack.stream import NativeStream, PostWhenReady
 
@@ -90,10 +89,11 @@ class SlackReplyTarget:
         self._status_shown = False
         return str(r["ts"])
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         if self._reservation is not None:
             self._reservation.use("chat.update")
         await self._client.chat_update(channel=self.place.channel, ts=message_id, markdown_text=text or "…")
+        return True
 
     async def upload(self, file: OutboundFile) -> None:
         # files_upload_v2: files.getUploadURLExternal -> POST bytes -> files.completeUploadExternal
@@ -172,12 +172,18 @@ class SlackReplyTarget:
             self._budget.edited_replies -= 1
 
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
+        stream = self._open(on_posted)
+        # However the reply ends, what it reserved and did not use goes back to the workspace's budgets.
+        stream.lifetime.on_ended(lambda _state: self._release())
+        return stream
+
+    def _open(self, on_posted: OnPosted) -> ReplyStream:
         # Native streams exist only as thread replies (thread_ts is required).
         native_ok = bool(self.place.thread_ts) and self._native()
         self.transport = self._choose(native_ok=native_ok)
         if self.transport != NATIVE:
             log.debug("reply in %s: %s", self.place.channel, self.transport)
-            return _Settling(self._plain_stream(on_posted), self._release)
+            return self._plain_stream(on_posted)
         s = self._stream
         native: NativeStream
         native = NativeStream(self._client, channel=self.place.channel, thread_ts=self.place.thread_ts or "",
@@ -188,7 +194,7 @@ class SlackReplyTarget:
                               on_refused=self._on_refused, flush_chars=s.flush_chars,
                               flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age,
                               reservation=self._reservation)
-        return _Settling(native, self._release)
+        return native
 
     def _fallback(self, on_posted: OnPosted) -> ReplyStream:
         self._release()  # the stream's start and stop will not be made
@@ -209,42 +215,3 @@ class SlackReplyTarget:
         s = self._stream
         return PostWhenReady(self.post, on_posted=on_posted, max_chars=s.post_max_chars,
                              first_post_after=s.first_post_after, post_interval=s.post_interval)
-
-
-class _Settling:
-    """Gives back what the reply reserved and did not use once it ends, however it ends. Holds back the end
-    of a delta that could begin a special mention completed by the next one (see bots/slack/mentions)."""
-
-    def __init__(self, inner: ReplyStream, release: Callable[[], None]) -> None:
-        self.inner, self._release = inner, release
-        self._guard = PingGuard()
-
-    async def text(self, delta: str) -> None:
-        safe = self._guard.feed(delta)
-        if safe:
-            await self.inner.text(safe)
-
-    async def _flush_held(self) -> None:
-        held = self._guard.flush()
-        if held:
-            await self.inner.text(held)
-
-    async def status(self, update: ToolUpdate | None) -> None:
-        await self.inner.status(update)
-
-    async def close(self, footer: str = "") -> None:
-        try:
-            await self._flush_held()
-            await self.inner.close(footer)
-        finally:
-            self._release()
-
-    async def fail(self, notice: str) -> None:
-        try:
-            try:
-                await self._flush_held()
-            except Exception:  # the notice matters more than the few characters held back
-                log.exception("could not show the end of a failed reply")
-            await self.inner.fail(notice)
-        finally:
-            self._release()

@@ -23,10 +23,10 @@ from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarg
 from core.store.protocol import EventClaims, Store
 from core.chat.routing import conversation_key, is_addressed, pick_assistant, preference_scope
 from core.reply.stream import EditStream
+from core.reply.tail import INTERRUPTED_NOTICE, notice_line
 
 log = logging.getLogger("teambridge.service")
 
-INTERRUPTED_NOTICE = "This answer was cut off — please ask again."
 ADMIN_COMMANDS = ("usage", "reload")
 THREAD_MEMORY_SECONDS = 90 * 86400  # a thread quiet this long needs a mention again
 CONTAINER_IDLE_SECONDS = 20 * 60    # OpenAI expires a code interpreter container after ~20 idle minutes
@@ -137,7 +137,7 @@ class ChatService:
             await self._settle(writes, key)
             if isinstance(err, BackendError):
                 log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
-            await target.notice(err.message if isinstance(err, UserFacingError) else f"⚠️ {err.message}")
+            await target.notice(err.message if isinstance(err, UserFacingError) else notice_line(err.message))
             return
         except BaseException:
             typing.cancel()
@@ -268,7 +268,7 @@ class ChatService:
             await target.upload(file)
         except Exception:
             log.exception("upload of %s failed", file.name)
-            await _quietly(target.notice(f"⚠️ Could not post the file {file.name}."))
+            await _quietly(target.notice(notice_line(f"Could not post the file {file.name}.")))
 
     # ---- commands ------------------------------------------------------------------------------------------
 

@@ -11,7 +11,12 @@ per channel; Slack chat.update: ~50/min), so deltas from the model are never sen
   core.reply.splitting, code fences closed and reopened) and the rest continues in a new message;
 - close() sends the final edit(s) at once, without cursor and status, plus an optional footer
   (after a blank line, unless the footer starts with a newline itself);
-  fail() does the same with a one-line error notice at the end.
+  fail() does the same with a one-line error notice at the end (core.reply.tail writes both);
+- every edit tells the target whether it is the message's final text (`final=`); a target may skip a
+  progress edit (e.g. when the final text is ready anyway) and says so, and the stream then still
+  counts the message as showing its older text, so the final render sends what is missing;
+- the reply's lifetime (core.reply.lifetime) tells watchers when the final text is about to go out and
+  when the reply has ended.
 
 Nothing the model wrote is lost: a failed post/edit is retried once; an edit that keeps failing makes
 the stream post the text of that message again as a new message; if even that fails, close()/fail()
@@ -27,31 +32,15 @@ from typing import Awaitable, Callable
 
 from core.model import ToolUpdate
 from core.ports import OnPosted, ReplyTarget
-from core.reply.splitting import CLOSER, LOOKAHEAD, MIN_LIMIT, next_chunk, open_fence
+from core.reply.lifetime import ReplyLifetime
+from core.reply.retry import twice
+from core.reply.splitting import LOOKAHEAD, MIN_LIMIT, next_chunk
+from core.reply.tail import CURSOR, FINISHED, StatusFormat, decorate, default_status_format, ending, status_line
 
 log = logging.getLogger(__name__)
 
-NO_ANSWER = "(no answer)"
-WARNING = "⚠️ "
-
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-StatusFormat = Callable[[ToolUpdate], str]
-
-_FINISHED = ("done", "failed")
-
-
-def default_status_format(update: ToolUpdate) -> str:
-    """One italic line (`_..._` renders as italics in Slack mrkdwn, Discord and CommonMark)."""
-    title = update.title.strip() or update.tool
-    match update.status:
-        case "done":
-            return f"_✅ {title}_"
-        case "failed":
-            return f"_{WARNING}{title}_"
-        case _:
-            ellipsis = "" if title.endswith(("…", "...")) else "…"
-            return f"_⚙️ {title}{ellipsis}_"
 
 
 class EditStream:
@@ -68,7 +57,7 @@ class EditStream:
         on_posted: OnPosted | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
-        cursor: str = " ▌",
+        cursor: str = CURSOR,
         status_format: StatusFormat | None = None,
     ) -> None:
         if target.limits.max_chars < MIN_LIMIT:
@@ -84,6 +73,7 @@ class EditStream:
 
         self.message_ids: list[str] = []
         self.errors: list[BaseException] = []
+        self.lifetime = ReplyLifetime()
 
         self._text = ""                        # the answer as the model wrote it
         self._tail = ""                        # "(no answer)", footer and/or error notice, added at the end
@@ -109,11 +99,12 @@ class EditStream:
 
     async def text(self, delta: str) -> None:
         self._check_open()
+        self.lifetime.check()
         if not delta:
             return
         self._text += delta
         # A finished tool's ✅/⚠️ line stays only until the model goes on writing.
-        for item_id in [k for k, u in self._tools.items() if u.status in _FINISHED]:
+        for item_id in [k for k, u in self._tools.items() if u.status in FINISHED]:
             del self._tools[item_id]
         await self._changed()
 
@@ -176,57 +167,29 @@ class EditStream:
                         "fail()" if notice is not None else "close()", notice or footer)
             return
         self._closing = True
-        async with self._lock:                 # an edit in flight completes first
-            if self._flusher is not None:
-                # The flusher is now waiting (for changes, the interval, or the lock): no request in
-                # flight, so it can go. The final edit is not delayed by the interval; the adapter's
-                # rate limiter decides when it is sent.
-                flusher, self._flusher = self._flusher, None
-                flusher.cancel()
-                await asyncio.wait([flusher])
-                if not flusher.cancelled() and flusher.exception() is not None:
-                    log.error("streamed reply: the flusher died", exc_info=flusher.exception())
-                    self.errors.append(flusher.exception())
-            self._add_tail(footer, notice)
-            await self._render(final=True)     # raises when the reply could not be delivered
-            self._done = True
-
-    def _add_tail(self, footer: str, notice: str | None) -> None:
-        so_far = self._text + self._tail
-        if notice is not None:
-            if so_far.strip():
-                # Keep the notice out of an unfinished code block.
-                self._tail += (CLOSER if open_fence(so_far) is not None else "") + "\n\n" + WARNING + notice
-            else:
-                self._tail += WARNING + notice
-            return
-        if not so_far.strip():
-            self._tail += NO_ANSWER
-            so_far += NO_ANSWER
-        if footer:
-            # Footers (citation footnotes) are set apart by a blank line unless they bring their own.
-            separator = "" if footer.startswith("\n") else "\n\n"
-            self._tail += (CLOSER if open_fence(so_far) is not None else "") + separator + footer
+        with self.lifetime.ending("failed" if notice is not None else "finished"):
+            async with self._lock:                 # an edit in flight completes first
+                if self._flusher is not None:
+                    # The flusher is now waiting (for changes, the interval, or the lock): no request in
+                    # flight, so it can go. The final edit is not delayed by the interval; the adapter's
+                    # rate limiter decides when it is sent.
+                    flusher, self._flusher = self._flusher, None
+                    flusher.cancel()
+                    await asyncio.wait([flusher])
+                    if not flusher.cancelled() and flusher.exception() is not None:
+                        log.error("streamed reply: the flusher died", exc_info=flusher.exception())
+                        self.errors.append(flusher.exception())
+                if self.lifetime.state != "stopped":     # stopped by a reader: leave it as it is
+                    self._tail += ending(self._text + self._tail, footer=footer, notice=notice)
+                await self._render(final=True)     # raises when the reply could not be delivered
+                self._done = True
 
     def _status_line(self) -> str:
-        if not self._tools:
-            return ""
-        running = [u for u in self._tools.values() if u.status not in _FINISHED]
-        update = running[-1] if running else next(reversed(self._tools.values()))
-        return self._status_format(update)
+        return status_line(self._tools.values(), self._status_format)
 
     def _decorate(self, content: str) -> str:
         """The message while streaming: text, cursor, status line; what does not fit is left out."""
-        status = self._status_line()
-        if not content:
-            return status
-        closer = CLOSER if open_fence(content) is not None else ""   # so the status is not rendered as code
-        for view in (content + self._cursor + closer + ("\n\n" + status if status else ""),
-                     content + self._cursor + closer,
-                     content + closer):
-            if len(view) <= self._limit:
-                return view
-        return content
+        return decorate(content, self._status_line(), self._limit, self._cursor)
 
     async def _render(self, *, final: bool) -> None:
         full = self._text + self._tail if final else self._text
@@ -237,33 +200,42 @@ class EditStream:
             if not final and len(full) - self._sealed < self._limit + LOOKAHEAD:
                 # Where exactly this message ends depends on a few characters still to come: show
                 # what it will hold so far, and finish it on a later update.
-                await self._show(chunk)
+                await self._show(chunk, final=False)
                 return
-            await self._show(chunk)            # this message is complete
+            await self._show(chunk, final=True)   # this message is complete: its final text
             self._sealed, self._fence = end, fence_after
             self._current = self._shown = None
         view = chunk if final else self._decorate(chunk)
         if view:
-            await self._show(view)
+            await self._show(view, final=final)
 
-    async def _show(self, text: str) -> None:
+    async def _show(self, text: str, *, final: bool) -> None:
         """Make the current message show `text`, posting a new message when there is none."""
         if self._current is not None:
             if text == self._shown:
                 return
             try:
                 self._last_sent = self._clock()
-                await self._twice(self._target.edit, self._current, text)
+                shown = await twice(self._target.edit, self._current, text, final=final)
             except Exception as exc:  # noqa: BLE001 - logged; the text goes out as a new message instead
                 log.warning("streamed reply: editing message %s failed twice; posting its text as a new message",
                             self._current, exc_info=True)
                 self.errors.append(exc)
                 self._current = self._shown = None
             else:
-                self._shown = text
-                return
+                if shown is False:
+                    # The target skipped this progress edit: the message still shows what it showed.
+                    if final:  # a target must not skip a final edit; if it does, the text goes out anew
+                        log.warning("streamed reply: the final edit of %s was skipped; posting it anew",
+                                    self._current)
+                        self._current = self._shown = None
+                    else:
+                        return
+                else:
+                    self._shown = text
+                    return
         self._last_sent = self._clock()
-        message_id = await self._twice(self._target.post, text)
+        message_id = await twice(self._target.post, text)
         self._current, self._shown = message_id, text
         self.message_ids.append(message_id)
         if self._on_posted is not None:
@@ -272,11 +244,3 @@ class EditStream:
             except Exception as exc:  # noqa: BLE001 - the message is out; tracking it failed: log, go on
                 log.exception("streamed reply: on_posted(%s) failed", message_id)
                 self.errors.append(exc)
-
-    @staticmethod
-    async def _twice(call: Callable[..., Awaitable], *args: str):
-        try:
-            return await call(*args)
-        except Exception as exc:  # noqa: BLE001 - retried once; the second failure propagates
-            log.warning("streamed reply: %s failed (%r), retrying once", getattr(call, "__name__", call), exc)
-        return await call(*args)

@@ -79,7 +79,7 @@ class FakeTarget:
         self.log.append(Sent("post", message_id, text, self.clock()))
         return message_id
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         assert 0 < len(text) <= self.limits.max_chars, f"edit of {len(text)} chars"
         assert message_id in self.messages
         if message_id in self.failing_edits or self.edit_failures:
@@ -89,6 +89,7 @@ class FakeTarget:
         self.stale.discard(message_id)
         self.messages[message_id] = text
         self.log.append(Sent("edit", message_id, text, self.clock()))
+        return True
 
     async def upload(self, file: OutboundFile) -> None:  # pragma: no cover - not used by the stream
         raise NotImplementedError

@@ -192,3 +192,36 @@ async def test_a_message_does_not_wait_long_for_its_authors_name_and_the_name_ar
         assert patient.name == "alice"
         assert (await users.author("U1", team="T0TEAM", wait=0.01)).name == "alice"   # known from now on
         assert len(slack.calls_to("users.info")) == 1
+
+
+class ReadingFiles:
+    """A fake of core's attachment router port: reads every attachment."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    async def prepare(self, assistant, attachments, key, metadata):
+        from core.files.attachments import PreparedInputs
+        for a in attachments:
+            await a.read()
+            self.read.append(a.name)
+        return PreparedInputs()
+
+
+async def test_a_mention_with_a_file_costs_what_one_delivery_costs(tmp_path):
+    # A channel mention arrives twice (app_mention and its message copy, same channel and ts); a DM once.
+    # The copy must not cost another files.info (nor a users.info or a store round trip) before it is dropped:
+    # the mention costs what the DM costs.
+    files = ReadingFiles()
+    backend = ScriptedBackend(answer("Got it."), answer("Got it."))
+    async with running_bot(tmp_path / "db", backend, files=files) as bot:
+        csv = bot.slack.add_file("sales.csv", b"month,total\njan,10\n", "text/csv")
+        await bot.slack.user_says("D1", "analyse this", files=[bot.slack.id_only(csv)])
+        await bot.slack.wait_for(lambda: [m.text for m in bot.slack.bot_messages("D1")] == ["Got it."], what="DM")
+        await bot.adapter.wait_idle()
+        one_delivery = len(bot.slack.calls_to("files.info"))
+        ts = await bot.slack.user_says("C1", "<@UBOT> analyse this", files=[bot.slack.id_only(csv)])
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, "Got it."), what="the answer")
+        await bot.adapter.wait_idle()
+        assert len(bot.slack.calls_to("files.info")) == 2 * one_delivery
+        assert files.read == ["sales.csv", "sales.csv"] and len(backend.turns) == 2

@@ -57,10 +57,11 @@ class RecordingTarget:
         self.messages.append(message)
         return message.id
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         message = next(m for m in self.messages if m.id == message_id)
         message.text = text
         message.edits += 1
+        return True
 
     async def upload(self, file: OutboundFile) -> None:
         self.uploads.append(file)
