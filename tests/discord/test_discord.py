@@ -153,7 +153,9 @@ async def test_auto_thread_answers_inside_a_new_thread(fake, tmp_path):
 async def test_slash_ask_is_deferred_at_once_and_completed_by_editing_the_original(fake, bot):
     ch = general(fake)
     rec = await fake.slash(ch, fake.alice, "ask", {"prompt": "a soup for winter"})
-    await fake.wait_for(lambda: rec.original_id and fake.messages[rec.original_id].content)
+    # the answer streams into the original response: wait for its final text, not its first words
+    await fake.wait_for(lambda: rec.original_id
+                        and fake.messages[rec.original_id].content == "You said: a soup for winter")
     assert rec.callbacks[0]["type"] == 5 and rec.deferred_after < 3.0   # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
     original = fake.messages[rec.original_id]
     assert original.content == "You said: a soup for winter" and not original.ephemeral
