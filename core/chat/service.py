@@ -333,16 +333,17 @@ class ChatService:
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
-    async def recover_interrupted(self, adapter: PlatformAdapter) -> int:
-        """Replies left in flight by a crash: have the platform mark them as cut off."""
+    async def recover_interrupted(self, adapter: PlatformAdapter, *, at_start: bool = True) -> int:
+        """Replies left in flight by a crash: have the platform mark them as cut off. At start: this process's
+        own (under its owner name) and those of processes gone; later (a periodic sweep, when several processes
+        share the store): those of processes whose lease ran out. Each reply is taken by one process only."""
         count = 0
-        for reply in await self._store.list_inflight(adapter.name):
+        for reply in await self._store.take_orphaned_inflight(adapter.name, own=at_start):
             try:
                 await adapter.mark_interrupted(reply.channel, reply.message_id, reply.thread)
                 count += 1
             except Exception:
                 log.exception("could not mark %s message %s as interrupted", adapter.name, reply.message_id)
-            await self._store.remove_inflight(reply.id)
         return count
 
     async def shutdown(self, grace: float | None = None) -> int:

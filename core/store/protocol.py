@@ -10,9 +10,12 @@ forgets one fails the contract suite.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from core.model import ConversationKey, Usage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.chat.locks import TurnLocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,7 @@ class ConversationRecord:
 
 @dataclass(frozen=True, slots=True)
 class InflightReply:
-    """A reply message being streamed. `owner`: the process streaming it (see Store.add_inflight)."""
+    """A reply message being streamed. `owner`: the process streaming it (see Store.take_orphaned_inflight)."""
     id: int
     platform: str
     channel: str
@@ -95,6 +98,7 @@ class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...
+    def turn_locks(self) -> "TurnLocks": ...   # one turn at a time per conversation, for every process sharing it
 
     # ---- conversations: (conversation key, assistant) -> the backend's conversation ---------------------
     async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None: ...
@@ -144,6 +148,11 @@ class Store(Protocol):
     async def add_inflight(self, platform: str, channel: str, message_id: str, thread: str | None) -> int: ...
     async def remove_inflight(self, inflight_id: int) -> None: ...
     async def list_inflight(self, platform: str | None = None) -> list[InflightReply]: ...
+    # Removes and returns the platform's replies whose process is gone (its lease ran out; every open store
+    # renews its own) and, with `own`, those under this store's own owner name (at start, before streaming).
+    # Each reply goes to one taker, however many processes sweep at once.
+    async def take_orphaned_inflight(self, platform: str, *, own: bool = False) -> list[InflightReply]: ...
+    async def renew_lease(self) -> None: ...   # an open store renews its own every lease/3; this renews now
 
     # ---- knowledge: a vector store per assistant, synced from the config's files ----------------------
     async def get_knowledge_store(self, assistant: str) -> str | None: ...

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
 import aiosqlite
 
+from core.chat.locks import KeyedLocks
 from core.model import ConversationKey, Usage
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  UsageRow)
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600   # processed events older than this are pruned
 EVENT_PRUNE_INTERVAL = 3600.0             # a long-running process prunes at most this often
+LEASE_SECONDS = 30.0                      # a process silent this long is taken for dead (its replies: orphans)
 BUSY_TIMEOUT_MS = 5000                    # another process (e.g. `teambridge chat` next to `run`) holds the lock
 
 
@@ -80,9 +82,15 @@ class _ReadCache:
 class SqliteStore:
     """core.store.protocol.Store on SQLite. Use ``async with SqliteStore(path) as store:`` or open()/close()."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time, owner: str = "local",
+                 lease: float = LEASE_SECONDS) -> None:
         self._path = path
         self._clock = clock
+        # The process streaming a reply owns its in-flight row. One process owns an SQLite database, so the
+        # default owner is one stable name: a restarted process marks everything its predecessor left.
+        self.owner = owner
+        self._lease = lease
+        self._lease_task: asyncio.Task | None = None
         self._conn: aiosqlite.Connection | None = None
         self._tx_lock = asyncio.Lock()     # one multi-statement transaction at a time
         self._tx_open = False              # True while such a transaction is open on the connection
@@ -124,19 +132,49 @@ class SqliteStore:
             await conn.execute_fetchall("PRAGMA foreign_keys = ON")
             self._conn = conn
             await self._migrate()
+            await self.renew_lease()
             await self.prune_events()
         except BaseException:
             self._conn = None
             await conn.close()
             raise
+        self._lease_task = asyncio.create_task(self._keep_lease(), name="teambridge-store-lease")
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
+        if self._conn is None:
             return
+        task, self._lease_task = self._lease_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        try:
+            await self._fetch("DELETE FROM instances WHERE owner = ?", (self.owner,))
+        except sqlite3.Error:
+            log.warning("could not give up this process's lease; it runs out by itself")
+        conn, self._conn = self._conn, None
         # Let a transaction in progress finish rather than closing under it.
         async with self._tx_lock:
             await conn.close()
+
+    def turn_locks(self) -> KeyedLocks:
+        """One process owns an SQLite database: asyncio locks serialize its turns."""
+        return KeyedLocks()
+
+    async def renew_lease(self) -> None:
+        await self._fetch(
+            "INSERT INTO instances (owner, lease_until) VALUES (?, ?)"
+            " ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
+            (self.owner, self._clock() + self._lease))
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await self.renew_lease()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not renew this process's lease: %s", exc)
 
     async def schema_version(self) -> int:
         rows = await self._fetch("PRAGMA user_version")
@@ -425,9 +463,23 @@ class SqliteStore:
 
     async def add_inflight(self, platform: str, channel: str, message_id: str, thread: str | None) -> int:
         rows = await self._fetch(
-            "INSERT INTO inflight (platform, channel, message_id, thread, started_at) VALUES (?, ?, ?, ?, ?)"
-            " RETURNING id", (platform, channel, message_id, thread, self._clock()))
+            "INSERT INTO inflight (platform, channel, message_id, thread, started_at, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (platform, channel, message_id, thread, self._clock(), self.owner))
         return int(rows[0][0])
+
+    async def take_orphaned_inflight(self, platform: str, *, own: bool = False) -> list[InflightReply]:
+        """Remove and return the platform's replies whose process is gone (its lease ran out) — and, with `own`
+        (at start, before this process streams anything), those left under this process's own name."""
+        rows = await self._fetch(
+            "DELETE FROM inflight WHERE platform = ? AND ((? AND owner = ?) OR (owner <> ? AND NOT EXISTS"
+            " (SELECT 1 FROM instances i WHERE i.owner = inflight.owner AND i.lease_until > ?))) RETURNING *",
+            (platform, own, self.owner, self.owner, self._clock()))
+        return sorted((self._inflight(r) for r in rows), key=lambda r: r.id)
+
+    @staticmethod
+    def _inflight(r: sqlite3.Row) -> InflightReply:
+        return InflightReply(id=r["id"], platform=r["platform"], channel=r["channel"], message_id=r["message_id"],
+                             thread=r["thread"], started_at=r["started_at"], owner=r["owner"])
 
     async def remove_inflight(self, inflight_id: int) -> None:
         await self._fetch("DELETE FROM inflight WHERE id = ?", (inflight_id,))
@@ -437,9 +489,7 @@ class SqliteStore:
             rows = await self._fetch("SELECT * FROM inflight ORDER BY id")
         else:
             rows = await self._fetch("SELECT * FROM inflight WHERE platform = ? ORDER BY id", (platform,))
-        return [InflightReply(id=r["id"], platform=r["platform"], channel=r["channel"],
-                              message_id=r["message_id"], thread=r["thread"], started_at=r["started_at"])
-                for r in rows]
+        return [self._inflight(r) for r in rows]
 
     # ---- knowledge (vector store per assistant, synced from the config's files) --------------
 

@@ -140,5 +140,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DELETE FROM preferences WHERE scope LIKE 'thread:%' OR scope LIKE 'discord:msg:%'"
         " OR scope LIKE 'container:%'",
     ),
+    # 4: replies in flight belong to the process streaming them; a process holds a lease while it lives, so the
+    # replies of one that died are found by the others (rows from before this have no owner: orphans)
+    (
+        "ALTER TABLE inflight ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        """CREATE TABLE instances (
+            owner TEXT PRIMARY KEY,
+            lease_until DOUBLE PRECISION NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

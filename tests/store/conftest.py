@@ -19,13 +19,14 @@ class StoreFactory:
     """Stores on one test's database. Each call is a new connection — a restarted or a second process."""
 
     kind = "?"
+    shared = False   # True: several processes may share the database (turn locks hold across them)
 
-    def new(self, *, clock: Callable[[], float] = time.time) -> Store:
+    def new(self, *, clock: Callable[[], float] = time.time, owner: str | None = None) -> Store:
         raise NotImplementedError
 
     @asynccontextmanager
-    async def open(self, *, clock: Callable[[], float] = time.time) -> AsyncIterator[Store]:
-        store = self.new(clock=clock)
+    async def open(self, *, clock: Callable[[], float] = time.time, owner: str | None = None) -> AsyncIterator[Store]:
+        store = self.new(clock=clock, owner=owner)
         await store.open()
         try:
             yield store
@@ -39,14 +40,29 @@ class SqliteFactory(StoreFactory):
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def new(self, *, clock: Callable[[], float] = time.time) -> Store:
-        return SqliteStore(self.path, clock=clock)
+    def new(self, *, clock: Callable[[], float] = time.time, owner: str | None = None) -> Store:
+        return SqliteStore(self.path, clock=clock, **({"owner": owner} if owner else {}))
 
 
-STORE_KINDS = ["sqlite"]
+class PostgresFactory(StoreFactory):
+    kind = "postgresql"
+    shared = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def new(self, *, clock: Callable[[], float] = time.time, owner: str | None = None) -> Store:
+        from core.store.postgres import PostgresStore
+        return PostgresStore(self.url, clock=clock, owner=owner)
+
+
+STORE_KINDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=STORE_KINDS)
 async def stores(request, tmp_path) -> AsyncIterator[StoreFactory]:
     if request.param == "sqlite":
         yield SqliteFactory(tmp_path / "state" / "teambridge.db")
+    else:
+        # a fresh database on the session's real PostgreSQL server (tests/support/postgres.py)
+        yield PostgresFactory(request.getfixturevalue("postgres_url"))

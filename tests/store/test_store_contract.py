@@ -451,3 +451,81 @@ async def test_hundreds_of_concurrent_answers_share_one_store(stores):
         assert await store.list_inflight() == []
         assert len(await store.usage_rows(0, float("inf"))) == 300
         assert await store.thread_assistant("slack", "C1", "299") == "coder"
+
+
+# ---- replies in flight across processes ----------------------------------------------------------
+
+
+async def test_a_dead_processs_replies_are_taken_once_after_its_lease(stores):
+    clock = Clock()
+    a = stores.new(clock=clock, owner="proc-a")
+    await a.open()
+    cut = await a.add_inflight("slack", "C1", "1.0", None)
+    await a.add_inflight("discord", "D1", "2", None)
+    # proc-a is killed here: no close, its lease is not renewed.
+    async with stores.open(clock=clock, owner="proc-b") as b, stores.open(clock=clock, owner="proc-c") as c:
+        mine = await b.add_inflight("slack", "C2", "3.0", None)
+        assert await b.take_orphaned_inflight("slack") == []        # proc-a may still be alive
+        clock.now += 31                                              # past its lease
+        await b.renew_lease()                                        # (b and c live on: they renew theirs)
+        await c.renew_lease()
+        # b and c sweep at the same moment: each orphan goes to one of them
+        taken_b, taken_c = await asyncio.gather(b.take_orphaned_inflight("slack"), c.take_orphaned_inflight("slack"))
+        assert [r.id for r in taken_b + taken_c] == [cut]
+        assert (taken_b + taken_c)[0].owner == "proc-a"
+        # b's own reply is not an orphan for c: b is alive
+        assert await c.take_orphaned_inflight("slack") == []
+        assert [r.id for r in await b.list_inflight("slack")] == [mine]
+        assert [r.message_id for r in await c.take_orphaned_inflight("discord")] == ["2"]
+    await a.close()
+
+
+async def test_a_restarted_process_takes_its_own_replies_at_start(stores):
+    clock = Clock()
+    a = stores.new(clock=clock, owner="worker-1")
+    await a.open()
+    left = await a.add_inflight("slack", "C1", "1.0", "0.9")
+    # killed; restarted at once under the same name: its lease is still live, but the replies are its own
+    async with stores.open(clock=clock, owner="worker-1") as again, stores.open(clock=clock, owner="other") as other:
+        assert await other.take_orphaned_inflight("slack") == []
+        taken = await again.take_orphaned_inflight("slack", own=True)
+        assert [(r.id, r.channel, r.message_id, r.thread) for r in taken] == [(left, "C1", "1.0", "0.9")]
+        assert await again.take_orphaned_inflight("slack", own=True) == []
+    await a.close()
+
+
+async def test_a_cleanly_closed_process_leaves_no_lease(stores):
+    clock = Clock()
+    async with stores.open(clock=clock, owner="p1") as p1:
+        await p1.add_inflight("slack", "C1", "1.0", None)   # e.g. the platform never confirmed; left behind
+    async with stores.open(clock=clock, owner="p2") as p2:
+        assert [r.message_id for r in await p2.take_orphaned_inflight("slack")] == ["1.0"]
+
+
+# ---- one turn at a time, across processes --------------------------------------------------------
+
+
+async def test_turns_of_one_conversation_take_turns_across_processes(stores):
+    async with stores.open(owner="a") as a, stores.open(owner="b") as b:
+        # An SQLite database has one process: its turns are serialized in that process.
+        locks_a = a.turn_locks()
+        locks_b = b.turn_locks() if stores.shared else locks_a
+        order: list[str] = []
+        inside = 0
+
+        async def turn(locks, name: str, key: str) -> None:
+            nonlocal inside
+            async with locks.hold(key):
+                inside += 1
+                if key == "conv-1":
+                    assert inside == 1, "two turns of one conversation at once"
+                order.append(f"{name} in")
+                await asyncio.sleep(0.02)
+                order.append(f"{name} out")
+                inside -= 1
+
+        await asyncio.gather(turn(locks_a, "a1", "conv-1"), turn(locks_b, "b1", "conv-1"),
+                             turn(locks_a, "a2", "conv-1"), turn(locks_b, "b2", "conv-1"))
+        # each "in" is directly followed by its own "out"
+        assert all(order[i].split()[0] == order[i + 1].split()[0] for i in range(0, len(order), 2))
+        assert len(order) == 8

@@ -1,0 +1,125 @@
+"""PostgreSQL schema: versioned migrations, applied in order by core.store.postgres.PostgresStore.open().
+
+Append only; never edit a released migration. The `teambridge_schema` table holds the version; migrations run
+under an advisory lock (MIGRATION_LOCK), each in its own transaction, so processes starting together migrate
+once. Version 1 is the whole schema the SQLite store reached in its versions 1-4.
+"""
+from __future__ import annotations
+
+MIGRATION_LOCK = 0x7462_6D69_6772  # "tbmigr": the advisory lock key every teambridge process migrates under
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the schema
+    (
+        """CREATE TABLE conversations (
+            key TEXT NOT NULL,
+            assistant TEXT NOT NULL,
+            backend_id TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            vector_store_id TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (key, assistant)
+        )""",
+        """CREATE TABLE preferences (
+            scope TEXT PRIMARY KEY,
+            assistant TEXT NOT NULL
+        )""",
+        """CREATE TABLE processed_events (
+            platform TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (platform, event_key)
+        )""",
+        "CREATE INDEX processed_events_created_at ON processed_events (created_at)",
+        """CREATE TABLE files (
+            sha256 TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (sha256, purpose)
+        )""",
+        "CREATE INDEX files_file_id ON files (file_id)",
+        """CREATE TABLE usage (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            ts DOUBLE PRECISION NOT NULL,
+            assistant TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            "user" TEXT NOT NULL,
+            model TEXT NOT NULL,
+            input_tokens BIGINT NOT NULL DEFAULT 0,
+            cached_tokens BIGINT NOT NULL DEFAULT 0,
+            output_tokens BIGINT NOT NULL DEFAULT 0,
+            tool_calls BIGINT NOT NULL DEFAULT 0,
+            code_interpreter_sessions BIGINT NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX usage_ts ON usage (ts)",
+        """CREATE TABLE inflight (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            platform TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            thread TEXT,
+            started_at DOUBLE PRECISION NOT NULL,
+            owner TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE instances (
+            owner TEXT PRIMARY KEY,
+            lease_until DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE knowledge_stores (
+            assistant TEXT PRIMARY KEY,
+            vector_store_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE knowledge_files (
+            assistant TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            PRIMARY KEY (assistant, path)
+        )""",
+        """CREATE TABLE thread_markers (
+            platform TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            assistant TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (platform, channel, thread)
+        )""",
+        "CREATE INDEX thread_markers_expiry ON thread_markers (expires_at)",
+        """CREATE TABLE reply_roots (
+            platform TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            root TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (platform, message_id)
+        )""",
+        "CREATE INDEX reply_roots_expiry ON reply_roots (expires_at)",
+        """CREATE TABLE containers (
+            container_id TEXT PRIMARY KEY,
+            expires_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE sync_digests (
+            platform TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            synced_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (platform, scope)
+        )""",
+        """CREATE TABLE history_items (
+            conversation TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            data TEXT NOT NULL,
+            tokens BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (conversation, seq)
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
