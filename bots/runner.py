@@ -38,7 +38,7 @@ def plan_platforms(config: Config, env: Mapping[str, str]) -> tuple[list[tuple[s
 
 
 async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str]) -> int:
-    from bots.runtime import open_runtime, sync_knowledge
+    from bots.runtime import open_runtime, sweep_orphaned_replies, sync_knowledge
 
     ready, problems = plan_platforms(config, env)
     for line in problems:
@@ -62,6 +62,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload_now()))
     adapters = []
+    sweeper: asyncio.Task | None = None
     try:
         await sync_knowledge(runtime)
         for name, cls in ready:
@@ -76,12 +77,15 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
             recovered = await runtime.service.recover_interrupted(adapter)
             if recovered:
                 log.info("%s: marked %d interrupted replies from the last run", name, recovered)
+        sweeper = asyncio.create_task(sweep_orphaned_replies(runtime.service, adapters))
         if reloader is not None:
             await reloader.start()
         log.info("teambridge is running (%s). Ctrl-C to stop.", ", ".join(a.name for a in adapters))
         await stop.wait()
         log.info("shutting down: no new messages; letting answers in flight finish")
     finally:
+        if sweeper is not None:
+            sweeper.cancel()
         if reloader is not None:
             await reloader.stop()
         for adapter in adapters:

@@ -1,6 +1,7 @@
 """Composition root: builds core's service with its store, backend, tools and files from one Config."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -12,7 +13,6 @@ from core.config.schema import Config
 from core.files.attachments import AttachmentRouter
 from core.admin.housekeeping import vector_storage
 from core.files.knowledge import KnowledgeSync
-from core.chat.locks import KeyedLocks
 from core.chat.service import ChatService
 from core.store import make_store
 from core.store.protocol import Store
@@ -20,6 +20,8 @@ from core.tools.registry import ToolRegistry
 from core.admin.usage import usage_text
 
 log = logging.getLogger("teambridge")
+
+ORPHAN_SWEEP_SECONDS = 15.0   # half the store lease: a dead process's replies are marked within ~45 s
 
 
 def env_value(env: Mapping[str, str], name: str) -> str | None:
@@ -106,7 +108,9 @@ async def vector_storage_or_none(config: Config, store: Store, file_backend: Ope
 async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     """Raises core.model.BackendError when the OpenAI key is missing (before anything is opened)."""
     clients = {name: make_openai_client(cfg) for name, cfg in config.backends.items()}
-    store = make_store(database_location(config, env))
+    # TEAMBRIDGE_INSTANCE: a stable name for this process (several processes on one PostgreSQL database), so that
+    # after a restart it marks its own cut replies at once; unset, they are marked after its lease runs out.
+    store = make_store(database_location(config, env), owner=env_value(env, "TEAMBRIDGE_INSTANCE"))
     await store.open()
     tools = ToolRegistry.from_config(config)
     backends = {name: OpenAIBackend(client, tools, max_retries=config.backends[name].max_retries,
@@ -116,7 +120,7 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     file_backend = OpenAIFileBackend(default_client)
     knowledge = KnowledgeSync(file_backend, store)
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge,
-                          turn_locks=KeyedLocks(), claims=store)
+                          turn_locks=store.turn_locks(), claims=store)
 
     async def usage_command(msg, rest: str) -> str:
         storage = await vector_storage_or_none(service.config, store, file_backend)
@@ -137,3 +141,18 @@ async def sync_knowledge(runtime: Runtime) -> None:
         if not report.ok:
             for line in report.lines():
                 print(line, file=sys.stderr)
+
+
+async def sweep_orphaned_replies(service: ChatService, adapters: list, every: float = ORPHAN_SWEEP_SECONDS) -> None:
+    """Several processes on one database: a process that died leaves replies cut off mid-answer. Every `every`
+    seconds each live process takes those whose owner's lease ran out and marks them (each is taken once)."""
+    while True:
+        await asyncio.sleep(every)
+        for adapter in adapters:
+            try:
+                marked = await service.recover_interrupted(adapter, at_start=False)
+            except Exception:
+                log.exception("%s: could not look for replies cut off by another process", adapter.name)
+                continue
+            if marked:
+                log.info("%s: marked %d replies cut off by a process that stopped", adapter.name, marked)

@@ -203,5 +203,16 @@ class Config(_Strict):
     console: ConsoleConfig = ConsoleConfig()
     base_dir: Path = Path(".")             # set by the loader: directory of the config file
 
+    @field_validator("database")
+    @classmethod
+    def _no_password_in_yaml(cls, value: str) -> str:
+        # an SQLite path, or postgresql://user@host:5432/name. Secrets come from the environment only:
+        # PGPASSWORD, or the whole URL in TEAMBRIDGE_DB.
+        if value.startswith(("postgresql://", "postgres://")):
+            credentials = value.split("://", 1)[1].split("@", 1)
+            if len(credentials) == 2 and ":" in credentials[0]:
+                raise ValueError("no password in config.yaml: set PGPASSWORD, or put the whole URL in TEAMBRIDGE_DB")
+        return value
+
     def assistant(self, name: str) -> AssistantConfig:
         return self.assistants[name]

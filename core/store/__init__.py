@@ -13,10 +13,11 @@ def is_postgres_url(location: str | Path) -> bool:
     return str(location).startswith(POSTGRES_SCHEMES)
 
 
-def make_store(location: str | Path) -> Store:
-    """A store for `database:` / TEAMBRIDGE_DB: a postgresql:// URL, or else an SQLite file path. Not opened yet."""
+def make_store(location: str | Path, *, owner: str | None = None) -> Store:
+    """A store for `database:` / TEAMBRIDGE_DB: a postgresql:// URL, or else an SQLite file path. Not opened yet.
+    `owner`: this process's name for its replies in flight (see Store.take_orphaned_inflight)."""
     if is_postgres_url(location):
         from core.store.postgres import PostgresStore  # only deployments that use it need its driver
-        return PostgresStore(str(location))
+        return PostgresStore(str(location), owner=owner)
     from core.store.sqlite import SqliteStore
-    return SqliteStore(Path(location))
+    return SqliteStore(Path(location), **({"owner": owner} if owner else {}))

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 START_TIMEOUT = 60.0
+PASSWORD = "teambridge-test"   # of the throwaway test server's superuser
 
 
 def _bin_dir() -> Path | None:
@@ -64,8 +65,14 @@ class PostgresServer:
     def start(self) -> None:
         self._as_user = self._run_as()
         data = self._dir / "data"
+        pwfile = self._dir / "pw"
+        pwfile.write_text(PASSWORD)
+        if self._as_user:
+            shutil.chown(pwfile, "postgres", "postgres")
+        # TCP needs the password (as a deployment would); the socket in our temp dir is trusted.
         subprocess.run([*self._as_user, str(self._bin / "initdb"), "-D", str(data), "-U", "postgres",
-                        "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                        "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
+                        "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
                        check=True, capture_output=True)
         for attempt in range(5):  # the free port may be taken by someone else between the probe and the bind
             port = _free_port()
@@ -77,7 +84,7 @@ class PostgresServer:
                 stdout=subprocess.DEVNULL, stderr=open(self._dir / "server.log", "ab"))
             try:
                 if self._wait_ready(port):
-                    self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+                    self.url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
                     return
             except BaseException:
                 self._stop_process()
