@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import AsyncIterator, TextIO
 
+from core.chat.commands import CommandSpec, plain_usage
 from core.model import Attachment, Author, InboundMessage
 from core.chat.service import ChatService
 from bots.console.target import ConsoleTarget
@@ -45,25 +46,14 @@ class ConsoleChat:
 
     async def _command(self, line: str) -> None:
         name, _, arg = line[1:].partition(" ")
-        arg = arg.strip()
-        match name:
-            case "reset":  # `/reset USER`: an admin resetting someone else's conversation
-                self._say(await self._service.reset(self._message(""), user=arg or None))
-            case "attach":
-                self._say(self._attach(arg))
-            case "assistant":
-                if not arg:
-                    self._say("Usage: /assistant NAME — one of " + ", ".join(self._service.assistant_names()))
-                    return
-                reply = await self._service.choose_assistant(self._message(""), arg)
-                if arg in self._service.assistant_names():
-                    self._assistant = arg
-                self._say(reply)
-            case "help":
-                self._say(self._service.help_text("console")
-                          + "\nConsole: /reset, /attach PATH, /assistant NAME, /help")
-            case _:
-                self._say(await self._service.command(self._message(""), line[1:]))
+        name, arg = name.lower(), arg.strip()
+        if name == "attach":  # reads a file on this machine: the console's own
+            self._say(self._attach(arg))
+            return
+        reply = await self._service.commands.run(self._message(""), name, arg, style=console_usage)
+        if name == "assistant" and arg in self._service.config.assistants:
+            self._assistant = arg  # the console names its assistant on every message
+        self._say(reply.text)
 
     def _attach(self, arg: str) -> str:
         if not arg:
@@ -100,6 +90,11 @@ async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
     while line := await reader.readline():
         yield line.decode("utf-8", errors="replace")
+
+
+def console_usage(spec: CommandSpec) -> str:
+    """How a command is typed here: `/reset [USER]`, `/assistant NAME`."""
+    return plain_usage(spec)
 
 
 def login_name() -> str:

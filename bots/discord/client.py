@@ -16,7 +16,7 @@ from typing import Mapping, Protocol
 import discord
 
 from bots.discord import endpoints
-from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, sync_if_changed
+from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, discord_usage, sync_if_changed
 from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from bots.discord.invite import invite_url
@@ -152,7 +152,8 @@ class DiscordAdapter:
                                 member_cache_flags=discord.MemberCacheFlags.none(),
                                 chunk_guilds_at_startup=False)
         self._client = client
-        self._tree = build_tree(client, assistants=self._service.assistant_names(),
+        self._tree = build_tree(client, specs=self._service.commands.specs("discord"),
+                                assistants=list(self._service.config.assistants),
                                 on_ask=self._on_ask, on_text=self._on_text_command)
         client.event(self.on_message)
         _guard_parsers(client, self._parse_failed)
@@ -397,19 +398,7 @@ class DiscordAdapter:
         if await self._defer(interaction, ephemeral=True) is False:
             return
         inbound = self._inbound(interaction, f"{command} {argument}".strip())
-        try:
-            match command:
-                case "reset":
-                    reply = await self._service.reset(inbound, user=argument or None)
-                case "assistant":
-                    reply = await self._service.choose_assistant(inbound, argument)
-                case "help":
-                    reply = self._service.help_text("discord")
-                case _:
-                    reply = await self._service.command(inbound, f"{command} {argument}".strip())
-        except Exception:
-            log.exception("/%s failed for %s", command, interaction.user.id)
-            reply = ERROR_NOTICE
+        reply = (await self._service.commands.run(inbound, command, argument, style=discord_usage)).text
         parts = split(reply or "Done.")
         await interaction.edit_original_response(content=parts[0])
         for part in parts[1:]:

@@ -1,4 +1,5 @@
-"""Slash commands (/ask, /reset, /assistant, /help, /usage, /reload) and syncing them only when they changed.
+"""Slash commands, one per entry of core's command table (core/chat/commands.py), and syncing them only when
+they changed.
 
 Syncing on every connect burns Discord's 200 command creates per day per guild and leaves clients showing
 "This command is outdated" mid-rollout; we hash the exact payload discord.py would send and only bulk
@@ -9,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable, Protocol, Sequence
 
 import discord
 from discord import app_commands
+
+from core.chat.commands import CommandSpec
 
 log = logging.getLogger("teambridge.discord")
 
@@ -20,46 +23,65 @@ AskHandler = Callable[[discord.Interaction, str, discord.Attachment | None], Awa
 TextHandler = Callable[[discord.Interaction, str, str], Awaitable[None]]  # (interaction, command, argument)
 
 
-def build_tree(client: discord.Client, *, assistants: list[str], on_ask: AskHandler,
-               on_text: TextHandler) -> app_commands.CommandTree:
-    tree = app_commands.CommandTree(client)
+def discord_usage(spec: CommandSpec) -> str:
+    """How a command is typed in Discord: `/reset [user:]`, `/assistant name:`."""
+    words = [f"/{spec.name}"] + [f"{a.name}:" if a.required else f"[{a.name}:]" for a in spec.args]
+    return " ".join(words)
 
-    @tree.command(name="ask", description="Ask the assistant (optionally with a file)")
-    @app_commands.describe(prompt="Your question", file="A file for the assistant (image, data, document)")
+
+def build_tree(client: discord.Client, *, specs: Sequence[CommandSpec], assistants: list[str], on_ask: AskHandler,
+               on_text: TextHandler) -> app_commands.CommandTree:
+    """One slash command per entry of core's command table. `ask` goes to on_ask (it answers in the channel);
+    every other command to on_text with its one argument as text (a user as their id)."""
+    tree = app_commands.CommandTree(client)
+    for spec in specs:
+        command = _ask(spec, on_ask) if spec.name == "ask" else _text_command(spec, assistants, on_text)
+        if spec.audience == "admins":
+            command.default_permissions = discord.Permissions(administrator=True)
+        tree.add_command(command)
+    return tree
+
+
+def _ask(spec: CommandSpec, on_ask: AskHandler) -> app_commands.Command:
     async def ask(interaction: discord.Interaction, prompt: str, file: discord.Attachment | None = None) -> None:
         await on_ask(interaction, prompt, file)
 
-    @tree.command(name="reset", description="Start a new conversation here")
-    @app_commands.describe(user="Admins: reset this member's conversation instead of yours")
-    async def reset(interaction: discord.Interaction, user: discord.User | None = None) -> None:
-        await on_text(interaction, "reset", str(user.id) if user else "")
+    described = app_commands.describe(**{a.name: a.help for a in spec.args if a.help})(ask)
+    return app_commands.Command(name=spec.name, description=spec.summary, callback=described)
 
-    # Discord allows at most 25 fixed choices; the list is part of the synced payload, so a config change
-    # that adds an assistant triggers a re-sync.
-    choices = [app_commands.Choice(name=n, value=n) for n in assistants[:25]]
 
-    @tree.command(name="assistant", description="Choose which assistant answers you here")
-    @app_commands.describe(name="Assistant")
-    @app_commands.choices(name=choices)
-    async def assistant(interaction: discord.Interaction, name: app_commands.Choice[str]) -> None:
-        await on_text(interaction, "assistant", name.value)
-
-    @tree.command(name="help", description="What this bot can do")
-    async def help_(interaction: discord.Interaction) -> None:
-        await on_text(interaction, "help", "")
-
-    @tree.command(name="usage", description="Token usage (admins)")
-    @app_commands.default_permissions(administrator=True)
-    @app_commands.describe(period="e.g. today, 7d, 30d")
-    async def usage(interaction: discord.Interaction, period: str = "") -> None:
-        await on_text(interaction, "usage", period)
-
-    @tree.command(name="reload", description="Reload config.yaml now (admins)")
-    @app_commands.default_permissions(administrator=True)
-    async def reload(interaction: discord.Interaction) -> None:
-        await on_text(interaction, "reload", "")
-
-    return tree
+def _text_command(spec: CommandSpec, assistants: list[str], on_text: TextHandler) -> app_commands.Command:
+    # discord.py reads an option's type from the callback's annotation, so each argument shape has its own
+    # callback; `value` is renamed to the table's argument name.
+    name = spec.name
+    if len(spec.args) > 1:
+        raise ValueError(f"/{name}: Discord text commands take at most one argument")
+    arg = spec.args[0] if spec.args else None
+    if arg is None:
+        async def callback(interaction: discord.Interaction) -> None:
+            await on_text(interaction, name, "")
+    elif arg.kind == "user" and arg.required:
+        async def callback(interaction: discord.Interaction, value: discord.User) -> None:
+            await on_text(interaction, name, str(value.id))
+    elif arg.kind == "user":
+        async def callback(interaction: discord.Interaction, value: discord.User | None = None) -> None:
+            await on_text(interaction, name, str(value.id) if value else "")
+    elif arg.required:
+        async def callback(interaction: discord.Interaction, value: str) -> None:
+            await on_text(interaction, name, value)
+    else:
+        async def callback(interaction: discord.Interaction, value: str = "") -> None:
+            await on_text(interaction, name, value)
+    if arg is not None:
+        callback = app_commands.rename(value=arg.name)(callback)
+        if arg.help:
+            callback = app_commands.describe(value=arg.help)(callback)
+        if name == "assistant":
+            # Discord allows at most 25 fixed choices; the list is part of the synced payload, so a config
+            # change that adds an assistant triggers a re-sync.
+            callback = app_commands.choices(value=[app_commands.Choice(name=n, value=n) for n in assistants[:25]])(
+                callback)
+    return app_commands.Command(name=name, description=spec.summary, callback=callback)
 
 
 def payload_hash(tree: app_commands.CommandTree) -> str:

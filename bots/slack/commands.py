@@ -1,15 +1,17 @@
-"""The slash command (/teambridge by default): ask, reset, assistant NAME, help, and the service's own
-text commands (usage, reload, ...). Everything but `ask` is answered ephemerally via response_url."""
+"""The slash command (/teambridge by default): `ask` here (it posts a thread root), every other subcommand
+through core's command surface. Everything but `ask` is answered ephemerally via response_url."""
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import replace
+from functools import partial
 from typing import Any, Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from core.chat.commands import ERROR_NOTICE, CommandSpec, plain_usage
 from core.model import Author, InboundMessage
 from bots.slack.markdown import escape_mrkdwn, to_mrkdwn
 from bots.slack.target import ReplyPlace
@@ -45,31 +47,27 @@ class SlashCommands:
             return
         try:
             author = await self._author(user, body.get("user_name", ""), team=team)
-            msg = InboundMessage(platform="slack", workspace=team, channel=channel, author=author, text=rest,
-                                 is_direct=channel.startswith("D"), mentions_bot=True,
-                                 event_id=f"command:{body.get('trigger_id', '')}")
-            match sub:
-                case "" | "help":
-                    await reply(self._service.help_text("slack"))
-                case "reset":  # `reset @someone`: an admin resetting another person's conversation here
-                    other = _MENTION.match(rest)
-                    await reply(await self._service.reset(msg, user=other.group(1) if other else None))
-                case "assistant":
-                    if not rest:
-                        await reply("Assistants: " + ", ".join(self._service.assistant_names())
-                                    + f". Choose one with `{body.get('command', '/teambridge')} assistant NAME`.")
-                    else:
-                        await reply(await self._service.choose_assistant(msg, rest))
-                case "ask":
-                    if not rest:
-                        await reply(f"Usage: `{body.get('command', '/teambridge')} ask QUESTION`")
-                        return
-                    await self._ask(msg, rest, respond=reply)
-                case _:
-                    await reply(await self._service.command(msg, text))
-        except Exception as e:
-            log.exception("slash command %r failed in %s", sub, channel)
-            await reply(f"⚠️ That did not work: {type(e).__name__}. Please try again.")
+        except Exception:
+            log.exception("slash command %r: could not look up %s", sub, user)
+            await reply(ERROR_NOTICE)
+            return
+        msg = InboundMessage(platform="slack", workspace=team, channel=channel, author=author, text=rest,
+                             is_direct=channel.startswith("D"), mentions_bot=True,
+                             event_id=f"command:{body.get('trigger_id', '')}")
+        style = partial(slack_usage, command=configured)
+        if sub == "ask":  # posts a thread root in the channel: Slack's own
+            if not rest:
+                await reply(f"Usage: {style(ask_spec(self._service))}")
+                return
+            try:
+                await self._ask(msg, rest, respond=reply)
+            except Exception:
+                log.exception("slash command ask failed in %s", channel)
+                await reply(ERROR_NOTICE)
+            return
+        # Slack escapes a mention in command text as <@U123|name>: core wants the id.
+        answer = await self._service.commands.run(msg, sub or "help", _MENTION.sub(r"\1", rest), style=style)
+        await reply(answer.text)
 
     async def _ask(self, msg: InboundMessage, question: str, *, respond: Callable[[str], Awaitable[None]]) -> None:
         # A slash command has no message to reply to, and native streams live only in threads: post the
@@ -85,3 +83,14 @@ class SlashCommands:
         ts = str(root["ts"])
         place = ReplyPlace(channel=msg.channel, thread_ts=ts, user=msg.author.id, team=msg.workspace)
         await self._answer(replace(msg, thread=ts, message_id=ts), place)
+
+
+def slack_usage(spec: CommandSpec, *, command: str) -> str:
+    """How a command is typed in Slack: one slash command with subcommands, `/teambridge reset [@user]`.
+    (A slash command carries no file: `ask` takes text only.)"""
+    spec = replace(spec, args=tuple(a for a in spec.args if a.kind != "file"))
+    return "`" + plain_usage(spec, prefix=f"{command} ", user_word="@user") + "`"
+
+
+def ask_spec(service: Any) -> CommandSpec:
+    return next(s for s in service.commands.specs("slack") if s.name == "ask")

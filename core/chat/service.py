@@ -8,9 +8,9 @@ import asyncio
 import logging
 from contextlib import aclosing
 from dataclasses import replace
-from typing import Awaitable, Callable
 
 from core.chat.access import check_access, is_admin
+from core.chat.commands import AdminHandler, CommandSurface
 from core.reply.citations import footnotes, number_citations
 from core.config.schema import Config
 from core.files.attachments import PreparedInputs
@@ -27,7 +27,6 @@ from core.reply.tail import INTERRUPTED_NOTICE, notice_line
 
 log = logging.getLogger("teambridge.service")
 
-ADMIN_COMMANDS = ("usage", "reload")
 THREAD_MEMORY_SECONDS = 90 * 86400  # a thread quiet this long needs a mention again
 CONTAINER_IDLE_SECONDS = 20 * 60    # OpenAI expires a code interpreter container after ~20 idle minutes
 SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minute."
@@ -36,7 +35,7 @@ SHUTTING_DOWN_NOTICE = "teambridge is restarting — please ask again in a minut
 class ChatService:
     def __init__(self, config: Config, store: Store, backends: dict[str, AssistantBackend], *,
                  files=None, knowledge=None, limiter: UsageLimiter | None = None,
-                 commands: dict[str, Callable[[InboundMessage, str], Awaitable[str]]] | None = None,
+                 commands: dict[str, AdminHandler] | None = None,
                  turn_locks: TurnLocks | None = None, claims: EventClaims | None = None) -> None:
         self._config = config
         self._store = store
@@ -48,7 +47,7 @@ class ChatService:
         # (database-backed when several processes share the store); the one-process defaults otherwise.
         self._locks: TurnLocks = turn_locks if turn_locks is not None else KeyedLocks()
         self._claims: EventClaims = claims if claims is not None else store
-        self._admin_commands = dict(commands or {})
+        self.commands = CommandSurface(self, commands)  # help, reset, assistant and the admin commands
         self._turns: set[asyncio.Task] = set()
         self._accepting = True
 
@@ -71,8 +70,9 @@ class ChatService:
             self._backends = dict(backends)
         self._config = config
 
-    def add_command(self, name: str, handler: Callable[[InboundMessage, str], Awaitable[str]]) -> None:
-        self._admin_commands[name] = handler
+    def add_command(self, name: str, handler: AdminHandler, *, summary: str = "") -> None:
+        """An admin command's handler (see CommandSurface.add)."""
+        self.commands.add(name, handler, summary=summary)
 
     # ---- the main path -------------------------------------------------------------------------------------
 
@@ -306,30 +306,6 @@ class ChatService:
             return refusal
         await self._store.set_preference(preference_scope(msg), assistant.name)
         return f"You are now talking to {assistant.name}" + (f" — {assistant.description}" if assistant.description else ".")
-
-    def assistant_names(self) -> list[str]:
-        return list(self._config.assistants)
-
-    def help_text(self, platform: str) -> str:
-        lines = ["*teambridge* — AI assistants in your chat.", "", "Assistants:"]
-        for name, assistant in self._config.assistants.items():
-            tools = ", ".join(t.type.replace("_", " ") for t in assistant.tools) or "chat"
-            lines.append(f"• {name} — {assistant.description or tools}")
-        lines += ["", "Commands: ask, reset (start a new conversation), assistant NAME (switch), help."]
-        return "\n".join(lines)
-
-    async def command(self, msg: InboundMessage, text: str) -> str:
-        """Admin commands (usage, reload, ...): refused to everyone else before anything runs."""
-        name, _, rest = text.strip().partition(" ")
-        name = name.lower()
-        handler = self._admin_commands.get(name)
-        if handler is None and name not in ADMIN_COMMANDS:
-            return f"Unknown command “{name}”. Try help."
-        if not is_admin(self._config, msg.author):
-            return f"Only admins can use “{name}”."
-        if handler is None:
-            return f"“{name}” is not available here."
-        return await handler(msg, rest.strip())
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ class LiveChat:
             cwd=tmp_path, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         chat = cls(proc)
-        await chat.say("/help", until="Console: ")  # answered: config loaded and the reloader watching the file
+        await chat.say("/help", until="Commands:")  # answered: config loaded and the reloader watching the file
         return chat
 
     async def _pump(self, stream, name: str) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from core.config.schema import AssistantConfig, Config, DiscordConfig
 from core.model import InboundMessage, OutboundFile, UserFacingError
+from core.chat.commands import CommandSurface
 from core.chat.routing import is_addressed
 
 
@@ -32,6 +33,16 @@ class FakeChatService:
     seen: set[str] = field(default_factory=set)
     gate: asyncio.Event | None = None
     store: None = None                                         # no persistence: reply chains stay in memory
+    commands: CommandSurface = field(init=False)               # core's real command surface over this fake
+
+    def __post_init__(self) -> None:
+        self.commands = CommandSurface(self)
+
+        async def usage(msg: InboundMessage, rest: str) -> str:
+            self.handled.append(msg)
+            return "usage: 0 tokens"
+
+        self.commands.add("usage", usage)
 
     async def handle(self, msg: InboundMessage, target) -> None:
         if not is_addressed(self.config, msg, bot_owns_thread=False):
@@ -69,13 +80,3 @@ class FakeChatService:
     async def choose_assistant(self, msg: InboundMessage, name: str) -> str:
         self.handled.append(msg)
         return f"You are now talking to {name}."
-
-    def assistant_names(self) -> list[str]:
-        return list(self.config.assistants)
-
-    def help_text(self, platform: str) -> str:
-        return "teambridge — AI assistants in your chat."
-
-    async def command(self, msg: InboundMessage, text: str) -> str:
-        self.handled.append(msg)
-        return "usage: 0 tokens" if msg.author.is_admin else "Only admins can use “usage”."
