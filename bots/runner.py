@@ -15,19 +15,19 @@ from core.config.schema import Config
 log = logging.getLogger("teambridge")
 
 
-def _platform_classes():
-    """(name, adapter class) for each platform; imported lazily so one platform's import problem can't stop another."""
+def _platforms(config: Config) -> list[tuple[str, type, bool]]:
+    """(name, adapter class, enabled) for each platform; imported lazily so one platform's import problem can't stop
+    another."""
     from bots.discord.client import DiscordAdapter
     from bots.slack.app import SlackAdapter
-    return [("slack", SlackAdapter), ("discord", DiscordAdapter)]
+    return [("slack", SlackAdapter, config.slack.enabled), ("discord", DiscordAdapter, config.discord.enabled)]
 
 
 def plan_platforms(config: Config, env: Mapping[str, str]) -> tuple[list[tuple[str, type]], list[str]]:
     """Which platforms can start, and one line per enabled platform that can't, naming what is missing."""
     ready, problems = [], []
-    for name, cls in _platform_classes():
-        section = getattr(config, name)
-        if not section.enabled:
+    for name, cls, enabled in _platforms(config):
+        if not enabled:
             continue
         missing = cls.missing_credentials(config, env)
         if missing:
@@ -96,10 +96,6 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         interrupted = await runtime.service.shutdown()
         if interrupted:
             log.warning("%d answers did not finish within the grace period and were marked interrupted", interrupted)
-        for adapter in adapters:
-            close = getattr(adapter, "close", None)
-            if close is not None:
-                await close()
         await runtime.aclose()
     return 0
 

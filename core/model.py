@@ -6,7 +6,7 @@ Nothing here knows Slack, Discord or OpenAI.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Literal
 
 from core.errors import BackendError, ReplyStopped, UserFacingError  # noqa: F401  (re-exported: their old home)
 
@@ -66,12 +66,15 @@ class TextDelta:
     text: str
 
 
+ToolStatus = Literal["started", "running", "done", "failed"]
+
+
 @dataclass(frozen=True, slots=True)
 class ToolUpdate:
-    """Progress of a tool call. `status`: started | running | done | failed."""
+    """Progress of a tool call."""
     item_id: str
     tool: str                  # "code_interpreter" | "file_search" | "function" | "image_generation" | ...
-    status: str
+    status: ToolStatus
     title: str                 # short, human: "Running code", "Searching files", "Calling query_weather"
     detail: str = ""           # code, logs, arguments, result preview
 

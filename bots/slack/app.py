@@ -146,7 +146,7 @@ class SlackAdapter:
             await self._runner.cleanup()
             self._runner = None
         if self._tasks:
-            grace = getattr(self._service.config, "shutdown_grace_seconds", 30)
+            grace = self._service.config.shutdown_grace_seconds
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for t in pending:
                 t.cancel()

@@ -14,8 +14,9 @@ Rules (per assistant, `AssistantConfig.access`):
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from core.chat.routing import platform_rules
 from core.model import Author, InboundMessage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,14 +44,12 @@ def check_access(config: "Config", assistant: "AssistantConfig", msg: InboundMes
         return f"Sorry, you don't have access to {who}."
     if places & set(access.deny_channels):
         return f"Sorry, {who} isn't available in this channel."
-    # deny_workspaces is optional in AccessConfig (getattr keeps this working before it exists)
-    if msg.workspace and msg.workspace in _list(access, "deny_workspaces"):
+    if msg.workspace and msg.workspace in access.deny_workspaces:
         return f"Sorry, {who} isn't available in this workspace."
 
     # ---- direct messages
     if msg.is_direct:
-        platform_cfg = getattr(config, msg.platform, None)
-        if not access.allow_dms or not getattr(platform_cfg, "allow_dms", True):
+        if not access.allow_dms or not platform_rules(config, msg.platform).allow_dms:
             return f"Sorry, {who} doesn't answer direct messages — mention it in a channel instead."
 
     # ---- allow lists
@@ -70,6 +69,3 @@ def is_admin(config: "Config", author: Author) -> bool:
     """Listed in config.admins, or a platform admin (Slack workspace admin / Discord administrator)."""
     return author.id in config.admins or author.is_admin
 
-
-def _list(obj: Any, name: str) -> list[str]:
-    return list(getattr(obj, name, None) or ())

@@ -1,18 +1,38 @@
 """Which assistant answers a message, whether the bot is addressed at all, and which conversation it belongs to."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from core.config.schema import AssistantConfig, ChannelRoute, Config
 from core.model import ConversationKey, InboundMessage
 
 
-def platform_section(config: Config, platform: str):
-    """The platform's config section (slack/discord/console), or None for platforms without one."""
-    return getattr(config, platform, None)
+@dataclass(frozen=True, slots=True)
+class PlatformRules:
+    """What routing and access read from a platform's config section (the same questions for every platform)."""
+    channels: dict[str, ChannelRoute] = field(default_factory=dict)
+    default_assistant: str | None = None
+    dm_assistant: str | None = None
+    allow_dms: bool = True
+    follow_threads: bool = True
+
+
+def platform_rules(config: Config, platform: str) -> PlatformRules:
+    match platform:
+        case "slack":
+            s = config.slack
+            return PlatformRules(s.channels, s.default_assistant, s.dm_assistant, s.allow_dms, s.follow_threads)
+        case "discord":
+            d = config.discord
+            return PlatformRules(d.channels, d.default_assistant, d.dm_assistant, d.allow_dms)
+        case "console":
+            return PlatformRules(default_assistant=config.console.assistant)
+        case _:
+            return PlatformRules()
 
 
 def channel_route(config: Config, msg: InboundMessage) -> ChannelRoute | None:
-    section = platform_section(config, msg.platform)
-    routes = getattr(section, "channels", None) or {}
+    routes = platform_rules(config, msg.platform).channels
     for channel in (msg.channel, *msg.channel_parents):
         if channel in routes:
             return routes[channel]
@@ -23,7 +43,6 @@ def is_addressed(config: Config, msg: InboundMessage, *, bot_owns_thread: bool) 
     """True when the bot should answer: a mention, a DM, an open channel, or a follow-up in its own thread."""
     if msg.platform == "console" or msg.assistant is not None:
         return True  # console lines and slash commands are always meant for the bot
-    section = platform_section(config, msg.platform)
     if msg.is_direct:
         return True  # DMs are answered, or refused with a reason (allow_dms) by the service
     if msg.mentions_bot:
@@ -32,21 +51,21 @@ def is_addressed(config: Config, msg: InboundMessage, *, bot_owns_thread: bool) 
     if route is not None and route.respond_without_mention:
         return True
     if msg.thread and bot_owns_thread:
-        follow = route.follow_threads if route is not None else getattr(section, "follow_threads", True)
+        follow = route.follow_threads if route is not None else platform_rules(config, msg.platform).follow_threads
         return bool(follow)
     return False
 
 
 def pick_assistant(config: Config, msg: InboundMessage, *, preference: str | None) -> str:
     """Explicit choice > the user's /assistant choice here > channel route > DM default > platform default > global."""
-    section = platform_section(config, msg.platform)
+    rules = platform_rules(config, msg.platform)
     route = channel_route(config, msg)
     candidates = (
         msg.assistant,
         preference,
         route.assistant if route else None,
-        getattr(section, "dm_assistant", None) if msg.is_direct else None,
-        getattr(section, "default_assistant", None) or getattr(section, "assistant", None),
+        rules.dm_assistant if msg.is_direct else None,
+        rules.default_assistant,
         config.default_assistant,
     )
     return next(name for name in candidates if name)

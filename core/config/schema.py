@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -136,7 +136,17 @@ class AssistantConfig(_Strict):
     access: AccessConfig = AccessConfig()
     limits: LimitsConfig | None = None     # overrides of the global limits for this assistant
 
-    def tool(self, kind: str):
+    @overload
+    def tool(self, kind: Literal["file_search"]) -> FileSearchTool | None: ...
+    @overload
+    def tool(self, kind: Literal["code_interpreter"]) -> CodeInterpreterTool | None: ...
+    @overload
+    def tool(self, kind: Literal["function"]) -> FunctionTool | None: ...
+    @overload
+    def tool(self, kind: str) -> CodeInterpreterTool | FileSearchTool | FunctionTool | ImageGenerationTool | None: ...
+
+    def tool(self, kind: str) -> CodeInterpreterTool | FileSearchTool | FunctionTool | ImageGenerationTool | None:
+        """The first tool of this type (for function tools: the first of them), or None."""
         return next((t for t in self.tools if t.type == kind), None)
 
 

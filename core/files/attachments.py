@@ -279,7 +279,8 @@ class AttachmentRouter:
     async def _index(self, assistant: AssistantConfig, key: ConversationKey, metadata: dict[str, str],
                      vs_id: str | None, items: list[tuple[_Planned, str]]) -> str:
         file_ids = list(dict.fromkeys(fid for _, fid in items))
-        chunking = getattr(assistant.tool("file_search"), "chunking", None)
+        search = assistant.tool("file_search")
+        chunking = search.chunking if search is not None else None
         if vs_id:
             try:
                 statuses = await self._files.add_files_to_vector_store(vs_id, file_ids, chunking=chunking)

@@ -11,6 +11,7 @@ import glob
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from core.config.schema import AssistantConfig, Config
 from core.files.attachments import PURPOSE_SEARCH, FileBackend, VectorStoreGone, sha256
@@ -18,7 +19,12 @@ from core.store.protocol import KnowledgeFile, Store
 
 log = logging.getLogger(__name__)
 
-ADDED, UNCHANGED, UPDATED, REMOVED, FAILED = "added", "unchanged", "updated", "removed", "failed"
+SyncAction = Literal["added", "unchanged", "updated", "removed", "failed"]
+ADDED: SyncAction = "added"
+UNCHANGED: SyncAction = "unchanged"
+UPDATED: SyncAction = "updated"
+REMOVED: SyncAction = "removed"
+FAILED: SyncAction = "failed"
 
 # Store purpose label for knowledge uploads: kept apart from attachment dedupe ("assistants"), because sync
 # deletes a knowledge file when its source changes, and a conversation's vector store must not lose it then.
@@ -28,7 +34,7 @@ KNOWLEDGE_PURPOSE = "knowledge"
 @dataclass(frozen=True, slots=True)
 class SyncEntry:
     path: str          # relative to the config's directory
-    action: str        # added | updated | unchanged | removed | failed
+    action: SyncAction
     reason: str = ""
 
 
@@ -47,7 +53,7 @@ class SyncReport:
         """The entries that failed (empty when the sync went through)."""
         return tuple(e for e in self.entries if e.action == FAILED)
 
-    def count(self, action: str) -> int:
+    def count(self, action: SyncAction) -> int:
         return sum(1 for e in self.entries if e.action == action)
 
     def lines(self) -> list[str]:
