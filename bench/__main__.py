@@ -4,6 +4,7 @@
     python -m bench --quick                  # under a minute: 1 and 10 mentions, each platform
     python -m bench --platform discord --sizes 1,50
     python -m bench --store                  # also: RSS with 10,000 conversations already stored
+    python -m bench --paced                  # Slack 50 at once, answers paced over 6 s and 20 s, 3 bursts
 
 Prints a markdown table and writes bench/results/<date>-<time>.json.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import PLATFORMS, Scenario, run_scenario
-from bench.report import markdown_table, store_line
+from bench.report import markdown_table, paced_table, store_line
 from bench.standins import AnswerShape
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
                         "sizes above 50 default to 6 so that Tier 2 methods don't take hours)")
     p.add_argument("--one-user", action="store_true", help="every mention from the same person")
     p.add_argument("--store", action="store_true", help="also measure RSS growth per 10,000 stored conversations")
+    p.add_argument("--paced", action="store_true",
+                   help="Slack (native streams) with 50 mentions at once, answers of 1,200 characters paced like a "
+                        "model over 6 s and over 20 s, 3 bursts in one bot run, Slack's real minute: last visible "
+                        "p50/p95/max after the model's last word, calls per answer by method, 429s")
     p.add_argument("--bursts", type=int, default=1,
                    help="send the N mentions this many times in one bot run (RSS after each: leak or high-water?)")
     p.add_argument("--chars", type=int, default=1200)
@@ -62,7 +67,34 @@ def _progress(sc: Scenario, done: int) -> None:
         print(f"  … {sc.platform} x{sc.size}: {done} answers complete", file=sys.stderr, flush=True)
 
 
+async def _paced(args: argparse.Namespace) -> int:
+    """Issue 18's row: do long answers stall when many stream at once?"""
+    results: list[dict[str, Any]] = []
+    started = dt.datetime.now()
+    bursts = args.bursts if args.bursts > 1 else 3
+    for seconds in (6.0, 20.0):
+        shape = AnswerShape(chars=1200, delta_chars=20, interval=seconds / 60, first_delay=args.first_delay)
+        sc = Scenario(platform="slack-native", size=50, shape=shape, distinct_users=not args.one_user,
+                      bursts=bursts, slack_minute=args.slack_minute or 60.0)
+        print(f"running slack-native x50, answers over {seconds:g} s, {bursts} bursts…", file=sys.stderr, flush=True)
+        try:
+            result = await run_scenario(sc, progress=_progress)
+        except Exception as exc:
+            result = {"platform": "slack-native", "size": 50, "error": repr(exc)}
+        result["model_seconds"] = seconds
+        results.append(result)
+    out = Path(args.out) if args.out else RESULTS / f"{started:%Y%m%d-%H%M%S}-paced.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": started.isoformat(timespec="seconds"), "machine": _machine(),
+                               "commit": _commit(), "results": results}, indent=2))
+    print(paced_table(results))
+    print(f"\nJSON: {out}", file=sys.stderr)
+    return 0
+
+
 async def _main(args: argparse.Namespace) -> int:
+    if args.paced:
+        return await _paced(args)
     sizes = [1, 10] if args.quick else [int(s) for s in (args.sizes or "1,50,200,1000").split(",") if s.strip()]
     shape = AnswerShape(chars=args.chars, delta_chars=args.delta, interval=args.interval,
                         first_delay=args.first_delay)

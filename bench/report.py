@@ -125,3 +125,26 @@ def store_line(store: list[dict[str, Any]]) -> str:
             f"(growth {grow:+.1f} MB per 10,000), peak {full['peak_rss_mb']:g} vs {empty['peak_rss_mb']:g} MB "
             f"({peak:+.1f} MB); event→model p50 {_get(full, 'event_to_model_ms', 'p50')} vs "
             f"{_get(empty, 'event_to_model_ms', 'p50')} ms.")
+
+
+PACED_METHODS = ("chat.startStream", "chat.appendStream", "chat.stopStream", "chat.postMessage", "chat.update",
+                 "assistant.threads.setStatus")
+
+
+def paced_table(results: list[dict[str, Any]]) -> str:
+    """`--paced`: Slack, 50 at once, answers paced over 6 s / 20 s (issue 18)."""
+    lines = ["| answer paced over | N × bursts | last visible ms after the model's last word p50 / p95 / max "
+             "| calls per answer: start / append / stop / post / update / status | 429s | answers / chars lost |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r.get('model_seconds', '?'):g} s | 50 | failed: {r['error']} | | | |")
+            continue
+        n = r["answers"] or 1
+        calls = r.get("platform_calls", {})
+        per = " / ".join(f"{calls.get(m, 0) / n:.2f}" for m in PACED_METHODS)
+        last = r["last_visible_ms"]
+        lines.append(f"| {r['model_seconds']:g} s | {r['size']} × {r['scenario'].get('bursts', 1)} "
+                     f"| {last['p50']:g} / {last['p95']:g} / {last['max']:g} | {per} | {r['platform_429s_total']} "
+                     f"| {r['answers_lost']} / {r['chars_lost']} |")
+    return "\n".join(lines)

@@ -5,13 +5,26 @@ when a method is over. chat.update (Tier 3, ~50/min) is shared by *every* reply 
 workspace, so throttling each reply on its own is not enough: all replies draw from one budget here.
 A 429 that happens anyway (another process using the same app, a tier Slack lowered) is retried by
 slack_sdk's AsyncRateLimitErrorRetryHandler, which honours Retry-After; nothing is lost.
+
+Three kinds of calls draw from a budget:
+- calls someone waits for (`slot`, every call through BudgetedWebClient): queued in arrival order;
+- calls promised for later (a Reservation: a native stream's stop, a reply's final edit), counted from the
+  moment a reply chooses its transport, so later replies see the budget as it will be;
+- calls that are worth making only when there is room *now* (`slot_if_free`: progress appends and edits,
+  the thinking status): never queued, never taken from what others reserved. A reply whose progress call
+  finds no room just sends more text with its next one, and its final text goes with a reserved call.
+A call counts in the window from when it is sent until one window after its response came back (it reached
+Slack somewhere in between), so a busy event loop or a slow connection can't make Slack see more calls in a
+minute than were counted here.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
-from typing import Any, Callable
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -38,8 +51,13 @@ POST_MESSAGE_PER_CHANNEL_PER_MINUTE = 60
 UNBUDGETED = frozenset({"auth.test", "apps.connections.open"})
 
 
+# The method whose slot the running task already holds (slot_if_free): its call must not queue for another.
+_HELD: ContextVar[str | None] = ContextVar("slack_budget_held", default=None)
+
+
 class SlidingWindow:
-    """At most `limit` acquisitions in any `window` seconds; waiters are served in arrival order.
+    """At most `limit` calls in any `window` seconds, counted from when each call is sent until `window` after
+    its response arrived (calls in flight count too); waiters are served in arrival order.
 
     Besides calls made and calls queued it counts *reservations*: calls someone has promised to make
     soon (a native stream's chat.stopStream, a reply's final chat.update). `delay()` counts all three, so
@@ -48,32 +66,49 @@ class SlidingWindow:
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window, self._clock = limit, window, clock
-        self._times: deque[float] = deque()
+        self._times: deque[float] = deque()   # when calls in the window finished
         self._lock = asyncio.Lock()
+        self.inflight = 0       # calls sent, response not back yet
         self.waiting = 0        # callers queued in acquire()
         self.reserved = 0       # calls promised but not made yet
 
+    def _live(self, now: float) -> int:
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+        return len(self._times) + self.inflight
+
     async def acquire(self) -> None:
+        """Wait for a slot (in arrival order); done() when the call's response is back."""
         self.waiting += 1
         try:
             async with self._lock:  # FIFO: asyncio.Lock wakes waiters in order
                 while True:
                     now = self._clock()
-                    while self._times and self._times[0] <= now - self.window:
-                        self._times.popleft()
-                    if len(self._times) < self.limit:
-                        self._times.append(now)
+                    if self._live(now) < self.limit:
+                        self.inflight += 1
                         return
-                    await asyncio.sleep(self._times[0] + self.window - now)
+                    # full: the oldest finished call leaves the window first (or a call in flight finishes)
+                    await asyncio.sleep(self._times[0] + self.window - now if self._times else 0.05)
         finally:
             self.waiting -= 1
+
+    def try_acquire(self) -> bool:
+        """A slot now, without queueing and without touching what others queued or reserved; done() after."""
+        if self.waiting or self._live(self._clock()) + self.reserved >= self.limit:
+            return False
+        self.inflight += 1
+        return True
+
+    def done(self) -> None:
+        self.inflight -= 1
+        self._times.append(self._clock())
 
     def delay(self, n: int = 1) -> float:
         """About how long the n-th call made now would wait for its slot, behind everything already made,
         queued or reserved. 0.0: it goes at once."""
         now = self._clock()
         live = [t for t in self._times if t > now - self.window]
-        excess = len(live) + self.waiting + self.reserved + n - self.limit
+        excess = len(live) + self.inflight + self.waiting + self.reserved + n - self.limit
         if excess <= 0:
             return 0.0
         rounds, index = divmod(excess - 1, self.limit)
@@ -99,6 +134,9 @@ class Reservation:
     def add(self, method: str, n: int = 1, channel: str | None = None) -> None:
         self._budget.bucket_for(method, channel).reserve(n)
         self._held[(method, channel)] = self._held.get((method, channel), 0) + n
+
+    def held(self, method: str, channel: str | None = None) -> int:
+        return self._held.get((method, channel), 0)
 
     def use(self, method: str, channel: str | None = None) -> None:
         key = (method, channel)
@@ -127,6 +165,7 @@ class RateBudget:
         self._default = default_tier
         self._buckets: dict[str, SlidingWindow] = {}
         self.edited_replies = 0   # replies delivered as post + edits right now (they share chat.update)
+        self.streaming_replies = 0  # native streams open right now (they share chat.appendStream)
 
     def _bucket(self, key: str, limit: int) -> SlidingWindow:
         b = self._buckets.get(key)
@@ -139,10 +178,33 @@ class RateBudget:
             return self._bucket(f"{method}:{channel}", POST_MESSAGE_PER_CHANNEL_PER_MINUTE)
         return self._bucket(method, self._tiers.get(method, self._default))
 
-    async def acquire(self, method: str, channel: str | None = None) -> None:
-        if method in UNBUDGETED:
+    @asynccontextmanager
+    async def slot(self, method: str, channel: str | None = None) -> AsyncIterator[None]:
+        """Wait for a slot of `method`'s budget and hold it for one call."""
+        if method in UNBUDGETED or _HELD.get() == method:
+            yield
             return
-        await self.bucket_for(method, channel).acquire()
+        bucket = self.bucket_for(method, channel)
+        await bucket.acquire()
+        try:
+            yield
+        finally:
+            bucket.done()
+
+    @contextmanager
+    def slot_if_free(self, method: str, channel: str | None = None) -> Iterator[bool]:
+        """A slot for one call of `method` if there is room now (True), else False at once, holding nothing.
+        For calls that only show progress: they never queue, and never take what others reserved."""
+        bucket = self.bucket_for(method, channel)
+        if not bucket.try_acquire():
+            yield False
+            return
+        token = _HELD.set(method)
+        try:
+            yield True
+        finally:
+            _HELD.reset(token)
+            bucket.done()
 
     def delay(self, method: str, n: int = 1, channel: str | None = None) -> float:
         """Seconds the n-th call of `method` made now would wait for the budget (0.0: at once), counting the
@@ -154,6 +216,10 @@ class RateBudget:
     def spacing(self, method: str) -> float:
         """Seconds between calls of `method` that keep it inside its tier when made steadily."""
         return self._window / self._tiers.get(method, self._default)
+
+    def share(self, method: str, replies: int) -> float:
+        """Seconds between one reply's calls of `method` when `replies` replies share its budget evenly."""
+        return self.spacing(method) * max(1, replies)
 
     def reservation(self) -> Reservation:
         return Reservation(self)
@@ -175,11 +241,11 @@ class BudgetedWebClient(AsyncWebClient):
             if isinstance(source, dict) and source.get("channel"):
                 channel = source["channel"]
                 break
-        await self.budget.acquire(api_method, channel)
         if api_method.startswith(("chat.", "files.")):  # model output never pings a channel (bots/slack/mentions)
             json, data, params = neutralise_call(json), neutralise_call(data), neutralise_call(params)
-        return await super().api_call(api_method, http_verb=http_verb, files=files, data=data, params=params,
-                                      json=json, headers=headers, auth=auth)
+        async with self.budget.slot(api_method, channel):
+            return await super().api_call(api_method, http_verb=http_verb, files=files, data=data, params=params,
+                                          json=json, headers=headers, auth=auth)
 
 
 def make_client(token: str, base_url: str, budget: RateBudget, *, max_429_retries: int = 5) -> BudgetedWebClient:

@@ -31,10 +31,10 @@ from core.model import ToolUpdate
 from core.ports import OnPosted, ReplyStream
 from core.reply.lifetime import ReplyLifetime
 from core.reply.retry import twice
-from core.reply.splitting import CLOSER, FENCE, LOOKAHEAD, MIN_LIMIT, next_chunk, open_fence, reopener
+from core.reply.splitting import CLOSER, LOOKAHEAD, MIN_LIMIT, next_chunk, open_fence, reopener
 from core.reply.tail import ending
 from bots.slack.mentions import PingGuard
-from bots.slack.ratelimit import Reservation
+from bots.slack.ratelimit import RateBudget, Reservation
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,13 @@ class NativeStream:
                  flush_chars: int = 300, flush_interval: float = 1.0,
                  max_chars: int = 11_000, max_age: float = 240.0,
                  clock: Callable[[], float] = time.monotonic,
-                 reservation: Reservation | None = None) -> None:
+                 reservation: Reservation | None = None, budget: RateBudget | None = None) -> None:
         self._client = client
         self._reservation = reservation  # the start and stop the choice of transport counted on
+        # The workspace's budgets: appends are made only when chat.appendStream has room now, at most one per
+        # this reply's share of it (every native stream open gets an even share), so they never queue.
+        self._budget = budget
+        self._sharing = False
         self._channel, self._thread, self._user, self._team = channel, thread_ts, user, team
         self._on_posted, self._on_refused = on_posted, on_refused
         self._make_fallback = fallback
@@ -89,8 +93,26 @@ class NativeStream:
         self._slack_stopped = False             # a reader pressed Slack's own stop: the message is final there
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()        # close()/fail() began: the flusher stops waiting
+        self._last_append = -1e9
         self._flusher: asyncio.Task | None = None
         self._failure: BaseException | None = None
+        if budget is not None:
+            self._sharing = True
+            budget.streaming_replies += 1
+            self.lifetime.on_ended(lambda _state: self._leave_share())
+
+    def _leave_share(self) -> None:
+        if self._sharing and self._budget is not None:
+            self._sharing = False
+            self._budget.streaming_replies -= 1
+
+    def _interval(self) -> float:
+        """Seconds between this reply's appends: Slack's batching pace, or its share of the append budget
+        when many replies stream at once (then each append carries more text)."""
+        if self._budget is None:
+            return self._flush_interval
+        return max(self._flush_interval, self._budget.share("chat.appendStream", self._budget.streaming_replies))
 
     @property
     def text_shown(self) -> bool:
@@ -157,13 +179,26 @@ class NativeStream:
         try:
             while not self._closed and self._fallback is None:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+                    await asyncio.wait_for(self._wake.wait(), self._interval())
                 except asyncio.TimeoutError:
                     pass
                 self._wake.clear()
+                if self._ts is not None:
+                    # After the first words: at most one append per interval, however fast text comes.
+                    wait = self._last_append + self._interval() - self._clock()
+                    if wait > 0:
+                        try:
+                            await asyncio.wait_for(self._stopping.wait(), wait)
+                        except asyncio.TimeoutError:
+                            pass
                 if self._closed:
                     break
-                await self._flush()
+                if await self._flush() and not self._closed:
+                    # no append budget right now: try again a little later, with everything written meanwhile
+                    try:
+                        await asyncio.wait_for(self._stopping.wait(), min(self._interval(), 1.0))
+                    except asyncio.TimeoutError:
+                        pass
         except asyncio.CancelledError:
             raise
         except Exception as e:  # surfaced to core on the next text()/status()/close()
@@ -173,8 +208,10 @@ class NativeStream:
     async def _stop_flusher(self) -> bool:
         """No more flushes from the flusher. True when the reply went over to the fallback stream."""
         self._closed = True
+        self._stopping.set()
         if self._flusher is not None:
-            # Let a flush in progress finish: cancelling it mid-request could send a piece twice.
+            # Let a flush in progress finish: cancelling it mid-request could send a piece twice. (Appends
+            # never wait for budget, so that is one request at most.)
             self._wake.set()
             flusher, self._flusher = self._flusher, None
             await asyncio.wait({flusher})
@@ -199,7 +236,9 @@ class NativeStream:
             await self._finish()
 
     async def _finish(self) -> None:
-        await self._flush()
+        # The rest of the reply goes with the call that ends the stream (chat.stopStream takes chunks, and its
+        # call was reserved when the reply chose to stream): the final text never waits for append budget.
+        await self._flush(final=True)
         if self._fallback is not None:  # refused during that last flush: the text went over with it
             await self._fallback.close()
             return
@@ -208,11 +247,12 @@ class NativeStream:
                 # The reply's end (or a stop asked for here): leave its text exactly as written (no fence added).
                 await self._end_message(stop=True)
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, final: bool = False) -> bool:
+        """Send what is pending. True when an append found no room in the budget (the text stays pending)."""
         async with self._lock:
             if self.lifetime.stop_requested:
                 self._pending = ""
-                return
+                return False
             while (self._pending or self._tasks) and self._fallback is None:
                 if self._ts is not None and self._clock() - self._started > self._max_age:
                     await self._rollover()
@@ -225,10 +265,15 @@ class NativeStream:
                     if self._pending else 0
                 piece = self._pending[:cut]
                 tasks = list(self._tasks.values())
-                ok = await self._send(piece, tasks)
+                if final and self._ts is not None and cut == len(self._pending):
+                    ok = await self._stop_with(piece, tasks)      # everything left: it ends the message
+                else:
+                    ok = await self._send(piece, tasks, wait=final)
                 if self.lifetime.stop_requested:
                     self._pending = ""
-                    return
+                    return False
+                if ok is None:
+                    return True  # no append budget right now: the next append carries this text too
                 if ok:
                     # text() only appends while we wait for Slack: cut what was sent off the front
                     self._pending = self._pending[cut:]
@@ -236,9 +281,20 @@ class NativeStream:
                     for t in tasks:
                         if self._tasks.get(t["id"]) is t:
                             del self._tasks[t["id"]]
+            return False
 
-    async def _send(self, piece: str, tasks: list[dict]) -> bool:
-        """One startStream/appendStream call. False when the piece was not sent (retried, or handed over)."""
+    async def _stop_with(self, piece: str, tasks: list[dict]) -> bool:
+        """End the message with its last piece (and task updates) in the stop call. False: not sent."""
+        try:
+            await self._end_message(stop=True, closing=piece, tasks=tasks)
+        except SlackApiError as e:
+            return await self._refused(e)
+        self._any_text = self._any_text or bool(piece)
+        return True
+
+    async def _send(self, piece: str, tasks: list[dict], *, wait: bool = False) -> bool | None:
+        """One startStream/appendStream call. False when the piece was not sent (retried, or handed over);
+        None when an append found no room in the budget (`wait`: it queues for room instead)."""
         chunks: list[dict] = list(tasks)
         if piece:
             chunks.append({"type": "markdown_text", "text": piece})
@@ -249,31 +305,44 @@ class NativeStream:
                     channel=self._channel, thread_ts=self._thread, recipient_user_id=self._user,
                     recipient_team_id=self._team, task_display_mode="timeline", chunks=chunks)
                 self._ts, self._sent, self._started = str(r["ts"]), piece, self._clock()
+                self._last_append = self._clock()
                 await self._on_posted(self._ts)
             else:
-                await self._client.chat_appendStream(channel=self._channel, ts=self._ts, chunks=chunks)
+                if self._budget is not None and not wait:
+                    with self._budget.slot_if_free("chat.appendStream") as free:
+                        if not free:
+                            return None
+                        await self._client.chat_appendStream(channel=self._channel, ts=self._ts, chunks=chunks)
+                else:
+                    await self._client.chat_appendStream(channel=self._channel, ts=self._ts, chunks=chunks)
+                self._last_append = self._clock()
                 self._sent += piece
             return True
         except SlackApiError as e:
-            err = _error(e)
-            if err in REFUSED or (self._ts is None and err.startswith("missing_recipient")):
-                log.warning("Slack refused native streaming in %s (%s); using chat.update", self._channel, err)
-                if self._on_refused:
-                    self._on_refused(err)
-                await self._switch_to_fallback()
-                return False
-            if err == "stopped_by_user":
-                # A reader pressed "stop" on the streaming message: it is final, say nothing more.
-                log.info("Slack stream in %s stopped by the user", self._channel)
-                self._slack_stopped = True
-                self.lifetime.stop()
-                return False
-            if self._ts is not None and err in ("message_not_in_streaming_state", "msg_too_long"):
-                # Slack finalised the message (time limit, or size): keep what it has, go on in a new one.
-                log.info("Slack stream %s ended early (%s); continuing in a new message", self._ts, err)
-                await self._end_message(stop=False)
-                return False
-            raise
+            return await self._refused(e)
+
+    async def _refused(self, e: SlackApiError) -> bool:
+        """What a stream call's error means; False (the piece was not sent) or the error raised again."""
+        err = _error(e)
+        if err in REFUSED or (self._ts is None and err.startswith("missing_recipient")):
+            log.warning("Slack refused native streaming in %s (%s); using chat.update", self._channel, err)
+            if self._on_refused:
+                self._on_refused(err)
+            await self._switch_to_fallback()
+            return False
+        if err == "stopped_by_user":
+            # A reader pressed "stop" on the streaming message: it is final, say nothing more.
+            log.info("Slack stream in %s stopped by the user", self._channel)
+            self._slack_stopped = True
+            self.lifetime.stop()
+            self._ts, self._sent = None, ""
+            return False
+        if self._ts is not None and err in ("message_not_in_streaming_state", "msg_too_long"):
+            # Slack finalised the message (time limit, or size): keep what it has, go on in a new one.
+            log.info("Slack stream %s ended early (%s); continuing in a new message", self._ts, err)
+            await self._end_message(stop=False)
+            return False
+        raise e
 
     async def _switch_to_fallback(self) -> None:
         if self._ts is not None:
@@ -282,6 +351,7 @@ class NativeStream:
             except SlackApiError as e:
                 log.warning("could not end the refused stream %s (%s)", self._ts, _error(e))
                 self._ts, self._sent = None, ""
+        self._leave_share()
         self._fallback = fallback = self._make_fallback()
         pending, self._pending = self._pending, ""
         self._tasks.clear()
@@ -300,25 +370,25 @@ class NativeStream:
         if not fence:
             return ""
         self._pending = reopener(fence) + self._pending
-        return ("" if self._sent.endswith("\n") else "\n") + FENCE
+        return CLOSER  # as core's splitter closes it: "\n```" always, so the messages join back losslessly
 
     async def _rollover(self) -> None:
         # Each message renders on its own: close the code block here, reopen it in the next one.
         await self._end_message(stop=True, closing=self._fence_closer())
 
-    async def _end_message(self, *, stop: bool, closing: str = "") -> None:
+    async def _end_message(self, *, stop: bool, closing: str = "", tasks: list[dict] | None = None) -> None:
         ts = self._ts
         if ts is None:
             return
         if stop:
             try:
-                chunks = [{"type": "markdown_text", "text": closing}] if closing else None
+                chunks = list(tasks or ()) + ([{"type": "markdown_text", "text": closing}] if closing else [])
                 self._use("chat.stopStream")
-                await self._client.chat_stopStream(channel=self._channel, ts=ts, chunks=chunks)
+                await self._client.chat_stopStream(channel=self._channel, ts=ts, chunks=chunks or None)
             except SlackApiError as e:
                 if _error(e) != "message_not_in_streaming_state":
                     raise
-                if closing:  # already final: put the fence close in with an edit
+                if closing:  # already final: put the rest in with an edit
                     await self._client.chat_update(channel=self._channel, ts=ts, markdown_text=self._sent + closing)
         else:
             closing = self._fence_closer()

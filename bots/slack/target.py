@@ -39,7 +39,10 @@ class StreamSettings:
     max_age: float = 240.0      # Slack finalises a stream ~5 min after start; roll over before
     # Choosing the transport of each reply from the workspace's budgets (see SlackReplyTarget.open_stream):
     budget_wait: float = 1.0    # a call that would wait longer than this for its budget is "no room"
-    edit_calls: int = 2         # chat.update calls an edited reply is counted at: one while it streams, the final
+    edit_calls: int = 2         # chat.update calls an edited reply reserves: one while it streams, the final
+    # A native stream is chosen only while its share of chat.appendStream (every open stream gets an even share)
+    # lets it append at least this often; otherwise the reader would see its first words and then long silence.
+    max_append_interval: float = 15.0
     post_max_chars: int = 11_000  # post when ready: messages are never edited, so markdown_text's 12k applies
     first_post_after: float = 2.0  # post when ready: an answer still being written by then shows what is ready
     post_interval: float = 10.0    # ...and again this often
@@ -62,7 +65,6 @@ class SlackReplyTarget:
     So a burst of answers never queues behind a per-workspace minute: the first ones stream, the rest are
     posted when ready, and no reply waits minutes for an edit slot.
     """
-    limits = LIMITS
 
     def __init__(self, client: AsyncWebClient, place: ReplyPlace, *,
                  native_streaming: Callable[[], bool], on_refused: Callable[[str], None],
@@ -89,10 +91,30 @@ class SlackReplyTarget:
         self._status_shown = False
         return str(r["ts"])
 
+    @property
+    def limits(self) -> Limits:  # type: ignore[override]
+        if not self._editing or self._budget is None:
+            return LIMITS
+        # chat.update is one budget for every reply in the workspace: each edited reply gets an even share of
+        # it, re-read before every edit, so progress edits slow down as more replies are edited at once.
+        return Limits(LIMITS.max_chars, max(LIMITS.edit_interval,
+                                            self._budget.share("chat.update", self._budget.edited_replies)))
+
     async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
-        if self._reservation is not None:
-            self._reservation.use("chat.update")
-        await self._client.chat_update(channel=self.place.channel, ts=message_id, markdown_text=text or "…")
+        if final or self._budget is None or (self._reservation is not None
+                                             and self._reservation.held("chat.update") > 1):
+            # The final text, or a progress edit the reply reserved besides its final one (when it chose
+            # post + edits): the budget has room for it.
+            if self._reservation is not None:
+                self._reservation.use("chat.update")
+            await self._client.chat_update(channel=self.place.channel, ts=message_id, markdown_text=text or "…")
+            return True
+        # Progress: only when the budget has room now, never from what other replies reserved for their final
+        # edits. Skipped, the stream sends the newer text with a later edit (or the final one).
+        with self._budget.slot_if_free("chat.update") as free:
+            if not free:
+                return False
+            await self._client.chat_update(channel=self.place.channel, ts=message_id, markdown_text=text or "…")
         return True
 
     async def upload(self, file: OutboundFile) -> None:
@@ -119,18 +141,26 @@ class SlackReplyTarget:
         if not self.place.thread_ts or not self._status_supported() or self._status_tried:
             return  # Slack has no "is typing" for bots; the thinking status needs a thread
         self._status_tried = True
-        if self._budget is not None and self._budget.delay("assistant.threads.setStatus") > 0:
-            log.debug("thinking status skipped in %s: its budget is busy", self.place.channel)
-            return
         try:
-            await self._client.assistant_threads_setStatus(
-                channel_id=self.place.channel, thread_ts=self.place.thread_ts, status="is thinking…")
+            if self._budget is None:
+                await self._set_status("is thinking…")
+            else:
+                # Taken, not just checked: replies opening at the same moment can't all spend the last slots.
+                with self._budget.slot_if_free("assistant.threads.setStatus") as free:
+                    if not free:
+                        log.debug("thinking status skipped in %s: its budget is busy", self.place.channel)
+                        return
+                    await self._set_status("is thinking…")
         except SlackApiError as e:
             # Workspaces without the assistant/agent features refuse it: stop trying, the answer follows anyway.
             log.info("assistant.threads.setStatus unavailable (%s); thinking status off", e.response.get("error"))
             self._on_status_refused()
             return
         self._status_shown = True
+
+    async def _set_status(self, status: str) -> None:
+        await self._client.assistant_threads_setStatus(channel_id=self.place.channel,
+                                                       thread_ts=self.place.thread_ts, status=status)
 
     async def _posted(self, on_posted: OnPosted, message_id: str, native: NativeStream) -> None:
         await on_posted(message_id)
@@ -155,7 +185,14 @@ class SlackReplyTarget:
             self._reservation.add(method, n)
 
     def _choose(self, *, native_ok: bool) -> str:
-        if native_ok and self._room("chat.startStream") and self._room("chat.stopStream"):
+        """The transport for this reply's whole life, from the budgets as the replies already open will
+        spend them: a native stream needs its start and stop (reserved now) and a useful share of the
+        append budget; post + edits reserves its edits (one while it streams, the final); else post when
+        ready (chat.postMessage is limited per channel, not per workspace). Progress calls beyond what is
+        reserved are made only when their budget has room at that moment."""
+        if (native_ok and self._room("chat.startStream") and self._room("chat.stopStream")
+                and (self._budget is None or self._budget.share(
+                    "chat.appendStream", self._budget.streaming_replies + 1) <= self._stream.max_append_interval)):
             self._reserve("chat.startStream")
             self._reserve("chat.stopStream")
             return NATIVE
@@ -193,7 +230,7 @@ class SlackReplyTarget:
                               fallback=lambda: self._fallback(on_posted),
                               on_refused=self._on_refused, flush_chars=s.flush_chars,
                               flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age,
-                              reservation=self._reservation)
+                              reservation=self._reservation, budget=self._budget)
         return native
 
     def _fallback(self, on_posted: OnPosted) -> ReplyStream:
@@ -204,13 +241,8 @@ class SlackReplyTarget:
     def _plain_stream(self, on_posted: OnPosted) -> ReplyStream:
         if self.transport == EDIT:
             if self._budget is not None:
-                # chat.update is one budget for every reply in the workspace: each edited reply gets its share
-                # of it (read once, when the reply opens), so long answers do not starve the final edits
-                # of the others.
                 self._editing = True
                 self._budget.edited_replies += 1
-                share = self._budget.spacing("chat.update") * self._budget.edited_replies
-                self.limits = Limits(LIMITS.max_chars, max(LIMITS.edit_interval, share))
             return EditStream(self, on_posted=on_posted)
         s = self._stream
         return PostWhenReady(self.post, on_posted=on_posted, max_chars=s.post_max_chars,

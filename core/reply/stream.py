@@ -39,6 +39,8 @@ from core.reply.tail import CURSOR, FINISHED, StatusFormat, decorate, default_st
 
 log = logging.getLogger(__name__)
 
+SKIPPED_RETRY = 0.25  # seconds before a progress edit the target skipped is tried again
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -64,7 +66,6 @@ class EditStream:
             raise ValueError(f"limits.max_chars must be at least {MIN_LIMIT}, got {target.limits.max_chars}")
         self._target = target
         self._limit = target.limits.max_chars
-        self._interval = target.limits.edit_interval
         self._on_posted = on_posted
         self._clock = clock
         self._sleep = sleep
@@ -85,6 +86,7 @@ class EditStream:
         self._tools: dict[str, ToolUpdate] = {}
 
         self._started = False
+        self._skipped = False                  # the target skipped the last progress edit
         self._closing = False
         self._done = False
         self._dirty = asyncio.Event()
@@ -145,7 +147,8 @@ class EditStream:
     async def _flush_loop(self) -> None:
         while True:
             await self._dirty.wait()
-            delay = self._last_sent + self._interval - self._clock()
+            # Read each time: a target may stretch its interval while many replies share one budget.
+            delay = self._last_sent + self._target.limits.edit_interval - self._clock()
             if delay > 0:
                 await self._sleep(delay)
             async with self._lock:
@@ -153,6 +156,10 @@ class EditStream:
                     return
                 self._dirty.clear()
                 await self._try_render()
+            if self._skipped:
+                self._skipped = False
+                self._dirty.set()
+                await self._sleep(max(self._target.limits.edit_interval, SKIPPED_RETRY))
 
     async def _try_render(self) -> None:
         try:
@@ -230,6 +237,7 @@ class EditStream:
                                     self._current)
                         self._current = self._shown = None
                     else:
+                        self._skipped = True  # the flusher tries again a little later (or the final text does)
                         return
                 else:
                     self._shown = text

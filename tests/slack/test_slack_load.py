@@ -250,8 +250,10 @@ async def test_a_window_counts_calls_made_queued_and_reserved():
     window = SlidingWindow(3, 60.0, clock)
     assert window.delay() == 0.0
     await window.acquire()
+    window.done()                           # a call counts from when its response came back
     clock.now += 10
     await window.acquire()
+    window.done()
     assert window.delay() == 0.0            # one slot left
     window.reserve()
     assert window.delay() == 60.0 - 10      # the reserved call takes it: wait for the oldest to expire

@@ -82,7 +82,8 @@ async def test_a_stream_slack_ends_early_continues_in_a_new_message_without_losi
     # Slack finalises this stand-in's streams after 0.15 s; our own roll-over (max_age) is far away.
     async with FakeSlack(stream_ttl=0.15) as slack:
         backend = PausingBackend(slowly(TEXT, step=20, pause=0.03))
-        async with running_bot(tmp_path / "db", backend, slack=slack, stream=FAST) as bot:
+        # a short rate minute: this one stream's share of the append budget allows an append every ~20 ms
+        async with running_bot(tmp_path / "db", backend, slack=slack, stream=FAST, rate_minute=1.0) as bot:
             ts = await slack.user_says("C1", "<@UBOT> count")
             await slack.wait_for(finished(slack, "C1", ts, TEXT), 15, "the whole answer")
             await bot.adapter.wait_idle()
