@@ -115,6 +115,62 @@ class Completed:
     usage: Usage
     response_id: str = ""
     containers: tuple[str, ...] = ()  # code interpreter containers the turn used (a session is billed per container)
+    model: str = ""                   # the name usage is recorded and priced under ("" = the assistant's model)
 
 
 BackendEvent = TextDelta | ToolUpdate | OutboundFile | Citation | Completed
+
+
+# ---- what a backend offers ------------------------------------------------------------------------
+
+HOSTED_TOOLS = frozenset({"code_interpreter", "file_search", "image_generation", "web_search"})
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend type offers, declared once per type (core.backends.capabilities).
+
+    `teambridge check` refuses a hosted tool the backend lacks; attachment routing sends files only where a
+    backend can take them (uploads by id, hosted tools) and extracts text locally elsewhere."""
+    hosted_tools: frozenset[str] = frozenset()   # tool types the server runs itself
+    server_history: bool = False                 # the server keeps the conversation (Conversations API)
+    vision: bool = True                          # images can go along as input
+    file_uploads: bool = False                   # a Files API: uploads referenced by id
+
+
+# ---- a conversation's history, backend-neutral (kept locally for servers without state) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserItem:
+    text: str
+    images: tuple[str, ...] = ()   # names of images the user attached (the pixels go along once, in their turn)
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantItem:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallItem:
+    call_id: str
+    name: str
+    arguments: str                 # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionOutputItem:
+    call_id: str
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryItem:
+    """Older turns condensed by the model into a short summary (sent in place of what it replaces)."""
+    text: str
+    turns: int = 0                 # how many turns it stands for
+
+
+HistoryItem = UserItem | AssistantItem | FunctionCallItem | FunctionOutputItem | SummaryItem
+

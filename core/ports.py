@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Protocol, Sequence, runtime_checkable
 
-from core.model import BackendEvent, OutboundFile, ToolUpdate
+from core.model import BackendEvent, Capabilities, HistoryItem, OutboundFile, ToolUpdate
 # The Store seam and its rows live with the stores (core/store/protocol.py); named here too because this module
 # is where every seam is listed.
 from core.store.protocol import ConversationRecord, InflightReply, Store  # noqa: F401
@@ -28,6 +28,20 @@ class InputImage:
 
 
 @dataclass(frozen=True, slots=True)
+class InputDocument:
+    """A file's text, extracted locally, for a backend without a hosted tool that reads files."""
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostedInputs:
+    """What the backend's hosted tools get with this turn (OpenAI: code interpreter files, vector stores)."""
+    container_file_ids: tuple[str, ...] = ()      # files for the code interpreter's container
+    vector_store_ids: tuple[str, ...] = ()        # stores for file_search (knowledge + per-conversation uploads)
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """One user message to answer, with everything the backend needs."""
     assistant: "AssistantConfig"
@@ -35,8 +49,8 @@ class Turn:
     text: str
     user_id: str = ""
     images: tuple[InputImage, ...] = ()
-    container_file_ids: tuple[str, ...] = ()      # files for the code interpreter
-    vector_store_ids: tuple[str, ...] = ()        # extra stores (per-conversation uploads)
+    documents: tuple[InputDocument, ...] = ()
+    hosted: HostedInputs = HostedInputs()
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,7 +98,25 @@ class PlatformAdapter(Protocol):
     async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None: ...
 
 
+class Session(Protocol):
+    """Where one conversation's history lives (after openai-agents-python's memory/session.py).
+
+    `server_side`: the server keeps the items (OpenAI's Conversations API) and a request only names the
+    conversation; otherwise teambridge keeps them (core.backends.history.LocalSession) and every request
+    carries them."""
+
+    session_id: str
+    server_side: bool
+
+    async def get_items(self, limit: int | None = None) -> list[HistoryItem]: ...   # oldest first; limit: latest N
+    async def add_items(self, items: Sequence[HistoryItem]) -> None: ...
+    async def clear(self) -> None: ...
+
+
 class AssistantBackend(Protocol):
+    capabilities: Capabilities
+
     async def create_conversation(self, metadata: dict[str, str]) -> str: ...
+    def session(self, conversation_id: str) -> Session: ...
     def run(self, turn: Turn) -> AsyncIterator[BackendEvent]: ...
     async def aclose(self) -> None: ...

@@ -19,7 +19,7 @@ from core.chat.locks import KeyedLocks, TurnLocks
 from core.model import (Author, BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile,
                         ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
 from core.config.policy import effective_limits
-from core.ports import AssistantBackend, PlatformAdapter, ReplyStream, ReplyTarget, Turn
+from core.ports import AssistantBackend, HostedInputs, PlatformAdapter, ReplyStream, ReplyTarget, Turn
 from core.store.protocol import EventClaims, Store
 from core.chat.routing import conversation_key, is_addressed, pick_assistant, preference_scope
 from core.reply.stream import EditStream
@@ -193,15 +193,16 @@ class ChatService:
         else:
             if saving is not None:  # attachments are recorded on the conversation's row: it must exist
                 await saving
-            inputs = await self._prepare_inputs(assistant, msg, key, metadata)
+            inputs = await self._prepare_inputs(assistant, msg, key, metadata, backend)
         text = msg.text
         if inputs.notes:
             text = "\n".join((text, *inputs.notes)) if text else "\n".join(inputs.notes)
         knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
                          if self._knowledge and assistant.tool("file_search") else ())
         return Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
-                    images=tuple(inputs.images), container_file_ids=inputs.container_file_ids,
-                    vector_store_ids=knowledge_ids + inputs.vector_store_ids, metadata=metadata)
+                    images=inputs.images, documents=inputs.documents,
+                    hosted=HostedInputs(inputs.container_file_ids, knowledge_ids + inputs.vector_store_ids),
+                    metadata=metadata)
 
     async def _relay(self, event, stream: ReplyStream, target: ReplyTarget, citations: list[Citation],
                      assistant, msg: InboundMessage) -> None:
@@ -255,13 +256,14 @@ class ChatService:
         return conversation_id, saving
 
     async def _prepare_inputs(self, assistant, msg: InboundMessage, key: ConversationKey,
-                              metadata: dict[str, str]) -> PreparedInputs:
+                              metadata: dict[str, str], backend: AssistantBackend) -> PreparedInputs:
         if self._files is None:
             if msg.attachments:
                 raise UserFacingError("Attachments are not supported here.")
             return PreparedInputs()
         # also without attachments: documents uploaded earlier stay searchable through the conversation's store
-        return await self._files.prepare(assistant, msg.attachments, key, metadata)
+        return await self._files.prepare(assistant, msg.attachments, key, metadata,
+                                         capabilities=backend.capabilities)
 
     async def _upload(self, target: ReplyTarget, file: OutboundFile) -> None:
         try:

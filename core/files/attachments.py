@@ -1,7 +1,7 @@
 """User attachments -> model inputs: vision images, code interpreter files, the conversation's vector store.
 
-Routing is by what the bytes are (core.files.sniff), the assistant's tools and its per-route size limits
-(AssistantConfig.files). Uploads are de-duplicated by sha256 + purpose through the store, so the same bytes
+Routing is by what the bytes are (core.files.sniff), the assistant's tools, what its backend offers
+(core.model.Capabilities: hosted tools, vision, uploads) and its per-route size limits (AssistantConfig.files). Uploads are de-duplicated by sha256 + purpose through the store, so the same bytes
 are never uploaded twice, however often users attach them.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import PurePath
 from typing import Protocol, Sequence
 
 from core.config.schema import AssistantConfig, ChunkingConfig
-from core.model import Attachment, ConversationKey, UserFacingError
-from core.ports import InputImage, Store
+from core.model import HOSTED_TOOLS, Attachment, Capabilities, ConversationKey, UserFacingError
+from core.ports import InputDocument, InputImage, Store
 from core.files.sniff import FileKind, mime_for, name_ext, sniff
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,13 @@ class PreparedInputs:
     images: tuple[InputImage, ...] = ()
     container_file_ids: tuple[str, ...] = ()
     vector_store_ids: tuple[str, ...] = ()
+    documents: tuple[InputDocument, ...] = ()
     notes: tuple[str, ...] = ()
+
+
+# Without a backend's declaration, the tools the assistant names are taken to be there (`teambridge check`
+# refuses a hosted tool its backend lacks, so a loaded config only names tools that exist).
+TRUST_CONFIG = Capabilities(hosted_tools=HOSTED_TOOLS, vision=True, file_uploads=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +102,21 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def routes_for(assistant: AssistantConfig, ext: str) -> list[str]:
-    """Routes this assistant has for a file kind, best first."""
-    code = assistant.tool("code_interpreter") is not None
-    search = assistant.tool("file_search") is not None
+def _hosted(assistant: AssistantConfig, caps: Capabilities, tool: str) -> bool:
+    return tool in caps.hosted_tools and assistant.tool(tool) is not None
+
+
+def _vision(assistant: AssistantConfig, caps: Capabilities) -> bool:
+    return assistant.vision and caps.vision
+
+
+def routes_for(assistant: AssistantConfig, ext: str, caps: Capabilities = TRUST_CONFIG) -> list[str]:
+    """Routes this assistant (on a backend with `caps`) has for a file kind, best first."""
+    code = _hosted(assistant, caps, "code_interpreter")
+    search = _hosted(assistant, caps, "file_search")
     out: list[str] = []
     if ext in IMAGE_EXTS:
-        if assistant.vision:
+        if _vision(assistant, caps):
             out.append(ROUTE_VISION)
         if code and ext in CODE_EXTS:
             out.append(ROUTE_CODE)
@@ -127,15 +141,15 @@ def limit_mb(assistant: AssistantConfig, route: str) -> float:
             ROUTE_SEARCH: f.max_document_mb}[route]
 
 
-def accepts_text(assistant: AssistantConfig) -> str:
+def accepts_text(assistant: AssistantConfig, caps: Capabilities = TRUST_CONFIG) -> str:
     """'It accepts ...' sentence for error messages, from what this assistant really has."""
     parts = []
-    if assistant.vision:
+    if _vision(assistant, caps):
         parts.append(f"images (png, jpeg, gif, webp, up to {_fmt_mb(assistant.files.max_image_mb)})")
-    if assistant.tool("code_interpreter") is not None:
+    if _hosted(assistant, caps, "code_interpreter"):
         parts.append("data files for code (csv, xlsx, json, txt, py, ..., up to "
                      f"{_fmt_mb(assistant.files.max_code_interpreter_mb)})")
-    if assistant.tool("file_search") is not None:
+    if _hosted(assistant, caps, "file_search"):
         parts.append(f"documents (pdf, docx, md, txt, html, ..., up to {_fmt_mb(assistant.files.max_document_mb)})")
     if not parts:
         return "It doesn't take file attachments; paste the text into your message instead."
@@ -184,7 +198,10 @@ class AttachmentRouter:
             weakref.WeakValueDictionary()
 
     async def prepare(self, assistant: AssistantConfig, attachments: Sequence[Attachment],
-                      key: ConversationKey, metadata: dict[str, str]) -> PreparedInputs:
+                      key: ConversationKey, metadata: dict[str, str], *,
+                      capabilities: Capabilities | None = None) -> PreparedInputs:
+        """`capabilities`: what the assistant's backend offers (AssistantBackend.capabilities)."""
+        caps = capabilities or TRUST_CONFIG
         record = await self._store.get_conversation(key, assistant.name)
         vs_id = record.vector_store_id if record is not None else None
         if not attachments:
@@ -193,7 +210,7 @@ class AttachmentRouter:
         planned, problems = [], []
         for att in attachments:
             try:
-                planned.append(await self._plan(assistant, att))
+                planned.append(await self._plan(assistant, att, caps))
             except UserFacingError as exc:
                 problems.append(exc.message)
         if problems:
@@ -207,7 +224,7 @@ class AttachmentRouter:
         notes: list[str] = []
         for p in planned:
             if p.route == ROUTE_VISION:
-                images.append(await self._image(p))
+                images.append(await self._image(p, caps))
             elif p.route == ROUTE_CODE:
                 container.append(await self._upload_once(p, PURPOSE_CODE))
                 if p.kind.ext in IMAGE_EXTS:
@@ -222,13 +239,13 @@ class AttachmentRouter:
 
     # ---- steps ------------------------------------------------------------------------------------
 
-    async def _plan(self, assistant: AssistantConfig, att: Attachment) -> _Planned:
+    async def _plan(self, assistant: AssistantConfig, att: Attachment, caps: Capabilities) -> _Planned:
         name = att.name or "file"
-        claimed = routes_for(assistant, name_ext(name))
+        claimed = routes_for(assistant, name_ext(name), caps)
         all_routes = [r for r in (ROUTE_VISION, ROUTE_CODE, ROUTE_SEARCH)
-                      if routes_for_any(assistant, r)]
+                      if routes_for_any(assistant, r, caps)]
         if not all_routes:
-            raise UserFacingError(f"{name}: this assistant can't read files. {accepts_text(assistant)}")
+            raise UserFacingError(f"{name}: this assistant can't read files. {accepts_text(assistant, caps)}")
         # Size check before downloading anything: against the route the name points to, or, when the name
         # says nothing useful, the largest limit this assistant has (the bytes may still fit a route).
         pre_limit = max(limit_mb(assistant, r) for r in (claimed[:1] or all_routes))
@@ -242,9 +259,10 @@ class AttachmentRouter:
             log.exception("reading attachment %s failed", name)
             raise UserFacingError(f"{name}: couldn't download the file ({type(exc).__name__}).") from exc
         kind = sniff(name, data)
-        routes = routes_for(assistant, kind.ext)
+        routes = routes_for(assistant, kind.ext, caps)
         if not routes:
-            raise UserFacingError(f"{name}: this assistant can't read that kind of file. {accepts_text(assistant)}")
+            raise UserFacingError(f"{name}: this assistant can't read that kind of file. "
+                                  f"{accepts_text(assistant, caps)}")
         route = routes[0]
         if len(data) > limit_mb(assistant, route) * MB:
             raise self._too_big(assistant, name, len(data), route, limit_mb(assistant, route))
@@ -257,8 +275,9 @@ class AttachmentRouter:
         what = {ROUTE_VISION: "images", ROUTE_CODE: "data files", ROUTE_SEARCH: "documents"}.get(route or "", "files")
         return UserFacingError(f"{name} is {_fmt_size(size)}; this assistant takes {what} up to {_fmt_mb(limit)}.")
 
-    async def _image(self, p: _Planned) -> InputImage:
-        if len(p.data) <= self._inline_max:
+    async def _image(self, p: _Planned, caps: Capabilities) -> InputImage:
+        # A server without a Files API only takes images inline.
+        if len(p.data) <= self._inline_max or not caps.file_uploads:
             b64 = base64.b64encode(p.data).decode("ascii")
             return InputImage(data_url=f"data:{mime_for(p.kind.ext)};base64,{b64}")
         return InputImage(file_id=await self._upload_once(p, PURPOSE_VISION))
@@ -310,7 +329,7 @@ class AttachmentRouter:
         return vs_id
 
 
-def routes_for_any(assistant: AssistantConfig, route: str) -> bool:
+def routes_for_any(assistant: AssistantConfig, route: str, caps: Capabilities = TRUST_CONFIG) -> bool:
     if route == ROUTE_VISION:
-        return assistant.vision
-    return assistant.tool(route) is not None
+        return _vision(assistant, caps)
+    return _hosted(assistant, caps, route)

@@ -15,8 +15,9 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from core.backends.openai.backend import OpenAIBackend, make_openai_client, safety_identifier
 from core.config.schema import AssistantConfig, OpenAIBackendConfig
-from core.model import BackendError, Citation, Completed, OutboundFile, TextDelta, ToolUpdate
-from core.ports import InputImage, Turn
+from core.model import Citation, Completed, OutboundFile, TextDelta, ToolUpdate
+from core.errors import BackendError
+from core.ports import HostedInputs, InputImage, Turn
 from tests.fakes.openai_server import (CodeRun, FakeOpenAI, FileSearchHit, FunctionCall, GeneratedFile,
                                        ScriptedResponse)
 
@@ -149,7 +150,8 @@ async def test_conversation_created_with_metadata_and_reused_across_turns(fake, 
     for body in (first, second):
         assert body["conversation"] == conv and body["prompt_cache_key"] == conv
         assert body["instructions"] == "You are a food expert."          # sent every turn
-        assert body["truncation"] == "auto" and body["stream"] is True and body["model"] == "gpt-test"
+        assert body["context_management"] == [{"type": "compaction"}] and "truncation" not in body
+        assert body["stream"] is True and body["model"] == "gpt-test"
         assert body["include"] == ["code_interpreter_call.outputs", "file_search_call.results"]
         assert body["safety_identifier"] == safety_identifier("U1") and "U1" not in body["safety_identifier"]
     assert second["input"] == [{"type": "message", "role": "user",
@@ -158,6 +160,18 @@ async def test_conversation_created_with_metadata_and_reused_across_turns(fake, 
     roles = [(i["role"], i["content"][0]["text"]) for i in fake.conversation_items[conv]]
     assert roles == [("user", "Hi"), ("assistant", "You said: Hi"),
                      ("user", "What did I say?"), ("assistant", "You said: What did I say?")]
+
+
+async def test_a_server_without_compaction_gets_truncation_instead_from_then_on(fake, client, registry):
+    fake.unsupported = {"context_management"}           # e.g. an OpenAI-compatible proxy
+    backend = OpenAIBackend(client, registry, compact_threshold=50000)
+    for text in ("first", "second"):
+        events, err = await converse(backend, await new_turn(backend, FOOD, text))
+        assert err is None and text_of(events) == f"You said: {text}"
+    refused, first, second = fake.response_requests()
+    assert refused["context_management"] == [{"type": "compaction", "compact_threshold": 50000}]
+    assert "context_management" not in first and first["truncation"] == "auto"
+    assert "context_management" not in second and second["truncation"] == "auto"   # remembered
 
 
 async def test_images_go_along_as_input_image_parts(fake, backend):
@@ -234,7 +248,7 @@ async def test_code_interpreter_shows_code_and_logs_and_delivers_the_generated_f
     code = "a, b = 0, 1\nfor _ in range(20):\n    a, b = b, a + b\nprint(a)\n"
     fake.script(ScriptedResponse(code=CodeRun(code, logs="6765\n", file=GeneratedFile("fib.png", png)),
                                  text="The 20th Fibonacci number is 6765."))
-    turn = await new_turn(backend, MATH, "What is the 20th Fibonacci number?", container_file_ids=(data_file.id,))
+    turn = await new_turn(backend, MATH, "What is the 20th Fibonacci number?", hosted=HostedInputs(container_file_ids=(data_file.id,)))
     events, err = await converse(backend, turn)
     assert err is None
     assert text_of(events) == "The 20th Fibonacci number is 6765."
@@ -272,7 +286,7 @@ async def test_expired_container_file_becomes_a_notice_not_a_crash(fake, backend
 async def test_file_search_citation_numbered_by_file(fake, backend):
     fake.script(ScriptedResponse(file_search=FileSearchHit("file-hb", "handbook.md", query="holidays"),
                                  text="Staff get 25 days of leave."))
-    turn = await new_turn(backend, DOCS, "How many holidays?", vector_store_ids=("vs_docs",))
+    turn = await new_turn(backend, DOCS, "How many holidays?", hosted=HostedInputs(vector_store_ids=("vs_docs",)))
     events, err = await converse(backend, turn)
     assert err is None
     assert text_of(events) == "Staff get 25 days of leave."

@@ -35,7 +35,9 @@ async def test_plain_chat_streams_the_answer_to_stdout(fake, tmp_path):
     assert run.out == "Try a shakshuka: eggs poached in spiced tomato sauce.\n"
     request = fake.response_requests()[0]
     assert request["model"] == "gpt-4.1-mini" and "food expert" in request["instructions"]
-    assert request["truncation"] == "auto"
+    # a long thread is compacted at OpenAI (truncation="auto" is deprecated) and hits the prompt cache
+    assert request["context_management"] == [{"type": "compaction"}] and "truncation" not in request
+    assert request["prompt_cache_key"] == request["conversation"]
 
 
 async def test_second_message_and_a_restart_keep_the_same_conversation_with_its_metadata(fake, tmp_path):

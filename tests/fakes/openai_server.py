@@ -206,7 +206,15 @@ def last_user_text(body: dict[str, Any]) -> str:
 
 
 class FakeOpenAI:
-    def __init__(self) -> None:
+    """`stateless=True`: a Responses server that keeps nothing (Ollama, vLLM, llama.cpp, OpenRouter): the
+    Conversations, Files, Vector Stores and Containers routes answer 404, and a request asking for state
+    (`previous_response_id`, `conversation`, `store: true`) or for a hosted tool answers 400."""
+
+    def __init__(self, *, stateless: bool = False, api_key: str | None = None) -> None:
+        self.stateless = stateless
+        self.api_key = api_key        # stateless: the one key accepted (None: no key needed, like a local server)
+        self.headers: list[dict[str, str]] = []   # request headers, per request
+        self.unsupported: set[str] = set()         # request parameters refused as unknown (an older server)
         self.requests: list[RecordedRequest] = []
         self.responder: Responder | None = None
         self.usage = DefaultUsage()
@@ -219,6 +227,7 @@ class FakeOpenAI:
         self.batches: dict[str, dict[str, Any]] = {}
         self.containers: dict[str, _Container] = {}
         self.responses: dict[str, dict[str, Any]] = {}
+        self.contexts: list[list[dict[str, Any]]] = []  # per /v1/responses request: what the model read
         self._queue: deque[ScriptedResponse] = deque()
         self._failures: list[list[Any]] = []      # [HttpFailure, remaining]
         self._failing_files: dict[str, tuple[str, str]] = {}
@@ -291,6 +300,15 @@ class FakeOpenAI:
     def expire_container(self, container_id: str) -> None:
         self.containers[container_id].expired = True
 
+    def model_context(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """What the model reads for a request arriving now: the conversation's stored items, then its input.
+        (Afterwards `contexts` keeps it per request: the conversation has grown by then.)"""
+        conv_id = body.get("conversation")
+        if isinstance(conv_id, dict):
+            conv_id = conv_id.get("id")
+        stored = list(self.conversation_items.get(conv_id, [])) if conv_id else []
+        return stored + _input_items(body)
+
     def response_requests(self) -> list[dict[str, Any]]:
         """Bodies of every POST /v1/responses, in order."""
         return [r.body for r in self.requests if r.method == "POST" and r.path == "/v1/responses"]
@@ -311,7 +329,14 @@ class FakeOpenAI:
         request[_JSON] = body
         record = RecordedRequest(request.method, request.path, body)
         self.requests.append(record)
-        if not request.headers.get("Authorization", "").startswith("Bearer sk-"):
+        self.headers.append(dict(request.headers))
+        if self.stateless and request.path.split("/")[2:3] in (["conversations"], ["files"], ["vector_stores"],
+                                                                 ["containers"]):
+            return web.json_response({"error": "404 page not found"}, status=404)
+        if self.stateless:
+            if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return _err(401, "Invalid API key.", code="invalid_api_key")
+        elif not request.headers.get("Authorization", "").startswith("Bearer sk-"):
             return _err(401, "Incorrect API key provided.", code="invalid_api_key")
         for entry in self._failures:
             failure, remaining = entry
@@ -332,7 +357,7 @@ class FakeOpenAI:
     def _validate_response_request(self, body: Any) -> web.Response | None:
         if not isinstance(body, dict):
             return _err(400, "Request body must be a JSON object.")
-        unknown = sorted(set(body) - _REQUEST_KEYS)
+        unknown = sorted(set(body) - (_REQUEST_KEYS - self.unsupported))
         if unknown:
             return _err(400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter", param=unknown[0])
         if "model" not in body:
@@ -342,6 +367,15 @@ class FakeOpenAI:
         except ValidationError as exc:
             first = exc.errors()[0]
             return _err(400, f"Invalid request: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        if self.stateless:
+            for key in ("previous_response_id", "conversation"):
+                if body.get(key):
+                    return _err(400, f"'{key}' is not supported: this server keeps no state.", param=key)
+            if body.get("store", True) is not False:
+                return _err(400, "'store' must be false: this server keeps no responses.", param="store")
+            hosted = [t.get("type") for t in body.get("tools") or [] if t.get("type") != "function"]
+            if hosted:
+                return _err(400, f"tool type '{hosted[0]}' is not supported.", param="tools")
         if body.get("conversation") and body.get("previous_response_id"):
             return _err(400, "Cannot use both 'conversation' and 'previous_response_id'.", param="conversation")
         return None
@@ -365,6 +399,7 @@ class FakeOpenAI:
                             param="input")
         if conv_id and outputs:
             self._pending_calls[conv_id] = pending - {o.get("call_id") for o in outputs}
+        self.contexts.append(self.model_context(body))
 
         if self._queue:
             plan = self._queue.popleft()

@@ -114,7 +114,7 @@ class ReadingFiles:
     def __init__(self) -> None:
         self.read: dict[str, bytes] = {}
 
-    async def prepare(self, assistant, attachments, key, metadata) -> PreparedInputs:
+    async def prepare(self, assistant, attachments, key, metadata, *, capabilities=None) -> PreparedInputs:
         for a in attachments:
             self.read[a.name] = await a.read()
         return PreparedInputs(notes=tuple(f"[attached {a.name} {a.content_type} {a.size}]" for a in attachments))

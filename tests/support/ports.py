@@ -4,12 +4,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from core.backends.capabilities import BY_TYPE
 from core.model import BackendEvent, Completed, OutboundFile, TextDelta, Usage
 from core.ports import Limits, OnPosted, Turn
 
 
 class ScriptedBackend:
     """Answers each turn with the next script (a list of events), or echoes the text. Records every turn."""
+
+    capabilities = BY_TYPE["openai"]   # declares everything, so the service's routing is what a test exercises
 
     def __init__(self, *scripts: list[BackendEvent]) -> None:
         self.scripts = list(scripts)

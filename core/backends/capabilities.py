@@ -1,0 +1,25 @@
+"""What each backend type offers, declared once: config checks and attachment routing read this table.
+
+Nothing here imports an SDK, so `teambridge check` can ask without building a client.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from core.model import HOSTED_TOOLS, Capabilities
+
+# OpenAI's Responses API with Conversations: the server keeps the history, runs the hosted tools and takes
+# uploads. The other two types talk to servers that keep no state (Ollama, vLLM, llama.cpp, LM Studio,
+# OpenRouter, LiteLLM; Anthropic's and Gemini's compatible endpoints for Chat Completions) and host no tools
+# (docs/backends.md, ../shared/docs/platform-openai.md §6).
+BY_TYPE: dict[str, Capabilities] = {
+    "openai": Capabilities(hosted_tools=HOSTED_TOOLS, server_history=True, vision=True, file_uploads=True),
+    "responses": Capabilities(server_history=False, vision=True),
+    "chat_completions": Capabilities(server_history=False, vision=True),
+}
+
+
+def capabilities_of(backend_type: str, *, vision: bool = True) -> Capabilities:
+    """The capabilities of one configured backend: its type's, narrowed by the backend's own `vision` switch."""
+    caps = BY_TYPE[backend_type]
+    return caps if vision or not caps.vision else replace(caps, vision=False)

@@ -1,0 +1,196 @@
+"""The turn loop on the Responses API: stream, run the function calls the model asks for, repeat.
+
+Where the history lives is the Session's business (core.ports.Session): a server-side session is named in the
+request and the server appends the turn itself; a local one (`type: responses`, for servers that keep no
+state) is sent in full, kept under `context_tokens` by core.backends.history, and the turn's items are added
+to it when the answer is complete. `type: openai` (core.backends.openai.backend) adds OpenAI's hosted tools.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Protocol
+
+import openai
+from openai import AsyncOpenAI
+
+from core.backends import errors
+from core.backends.capabilities import BY_TYPE
+from core.backends.history import (CONDENSE_INSTRUCTIONS, CONDENSE_MAX_OUTPUT, HistoryWindow, LocalSession, Window,
+                                   budget, with_summary)
+from core.backends.responses.events import DownloadContainerFile, EventMapper, Round, TurnState, usage_of
+from core.backends.responses.items import document_text, to_input, user_message
+from core.backends.responses.stream import Fallback, ResponsesStream
+from core.backends.tokens import Tokens
+from core.backends.tool_calls import ToolRegistryLike, call_function, done_update, function_specs, rounds_exhausted
+from core.model import (AssistantItem, BackendEvent, Capabilities, Completed, FunctionCallItem, FunctionOutputItem, HistoryItem, Usage, UserItem)
+from core.errors import BackendError
+from core.ports import Session
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.ports import Turn
+
+
+class Sessions(Protocol):
+    """Makes and opens a backend's conversations."""
+
+    async def create(self, metadata: dict[str, str]) -> str: ...
+    def open(self, conversation_id: str) -> Session: ...
+    async def ready(self, conversation_id: str) -> None: ...   # anything started by create() finished
+    async def aclose(self) -> None: ...
+
+
+class ResponsesBackend:
+    """core.ports.AssistantBackend on a Responses API server whose Session says where the history lives."""
+
+    capabilities: Capabilities = BY_TYPE["responses"]
+
+    def __init__(self, client: AsyncOpenAI, tools: ToolRegistryLike, sessions: Sessions, *, who: str,
+                 max_retries: int = 3, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 download: DownloadContainerFile | None = None, headers: dict[str, Any] | None = None,
+                 context_tokens: int = 32000, capabilities: Capabilities | None = None,
+                 model_label: Callable[[str], str] | None = None, fallback: Fallback | None = None) -> None:
+        self._client = client
+        self._tools = tools
+        self._sessions = sessions
+        self._who = who
+        self._headers = headers or {}
+        self._context_tokens = context_tokens
+        self._tokens: dict[str, Tokens] = {}
+        self._model_label = model_label or (lambda model: model)
+        if capabilities is not None:
+            self.capabilities = capabilities
+        self._stream = ResponsesStream(client, EventMapper(who, download), who=who, max_retries=max_retries,
+                                       sleep=sleep, headers=self._headers, fallback=fallback)
+
+    async def aclose(self) -> None:
+        await self._sessions.aclose()
+        await self._client.close()
+
+    async def create_conversation(self, metadata: dict[str, str]) -> str:
+        return await self._sessions.create(metadata)
+
+    def session(self, conversation_id: str) -> Session:
+        return self._sessions.open(conversation_id)
+
+    def tokens(self, model: str) -> Tokens:
+        """The token counter of one model, its encoding loading in the background from the first use on."""
+        counter = self._tokens.get(model)
+        if counter is None:
+            counter = self._tokens[model] = Tokens(model)
+        counter.start_loading()
+        return counter
+
+    # ---- what differs per server (overridden by the openai type) ----------------------------------------
+
+    def _params(self, turn: "Turn", session: Session) -> dict[str, Any]:
+        a = turn.assistant
+        p: dict[str, Any] = {"model": a.model}
+        if session.server_side:
+            p["conversation"] = session.session_id
+        else:
+            p["store"] = False          # nothing to keep at the server: the history is ours
+        if a.instructions:
+            p["instructions"] = a.instructions  # never persisted by the server: every turn
+        if a.temperature is not None:
+            p["temperature"] = a.temperature
+        if a.top_p is not None:
+            p["top_p"] = a.top_p
+        if a.max_output_tokens is not None:
+            p["max_output_tokens"] = a.max_output_tokens
+        if a.reasoning_effort is not None:
+            p["reasoning"] = {"effort": a.reasoning_effort}
+        return p
+
+    def _hosted_tools(self, turn: "Turn") -> list[dict[str, Any]]:
+        return []
+
+    # ---- a local history under context_tokens -----------------------------------------------------------
+
+    async def _window(self, session: LocalSession, turn: "Turn", tools: list[Any]) -> Window:
+        a = turn.assistant
+        counter = self.tokens(a.model)
+        room = budget(self._context_tokens, counter, instructions=a.instructions,
+                      text=turn.text + "".join(d.text for d in turn.documents), tools=tools,
+                      images=len(turn.images), max_output=a.max_output_tokens)
+
+        async def summarize(transcript: str) -> tuple[str, Usage]:
+            try:
+                resp = await self._client.with_options(max_retries=0).responses.create(
+                    model=a.model, instructions=CONDENSE_INSTRUCTIONS, input=transcript, store=False,
+                    max_output_tokens=CONDENSE_MAX_OUTPUT, extra_headers=self._headers)
+            except openai.APIError as exc:
+                raise errors.as_backend_error(exc, self._who) from exc
+            return resp.output_text, usage_of(resp)
+
+        return await HistoryWindow(counter, summarize, self._context_tokens).fit(session, room)
+
+    # ---- one turn ----------------------------------------------------------------------------------------
+
+    async def run(self, turn: "Turn") -> AsyncIterator[BackendEvent]:
+        a = turn.assistant
+        session = self._sessions.open(turn.conversation_id)
+        base = self._params(turn, session)
+        specs = [s.to_openai() for s in function_specs(self._tools, a)]
+        known = {s.get("name") for s in specs}
+        tools = self._hosted_tools(turn) + specs
+        if tools:
+            base["tools"] = tools
+        usage = Usage()
+        sent: list[dict[str, Any]] = []
+        local = isinstance(session, LocalSession)
+        if local:
+            window = await self._window(session, turn, tools)
+            usage = window.usage                      # a condensing request is part of this turn's cost
+            sent = to_input(window.turns)
+            instructions = with_summary(a.instructions, window.summary)
+            if instructions:
+                base["instructions"] = instructions
+        pending: list[dict[str, Any]] = [user_message(turn, vision=a.vision and self.capabilities.vision)]
+        text = "\n".join((turn.text, *(document_text(d.name, d.text) for d in turn.documents)))
+        new_items: list[HistoryItem] = [UserItem(text, tuple(f"image {i + 1}" for i in range(len(turn.images))))]
+        state = TurnState()
+        for round_no in range(a.max_tool_rounds + 1):
+            rnd = Round()
+            try:
+                async for ev in self._stream.round({**base, "input": sent + pending}, rnd, state):
+                    yield ev
+            except BackendError:
+                # An answer cut short or failed still cost tokens: report them before the error.
+                spent = usage + rnd.usage
+                if spent != Usage():
+                    yield self._completed(spent, "", state, a.model)
+                raise
+            usage = usage + rnd.usage
+            answer = "".join(rnd.text)
+            if answer:
+                new_items.append(AssistantItem(answer))
+            if not rnd.calls:
+                if local:
+                    await session.add_items(new_items)
+                await self._sessions.ready(turn.conversation_id)  # e.g. a spare conversation labelled
+                yield self._completed(usage, rnd.response_id, state, a.model)
+                return
+            if round_no == a.max_tool_rounds:
+                break
+            outputs: list[dict[str, Any]] = []
+            calls: list[dict[str, Any]] = []
+            for call in rnd.calls:
+                result = await call_function(self._tools, known, call.name, call.arguments, turn.conversation_id)
+                yield done_update(call.id or call.call_id, call.name, result)
+                calls.append({"type": "function_call", "call_id": call.call_id, "name": call.name,
+                              "arguments": call.arguments})
+                outputs.append({"type": "function_call_output", "call_id": call.call_id, "output": result})
+                new_items += [FunctionCallItem(call.call_id, call.name, call.arguments),
+                              FunctionOutputItem(call.call_id, result)]
+            if local:
+                # Nothing is kept at the server: the calls go back with their outputs, after what was sent.
+                sent = sent + pending + to_input([AssistantItem(answer)] if answer else []) + calls
+            # With server-side history the function_call items are already stored: send only the outputs.
+            pending = outputs
+        raise BackendError(rounds_exhausted(a.max_tool_rounds))
+
+    def _completed(self, usage: Usage, response_id: str, state: TurnState, model: str) -> Completed:
+        return Completed(usage=Usage(usage.input_tokens, usage.cached_tokens, usage.output_tokens, usage.tool_calls,
+                                     len(state.containers)),
+                         response_id=response_id, containers=tuple(sorted(state.containers)),
+                         model=self._model_label(model))
