@@ -136,6 +136,7 @@ class Capabilities:
     server_history: bool = False                 # the server keeps the conversation (Conversations API)
     vision: bool = True                          # images can go along as input
     file_uploads: bool = False                   # a Files API: uploads referenced by id
+    document_tokens: int = 0                     # documents go along as locally extracted text up to this size
 
 
 # ---- a conversation's history, backend-neutral (kept locally for servers without state) -------------

@@ -19,7 +19,15 @@ BY_TYPE: dict[str, Capabilities] = {
 }
 
 
-def capabilities_of(backend_type: str, *, vision: bool = True) -> Capabilities:
-    """The capabilities of one configured backend: its type's, narrowed by the backend's own `vision` switch."""
+DOCUMENT_SHARE = 2   # a document's text may fill at most 1/DOCUMENT_SHARE of context_tokens
+
+
+def capabilities_of(backend_type: str, *, vision: bool = True, context_tokens: int | None = None) -> Capabilities:
+    """The capabilities of one configured backend: its type's, narrowed by its own `vision` switch; a backend
+    without hosted file tools takes documents as text, as much as half its window holds."""
     caps = BY_TYPE[backend_type]
-    return caps if vision or not caps.vision else replace(caps, vision=False)
+    if not vision and caps.vision:
+        caps = replace(caps, vision=False)
+    if context_tokens and "file_search" not in caps.hosted_tools:
+        caps = replace(caps, document_tokens=context_tokens // DOCUMENT_SHARE)
+    return caps

@@ -216,12 +216,12 @@ class ChatService:
                 await self._upload(target, event)
             case Citation():
                 citations.append(event)
-            case Completed(usage=usage, containers=containers):
+            case Completed(usage=usage, containers=containers, model=billed):
                 if containers:  # a container reused by a later turn is the same billed session
                     usage = replace(usage, code_interpreter_sessions=await self._new_sessions(containers))
                 await self._store.record_usage(
                     assistant=assistant.name, platform=msg.platform, workspace=msg.workspace,
-                    channel=msg.channel, user=msg.author.id, model=assistant.model, usage=usage)
+                    channel=msg.channel, user=msg.author.id, model=billed or assistant.model, usage=usage)
                 self._limiter.add_tokens(msg.author.id, msg.channel, usage.input_tokens + usage.output_tokens)
 
     async def _new_sessions(self, containers: tuple[str, ...]) -> int:

@@ -18,6 +18,8 @@ from typing import Protocol, Sequence
 from core.config.schema import AssistantConfig, ChunkingConfig
 from core.model import HOSTED_TOOLS, Attachment, Capabilities, ConversationKey, UserFacingError
 from core.ports import InputDocument, InputImage, Store
+from core.backends.tokens import estimate
+from core.files.extract import EXTRACTABLE, NotExtractable, extract_text
 from core.files.sniff import FileKind, mime_for, name_ext, sniff
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ PURPOSE_VISION = "vision"
 ROUTE_VISION = "vision"
 ROUTE_CODE = "code_interpreter"
 ROUTE_SEARCH = "file_search"
+ROUTE_TEXT = "text"            # extracted here and sent as text (backends without hosted file tools)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,7 @@ class _Planned:
     kind: FileKind
     route: str
     upload_name: str
+    text: str = ""                 # ROUTE_TEXT: the extracted text
 
 
 def sha256(data: bytes) -> str:
@@ -126,19 +130,23 @@ def routes_for(assistant: AssistantConfig, ext: str, caps: Capabilities = TRUST_
             out.append(ROUTE_SEARCH)
         if code and ext in CODE_EXTS:
             out.append(ROUTE_CODE)
+        if not out and caps.document_tokens and ext in EXTRACTABLE:
+            out.append(ROUTE_TEXT)
         return out
     # data, code and plain text: txt goes to the code interpreter when there is one, else file search.
     if code and ext in CODE_EXTS:
         out.append(ROUTE_CODE)
     if search and ext in SEARCH_EXTS:
         out.append(ROUTE_SEARCH)
+    if not out and caps.document_tokens and ext in EXTRACTABLE:
+        out.append(ROUTE_TEXT)
     return out
 
 
 def limit_mb(assistant: AssistantConfig, route: str) -> float:
     f = assistant.files
     return {ROUTE_VISION: f.max_image_mb, ROUTE_CODE: f.max_code_interpreter_mb,
-            ROUTE_SEARCH: f.max_document_mb}[route]
+            ROUTE_SEARCH: f.max_document_mb, ROUTE_TEXT: f.max_document_mb}[route]
 
 
 def accepts_text(assistant: AssistantConfig, caps: Capabilities = TRUST_CONFIG) -> str:
@@ -151,6 +159,9 @@ def accepts_text(assistant: AssistantConfig, caps: Capabilities = TRUST_CONFIG) 
                      f"{_fmt_mb(assistant.files.max_code_interpreter_mb)})")
     if _hosted(assistant, caps, "file_search"):
         parts.append(f"documents (pdf, docx, md, txt, html, ..., up to {_fmt_mb(assistant.files.max_document_mb)})")
+    elif caps.document_tokens:
+        parts.append(f"documents and text files read as text (pdf, docx, pptx, txt, md, csv, json, code, ..., "
+                     f"up to about {caps.document_tokens:,} tokens of text)")
     if not parts:
         return "It doesn't take file attachments; paste the text into your message instead."
     if len(parts) == 1:
@@ -221,9 +232,12 @@ class AttachmentRouter:
         images: list[InputImage] = []
         container: list[str] = []
         search: list[tuple[_Planned, str]] = []
+        documents: list[InputDocument] = []
         notes: list[str] = []
         for p in planned:
-            if p.route == ROUTE_VISION:
+            if p.route == ROUTE_TEXT:
+                documents.append(InputDocument(p.upload_name, p.text))
+            elif p.route == ROUTE_VISION:
                 images.append(await self._image(p, caps))
             elif p.route == ROUTE_CODE:
                 container.append(await self._upload_once(p, PURPOSE_CODE))
@@ -235,14 +249,15 @@ class AttachmentRouter:
         if search:
             vs_id = await self._index(assistant, key, metadata, vs_id, search)
         return PreparedInputs(images=tuple(images), container_file_ids=tuple(dict.fromkeys(container)),
-                              vector_store_ids=(vs_id,) if vs_id else (), notes=tuple(notes))
+                              vector_store_ids=(vs_id,) if vs_id else (), documents=tuple(documents),
+                              notes=tuple(notes))
 
     # ---- steps ------------------------------------------------------------------------------------
 
     async def _plan(self, assistant: AssistantConfig, att: Attachment, caps: Capabilities) -> _Planned:
         name = att.name or "file"
         claimed = routes_for(assistant, name_ext(name), caps)
-        all_routes = [r for r in (ROUTE_VISION, ROUTE_CODE, ROUTE_SEARCH)
+        all_routes = [r for r in (ROUTE_VISION, ROUTE_CODE, ROUTE_SEARCH, ROUTE_TEXT)
                       if routes_for_any(assistant, r, caps)]
         if not all_routes:
             raise UserFacingError(f"{name}: this assistant can't read files. {accepts_text(assistant, caps)}")
@@ -268,11 +283,29 @@ class AttachmentRouter:
             raise self._too_big(assistant, name, len(data), route, limit_mb(assistant, route))
         if not data:
             raise UserFacingError(f"{name}: the file is empty.")
-        return _Planned(att, data, kind, route, _upload_name(name, kind))
+        text = await self._text(name, kind, data, caps) if route == ROUTE_TEXT else ""
+        return _Planned(att, data, kind, route, _upload_name(name, kind), text)
+
+    @staticmethod
+    async def _text(name: str, kind: FileKind, data: bytes, caps: Capabilities) -> str:
+        try:
+            text = await asyncio.to_thread(extract_text, kind.ext, data)   # a long PDF takes a while
+        except NotExtractable as exc:
+            raise UserFacingError(f"{name}: {exc}. Paste the part you need into your message instead.") from exc
+        if not text.strip():
+            raise UserFacingError(f"{name}: there is no text in it to read.")
+        size = estimate(text)
+        if size > caps.document_tokens:
+            raise UserFacingError(
+                f"{name}: its text is about {size:,} tokens; this assistant's model reads documents of up to about "
+                f"{caps.document_tokens:,} tokens (half of its context window). "
+                "Attach a shorter part, or paste the section you need.")
+        return text
 
     @staticmethod
     def _too_big(assistant: AssistantConfig, name: str, size: int, route: str | None, limit: float) -> UserFacingError:
-        what = {ROUTE_VISION: "images", ROUTE_CODE: "data files", ROUTE_SEARCH: "documents"}.get(route or "", "files")
+        what = {ROUTE_VISION: "images", ROUTE_CODE: "data files", ROUTE_SEARCH: "documents",
+                ROUTE_TEXT: "documents"}.get(route or "", "files")
         return UserFacingError(f"{name} is {_fmt_size(size)}; this assistant takes {what} up to {_fmt_mb(limit)}.")
 
     async def _image(self, p: _Planned, caps: Capabilities) -> InputImage:
@@ -332,4 +365,6 @@ class AttachmentRouter:
 def routes_for_any(assistant: AssistantConfig, route: str, caps: Capabilities = TRUST_CONFIG) -> bool:
     if route == ROUTE_VISION:
         return _vision(assistant, caps)
+    if route == ROUTE_TEXT:
+        return caps.document_tokens > 0
     return _hosted(assistant, caps, route)

@@ -27,3 +27,12 @@ def test_routing_follows_the_backend_not_the_assistant_alone():
     assert routes_for(ALL, "png", BY_TYPE["responses"]) == [ROUTE_VISION]
     assert routes_for(ALL, "png", capabilities_of("chat_completions", vision=False)) == []
     assert "code" not in accepts_text(ALL, BY_TYPE["responses"])
+
+
+def test_documents_go_as_text_where_no_hosted_tool_reads_them():
+    from core.files.attachments import ROUTE_TEXT
+    local = capabilities_of("responses", context_tokens=8000)
+    assert local.document_tokens == 4000 and capabilities_of("openai", context_tokens=8000).document_tokens == 0
+    assert routes_for(ALL, "pdf", local) == [ROUTE_TEXT] and routes_for(ALL, "csv", local) == [ROUTE_TEXT]
+    assert routes_for(ALL, "xlsx", local) == []                       # no text to extract here: refused clearly
+    assert "read as text" in accepts_text(ALL, local)
