@@ -15,9 +15,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
-from core.backends.tokens import PER_ITEM, TokenCounter
-from core.model import AssistantItem, FunctionCallItem, FunctionOutputItem, HistoryItem, SummaryItem, Usage, UserItem
+from core.backends.tokens import PER_ITEM, TokenCounter, estimate
 from core.errors import BackendError
+from core.model import AssistantItem, FunctionCallItem, FunctionOutputItem, HistoryItem, SummaryItem, Usage, UserItem
+from core.store.protocol import HistoryItem as HistoryRow
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,47 @@ KEEP_SHARE = 0.5     # after condensing, the kept turns use at most this share o
 
 
 class HistoryStore(Protocol):
-    """The store's part of local history (core.ports.Store implements it)."""
+    """The store's part of local history (core.store.protocol.Store implements it): opaque JSON rows."""
 
-    async def load_history(self, conversation_id: str) -> list[HistoryItem]: ...
-    async def append_history(self, conversation_id: str, items: Sequence[HistoryItem]) -> None: ...
-    async def replace_history(self, conversation_id: str, items: Sequence[HistoryItem]) -> None: ...
-    async def delete_history(self, conversation_id: str) -> None: ...
+    async def load_history(self, conversation: str) -> list[HistoryRow]: ...
+    async def append_history(self, conversation: str, items: Sequence[HistoryRow]) -> None: ...
+    async def replace_history(self, conversation: str, items: Sequence[HistoryRow]) -> None: ...
+    async def delete_history(self, conversation: str) -> None: ...
+
+
+# ---- items <-> the store's rows (JSON the store does not interpret) ----------------------------------------
+
+
+def to_row(item: HistoryItem) -> HistoryRow:
+    match item:
+        case UserItem(text=text, images=images):
+            data: dict[str, Any] = {"kind": "user", "text": text, **({"images": list(images)} if images else {})}
+        case AssistantItem(text=text):
+            data = {"kind": "assistant", "text": text}
+        case FunctionCallItem(call_id=call_id, name=name, arguments=arguments):
+            data = {"kind": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
+        case FunctionOutputItem(call_id=call_id, output=output):
+            data = {"kind": "function_output", "call_id": call_id, "output": output}
+        case SummaryItem(text=text, turns=turns):
+            data = {"kind": "summary", "text": text, "turns": turns}
+    return HistoryRow(data=data, tokens=estimate(item_text(item)) + PER_ITEM)
+
+
+def from_row(row: HistoryRow) -> HistoryItem | None:
+    d = row.data
+    match d.get("kind"):
+        case "user":
+            return UserItem(str(d.get("text", "")), tuple(d.get("images") or ()))
+        case "assistant":
+            return AssistantItem(str(d.get("text", "")))
+        case "function_call":
+            return FunctionCallItem(str(d.get("call_id", "")), str(d.get("name", "")), str(d.get("arguments", "{}")))
+        case "function_output":
+            return FunctionOutputItem(str(d.get("call_id", "")), str(d.get("output", "")))
+        case "summary":
+            return SummaryItem(str(d.get("text", "")), int(d.get("turns") or 0))
+    log.warning("history row of an unknown kind skipped: %r", d.get("kind"))
+    return None
 
 
 class LocalSession:
@@ -48,14 +84,14 @@ class LocalSession:
         self.session_id = conversation_id
 
     async def get_items(self, limit: int | None = None) -> list[HistoryItem]:
-        items = await self._store.load_history(self.session_id)
+        items = [i for i in map(from_row, await self._store.load_history(self.session_id)) if i is not None]
         return items if limit is None else items[-limit:] if limit > 0 else []
 
     async def add_items(self, items: Sequence[HistoryItem]) -> None:
-        await self._store.append_history(self.session_id, items)
+        await self._store.append_history(self.session_id, [to_row(i) for i in items])
 
     async def replace_items(self, items: Sequence[HistoryItem]) -> None:
-        await self._store.replace_history(self.session_id, items)
+        await self._store.replace_history(self.session_id, [to_row(i) for i in items])
 
     async def clear(self) -> None:
         await self._store.delete_history(self.session_id)

@@ -291,7 +291,11 @@ class ChatService:
             return f"There is no assistant called “{name}”."
         key = conversation_key(assistant, msg)
         async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
+            record = await self._store.get_conversation(key, assistant.name)
             existed = await self._store.delete_conversation(key, assistant.name)
+            backend = self._backends.get(assistant.backend)
+            if record is not None and backend is not None and not backend.capabilities.server_history:
+                await backend.session(record.backend_id).clear()   # history kept here: nothing left behind
         if existed:
             return f"Started a new conversation with {name}." if not user else \
                 f"Reset {user}'s conversation with {name}."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import FrozenInstanceError
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import pytest
@@ -19,9 +20,10 @@ from core.backends.history import LocalSessions
 from core.backends.openai.backend import OpenAIBackend
 from core.backends.responses.backend import ResponsesBackend
 from core.config.schema import AssistantConfig
-from core.model import (AssistantItem, Completed, FunctionCallItem, FunctionOutputItem, HistoryItem, TextDelta, UserItem)
 from core.errors import BackendError
+from core.model import AssistantItem, Completed, FunctionCallItem, FunctionOutputItem, TextDelta, UserItem
 from core.ports import Turn
+from core.store.sqlite import SqliteStore
 from tests.backends.test_openai_backend import StubRegistry
 from tests.fakes.chat_completions_server import FakeChatCompletions
 from tests.fakes.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
@@ -63,7 +65,7 @@ class World:
         return self.fake.response_requests()
 
 
-async def _openai_world(sleep: Callable) -> AsyncIterator[World]:
+async def _openai_world(sleep: Callable, tmp_path: Path) -> AsyncIterator[World]:
     async with FakeOpenAI() as fake:
         client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0, timeout=10)
         registry = StubRegistry()
@@ -72,30 +74,11 @@ async def _openai_world(sleep: Callable) -> AsyncIterator[World]:
         await backend.aclose()
 
 
-class MemoryHistory:
-    """Local history in a dict (the store's history methods, until the contract runs on SqliteStore)."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, list[HistoryItem]] = {}
-
-    async def load_history(self, conversation_id: str) -> list[HistoryItem]:
-        return list(self.items.get(conversation_id, []))
-
-    async def append_history(self, conversation_id: str, items) -> None:
-        self.items.setdefault(conversation_id, []).extend(items)
-
-    async def replace_history(self, conversation_id: str, items) -> None:
-        self.items[conversation_id] = list(items)
-
-    async def delete_history(self, conversation_id: str) -> None:
-        self.items.pop(conversation_id, None)
-
-
-async def _responses_world(sleep: Callable) -> AsyncIterator[World]:
-    async with FakeOpenAI(stateless=True) as fake:
+async def _responses_world(sleep: Callable, tmp_path: Path) -> AsyncIterator[World]:
+    async with FakeOpenAI(stateless=True) as fake, SqliteStore(tmp_path / "history.db") as store:
         server = make_server_client(name="local", base_url=fake.base_url, api_key_env=None, timeout=10, env={})
         registry = StubRegistry()
-        backend = ResponsesBackend(server.client, registry, LocalSessions(MemoryHistory()), who=who("local"),
+        backend = ResponsesBackend(server.client, registry, LocalSessions(store), who=who("local"),
                                    max_retries=2, sleep=sleep, headers=server.headers)
         yield World("responses", fake, backend, registry)
         await backend.aclose()
@@ -126,11 +109,11 @@ class ChatWorld(World):
         return self.fake.completion_requests()
 
 
-async def _chat_world(sleep: Callable) -> AsyncIterator[World]:
-    async with FakeChatCompletions() as fake:
+async def _chat_world(sleep: Callable, tmp_path: Path) -> AsyncIterator[World]:
+    async with FakeChatCompletions() as fake, SqliteStore(tmp_path / "history.db") as store:
         server = make_server_client(name="compat", base_url=fake.base_url, api_key_env=None, timeout=10, env={})
         registry = StubRegistry()
-        backend = ChatCompletionsBackend(server.client, registry, MemoryHistory(), who=who("compat"),
+        backend = ChatCompletionsBackend(server.client, registry, store, who=who("compat"),
                                          max_retries=2, sleep=sleep, headers=server.headers)
         yield ChatWorld("chat_completions", fake, backend, registry)
         await backend.aclose()
@@ -140,10 +123,10 @@ WORLDS = {"openai": _openai_world, "responses": _responses_world, "chat_completi
 
 
 @pytest.fixture(params=sorted(WORLDS))
-async def world(request):
+async def world(request, tmp_path):
     async def no_sleep(_: float) -> None:
         return None
-    async for w in WORLDS[request.param](no_sleep):
+    async for w in WORLDS[request.param](no_sleep, tmp_path):
         yield w
 
 

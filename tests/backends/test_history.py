@@ -8,13 +8,13 @@ import pytest
 
 from core.backends.chat_completions.backend import ChatCompletionsBackend
 from core.backends.client import make_server_client, who
-from core.backends.history import CONDENSE_INSTRUCTIONS, SUMMARY_PREFIX, HistoryWindow, LocalSessions, split_turns
+from core.backends.history import CONDENSE_INSTRUCTIONS, SUMMARY_PREFIX, LocalSession, LocalSessions, split_turns
 from core.backends.responses.backend import ResponsesBackend
 from core.backends.tokens import Tokens, estimate
 from core.config.schema import AssistantConfig
 from core.model import AssistantItem, Completed, SummaryItem, TextDelta, UserItem
 from core.ports import Turn
-from tests.backends.test_contract import MemoryHistory
+from core.store.sqlite import SqliteStore
 from tests.backends.test_openai_backend import StubRegistry
 from tests.fakes.chat_completions_server import FakeChatCompletions, message_text
 from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse, last_user_text
@@ -30,23 +30,39 @@ def is_condense(body: dict[str, Any]) -> bool:
     return body.get("instructions") == CONDENSE_INSTRUCTIONS
 
 
+class History:
+    """What the store holds for a conversation, as history items."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    async def of(self, conversation: str) -> list:
+        return await LocalSession(self.store, conversation).get_items()
+
+
 @pytest.fixture(params=["responses", "chat_completions"])
-async def world(request):
-    history = MemoryHistory()
+async def world(request, tmp_path):
+    async with SqliteStore(tmp_path / "history.db") as store:
+        async for w in _world(request.param, store):
+            yield w
+
+
+async def _world(kind: str, store: SqliteStore):
+    history = History(store)
 
     async def no_sleep(_: float) -> None:
         return None
-    if request.param == "responses":
+    if kind == "responses":
         async with FakeOpenAI(stateless=True) as fake:
             server = make_server_client(name="local", base_url=fake.base_url, api_key_env=None, timeout=10, env={})
-            backend = ResponsesBackend(server.client, StubRegistry(), LocalSessions(history), who=who("local"),
+            backend = ResponsesBackend(server.client, StubRegistry(), LocalSessions(store), who=who("local"),
                                        headers=server.headers, context_tokens=CONTEXT, sleep=no_sleep, max_retries=0)
             yield fake, backend, history, fake.response_requests
             await backend.aclose()
     else:
         async with FakeChatCompletions() as fake:
             server = make_server_client(name="compat", base_url=fake.base_url, api_key_env=None, timeout=10, env={})
-            backend = ChatCompletionsBackend(server.client, StubRegistry(), history, who=who("compat"),
+            backend = ChatCompletionsBackend(server.client, StubRegistry(), store, who=who("compat"),
                                              headers=server.headers, context_tokens=CONTEXT, sleep=no_sleep,
                                              max_retries=0)
             yield fake, backend, history, fake.completion_requests
@@ -96,7 +112,7 @@ async def test_a_long_thread_stays_under_context_tokens_with_its_latest_turns_an
     assert SUMMARY_PREFIX.strip() in last and "numbered questions" in last
     assert "Q12:" in last and "Q11:" in last and "Answer to Q11" in last   # the latest turns, intact
     assert "Q1:" not in last
-    stored = history.items[conv]
+    stored = await history.of(conv)
     assert isinstance(stored[0], SummaryItem) and stored[0].turns >= 1
     assert stored[-2:] == [UserItem(f"Q12: {LONG}"), AssistantItem(f"Answer to Q12: {LONG}")]
 
@@ -127,7 +143,7 @@ async def test_when_condensing_fails_the_oldest_turns_are_dropped_and_the_answer
     assert any(is_condense(b) for b in requests())
     last = sent_text([b for b in requests() if not is_condense(b)][-1])
     assert SUMMARY_PREFIX.strip() not in last and "Q12:" in last and "Q1:" not in last
-    assert not any(isinstance(i, SummaryItem) for i in history.items[conv])
+    assert not any(isinstance(i, SummaryItem) for i in await history.of(conv))
 
 
 async def test_a_real_tokenizer_counts_openai_family_names():
