@@ -7,8 +7,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from core.backends.openai.backend import OpenAIBackend, make_openai_client
+from core.backends.factory import close_client, make_backend, make_client, openai_client
 from core.backends.openai.files import OpenAIFileBackend
+from core.backends.tokens import encoding_for
 from core.config.schema import Config
 from core.files.attachments import AttachmentRouter
 from core.admin.housekeeping import vector_storage
@@ -41,8 +42,9 @@ class Runtime:
     store: Store
     service: ChatService
     knowledge: KnowledgeSync
-    file_backend: OpenAIFileBackend
+    file_backend: OpenAIFileBackend | None   # None without a `type: openai` backend (no uploads, no knowledge)
     clients: list
+    env: Mapping[str, str] = field(default_factory=dict)
 
     backend_configs: dict = field(default_factory=dict)   # backend name -> (its config, its client)
     backends: list = field(default_factory=list)          # every backend built, for a clean close
@@ -50,7 +52,7 @@ class Runtime:
     async def apply_config(self, config: Config) -> None:
         """Hot reload: rebuild what is built from the config, then swap it in for new turns.
 
-        The tool registry is rebuilt (new or changed function tools), an OpenAI client is made for a new or changed
+        The tool registry is rebuilt (new or changed function tools), a client is made for a new or changed
         `backends` entry, and the knowledge vector stores are synced when any assistant's file_search files
         changed — before the swap, so the first turn on the new config already searches them. Raises (and the
         running config stays) when the tools can't be built; a failed knowledge sync is logged and the previous
@@ -62,11 +64,10 @@ class Runtime:
             if known is not None and known[0] == cfg:
                 client = known[1]
             else:
-                client = make_openai_client(cfg)
+                client = make_client(name, cfg, self.env)
                 self.clients.append(client)   # an old client may still serve a turn in flight: closed at exit
                 self.backend_configs[name] = (cfg, client)
-            backends[name] = OpenAIBackend(client, tools, max_retries=cfg.max_retries,
-                                           spare_conversations=cfg.spare_conversations)
+            backends[name] = make_backend(name, cfg, client, tools=tools, store=self.store)
         if _knowledge_files(config) != _knowledge_files(self.config):
             try:
                 for report in await self.knowledge.sync(config):
@@ -82,7 +83,7 @@ class Runtime:
         for backend in self.backends:  # finishes labelling spare conversations, closes its client
             await backend.aclose()
         for client in self.clients:
-            await client.close()
+            await close_client(client)
         await self.store.close()
 
 
@@ -96,8 +97,10 @@ def _knowledge_files(config: Config) -> dict:
     return out
 
 
-async def vector_storage_or_none(config: Config, store: Store, file_backend: OpenAIFileBackend):
+async def vector_storage_or_none(config: Config, store: Store, file_backend: OpenAIFileBackend | None):
     """Sizes of our vector stores for the usage report, or None (the report then says storage isn't included)."""
+    if file_backend is None:
+        return None
     try:
         return await vector_storage(config, store, file_backend)
     except Exception as err:  # tokens are still worth showing without storage
@@ -106,18 +109,19 @@ async def vector_storage_or_none(config: Config, store: Store, file_backend: Ope
 
 
 async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
-    """Raises core.model.BackendError when the OpenAI key is missing (before anything is opened)."""
-    clients = {name: make_openai_client(cfg) for name, cfg in config.backends.items()}
+    """Raises core.errors.BackendError when a backend's key is missing (before anything is opened)."""
+    clients = {name: make_client(name, cfg, env) for name, cfg in config.backends.items()}
     # TEAMBRIDGE_INSTANCE: a stable name for this process (several processes on one PostgreSQL database), so that
     # after a restart it marks its own cut replies at once; unset, they are marked after its lease runs out.
     store = make_store(database_location(config, env), owner=env_value(env, "TEAMBRIDGE_INSTANCE"))
     await store.open()
     tools = ToolRegistry.from_config(config)
-    backends = {name: OpenAIBackend(client, tools, max_retries=config.backends[name].max_retries,
-                                    spare_conversations=config.backends[name].spare_conversations)
-                for name, client in clients.items()}
-    default_client = clients.get("openai") or next(iter(clients.values()))
-    file_backend = OpenAIFileBackend(default_client)
+    backends = {name: make_backend(name, cfg, clients[name], tools=tools, store=store)
+                for name, cfg in config.backends.items()}
+    await _load_encodings(config, backends)
+    # Files, vector stores and containers live at OpenAI: the first `type: openai` backend's client serves them.
+    openai_clients = [c for c in (openai_client(clients.get("openai")), *map(openai_client, clients.values())) if c]
+    file_backend = OpenAIFileBackend(openai_clients[0]) if openai_clients else None
     knowledge = KnowledgeSync(file_backend, store)
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge,
                           turn_locks=store.turn_locks(), claims=store)
@@ -128,9 +132,18 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
 
     service.add_command("usage", usage_command)
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
-                   clients=list(clients.values()),
+                   clients=list(clients.values()), env=dict(env),
                    backend_configs={name: (config.backends[name], client) for name, client in clients.items()},
                    backends=list(backends.values()))
+
+
+async def _load_encodings(config: Config, backends: dict) -> None:
+    """A backend that keeps the history counts its tokens with the model's real encoding where there is one:
+    loaded now, at start (about a second, holding the GIL), rather than in the middle of someone's answer."""
+    for assistant in config.assistants.values():
+        backend = backends.get(assistant.backend)
+        if backend is not None and not backend.capabilities.server_history and encoding_for(assistant.model):
+            await backend.tokens(assistant.model).ready()
 
 
 async def sync_knowledge(runtime: Runtime) -> None:

@@ -42,6 +42,9 @@ def classify(exc: openai.APIStatusError, who: str) -> Exception:
 def transport(exc: Exception, who: str) -> Retryable | None:
     """A failure below HTTP (connect, timeout, a body cut mid-stream) as a Retryable; None if it is not one."""
     match exc:
+        case openai.APITimeoutError() if isinstance(exc.__cause__, httpx2.ConnectTimeout):
+            # The SDK's aiohttp transport reports a refused connection (server down) as a connect timeout.
+            return Retryable(f"Could not reach {who} (connection failed)")
         case openai.APITimeoutError():
             return Retryable(f"{cap(who)} did not answer in time")
         case openai.APIConnectionError():

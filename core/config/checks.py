@@ -7,11 +7,13 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from core.backends.capabilities import BY_TYPE
 from core.config.files import matching_files
 from core.config.messages import Loc
 from core.config.schema import FUNCTION_REF, TOOL_NAME, Config, FileSearchTool, FunctionTool
 from core.config.yamldoc import Doc
 from core.errors import ConfigError
+from core.model import HOSTED_TOOLS
 from core.tools.registry import ToolRegistry, import_function
 
 
@@ -79,12 +81,17 @@ def cross_check(data: dict[str, Any], base_dir: Path, doc: Doc) -> list[str]:
             errors.append(doc.error(base + ("backend",) if "backend" in assistant else base,
                                     f"unknown backend {backend!r}; backends: {', '.join(backend_names) or 'none'}"))
         tools = assistant.get("tools")
+        hosted = _hosted_tools(backends, backend)
         seen: dict[str, int] = {}
         for i, tool in enumerate(tools if isinstance(tools, list) else ()):
             if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
                 continue
             loc = base + ("tools", i)
             tool_name = tool["type"]
+            if hosted is not None and tool_name in HOSTED_TOOLS and tool_name not in hosted[1]:
+                errors.append(doc.error(loc, f"{tool_name} is a hosted tool, and backend “{backend}” "
+                                             f"(type {hosted[0]}) does not offer it; only function tools work there "
+                                             f"(hosted tools need a backend of type openai)"))
             ref = tool.get("function")
             if tool_name == "function" and isinstance(ref, str) and FUNCTION_REF.fullmatch(ref):
                 tool_name = str(tool.get("name") or ref.rsplit(":", 1)[1].rsplit(".", 1)[-1])
@@ -103,6 +110,15 @@ def cross_check(data: dict[str, Any], base_dir: Path, doc: Doc) -> list[str]:
             else:
                 seen[tool_name] = i
     return errors
+
+
+def _hosted_tools(backends: Any, name: Any) -> tuple[str, frozenset[str]] | None:
+    """(type, hosted tools) of the backend called `name`, from the raw YAML; None when it is not known."""
+    if not isinstance(backends, dict) or not isinstance(name, str) or not isinstance(backends.get(name), dict):
+        return None
+    kind = backends[name].get("type", "openai")
+    caps = BY_TYPE.get(kind) if isinstance(kind, str) else None
+    return None if caps is None else (kind, caps.hosted_tools)
 
 
 def _function_problem(ref: str, base_dir: Path, tool: dict[str, Any]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -50,8 +51,11 @@ def load_config(path: str | Path) -> Config:
 
     check_duplicates(doc, root, (), errors)
     for loc in secret_keys(root, ()):
-        errors.append(doc.error(loc, f"secrets never go in the config file: remove it and set the environment "
-                                     f"variable {env_var_for(loc)} instead"))
+        if _model_server(data, loc):
+            fix = "put the key in an environment variable and name that variable with api_key_env"
+        else:
+            fix = f"set the environment variable {env_var_for(loc)} instead"
+        errors.append(doc.error(loc, f"secrets never go in the config file: remove it and {fix}"))
         skip.add(dotted(loc))
         drop(data, loc)
 
@@ -93,3 +97,11 @@ def _by_line(shown: str, errors: list[str]) -> list[str]:
         number = rest.split(":", 1)[0]
         return int(number) if number.isdigit() else 0
     return sorted(dict.fromkeys(errors), key=line)
+
+
+def _model_server(data: Any, loc: tuple) -> bool:
+    """Whether `loc` lies in a `backends:` entry of a type that takes its key from `api_key_env`."""
+    if len(loc) < 3 or loc[0] != "backends" or not isinstance(data, dict):
+        return False
+    entry = (data.get("backends") or {}).get(loc[1]) if isinstance(data.get("backends"), dict) else None
+    return isinstance(entry, dict) and entry.get("type", "openai") != "openai"

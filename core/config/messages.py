@@ -32,7 +32,8 @@ def explain(err: dict[str, Any]) -> tuple[Loc, str]:
     if kind == "missing":
         return loc, f"required key {loc[-1]!r} is missing"
     if kind == "union_tag_invalid":
-        return loc + ("type",), f"unknown tool type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+        what = "backend" if loc[:1] == ("backends",) else "tool"
+        return loc + ("type",), f"unknown {what} type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":
         return loc + ("type",), "every tool needs a type: code_interpreter, file_search, function or image_generation"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -117,6 +118,8 @@ def _fields_at(loc: Loc) -> list[str]:
 
 
 def _tag_of(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:     # a union member tagged with pydantic's Tag
+        tp = typing.get_args(tp)[0]
     if isinstance(tp, type) and issubclass(tp, BaseModel) and "type" in tp.model_fields:
         args = typing.get_args(tp.model_fields["type"].annotation)
         return args[0] if args else None

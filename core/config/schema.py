@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from core.config.policy import LimitsConfig, PricesConfig
 
@@ -153,12 +153,64 @@ class AssistantConfig(_Strict):
 # ---- backends -----------------------------------------------------------------------------------
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class OpenAIBackendConfig(_Strict):
+    """OpenAI's Responses API with Conversations: the history lives at OpenAI (also Azure OpenAI's v1 API)."""
     type: Literal["openai"] = "openai"
     base_url: str | None = None           # OPENAI_BASE_URL wins when set
     timeout: float = Field(120, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
     spare_conversations: int = Field(4, ge=0, le=50)  # made ahead, so a new thread's first answer starts sooner
+    context_tokens: int | None = Field(None, ge=1000)  # compaction threshold (context_management); None: OpenAI's
+
+
+class _ModelServerConfig(_Strict):
+    """A model server that keeps no state: teambridge keeps each conversation's history and sends it along."""
+    base_url: str
+    api_key_env: str | None = None        # the NAME of the environment variable holding the key, never the key
+    timeout: float = Field(120, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    context_tokens: int = Field(32000, ge=1000)   # history a turn may send; older turns condensed or dropped
+    vision: bool = True                   # images go along as input (inline)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_NAME.fullmatch(v):
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key itself")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"https?://", v):
+            raise ValueError(f"must be an http(s) URL like http://127.0.0.1:11434/v1 (got {v!r})")
+        return v
+
+
+class ResponsesBackendConfig(_ModelServerConfig):
+    """The Responses API without server-side state (Ollama, vLLM, LM Studio, llama.cpp, OpenRouter, LiteLLM)."""
+    type: Literal["responses"]
+
+
+class ChatCompletionsBackendConfig(_ModelServerConfig):
+    """The Chat Completions API (any OpenAI-compatible server; Anthropic's and Gemini's compatible endpoints)."""
+    type: Literal["chat_completions"]
+
+
+def _backend_type(value: Any) -> str:
+    # `type` may be left out for the OpenAI backend, as before there were other types.
+    if isinstance(value, dict):
+        return str(value.get("type", "openai"))
+    return str(getattr(value, "type", "openai"))
+
+
+BackendConfig = Annotated[
+    Annotated[OpenAIBackendConfig, Tag("openai")] | Annotated[ResponsesBackendConfig, Tag("responses")]
+    | Annotated[ChatCompletionsBackendConfig, Tag("chat_completions")],
+    Discriminator(_backend_type)]
 
 
 # ---- platforms ----------------------------------------------------------------------------------
@@ -203,7 +255,7 @@ class Config(_Strict):
     database: str = "teambridge.db"
     default_assistant: str
     shutdown_grace_seconds: float = Field(30, ge=0)
-    backends: dict[str, OpenAIBackendConfig] = {"openai": OpenAIBackendConfig()}
+    backends: dict[str, BackendConfig] = {"openai": OpenAIBackendConfig()}
     assistants: dict[str, AssistantConfig]
     admins: list[str] = []                 # user ids allowed to run admin commands
     limits: LimitsConfig = LimitsConfig()
