@@ -176,3 +176,19 @@ async def test_a_server_that_is_down_gives_one_clear_line(tmp_path):
         assert run.code == 0
         assert "Could not reach the model server “local” (connection failed)" in run.out
         assert len([line for line in run.out.splitlines() if line.strip()]) == 1
+
+
+async def test_usage_names_the_local_model_and_prices_it_only_when_configured(server, tmp_path):
+    server.fake.script(ScriptedResponse(text="Hi.", input_tokens=1200, output_tokens=300))
+    cfg = config(tmp_path, server.kind, server.fake.base_url)
+    assert (await chat(tmp_path, cfg, "hello\n")).code == 0
+    env = {"TEAMBRIDGE_DB": str(tmp_path / "tb.db"), "LOCAL_MODEL_KEY": KEY}
+    unpriced = json.loads((await teambridge("usage", "--config", str(cfg), "--by", "model", "--json", cwd=tmp_path,
+                                            env=env)).out)
+    assert [r["key"] for r in unpriced["rows"]] == ["local/llama3.1:8b"]
+    assert unpriced["unpriced_models"] == ["local/llama3.1:8b"]                # shown as unknown, not as free
+    cfg.write_text(cfg.read_text() + 'prices:\n  models:\n    "local/llama3.1:8b": {input: 0, output: 0}\n')
+    priced = json.loads((await teambridge("usage", "--config", str(cfg), "--by", "model", "--json", cwd=tmp_path,
+                                          env=env)).out)
+    assert priced["unpriced_models"] == [] and priced["total_cost_usd"] == 0
+    assert priced["total"]["input_tokens"] == 1200
