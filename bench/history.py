@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+WARM_UP = 5
 ANSWER = ("Basil, tomato, garlic and a little olive oil make a quick sauce; add salt to taste and finish with "
           "grated parmesan. ") * 5
 
@@ -53,8 +54,9 @@ class _Target:
         self.text = text
         return "m1"
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         self.text = text
+        return True
 
     async def upload(self, file: Any) -> None: ...
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
@@ -95,7 +97,7 @@ async def _measure(kind: str, port: int, answers: int, turns: int,
             assistant = config.assistants["food"]
             msgs = [InboundMessage(platform="console", workspace="", channel=f"C{i:04d}",
                                    author=Author(id=f"U{i:04d}"), text=f"q{i:04d}: and with pasta?",
-                                   is_direct=True) for i in range(answers)]
+                                   is_direct=True) for i in range(answers + WARM_UP)]
             # the history, written where this backend type keeps it
             history = [item for t in range(turns) for item in
                        (UserItem(f"turn {t}: what goes with basil?"), AssistantItem(ANSWER))]
@@ -103,6 +105,11 @@ async def _measure(kind: str, port: int, answers: int, turns: int,
                 conv = await backend.create_conversation({})
                 await store.save_conversation(conversation_key(assistant, msg), "food", conv, {})
                 await backend.session(conv).add_items(history)
+            while not times_q.empty():
+                times_q.get()
+            for msg in msgs[:WARM_UP]:      # first answers pay for imports and lazily built validators
+                await service.handle(msg, _Target())
+            msgs = msgs[WARM_UP:]
             while not times_q.empty():
                 times_q.get()
             started: dict[str, float] = {}
@@ -116,10 +123,11 @@ async def _measure(kind: str, port: int, answers: int, turns: int,
             wall = time.perf_counter() - wall0
             await backend.aclose()
             await close_client(client)
-    received = {}
+    received: dict[str, float] = {}
     while len(received) < answers:
         text, t = times_q.get(timeout=10)
-        received[text] = t
+        if text in started:
+            received[text] = t
     lat = sorted((received[text] - t0) * 1000 for text, t0 in started.items() if text in received)
     return {"type": kind, "answers": answers, "history_turns": turns,
             "cpu_s_per_100": round(cpu * 100 / answers, 3), "wall_s": round(wall, 2),

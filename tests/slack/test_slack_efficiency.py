@@ -200,7 +200,7 @@ class ReadingFiles:
     def __init__(self) -> None:
         self.read: list[str] = []
 
-    async def prepare(self, assistant, attachments, key, metadata):
+    async def prepare(self, assistant, attachments, key, metadata, *, capabilities=None):
         from core.files.attachments import PreparedInputs
         for a in attachments:
             await a.read()
