@@ -229,6 +229,8 @@ class FakeOpenAI:
         self.responses: dict[str, dict[str, Any]] = {}
         self.contexts: list[list[dict[str, Any]]] = []  # per /v1/responses request: what the model read
         self._queue: deque[ScriptedResponse] = deque()
+        self._running: dict[str, int] = {}
+        self.max_concurrent_per_conversation = 0
         self._failures: list[list[Any]] = []      # [HttpFailure, remaining]
         self._failing_files: dict[str, tuple[str, str]] = {}
         self._polls: dict[tuple[str, str], int] = {}
@@ -409,7 +411,14 @@ class FakeOpenAI:
             plan = default_policy(body)
 
         if body.get("stream"):
-            return await self._stream(request, body, plan, conv_id)
+            # how many responses of one conversation ran at the same time (the service refuses a second one)
+            self._running[conv_id or ""] = running = self._running.get(conv_id or "", 0) + 1
+            self.max_concurrent_per_conversation = max(self.max_concurrent_per_conversation,
+                                                       running if conv_id else 0)
+            try:
+                return await self._stream(request, body, plan, conv_id)
+            finally:
+                self._running[conv_id or ""] -= 1
         events, final = self._build(body, plan, conv_id)
         if plan.cut_after is not None:
             return _err(500, "The server had an error while processing your request.", type_="server_error")

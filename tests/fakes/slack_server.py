@@ -137,6 +137,10 @@ class FakeSlack:
         self._ids = itertools.count(1)
         self._windows: dict[str, deque[float]] = defaultdict(deque)
         self._sockets: list[web.WebSocketResponse] = []
+        # Slack spreads Socket Mode envelopes over an app's open connections; True does so round-robin (several
+        # processes), False sends each to the newest connection.
+        self.spread = False
+        self._turn = 0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -619,8 +623,8 @@ class FakeSlack:
             self._sockets.remove(ws)
         return ws
 
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        await self.wait_for(lambda: any(not ws.closed for ws in self._sockets), timeout, "socket connection")
+    async def wait_connected(self, timeout: float = 10.0, *, count: int = 1) -> None:
+        await self.wait_for(lambda: sum(not ws.closed for ws in self._sockets) >= count, timeout, "socket connection")
 
     async def send_envelope(self, kind: str, payload: dict, *, retry_attempt: int = 0,
                             retry_reason: str = "") -> str:
@@ -630,7 +634,12 @@ class FakeSlack:
         if kind == "events_api":
             envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason)
         await self.wait_connected()
-        ws = next(ws for ws in reversed(self._sockets) if not ws.closed)
+        open_ = [ws for ws in self._sockets if not ws.closed]
+        if self.spread:
+            self._turn += 1
+            ws = open_[self._turn % len(open_)]
+        else:
+            ws = open_[-1]
         await ws.send_str(json.dumps(envelope))
         return envelope_id
 

@@ -1,0 +1,91 @@
+"""Three `teambridge run` processes on one PostgreSQL database, against the stand-in Slack and OpenAI: Slack
+spreads its Socket Mode envelopes over the three connections (and retries land on another process)."""
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
+from tests.fakes.slack_server import FakeSlack
+from tests.run_harness import RunProcess
+
+
+@pytest.fixture
+async def three(tmp_path, postgres_url):
+    async with FakeOpenAI() as openai:
+        slack = await FakeSlack().start()
+        slack.spread = True
+        procs: list[RunProcess] = []
+        try:
+            for i in range(3):
+                home = tmp_path / f"p{i}"
+                home.mkdir()
+                procs.append(RunProcess(home, openai, slack=slack, grace=5,
+                                        extra_env={"TEAMBRIDGE_DB": postgres_url, "TEAMBRIDGE_INSTANCE": f"p{i}"}))
+            # one after the other: the first migrates, the others find the schema in place
+            for proc in procs:
+                await (await proc.start()).wait_running(timeout=60)
+            await slack.wait_connected(timeout=20, count=3)
+            yield slack, openai, procs
+        finally:
+            for proc in procs:
+                await proc.kill()
+            await slack.close()
+
+
+def answers(slack: FakeSlack, channel: str, ts: str) -> list[str]:
+    """The bot's top messages in the thread (one per answer; a long answer would continue in more)."""
+    return [m.text for m in slack.bot_messages(channel, ts)]
+
+
+async def test_events_and_their_retries_spread_over_three_processes_are_answered_once(three):
+    slack, openai, procs = three
+    mentions = {}
+    for i in range(9):   # each mention arrives twice (app_mention + message.channels): 18 envelopes, round-robin
+        channel = f"C{i}"
+        mentions[channel] = await slack.user_says(channel, f"<@{slack.bot_user_id}> dish number {i}?")
+    for channel, ts in mentions.items():
+        await slack.wait_for(lambda c=channel, t=ts: "You said" in slack.thread_text(c, t)
+                             and not slack.thread_text(c, t).endswith("▌"), timeout=30)
+    # Slack retries the first envelope of each (as if the ack was late): another process gets it
+    for channel, ts in list(mentions.items())[:3]:
+        body = slack.event_callback(slack._event("AppMentionPayload", user="U1", text="retry", ts=ts, event_ts=ts,
+                                                 channel=channel, team=slack.team_id))
+        await slack.deliver(body, retry_attempt=1)
+    await asyncio.sleep(2)   # time enough for a wrong second answer to show
+    for i, (channel, ts) in enumerate(mentions.items()):
+        assert answers(slack, channel, ts) == [f"You said: dish number {i}?"], (channel, answers(slack, channel, ts))
+    assert len(openai.response_requests()) == 9
+    for proc in procs:
+        code, log = await proc.stop(signal.SIGTERM)
+        assert code == 0, log
+
+
+async def test_a_thread_keeps_one_conversation_whichever_process_gets_its_messages(three):
+    slack, openai, procs = three
+    ts = await slack.user_says("C1", f"<@{slack.bot_user_id}> soup for winter?")
+    await slack.wait_for(lambda: "You said: soup for winter?" in slack.thread_text("C1", ts), timeout=30)
+    for n in range(4):   # follow-ups without a mention: the thread is the bot's on every process
+        await slack.user_says("C1", f"and number {n}?", thread_ts=ts)
+        await slack.wait_for(lambda n=n: f"You said: and number {n}?" in slack.thread_text("C1", ts), timeout=30)
+    conversations = {r["conversation"] for r in openai.response_requests()}
+    assert len(conversations) == 1 and len(openai.response_requests()) == 5
+
+
+async def test_two_messages_of_one_conversation_at_once_on_two_processes_are_answered_in_turn(three):
+    slack, openai, procs = three
+    ts = await slack.user_says("C1", f"<@{slack.bot_user_id}> start")
+    await slack.wait_for(lambda: "You said: start" in slack.thread_text("C1", ts), timeout=30)
+    openai.script(ScriptedResponse(text="first answer, slowly", delta_size=2, delay=0.05),
+                  ScriptedResponse(text="second answer"))
+    await asyncio.gather(slack.user_says("C1", "one?", thread_ts=ts), slack.user_says("C1", "two?", thread_ts=ts))
+    await slack.wait_for(lambda: "second answer" in slack.thread_text("C1", ts)
+                         and "first answer, slowly" in slack.thread_text("C1", ts), timeout=30)
+    # the Conversations API refuses a second response while one runs: here the second started after the first
+    assert openai.max_concurrent_per_conversation == 1
+    requests = openai.response_requests()
+    assert len(requests) == 3 and len({r["conversation"] for r in requests}) == 1
+    text = slack.thread_text("C1", ts)
+    assert text.index("first answer, slowly") < text.index("second answer")
