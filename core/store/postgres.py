@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 import asyncpg
 
 from core.model import ConversationKey, Usage
-from core.store import postgres_schema
+from core.store import postgres_schema, redact
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  UsageRow)
 
@@ -47,16 +47,6 @@ EVENT_PRUNE_INTERVAL = 3600.0
 LEASE_SECONDS = 30.0           # a process silent this long is taken for dead: others mark its replies
 POOL_SIZE = 10
 _PRUNED = ("thread_markers", "reply_roots", "containers")
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for log lines and errors."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
 
 
 class PostgresStore:

@@ -77,3 +77,24 @@ async def test_the_password_may_come_from_pgpassword(postgres_url, monkeypatch):
     monkeypatch.setenv("PGPASSWORD", password)
     async with PostgresStore(bare) as store:
         assert await store.claim_event("slack", "Ev1") is True
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_teambridge_migrate_brings_the_database_to_this_versions_schema(tmp_path, kind, request):
+    import os
+    import subprocess
+    import sys
+
+    from tests.console_harness import REPO
+
+    location = str(tmp_path / "tb.db") if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    config = tmp_path / "config.yaml"
+    config.write_text("default_assistant: food\nassistants:\n  food: {model: gpt-5-mini}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEAMBRIDGE_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(REPO), TEAMBRIDGE_DB=location)
+    for _ in range(2):   # the second run finds nothing to do
+        done = subprocess.run([sys.executable, "-m", "bots.app", "migrate", "--config", str(config)], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().endswith("schema version " + str(4 if kind == "sqlite" else SCHEMA_VERSION))
+        assert "teambridge-test" not in done.stdout + done.stderr   # the test server's password
