@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 import asyncpg
 
 from core.model import ConversationKey, Usage
-from core.store import postgres_schema, redact
+from core.store import postgres_schema
+from core.store.urls import redact
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  UsageRow)
 
