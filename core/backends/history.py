@@ -44,7 +44,7 @@ class HistoryStore(Protocol):
 # ---- items <-> the store's rows (JSON the store does not interpret) ----------------------------------------
 
 
-def to_row(item: HistoryItem) -> HistoryRow:
+def to_row(item: HistoryItem, count: Callable[[str], int] = estimate) -> HistoryRow:
     match item:
         case UserItem(text=text, images=images):
             data: dict[str, Any] = {"kind": "user", "text": text, **({"images": list(images)} if images else {})}
@@ -56,7 +56,7 @@ def to_row(item: HistoryItem) -> HistoryRow:
             data = {"kind": "function_output", "call_id": call_id, "output": output}
         case SummaryItem(text=text, turns=turns):
             data = {"kind": "summary", "text": text, "turns": turns}
-    return HistoryRow(data=data, tokens=estimate(item_text(item)) + PER_ITEM)
+    return HistoryRow(data=data, tokens=count(item_text(item)) + PER_ITEM)
 
 
 def from_row(row: HistoryRow) -> HistoryItem | None:
@@ -77,21 +77,34 @@ def from_row(row: HistoryRow) -> HistoryItem | None:
 
 
 class LocalSession:
+    """`count`: how items written from now on are sized (the model's counter); each row keeps its count, so a
+    turn does not re-count the whole history."""
+
     server_side = False
 
-    def __init__(self, store: HistoryStore, conversation_id: str) -> None:
+    def __init__(self, store: HistoryStore, conversation_id: str, count: Callable[[str], int] = estimate) -> None:
         self._store = store
         self.session_id = conversation_id
+        self.count = count
 
     async def get_items(self, limit: int | None = None) -> list[HistoryItem]:
-        items = [i for i in map(from_row, await self._store.load_history(self.session_id)) if i is not None]
+        items = [item for item, _ in await self.get_sized()]
         return items if limit is None else items[-limit:] if limit > 0 else []
 
+    async def get_sized(self) -> list[tuple[HistoryItem, int]]:
+        """Each item with its size in tokens, as counted when it was written."""
+        out = []
+        for row in await self._store.load_history(self.session_id):
+            item = from_row(row)
+            if item is not None:
+                out.append((item, row.tokens or self.count(item_text(item)) + PER_ITEM))
+        return out
+
     async def add_items(self, items: Sequence[HistoryItem]) -> None:
-        await self._store.append_history(self.session_id, [to_row(i) for i in items])
+        await self._store.append_history(self.session_id, [to_row(i, self.count) for i in items])
 
     async def replace_items(self, items: Sequence[HistoryItem]) -> None:
-        await self._store.replace_history(self.session_id, [to_row(i) for i in items])
+        await self._store.replace_history(self.session_id, [to_row(i, self.count) for i in items])
 
     async def clear(self) -> None:
         await self._store.delete_history(self.session_id)
@@ -208,14 +221,16 @@ class HistoryWindow:
         return sum(self._tokens.count(item_text(i)) + PER_ITEM for i in items)
 
     async def fit(self, session: LocalSession, budget: int) -> Window:
-        items = await session.get_items()
-        if self.size(items) <= budget:
+        sized = await session.get_sized()
+        items = [item for item, _ in sized]
+        if sum(n for _, n in sized) <= budget:
             return Window(tuple(items))
+        sizes = {id(item): n for item, n in sized}
         head, turns = split_turns(items)
         kept: list[list[HistoryItem]] = []
         used = 0
         for turn in reversed(turns):          # the latest turns stay whole, as many as fit in their share
-            size = self.size(turn)
+            size = sum(sizes[id(i)] for i in turn)
             if used + size > budget * KEEP_SHARE:
                 break
             kept.insert(0, turn)

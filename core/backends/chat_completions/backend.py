@@ -97,6 +97,7 @@ class ChatCompletionsBackend:
         if tools:
             base["tools"] = tools
         counter = self.tokens(a.model)
+        session.count = counter.count
         room = budget(self._context_tokens, counter, instructions=a.instructions,
                       text=turn.text + "".join(d.text for d in turn.documents), tools=tools,
                       images=len(turn.images), max_output=a.max_output_tokens)

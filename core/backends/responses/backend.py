@@ -139,6 +139,7 @@ class ResponsesBackend:
         sent: list[dict[str, Any]] = []
         local = isinstance(session, LocalSession)
         if local:
+            session.count = self.tokens(a.model).count
             window = await self._window(session, turn, tools)
             usage = window.usage                      # a condensing request is part of this turn's cost
             sent = to_input(window.turns)
