@@ -27,7 +27,9 @@ async def _files(inv: Invocation) -> int:
         return EXIT_CONFIG
     runtime = await open_runtime(inv.cfg, inv.env)
     try:
-        if args.action == "list":
+        if runtime.file_backend is None:
+            print("No backend of type openai in this config: teambridge uploads no files anywhere.")
+        elif args.action == "list":
             print(await housekeeping.files_list(runtime.file_backend, runtime.store))
         else:
             print(await housekeeping.files_delete(runtime.file_backend, runtime.store,

@@ -21,7 +21,9 @@ async def _knowledge(inv: Invocation) -> int:
     runtime = await open_runtime(inv.cfg, inv.env)
     failed = False
     try:
-        if inv.args.action == "sync":
+        if runtime.file_backend is None:
+            print("No backend of type openai in this config: there are no knowledge vector stores.")
+        elif inv.args.action == "sync":
             for report in await runtime.knowledge.sync(inv.cfg):
                 print("\n".join(report.lines()))
                 failed = failed or not report.ok

@@ -192,3 +192,24 @@ async def test_usage_names_the_local_model_and_prices_it_only_when_configured(se
                                           env=env)).out)
     assert priced["unpriced_models"] == [] and priced["total_cost_usd"] == 0
     assert priced["total"]["input_tokens"] == 1200
+
+
+async def test_file_commands_say_there_is_nothing_without_an_openai_backend(tmp_path):
+    cfg = config(tmp_path, "responses", "http://127.0.0.1:9/v1")
+    env = {"TEAMBRIDGE_DB": str(tmp_path / "tb.db"), "LOCAL_MODEL_KEY": KEY}
+    for args in (("files", "list"), ("knowledge", "status")):
+        run = await teambridge(*args, "--config", str(cfg), cwd=tmp_path, env=env)
+        assert run.code == 0 and "No backend of type openai" in run.out, run.err
+
+
+async def test_documents_go_as_text_and_a_too_long_one_gets_a_clear_reply(server, tmp_path):
+    (tmp_path / "notes.md").write_text("# Lunch\nThe canteen serves pho on Fridays.\n")
+    (tmp_path / "book.txt").write_text("All work and no play makes Jack a dull boy. " * 400)
+    cfg = config(tmp_path, server.kind, server.fake.base_url, context_tokens=2000)
+    run = await chat(tmp_path, cfg, f"/attach {tmp_path / 'notes.md'}\nWhen is pho?\n"
+                                    f"/attach {tmp_path / 'book.txt'}\nSummarise the book\n")
+    assert run.code == 0, run.err
+    (body,) = server.requests()                              # the long book never reached the model
+    sent = json.dumps(body, ensure_ascii=False)
+    assert "Attached file notes.md:" in sent and "The canteen serves pho on Fridays." in sent
+    assert "book.txt: its text is about" in run.out and "tokens" in run.out
