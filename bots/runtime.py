@@ -15,13 +15,15 @@ from core.files.attachments import AttachmentRouter
 from core.admin.housekeeping import vector_storage
 from core.files.knowledge import KnowledgeSync
 from core.chat.service import ChatService
-from core.store import make_store
+from core.chat.limits import UsageLimiter
+from core.store import is_postgres_url, make_store
 from core.store.protocol import Store
 from core.tools.registry import ToolRegistry
 from core.admin.usage import usage_text
 
 log = logging.getLogger("teambridge")
 
+USAGE_REFRESH_SECONDS = 10.0
 ORPHAN_SWEEP_SECONDS = 15.0   # half the store lease: a dead process's replies are marked within ~45 s
 
 
@@ -113,7 +115,8 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     clients = {name: make_client(name, cfg, env) for name, cfg in config.backends.items()}
     # TEAMBRIDGE_INSTANCE: a stable name for this process (several processes on one PostgreSQL database), so that
     # after a restart it marks its own cut replies at once; unset, they are marked after its lease runs out.
-    store = make_store(database_location(config, env), owner=env_value(env, "TEAMBRIDGE_INSTANCE"))
+    location = database_location(config, env)
+    store = make_store(location, owner=env_value(env, "TEAMBRIDGE_INSTANCE"))
     await store.open()
     tools = ToolRegistry.from_config(config)
     backends = {name: make_backend(name, cfg, clients[name], tools=tools, store=store)
@@ -123,8 +126,10 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     openai_clients = [c for c in (openai_client(clients.get("openai")), *map(openai_client, clients.values())) if c]
     file_backend = OpenAIFileBackend(openai_clients[0]) if openai_clients else None
     knowledge = KnowledgeSync(file_backend, store)
+    # Several processes on one PostgreSQL database: budgets count every process's turns (re-read every 10 s).
+    limiter = UsageLimiter(store, refresh=USAGE_REFRESH_SECONDS if is_postgres_url(location) else None)
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge,
-                          turn_locks=store.turn_locks(), claims=store)
+                          turn_locks=store.turn_locks(), claims=store, limiter=limiter)
 
     async def usage_command(msg, rest: str) -> str:
         storage = await vector_storage_or_none(service.config, store, file_backend)

@@ -21,6 +21,7 @@ from collections import defaultdict, deque
 from typing import Callable, Protocol
 
 from core.model import InboundMessage
+from core.store.protocol import UsageRow
 from core.config.policy import LimitsConfig
 
 DAY = 86400.0
@@ -28,13 +29,19 @@ WINDOW = 60.0
 
 
 class UsageRows(Protocol):
-    async def usage_rows(self, since: float, until: float) -> list[dict]: ...
+    async def usage_rows(self, since: float, until: float) -> list[UsageRow]: ...
 
 
 class UsageLimiter:
-    def __init__(self, store: UsageRows, clock: Callable[[], float] = time.time) -> None:
+    """`refresh`: when several processes share the store, each re-reads today's totals from it at most this many
+    seconds after its last read, so the turns the others answered count too (None: one process, read once a day)."""
+
+    def __init__(self, store: UsageRows, clock: Callable[[], float] = time.time, *,
+                 refresh: float | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._refresh = refresh
+        self._loaded_at = -math.inf
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._day: int | None = None          # UTC day number the totals below belong to
         self._user_tokens: dict[str, int] = defaultdict(int)
@@ -70,12 +77,15 @@ class UsageLimiter:
             self._channel_tokens[channel] += n
         # else: today's totals are not loaded yet; the store row recorded for this turn is read when they are.
 
+    def _fresh(self, day: int, now: float) -> bool:
+        return day == self._day and (self._refresh is None or now - self._loaded_at < self._refresh)
+
     async def _ensure_day(self, now: float) -> None:
         day = self._day_of(now)
-        if day == self._day:
+        if self._fresh(day, now):
             return
         async with self._load_lock:
-            if day == self._day:
+            if self._fresh(day, now):
                 return
             self._loading_adds = []
             try:
@@ -94,6 +104,7 @@ class UsageLimiter:
                 users[user] += n
                 channels[channel] += n
             self._user_tokens, self._channel_tokens, self._day = users, channels, day
+            self._loaded_at = now
 
     def tokens_today(self, *, user: str | None = None, channel: str | None = None) -> int:
         """Today's counted tokens (after a check() loaded the day); for status displays and tests."""

@@ -200,3 +200,18 @@ async def test_direct_messages_count_for_the_user_not_a_channel_budget(setup):
     await turn(store, limiter, channel="D1", input_tokens=150, output_tokens=50)
     assert await limiter.admit(limits, msg(channel="D1", direct=True)) is None
     assert limiter.tokens_today(user="U1") == 200
+
+
+async def test_budgets_count_the_turns_of_other_processes_on_a_shared_store(tmp_path):
+    """Two processes, one database: each limiter re-reads the day's totals (refresh) and sees the other's turns."""
+    clock = Clock(ts("2026-11-20T10:00:00"))
+    limits = LimitsConfig(tokens_per_user_per_day=1000)
+    async with SqliteStore(tmp_path / "shared.db", clock=clock) as store:
+        here = UsageLimiter(store, clock=clock, refresh=10)
+        there = UsageLimiter(store, clock=clock, refresh=10)
+        assert await here.admit(limits, msg()) is None
+        await turn(store, there, input_tokens=900, output_tokens=200)   # answered by the other process
+        assert await here.admit(limits, msg()) is None                   # not re-read yet
+        clock.now += 10
+        refusal = await here.admit(limits, msg())
+        assert refusal is not None and "daily budget of 1,000 tokens" in refusal
