@@ -17,6 +17,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
 from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 from core.model import Author, InboundMessage, UserFacingError
 from core.reply.tail import interrupted
@@ -24,6 +25,8 @@ from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import needs_thread_owner, reply_place, should_ignore, to_inbound, worth_passing_on
 from bots.slack.files import SlackFiles
+from bots.slack.http import SignedEndpoint
+from bots.slack.parse import Drop, envelope_problem, parse_message
 from bots.slack.ratelimit import RateBudget, make_client
 from bots.slack.target import ReplyPlace, SlackReplyTarget, StreamSettings
 from bots.slack.users import UserDirectory
@@ -122,7 +125,8 @@ class SlackAdapter:
         _seed_authorization(self._app, auth)
         if mode == "http":
             port = slack.http_port if self._http_port is None else self._http_port
-            self._runner = web.AppRunner(self._app.web_app(path="/slack/events", port=port), access_log=None)
+            self.endpoint = SignedEndpoint(self._app, self._signing_secret or "")
+            self._runner = web.AppRunner(self.endpoint.web_app("/slack/events"), access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self._http_host, port)
             await site.start()
@@ -134,7 +138,7 @@ class SlackAdapter:
             if not self._app_token:
                 raise RuntimeError("Slack Socket Mode needs SLACK_APP_TOKEN")
             # apps.connections.open goes through app.client, so SLACK_API_URL applies to it as well
-            self._socket = AsyncSocketModeHandler(self._app, self._app_token, ping_interval=self._ping_interval)
+            self._socket = _CheckedSocketHandler(self._app, self._app_token, ping_interval=self._ping_interval)
             await self._socket.connect_async()
             log.info("Slack Socket Mode connected (team %s)", self._team)
 
@@ -209,13 +213,18 @@ class SlackAdapter:
         await ack()  # within Slack's 3 seconds; the reply goes to response_url
         self._spawn(self._commands.run(body, respond), f"slack-command-{body.get('trigger_id')}")
 
-    def _accept(self, event: dict, body: dict, context: Any, *, kind: str, assistant: str | None = None) -> None:
+    def _accept(self, raw: dict, body: dict, context: Any, *, kind: str, assistant: str | None = None) -> None:
+        event = parse_message(raw)
+        if isinstance(event, Drop):
+            log.info("Slack %s event dropped: %s", kind, event.reason)
+            return
         if should_ignore(event):
             return
         bot_user_id = getattr(context, "bot_user_id", None) or context.get("bot_user_id") or self._bot_user_id
         if not worth_passing_on(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config):
             return
-        team = body.get("team_id") or event.get("team") or self._team
+        team = body.get("team_id") if isinstance(body.get("team_id"), str) else ""
+        team = team or event.get("team") or self._team
         if not self._first_sight(team, event):
             return
         follow_up = needs_thread_owner(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config)
@@ -301,6 +310,19 @@ class SlackAdapter:
     async def _author(self, user_id: str, fallback_name: str, *, team: str = "",
                       wait: float | None = None) -> Author:
         return await self.users.author(user_id, team=team or self._team, fallback_name=fallback_name, wait=wait)
+
+
+class _CheckedSocketHandler(AsyncSocketModeHandler):
+    """Socket Mode envelopes go through the same shape check as HTTP requests before bolt reads them: a
+    malformed one is acked (Slack would redeliver it otherwise) and dropped with one log line."""
+
+    async def handle(self, socket: Any, req: Any) -> None:  # type: ignore[override]
+        problem = envelope_problem(req.payload)
+        if problem is not None:
+            log.warning("Slack %s envelope dropped: %s", req.type, problem)
+            await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        await super().handle(socket, req)
 
 
 def _seed_authorization(app: AsyncApp, auth: Any) -> None:
