@@ -63,6 +63,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload_now()))
     adapters = []
     sweeper: asyncio.Task | None = None
+    code = 0
     try:
         await sync_knowledge(runtime)
         for name, cls in ready:
@@ -81,23 +82,60 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         if reloader is not None:
             await reloader.start()
         log.info("teambridge is running (%s). Ctrl-C to stop.", ", ".join(a.name for a in adapters))
-        await stop.wait()
-        log.info("shutting down: no new messages; letting answers in flight finish")
+        code = await _until_stopped(stop, adapters)
     finally:
         if sweeper is not None:
             sweeper.cancel()
         if reloader is not None:
             await reloader.stop()
-        for adapter in adapters:
-            try:
-                await adapter.stop()
-            except Exception:
-                log.exception("error while stopping %s", adapter.name)
-        interrupted = await runtime.service.shutdown()
-        if interrupted:
-            log.warning("%d answers did not finish within the grace period and were marked interrupted", interrupted)
+        await _shut_down(runtime, adapters)
         await runtime.aclose()
+    return code
+
+
+async def _until_stopped(stop: asyncio.Event, adapters: list) -> int:
+    """0 once a signal asks to stop; 1 when a platform's connection gave up for good (a process that answers
+    nothing must not look alive: exiting lets a supervisor restart it)."""
+    stopped = asyncio.ensure_future(stop.wait())
+    watchers = {asyncio.ensure_future(a.wait_dead()): a for a in adapters}
+    try:
+        done, _ = await asyncio.wait({stopped, *watchers}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in (stopped, *watchers):
+            future.cancel()
+    for watcher, adapter in watchers.items():
+        if watcher in done and not watcher.cancelled():
+            print(f"teambridge: {adapter.name} stopped working ({watcher.result()}); exiting so that a "
+                  "supervisor restarts teambridge", file=sys.stderr)
+            return 1
     return 0
+
+
+async def _shut_down(runtime, adapters: list) -> None:
+    """Stop taking new messages -> let the answers in flight finish within the grace period -> mark the rest
+    as cut off -> only then close the platforms (their HTTP sessions carry those last edits)."""
+    service = runtime.service
+    in_flight = service.turns_in_flight
+    grace = runtime.config.shutdown_grace_seconds
+    log.info("shutting down: no new messages; letting %d answer(s) in flight finish (up to %g s)", in_flight, grace)
+    service.stop_accepting()
+    for adapter in adapters:
+        try:
+            await adapter.stop_receiving()
+        except Exception:
+            log.exception("error while stopping %s from receiving", adapter.name)
+    interrupted = await service.shutdown()
+    marked, unmarked = service.cut_off["marked"], service.cut_off["unmarked"]
+    if in_flight or interrupted:
+        log.info("%d answer(s) finished within the grace period", max(in_flight - interrupted, 0))
+    if interrupted:
+        log.warning("%d answer(s) did not finish within the grace period: %d marked as cut off%s", interrupted,
+                    marked, f", {unmarked} could not be marked (the next start marks them)" if unmarked else "")
+    for adapter in adapters:
+        try:
+            await adapter.stop()
+        except Exception:
+            log.exception("error while stopping %s", adapter.name)
 
 
 def _make_reloader(config_path: Path, runtime):

@@ -94,7 +94,11 @@ class PlatformAdapter(Protocol):
     name: str
 
     async def start(self) -> None: ...          # connect and begin delivering messages to the service
-    async def stop(self) -> None: ...           # stop taking new messages
+    async def stop_receiving(self) -> None: ... # shutdown, first step: no new events (answers in flight go on)
+    async def stop(self) -> None: ...           # shutdown, last step: close the platform's connections
+    async def wait_dead(self) -> str: ...       # returns (why) when the platform connection gave up for good
+    @property
+    def connected(self) -> bool: ...            # receiving events right now (for a readiness probe)
     async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None: ...
 
 

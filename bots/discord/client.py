@@ -251,6 +251,11 @@ class DiscordAdapter:
             endpoints.restore(self._saved)
             self._saved = None
 
+    async def stop_receiving(self) -> None:
+        """Nothing to close yet: the gateway stays up so that a message arriving during shutdown is told
+        "restarting" (the service refuses it); closing the client would also close the HTTP session that the
+        answers in flight still edit through."""
+
     async def stop(self) -> None:
         self._stopping = True
         if self._dead is not None and not self._dead.done():

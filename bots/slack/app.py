@@ -142,13 +142,23 @@ class SlackAdapter:
             await self._socket.connect_async()
             log.info("Slack Socket Mode connected (team %s)", self._team)
 
-    async def stop(self) -> None:
+    async def wait_dead(self) -> str:
+        """Never returns: slack_sdk makes a dropped Socket Mode connection again by itself, and an HTTP
+        endpoint does not drop (`connected` says whether it is up right now)."""
+        await asyncio.Event().wait()
+        return ""
+
+    async def stop_receiving(self) -> None:
+        """No new events (shutdown's first step); answers in flight keep their Web API session."""
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def stop(self) -> None:
+        await self.stop_receiving()
         if self._tasks:
             grace = self._service.config.shutdown_grace_seconds
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -170,16 +180,18 @@ class SlackAdapter:
 
     async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None:
         text = await self._message_text(channel, message_id, thread)
-        new = interrupted(text or "")
         try:
-            await self.client.chat_update(channel=channel, ts=message_id, markdown_text=new)
+            if text is None:  # unreadable: replacing it would lose the answer's text
+                raise SlackApiError("message not readable", {"ok": False, "error": "message_not_found"})
+            await self.client.chat_update(channel=channel, ts=message_id,
+                                          markdown_text=interrupted(text))
         except SlackApiError as e:
             log.warning("could not edit interrupted message %s (%s); saying it in the thread",
                         message_id, e.response.get("error"))
             await self.client.chat_postMessage(channel=channel, thread_ts=thread or message_id,
                                                markdown_text=interrupted(""))
 
-    async def _message_text(self, channel: str, ts: str, thread: str | None) -> str:
+    async def _message_text(self, channel: str, ts: str, thread: str | None) -> str | None:
         try:
             if thread and thread != ts:
                 r = await self.client.conversations_replies(channel=channel, ts=thread, oldest=ts, latest=ts,
@@ -189,11 +201,11 @@ class SlackAdapter:
                                                             inclusive=True, limit=1)
         except SlackApiError as e:
             log.warning("could not read message %s in %s (%s)", ts, channel, e.response.get("error"))
-            return ""
+            return None
         for m in r.get("messages", []):
-            if m.get("ts") == ts:
-                return m.get("text", "")
-        return ""
+            if isinstance(m, dict) and m.get("ts") == ts:
+                return m.get("text") if isinstance(m.get("text"), str) else ""
+        return None
 
     # ---- listeners (run after bolt acked) ---------------------------------------------------------
 

@@ -50,6 +50,7 @@ class ChatService:
         self.commands = CommandSurface(self, commands)  # help, reset, assistant and the admin commands
         self._turns: set[asyncio.Task] = set()
         self._accepting = True
+        self.cut_off = {"marked": 0, "unmarked": 0}   # replies interrupted by shutdown, by whether that shows
 
     # ---- configuration (hot reload swaps it; a turn keeps the snapshot it started with) -----------------
 
@@ -145,9 +146,14 @@ class ChatService:
             raise
 
         inflight: list[int] = []
+        settled = False  # the reply shows its end: finished, or a notice saying why it stopped
 
         async def on_posted(message_id: str) -> None:
-            inflight.append(await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread))
+            # A reply goes on in a new message only once the one before is complete: from now on only this
+            # message could be left cut off by a crash, so only it stays recorded.
+            record = await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread)
+            await self._forget_inflight(inflight)
+            inflight.append(record)
 
         if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
             writes.append(asyncio.ensure_future(self._store.mark_thread(
@@ -162,25 +168,31 @@ class ChatService:
                         typing = None
                     await self._relay(event, stream, target, citations, assistant, msg)
             await stream.close(footnotes(number_citations(citations)))
+            settled = True
         except ReplyStopped:
             log.info("a reader stopped the reply for %s; the model's stream was closed", key.as_string())
-            await _quietly(stream.close())  # ends the platform's stream quietly: no notice, nothing more
+            settled = await _shown(stream.close())  # ends the platform's stream quietly: no notice, nothing more
         except BackendError as err:
             log.warning("backend error for %s: %s", key.as_string(), err.message)
-            await stream.fail(err.message)
+            settled = await _shown(stream.fail(err.message))
         except asyncio.CancelledError:
             # shutdown past its grace period: say so in the reply, then let the cancellation through
-            await _quietly(asyncio.shield(stream.fail(INTERRUPTED_NOTICE)))
+            settled = await _shown(asyncio.shield(stream.fail(INTERRUPTED_NOTICE)))
+            self.cut_off["marked" if settled else "unmarked"] += 1
             raise
         except Exception:
             log.exception("error while answering %s", key.as_string())
-            await _quietly(stream.fail("Something went wrong while answering — please try again."))
+            settled = await _shown(stream.fail("Something went wrong while answering — please try again."))
         finally:
             if typing is not None:
                 typing.cancel()
             await self._settle(writes, key)
-            for inflight_id in inflight:
-                await _quietly(self._store.remove_inflight(inflight_id))
+            if settled:  # otherwise the record stays: the next start marks the reply as cut off
+                await self._forget_inflight(inflight)
+
+    async def _forget_inflight(self, inflight: list[int]) -> None:
+        while inflight:
+            await _quietly(self._store.remove_inflight(inflight.pop()))
 
     async def _set_up(self, assistant, msg: InboundMessage, key: ConversationKey, metadata: dict[str, str],
                       backend: AssistantBackend, writes: list[asyncio.Future]) -> Turn:
@@ -323,10 +335,18 @@ class ChatService:
         for reply in await self._store.take_orphaned_inflight(adapter.name, own=at_start):
             try:
                 await adapter.mark_interrupted(reply.channel, reply.message_id, reply.thread)
-                count += 1
-            except Exception:
-                log.exception("could not mark %s message %s as interrupted", adapter.name, reply.message_id)
+            except Exception as exc:  # put back: the next start (or sweep) tries again
+                log.warning("could not mark %s message %s as interrupted (%r); will try again",
+                            adapter.name, reply.message_id, exc)
+                await _quietly(self._store.add_inflight(reply.platform, reply.channel, reply.message_id,
+                                                       reply.thread))
+                continue
+            count += 1
         return count
+
+    def stop_accepting(self) -> None:
+        """From now on a new message gets the "restarting" notice; answers in flight go on."""
+        self._accepting = False
 
     async def shutdown(self, grace: float | None = None) -> int:
         """Stop taking messages, let answers in flight finish within `grace` seconds, interrupt the rest."""
@@ -357,6 +377,16 @@ def _metadata(msg: InboundMessage, assistant: str) -> dict[str, str]:
             "thread": msg.thread or "", "user_id": msg.author.id, "user_name": msg.author.name,
             "assistant": assistant}
     return {k: v[:512] for k, v in data.items() if v}
+
+
+async def _shown(awaitable) -> bool:
+    """Whether the reply's last words (its end, or a notice) reached the platform."""
+    try:
+        await awaitable
+    except Exception:
+        log.exception("could not show the end of a reply")
+        return False
+    return True
 
 
 async def _quietly(awaitable) -> None:

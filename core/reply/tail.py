@@ -84,7 +84,14 @@ def ending(text: str, *, footer: str = "", notice: str | None = None) -> str:
     return tail
 
 
+def undecorated(shown: str) -> str:
+    """A message as it was left mid-stream (by a crash), without the streaming decoration: the cursor and what
+    follows it (the open code block's closer, the tool status line)."""
+    cut = shown.rfind(CURSOR)
+    return (shown[:cut] if cut >= 0 else shown).rstrip()
+
+
 def interrupted(text: str) -> str:
-    """A message whose reply was cut off by a restart: its text, then the notice saying so."""
-    text = text.rstrip()
+    """A message whose reply was cut off by a restart: its text (without the cursor), then the notice."""
+    text = undecorated(text)
     return text + ending(text, notice=INTERRUPTED_NOTICE)
