@@ -17,14 +17,14 @@ import discord
 
 from bots.discord import endpoints
 from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, discord_usage, sync_if_changed
-from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate
+from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate, unreadable
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from bots.discord.invite import invite_url
 from bots.discord.pacing import Pacers
 from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, InteractionTarget
 from bots.discord.text import split
 from core.model import InboundMessage
-from core.reply.tail import interrupted
+from core.reply.tail import CURSOR, interrupted, undecorated
 
 log = logging.getLogger("teambridge.discord")
 
@@ -284,20 +284,46 @@ class DiscordAdapter:
                 msg = await partial.fetch_message(int(message_id))
             except discord.NotFound:
                 continue
+            msg = await self._last_part(partial, msg)
             text = interrupted(msg.content)
             async with self._pacers.for_channel(int(place)):
                 if len(text) <= LIMITS.max_chars:
                     await msg.edit(content=text)
-                else:  # no room left in that message: say it right below instead
+                else:  # no room left in that message: without its cursor, and the notice right below
+                    bare = undecorated(msg.content)
+                    if bare != msg.content:
+                        await msg.edit(content=bare)
                     await msg.reply(interrupted(""), mention_author=False)
             return
         log.warning("interrupted reply %s in %s no longer exists", message_id, channel)
+
+    async def _last_part(self, partial, msg: discord.Message) -> discord.Message:
+        """The part of a reply that was cut. A crash right after a new part was posted, before it was recorded,
+        leaves the previous (complete) part recorded: the reply went on in messages that reply to it."""
+        if CURSOR in msg.content:
+            return msg
+        me = self.client.user.id if self.client.user else None
+        try:
+            later = {m.reference.message_id: m async for m in partial.history(limit=25)
+                     if m.author.id == me and m.reference is not None and m.reference.message_id}
+        except discord.HTTPException as exc:
+            log.info("could not read the messages after %s (%s)", msg.id, exc)
+            return msg
+        seen = {msg.id}
+        while msg.id in later and later[msg.id].id not in seen:
+            msg = later[msg.id]
+            seen.add(msg.id)
+        return msg
 
     # ---- messages ---------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
         client = self.client
         if client.user is None:
+            return
+        reason = unreadable(message)
+        if reason is not None:
+            log.info("Discord message %s dropped: %s", message.id, reason)
             return
         try:
             full = self._service.config  # one snapshot: hot reload may swap it

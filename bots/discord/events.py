@@ -20,6 +20,7 @@ import discord
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from core.config.schema import Config
 from core.model import Author, InboundMessage
+from core.text import clean
 from core.chat.routing import channel_route
 
 log = logging.getLogger("teambridge.discord")
@@ -172,6 +173,33 @@ def channel_place(channel) -> tuple[str, str | None, tuple[str, ...]]:
     return str(channel.id), None, ((str(category),) if category else ())
 
 
+MAX_CONTENT = 4_000   # Discord's own limit (with Nitro); longer is not from Discord
+
+
+def unreadable(message: discord.Message) -> str | None:
+    """The parse step's last check, after discord.py built the Message: what about it cannot be from Discord,
+    or None. discord.py keeps some fields as the payload gave them (content, attachment fields) and leaves
+    others unset when the payload lacks them, so a malformed event can reach us with, say, a dict for content
+    or no author; such a message is dropped with one log line."""
+    try:
+        author, channel = getattr(message, "author", None), getattr(message, "channel", None)
+        if author is None or channel is None or not isinstance(getattr(author, "id", None), int):
+            return "no author or channel"
+        if not isinstance(getattr(author, "name", None), str) or not isinstance(getattr(message, "id", None), int):
+            return "the author has no name"
+        content = getattr(message, "content", None)
+        if not isinstance(content, str):
+            return "content is not text"
+        if len(content) > MAX_CONTENT:
+            return f"content of {len(content):,} characters"
+        for att in getattr(message, "attachments", None) or ():
+            if not (isinstance(att.url, str) and isinstance(att.filename, str) and isinstance(att.size, int)):
+                return "an attachment without url, name or size"
+    except Exception as exc:  # a property of a half-built object raising
+        return f"unreadable ({type(exc).__name__})"
+    return None
+
+
 async def translate(message: discord.Message, me: discord.ClientUser, config: Config,
                     chains: ReplyChains, *, cdn: CdnFetcher | None = None) -> InboundMessage | None:
     """None for messages the bot never looks at (its own, other bots', system messages)."""
@@ -187,7 +215,7 @@ async def translate(message: discord.Message, me: discord.ClientUser, config: Co
         workspace=str(message.guild.id) if message.guild else "",
         channel=channel,
         author=author_of(message.author),
-        text=strip_mentions(message, me.id),
+        text=clean(strip_mentions(message, me.id)),
         thread=thread,
         attachments=tuple(to_attachment(a, max_bytes=limit, cdn=cdn) for a in message.attachments),
         is_direct=is_direct,

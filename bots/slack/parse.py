@@ -13,22 +13,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core.text import clean
+
 MAX_TEXT = 40_000        # Slack truncates chat.postMessage text at 40,000 characters: longer is not from Slack
 MAX_FILES = 20           # Slack allows 10 files per message
 _TS = re.compile(r"^\d{1,12}\.\d{1,9}$")
 _ID = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,63}$", re.IGNORECASE)
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
 class Drop:
     """Why a payload is not looked at (for the one log line)."""
     reason: str
-
-
-def clean(text: str) -> str:
-    """`text` with every lone surrogate replaced by U+FFFD (pairs were already joined by the JSON decoder)."""
-    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def _str(value: Any) -> bool:

@@ -16,6 +16,7 @@ from core.config.schema import Config
 from core.files.attachments import PreparedInputs
 from core.chat.limits import UsageLimiter
 from core.chat.locks import KeyedLocks, TurnLocks
+from core.text import clean
 from core.model import (Author, BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile,
                         ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
 from core.config.policy import effective_limits
@@ -206,7 +207,7 @@ class ChatService:
             if saving is not None:  # attachments are recorded on the conversation's row: it must exist
                 await saving
             inputs = await self._prepare_inputs(assistant, msg, key, metadata, backend)
-        text = msg.text
+        text = clean(msg.text)  # adapters clean what they parse; the console's undecodable bytes arrive here too
         if inputs.notes:
             text = "\n".join((text, *inputs.notes)) if text else "\n".join(inputs.notes)
         knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
@@ -376,7 +377,7 @@ def _metadata(msg: InboundMessage, assistant: str) -> dict[str, str]:
     data = {"platform": msg.platform, "workspace": msg.workspace, "channel": msg.channel,
             "thread": msg.thread or "", "user_id": msg.author.id, "user_name": msg.author.name,
             "assistant": assistant}
-    return {k: v[:512] for k, v in data.items() if v}
+    return {k: clean(v[:512]) for k, v in data.items() if v}
 
 
 async def _shown(awaitable) -> bool:
