@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from core.config.files import matching_files
 from core.config.schema import AssistantConfig, Config
 from core.files.attachments import PURPOSE_SEARCH, FileBackend, VectorStoreGone, sha256
 from core.store.protocol import KnowledgeFile, Store
@@ -79,19 +80,15 @@ def resolve_files(config: Config, assistant: AssistantConfig) -> tuple[dict[str,
     found: dict[str, Path] = {}
     problems: list[SyncEntry] = []
     for pattern in tool.files if tool is not None else []:
-        if glob.has_magic(pattern):
-            matches = sorted(p for p in base.glob(pattern) if p.is_file())
-            if not matches:
-                problems.append(SyncEntry(pattern, FAILED, "no file matches this pattern"))
-        else:
-            p = base / pattern
-            matches = [p] if p.is_file() else []
-            if not matches:
-                problems.append(SyncEntry(pattern, FAILED, "file not found"))
+        # the same resolver `teambridge check` uses: relative to the config's directory, or absolute
+        matches = [Path(p) for p in sorted(matching_files(pattern, base))]
+        if not matches:
+            problems.append(SyncEntry(pattern, FAILED, "no file matches this pattern" if glob.has_magic(pattern)
+                                      else "file not found"))
         for p in matches:
             try:
                 rel = p.resolve().relative_to(base.resolve()).as_posix()
-            except ValueError:  # outside the config's directory (../shared/x.md): keep the name as written
+            except ValueError:  # outside the config's directory (../shared/x.md, /srv/docs/a.md): as written
                 rel = p.as_posix()
             found.setdefault(rel, p)
     return found, problems
@@ -109,7 +106,18 @@ class KnowledgeSync:
 
     async def sync(self, config: Config, assistant_name: str | None = None) -> list[SyncReport]:
         async with self._lock:
-            return [await self._sync_one(config, a) for a in knowledge_assistants(config, assistant_name)]
+            return [await self._sync_or_report(config, a) for a in knowledge_assistants(config, assistant_name)]
+
+    async def _sync_or_report(self, config: Config, assistant: AssistantConfig) -> SyncReport:
+        """One assistant's sync; when it fails as a whole (OpenAI refuses the key, is down, ...) that is its
+        report, and the other assistants (and the bot) go on."""
+        try:
+            return await self._sync_one(config, assistant)
+        except Exception as exc:  # noqa: BLE001 - reported per assistant; the caller decides what to do with it
+            reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            log.warning("knowledge sync of %s failed: %s", assistant.name, reason)
+            vs_id = await self._store.get_knowledge_store(assistant.name) or ""
+            return SyncReport(assistant.name, vs_id, (SyncEntry("(sync)", FAILED, reason),))
 
     async def _sync_one(self, config: Config, assistant: AssistantConfig) -> SyncReport:
         tool = assistant.tool("file_search")
