@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import secrets
 
@@ -104,6 +105,27 @@ class _Typing:
             pass
 
 
+def per_spec(params, *, edit: bool):
+    """The body as Discord's OpenAPI describes it. discord.py's helper sends the ids of `message_reference` as
+    JSON numbers (snowflakes are strings in the spec; numbers above 2**53 lose precision in JSON readers
+    that use doubles) and a `tts` field on edits (Edit Message has none)."""
+    def fix(payload: dict) -> dict:
+        if edit:
+            payload.pop("tts", None)
+        ref = payload.get("message_reference")
+        if isinstance(ref, dict):
+            payload["message_reference"] = {k: str(v) if k.endswith("_id") and isinstance(v, int) else v
+                                            for k, v in ref.items()}
+        return payload
+
+    if params.payload is not None:
+        fix(params.payload)
+    for part in params.multipart or ():
+        if part.get("name") == "payload_json":
+            part["value"] = json.dumps(fix(json.loads(part["value"])))
+    return params
+
+
 class ChannelTarget:
     """Answer to a message: the first part replies to it, each further part replies to the previous one
     (so a reply to any part continues the same conversation).
@@ -155,7 +177,7 @@ class ChannelTarget:
                                        previous_allowed_mentions=state.allowed_mentions,
                                        mention_author=False) as params:
             async with self._pace():
-                data = await state.http.send_message(self._channel.id, params=params)
+                data = await state.http.send_message(self._channel.id, params=per_spec(params, edit=False))
         message_id = int(data["id"])
         self._reply_to = discord.MessageReference(message_id=message_id, channel_id=self._channel.id,
                                                   guild_id=self._guild_id, fail_if_not_exists=False).to_dict()
@@ -192,7 +214,7 @@ class ChannelTarget:
         state = self._channel._state
         with handle_message_parameters(content=to_discord(text), allowed_mentions=NO_PINGS,
                                        previous_allowed_mentions=state.allowed_mentions) as params:
-            await state.http.edit_message(self._channel.id, int(message_id), params=params)
+            await state.http.edit_message(self._channel.id, int(message_id), params=per_spec(params, edit=True))
 
     def _final_text_ready(self, _state: str) -> None:
         """The reply's final text goes out next: progress edits still waiting for a slot drop out."""
