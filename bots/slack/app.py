@@ -151,6 +151,16 @@ class SlackAdapter:
         await asyncio.Event().wait()
         return ""
 
+    @property
+    def connected(self) -> bool:
+        """Receiving events: the Socket Mode websocket is open, or the HTTP endpoint listens (for /readyz).
+        slack_sdk reconnects a dropped socket by itself; this is False while it does."""
+        if self._runner is not None:
+            return True
+        sockets = self._socket.client if self._socket is not None else None
+        session = getattr(sockets, "current_session", None)
+        return bool(sockets is not None and not sockets.closed and session is not None and not session.closed)
+
     async def stop_receiving(self) -> None:
         """No new events (shutdown's first step); answers in flight keep their Web API session."""
         if self._socket is not None:

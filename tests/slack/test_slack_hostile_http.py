@@ -90,6 +90,7 @@ async def test_signed_but_malformed_requests_are_dropped_with_one_line_and_the_b
             assert status == 200 and headers.get("X-Slack-No-Retry") == "1"
         assert bot.adapter.endpoint.malformed == len(SIGNED_MALFORMED)
         assert len([r for r in caplog.records if "Slack request dropped" in r.getMessage()]) == len(SIGNED_MALFORMED)
+        assert bot.adapter.connected
         ts = await bot.slack.user_says("C1", "<@UBOT> still there?")
         await bot.slack.wait_for(lambda: bot.slack.thread_text("C1", ts) == "You said: still there?", 10)
     no_traceback(caplog)
