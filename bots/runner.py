@@ -38,7 +38,7 @@ def plan_platforms(config: Config, env: Mapping[str, str]) -> tuple[list[tuple[s
 
 
 async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str]) -> int:
-    from bots.runtime import open_runtime, sweep_orphaned_replies, sync_knowledge
+    from bots.runtime import open_runtime, sweep_orphaned_replies, sweep_retention, sync_knowledge
 
     ready, problems = plan_platforms(config, env)
     for line in problems:
@@ -64,6 +64,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
     adapters = []
     sweeper: asyncio.Task | None = None
     code = 0
+    retention: asyncio.Task | None = None
     try:
         await sync_knowledge(runtime)
         for name, cls in ready:
@@ -79,6 +80,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
             if recovered:
                 log.info("%s: marked %d interrupted replies from the last run", name, recovered)
         sweeper = asyncio.create_task(sweep_orphaned_replies(runtime.service, adapters))
+        retention = asyncio.create_task(sweep_retention(runtime))
         if reloader is not None:
             await reloader.start()
         log.info("teambridge is running (%s). Ctrl-C to stop.", ", ".join(a.name for a in adapters))
@@ -86,6 +88,8 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
     finally:
         if sweeper is not None:
             sweeper.cancel()
+        if retention is not None:
+            retention.cancel()
         if reloader is not None:
             await reloader.stop()
         await _shut_down(runtime, adapters)

@@ -5,9 +5,11 @@ import asyncio
 import logging
 import sys
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
+from core.admin.conversations import ConversationAdmin, ConversationStore, ForgetCommand, LocalConversations
 from core.backends.factory import close_client, make_backend, make_client, openai_client
+from core.backends.openai.conversations import OpenAIConversations
 from core.backends.openai.files import OpenAIFileBackend
 from core.backends.tokens import encoding_for
 from core.config.schema import Config
@@ -50,6 +52,7 @@ class Runtime:
 
     backend_configs: dict = field(default_factory=dict)   # backend name -> (its config, its client)
     backends: list = field(default_factory=list)          # every backend built, for a clean close
+    conversations: Callable[[], ConversationAdmin] | None = None   # the admins' view, on the current config
 
     async def apply_config(self, config: Config) -> None:
         """Hot reload: rebuild what is built from the config, then swap it in for new turns.
@@ -126,20 +129,32 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     openai_clients = [c for c in (openai_client(clients.get("openai")), *map(openai_client, clients.values())) if c]
     file_backend = OpenAIFileBackend(openai_clients[0]) if openai_clients else None
     knowledge = KnowledgeSync(file_backend, store)
+    # Where each backend's conversations live, for the admins' view: OpenAI's Conversations API, or our history.
+    conversation_stores: dict[str, ConversationStore] = {}
+    for name, backend in backends.items():
+        api = openai_client(clients[name])
+        conversation_stores[name] = (OpenAIConversations(api) if backend.capabilities.server_history and api
+                                     else LocalConversations(backend.session))
+
+    def conversations() -> ConversationAdmin:
+        return ConversationAdmin(service.config, store, conversation_stores, file_backend)
+
     # Several processes on one PostgreSQL database: budgets count every process's turns (re-read every 10 s).
     limiter = UsageLimiter(store, refresh=USAGE_REFRESH_SECONDS if is_postgres_url(location) else None)
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge,
-                          turn_locks=store.turn_locks(), claims=store, limiter=limiter)
+                          turn_locks=store.turn_locks(), claims=store, limiter=limiter,
+                          erase=lambda record: conversations().erase(record))
 
     async def usage_command(msg, rest: str) -> str:
         storage = await vector_storage_or_none(service.config, store, file_backend)
         return await usage_text(store, service.config.prices, rest.split(), storage=storage)
 
     service.add_command("usage", usage_command)
+    service.add_command("forget", ForgetCommand(conversations))
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
                    clients=list(clients.values()), env=dict(env),
                    backend_configs={name: (config.backends[name], client) for name, client in clients.items()},
-                   backends=list(backends.values()))
+                   backends=list(backends.values()), conversations=conversations)
 
 
 async def _load_encodings(config: Config, backends: dict) -> None:
@@ -174,3 +189,21 @@ async def sweep_orphaned_replies(service: ChatService, adapters: list, every: fl
                 continue
             if marked:
                 log.info("%s: marked %d replies cut off by a process that stopped", adapter.name, marked)
+
+
+RETENTION_SWEEP_SECONDS = 3600.0
+
+
+async def sweep_retention(runtime: Runtime, every: float = RETENTION_SWEEP_SECONDS) -> None:
+    """`retention: {conversations_days: N}`: once at start and then every `every` seconds, conversations idle
+    longer than N days are deleted at the backend and here (read from the current config: a reload applies)."""
+    while True:
+        days = runtime.config.retention.conversations_days
+        if days is not None and runtime.conversations is not None:
+            try:
+                report = await runtime.conversations().sweep(days)
+                if report.deleted:
+                    log.info("retention: %s", " ".join(report.lines()))
+            except Exception:
+                log.exception("retention sweep failed; trying again in %.0f s", every)
+        await asyncio.sleep(every)

@@ -52,6 +52,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("usage", "tokens and cost by user, channel, assistant or day",
                 (Arg("period", required=False, help="e.g. today, 7d, 30d"),), audience="admins"),
     CommandSpec("reload", "reload config.yaml now", audience="admins"),
+    CommandSpec("forget", "delete a person's conversations (run it twice to confirm)",
+                (Arg("user", "user", help="The member whose conversations to delete"),), audience="admins"),
 )
 
 ERROR_NOTICE = "⚠️ That did not work — please try again."

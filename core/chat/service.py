@@ -8,6 +8,7 @@ import asyncio
 import logging
 from contextlib import aclosing
 from dataclasses import replace
+from typing import Awaitable, Callable
 
 from core.chat.access import check_access, is_admin
 from core.chat.commands import AdminHandler, CommandSurface
@@ -21,7 +22,7 @@ from core.model import (Author, BackendError, Citation, Completed, ConversationK
                         ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
 from core.config.policy import effective_limits
 from core.ports import AssistantBackend, HostedInputs, PlatformAdapter, ReplyStream, ReplyTarget, Turn
-from core.store.protocol import EventClaims, Store
+from core.store.protocol import ConversationRecord, EventClaims, Store
 from core.chat.routing import conversation_key, is_addressed, pick_assistant, preference_scope
 from core.reply.stream import EditStream
 from core.reply.tail import INTERRUPTED_NOTICE, notice_line
@@ -37,7 +38,8 @@ class ChatService:
     def __init__(self, config: Config, store: Store, backends: dict[str, AssistantBackend], *,
                  files=None, knowledge=None, limiter: UsageLimiter | None = None,
                  commands: dict[str, AdminHandler] | None = None,
-                 turn_locks: TurnLocks | None = None, claims: EventClaims | None = None) -> None:
+                 turn_locks: TurnLocks | None = None, claims: EventClaims | None = None,
+                 erase: Callable[[ConversationRecord], Awaitable[object]] | None = None) -> None:
         self._config = config
         self._store = store
         self._backends = backends
@@ -49,6 +51,7 @@ class ChatService:
         self._locks: TurnLocks = turn_locks if turn_locks is not None else KeyedLocks()
         self._claims: EventClaims = claims if claims is not None else store
         self.commands = CommandSurface(self, commands)  # help, reset, assistant and the admin commands
+        self._erase = erase            # deletes a conversation at its backend (assistants with reset_deletes)
         self._turns: set[asyncio.Task] = set()
         self._accepting = True
         self.cut_off = {"marked": 0, "unmarked": 0}   # replies interrupted by shutdown, by whether that shows
@@ -309,6 +312,11 @@ class ChatService:
             backend = self._backends.get(assistant.backend)
             if record is not None and backend is not None and not backend.capabilities.server_history:
                 await backend.session(record.backend_id).clear()   # history kept here: nothing left behind
+        if record is not None and assistant.reset_deletes and self._erase is not None:
+            try:  # reset_deletes: the old conversation goes at the backend too
+                await self._erase(record)
+            except Exception:
+                log.exception("reset: could not delete conversation %s at the backend", record.backend_id)
         if existed:
             return f"Started a new conversation with {name}." if not user else \
                 f"Reset {user}'s conversation with {name}."

@@ -135,6 +135,7 @@ class AssistantConfig(_Strict):
     files: FilesConfig = FilesConfig()
     access: AccessConfig = AccessConfig()
     limits: LimitsConfig | None = None     # overrides of the global limits for this assistant
+    reset_deletes: bool = False            # /reset also deletes the old conversation at the backend
 
     @overload
     def tool(self, kind: Literal["file_search"]) -> FileSearchTool | None: ...
@@ -251,6 +252,10 @@ class ConsoleConfig(_Strict):
     assistant: str | None = None
 
 
+class RetentionConfig(_Strict):
+    conversations_days: int | None = Field(None, ge=1)  # idle longer: deleted at the backend and here; None: kept
+
+
 class Config(_Strict):
     database: str = "teambridge.db"
     default_assistant: str
@@ -263,6 +268,7 @@ class Config(_Strict):
     slack: SlackConfig = SlackConfig()
     discord: DiscordConfig = DiscordConfig()
     console: ConsoleConfig = ConsoleConfig()
+    retention: RetentionConfig = RetentionConfig()
     base_dir: Path = Path(".")             # set by the loader: directory of the config file
 
     @field_validator("database")

@@ -329,6 +329,11 @@ class PostgresStore:
             " ORDER BY ts, id", float(since), float(until))
         return [UsageRow(*r) for r in rows]
 
+    async def forget_usage_user(self, user: str, replacement: str) -> int:
+        rows = await self._require().fetch('UPDATE usage SET "user" = $1 WHERE "user" = $2 RETURNING 1',
+                                           replacement, user)
+        return len(rows)
+
     # ---- replies in flight -------------------------------------------------------------------
 
     async def add_inflight(self, platform: str, channel: str, message_id: str, thread: str | None) -> int:

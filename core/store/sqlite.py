@@ -459,6 +459,10 @@ class SqliteStore:
             f"SELECT {columns} FROM usage WHERE ts >= ? AND ts < ? ORDER BY ts, id", (since, until))
         return [UsageRow(*r) for r in rows]
 
+    async def forget_usage_user(self, user: str, replacement: str) -> int:
+        rows = await self._fetch('UPDATE usage SET "user" = ? WHERE "user" = ? RETURNING 1', (replacement, user))
+        return len(rows)
+
     # ---- replies in flight -------------------------------------------------------------------
 
     async def add_inflight(self, platform: str, channel: str, message_id: str, thread: str | None) -> int:

@@ -197,7 +197,7 @@ async def test_commands_are_synced_only_when_they_change(fake, tmp_path):
             await adapter.stop()
     assert fake.command_syncs == {guild: 1}
     names = {c["name"] for c in fake.commands[guild]}
-    assert names == {"ask", "reset", "assistant", "help", "usage", "reload"}
+    assert names == {"ask", "reset", "assistant", "help", "usage", "reload", "forget"}
     choices = next(c for c in fake.commands[guild] if c["name"] == "assistant")["options"][0]["choices"]
     assert [c["value"] for c in choices] == ["food", "math"]
 

@@ -115,3 +115,37 @@ async def test_the_configured_command_name_is_the_one_answered(tmp_path):
         await bot.slack.wait_ack(env)
         await bot.slack.wait_for(lambda: len(bot.slack.responses) > before)
         assert bot.slack.responses[before]["text"] == "This app answers `/teambridge` — try `/teambridge help`."
+
+
+class RecordingConversations:
+    """Our ConversationStore port, recording deletions (the CLI tests drive the real one against OpenAI's stand-in)."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    async def items(self, conversation_id: str):
+        return []
+
+    async def delete(self, conversation_id: str) -> bool:
+        self.deleted.append(conversation_id)
+        return True
+
+
+async def test_forget_is_for_admins_and_is_confirmed_by_running_it_again(tmp_path):
+    from core.admin.conversations import ConversationAdmin, ForgetCommand
+
+    async with admin_bot(tmp_path, ScriptedBackend()) as (bot, _):
+        backend = RecordingConversations()
+        bot.service.add_command("forget", ForgetCommand(
+            lambda: ConversationAdmin(bot.service.config, bot.store, {"openai": backend})))
+        ts = await bot.slack.user_says("C1", "<@UBOT> dinner?", user="U2")
+        await bot.slack.wait_for(lambda: bot.slack.thread_text("C1", ts) == "You said: dinner?")
+        await bot.adapter.wait_idle()
+
+        refused = await command(bot, "forget <@U2>", user="U3")
+        assert refused["text"] == "Only admins can use “forget”." and refused["response_type"] == "ephemeral"
+        asked = await command(bot, "forget <@U2|bob>", user="U1")
+        assert asked["text"].startswith("This deletes 1 conversation of U2") and backend.deleted == []
+        done = await command(bot, "forget <@U2|bob>", user="U1")
+        assert done["text"].startswith("Deleted 1 conversation.") and done["response_type"] == "ephemeral"
+        assert backend.deleted == ["conv_1"] and await bot.store.list_conversations() == []

@@ -323,6 +323,19 @@ async def test_usage_rows_in_a_time_window(stores):
         assert sum(r.input_tokens for r in await store.usage_rows(0, 10_000)) == 510
 
 
+async def test_a_forgotten_users_usage_rows_keep_their_cost_under_a_digest(stores):
+    async with stores.open() as store:
+        for user in ("U1", "U2", "U1"):
+            await store.record_usage(assistant="coder", platform="slack", workspace="T1", channel="C1", user=user,
+                                     model="gpt-5-mini", usage=Usage(input_tokens=100, output_tokens=10))
+        assert await store.forget_usage_user("U1", "forgotten-abc") == 2
+        assert await store.forget_usage_user("U9", "forgotten-def") == 0
+    async with stores.open() as store:
+        rows = await store.usage_rows(0, 1e12)
+        assert sorted(r.user for r in rows) == ["U2", "forgotten-abc", "forgotten-abc"]
+        assert sum(r.input_tokens for r in rows) == 300
+
+
 # ---- replies in flight ---------------------------------------------------------------------------
 
 
