@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from core.config.schema import Config
 from core.files.attachments import FileBackend, VectorStoreGone
-from core.model import ConversationKey, InboundMessage
+from core.model import (AssistantItem, ConversationKey, FunctionCallItem, FunctionOutputItem, HistoryItem,
+                        InboundMessage, SummaryItem, UserItem)
 from core.ports import Session
 from core.store.protocol import ConversationRecord, Store
 
@@ -40,11 +41,26 @@ class LocalConversations:
         self._session_of = session_of
 
     async def items(self, conversation_id: str) -> list[ShownItem]:
-        return [shown_item(item.data) for item in await self._session_of(conversation_id).get_items()]
+        return [_local_item(item) for item in await self._session_of(conversation_id).get_items()]
 
     async def delete(self, conversation_id: str) -> bool:
         await self._session_of(conversation_id).clear()
         return True
+
+
+def _local_item(item: HistoryItem) -> ShownItem:
+    match item:
+        case UserItem(text=text, images=images):
+            return ShownItem("user", text + "".join(f" [image {name}]" for name in images))
+        case AssistantItem(text=text):
+            return ShownItem("assistant", text)
+        case FunctionCallItem(name=name, arguments=arguments):
+            return ShownItem("tool", f"called {name}({arguments})")
+        case FunctionOutputItem(output=output):
+            return ShownItem("tool", f"result: {output[:200]}")
+        case SummaryItem(text=text, turns=turns):
+            return ShownItem("summary", f"({turns} earlier turns condensed) {text}")
+    return ShownItem("tool", type(item).__name__)
 
 
 def shown_item(item: Mapping[str, Any]) -> ShownItem:
