@@ -14,12 +14,12 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from bots.cli import chat, check, conversations, files, knowledge, migrate, run, usage
+from bots.cli import audit, chat, check, conversations, files, knowledge, mcp, migrate, run, usage
 from bots.cli.base import EXIT_CONFIG, Invocation
 from core.config.load import load_config
 from core.errors import BackendError, ConfigError
 
-COMMAND_GROUPS = (check, chat, run, usage, files, knowledge, migrate, conversations)
+COMMAND_GROUPS = (check, chat, run, usage, files, knowledge, migrate, conversations, mcp, audit)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from core.chat.service import ChatService
 from core.chat.limits import UsageLimiter
 from core.store import is_postgres_url, make_store
 from core.store.protocol import Store
+from core.tools.mcp import McpServers
 from core.tools.registry import ToolRegistry
 from core.admin.usage import usage_text
 
@@ -49,6 +50,7 @@ class Runtime:
     file_backend: OpenAIFileBackend | None   # None without a `type: openai` backend (no uploads, no knowledge)
     clients: list
     env: Mapping[str, str] = field(default_factory=dict)
+    mcp: McpServers | None = None
 
     backend_configs: dict = field(default_factory=dict)   # backend name -> (its config, its client)
     backends: list = field(default_factory=list)          # every backend built, for a clean close
@@ -62,7 +64,9 @@ class Runtime:
         changed — before the swap, so the first turn on the new config already searches them. Raises (and the
         running config stays) when the tools can't be built; a failed knowledge sync is logged and the previous
         vector stores stay in use."""
-        tools = ToolRegistry.from_config(config)
+        tools = ToolRegistry.from_config(config, mcp=self.mcp, audit=self.store)
+        if self.mcp is not None:  # changed servers restart, the others keep their connection
+            await self.mcp.update(config.mcp_servers)
         backends = {}
         for name, cfg in config.backends.items():
             known = self.backend_configs.get(name)
@@ -81,10 +85,12 @@ class Runtime:
             except Exception:
                 log.exception("config reload: knowledge sync failed; file_search keeps the previous files")
         self.backends.extend(backends.values())
-        self.service.apply_config(config, backends=backends)
+        self.service.apply_config(config, backends=backends, tools=tools)
         self.config = config
 
     async def aclose(self) -> None:
+        if self.mcp is not None:  # stops the stdio servers teambridge started
+            await self.mcp.aclose()
         for backend in self.backends:  # finishes labelling spare conversations, closes its client
             await backend.aclose()
         for client in self.clients:
@@ -121,7 +127,9 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     location = database_location(config, env)
     store = make_store(location, owner=env_value(env, "TEAMBRIDGE_INSTANCE"))
     await store.open()
-    tools = ToolRegistry.from_config(config)
+    mcp = McpServers(config.mcp_servers, env, base_dir=config.base_dir)
+    tools = ToolRegistry.from_config(config, mcp=mcp, audit=store)
+    await mcp.start()   # connects in the background: a server that is down does not hold anything up
     backends = {name: make_backend(name, cfg, clients[name], tools=tools, store=store)
                 for name, cfg in config.backends.items()}
     await _load_encodings(config, backends)
@@ -143,7 +151,7 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     limiter = UsageLimiter(store, refresh=USAGE_REFRESH_SECONDS if is_postgres_url(location) else None)
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge,
                           turn_locks=store.turn_locks(), claims=store, limiter=limiter,
-                          erase=lambda record: conversations().erase(record))
+                          erase=lambda record: conversations().erase(record), tools=tools)
 
     async def usage_command(msg, rest: str) -> str:
         storage = await vector_storage_or_none(service.config, store, file_backend)
@@ -154,7 +162,7 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
                    clients=list(clients.values()), env=dict(env),
                    backend_configs={name: (config.backends[name], client) for name, client in clients.items()},
-                   backends=list(backends.values()), conversations=conversations)
+                   backends=list(backends.values()), conversations=conversations, mcp=mcp)
 
 
 async def _load_encodings(config: Config, backends: dict) -> None:

@@ -12,6 +12,7 @@ from core.reply.lifetime import ReplyLifetime
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.config.schema import AssistantConfig
+    from core.tools.approval import Approver
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class Turn:
     documents: tuple[InputDocument, ...] = ()
     hosted: HostedInputs = HostedInputs()
     metadata: dict[str, str] = field(default_factory=dict)
+    approver: "Approver | None" = None             # asks a person before a tool under require_approval runs
 
 
 OnPosted = Callable[[str], Awaitable[None]]  # called with a platform message id when a reply message is created

@@ -13,6 +13,7 @@ from typing import AsyncIterator, TextIO
 from core.chat.commands import CommandSpec, plain_usage
 from core.model import Attachment, Author, InboundMessage
 from core.chat.service import ChatService
+from bots.console.approval import ConsoleApprover, LineSource
 from bots.console.target import ConsoleTarget
 
 
@@ -33,16 +34,24 @@ class ConsoleChat:
             attachments=tuple(self._pending), assistant=self._assistant)
 
     async def run(self, lines: AsyncIterator[str]) -> None:
-        async for raw in lines:
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if line.startswith("/"):
-                await self._command(line)
-                continue
-            msg = self._message(line)
-            self._pending = []
-            await self._service.handle(msg, self._target)
+        source = LineSource(lines)
+        approver = ConsoleApprover(source, self._out, user=self._user)
+        try:
+            while (raw := await source.next()) is not None:
+                await self._line(raw, approver)
+        finally:
+            source.close()
+
+    async def _line(self, raw: str, approver: ConsoleApprover) -> None:
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            return
+        if line.startswith("/"):
+            await self._command(line)
+            return
+        msg = self._message(line)
+        self._pending = []
+        await self._service.handle(msg, self._target, approver=approver)
 
     async def _command(self, line: str) -> None:
         name, _, arg = line[1:].partition(" ")

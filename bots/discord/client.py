@@ -16,6 +16,7 @@ from typing import Mapping, Protocol
 import discord
 
 from bots.discord import endpoints
+from bots.discord.approval import DiscordApprovals
 from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, discord_usage, sync_if_changed
 from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate, unreadable
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
@@ -115,6 +116,7 @@ class DiscordAdapter:
         self._saved = None
         self.invite_url: str | None = None
         self.synced_scopes: list[str] = []
+        self.approvals = DiscordApprovals(config=lambda: self._service.config)
 
     # ---- composition ------------------------------------------------------------------------------
 
@@ -345,7 +347,8 @@ class DiscordAdapter:
             log.exception("could not read Discord message %s in %s", message.id, message.channel.id)
             await self._quiet_reply(message, ERROR_NOTICE)
             return
-        await self._service.handle(inbound, target)
+        approver = self.approvals.approver(channel, reply_to=message if channel is message.channel else None)
+        await self._service.handle(inbound, target, approver=approver)
 
     async def _start_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
         name = (text.splitlines()[0] if text.strip() else f"Chat with {self.client.user.name}")[:90] or "Chat"
@@ -418,7 +421,8 @@ class DiscordAdapter:
         target = InteractionTarget(interaction, chains=self._chains, root=root, original_id=original or None)
         if root:
             await self._chains.remember_bot_message(root, root)
-        await self._service.handle(inbound, target)
+        approver = self.approvals.approver(interaction.channel) if interaction.channel is not None else None
+        await self._service.handle(inbound, target, approver=approver)
         if not target.answered:  # nothing was said (e.g. duplicate): don't leave "thinking…" forever
             try:
                 await interaction.delete_original_response()

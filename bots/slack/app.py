@@ -24,6 +24,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 
 from core.model import Author, InboundMessage, UserFacingError
 from core.reply.tail import interrupted
+from bots.slack.approval import APPROVE, DENY, SlackApprovals
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import needs_thread_owner, reply_place, should_ignore, to_inbound, worth_passing_on
@@ -71,6 +72,7 @@ class SlackAdapter:
         self._runner: web.AppRunner | None = None
         self.http_url: str | None = None      # http://host:port/slack/events once started in HTTP mode
         self._commands = SlashCommands(service, self.client, answer=self._answer, author=self._author)
+        self.approvals = SlackApprovals(self.client, config=lambda: self._service.config, author=self._author)
         self.assistant_threads = AssistantThreads(service, self.client, author=self._author, accept=self._accept,
                                                   spawn=self._spawn, bot_user_id=lambda: self._bot_user_id)
 
@@ -124,6 +126,7 @@ class SlackAdapter:
         self._app.event("app_home_opened")(self._ignore)
         # any command name: the configured one may change on reload; the manifest decides what Slack sends
         self._app.command(re.compile(r"^/.+"))(self._on_command)
+        self._app.action(re.compile(f"^({APPROVE}|{DENY})$"))(self._on_approval)
         self._app.error(self._on_error)
         _seed_authorization(self._app, auth)
         if mode == "http":
@@ -238,6 +241,10 @@ class SlackAdapter:
         await ack()  # within Slack's 3 seconds; the reply goes to response_url
         self._spawn(self._commands.run(body, respond), f"slack-command-{body.get('trigger_id')}")
 
+    async def _on_approval(self, ack: Any, body: dict) -> None:
+        await ack()  # within Slack's 3 seconds; the decision is applied after
+        self._spawn(self.approvals.on_action(body), f"slack-approval-{body.get('trigger_id')}")
+
     def _accept(self, raw: dict, body: dict, context: Any, *, kind: str, assistant: str | None = None) -> None:
         event = parse_message(raw)
         if isinstance(event, Drop):
@@ -317,7 +324,8 @@ class SlackAdapter:
         return await self._service.claim("slack", f"{event['channel']}:{event['ts']}")
 
     async def _answer(self, msg: InboundMessage, place: ReplyPlace) -> None:
-        await self._service.handle(msg, self._target(place))
+        approver = self.approvals.approver(channel=place.channel, thread_ts=place.thread_ts)
+        await self._service.handle(msg, self._target(place), approver=approver)
 
     def _target(self, place: ReplyPlace) -> SlackReplyTarget:
         return SlackReplyTarget(

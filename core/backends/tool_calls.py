@@ -13,6 +13,7 @@ from core.model import ToolUpdate
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.config.schema import AssistantConfig
+    from core.ports import Turn
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +32,21 @@ class ToolRegistryLike(Protocol):
     """What a backend needs of core.tools.registry.ToolRegistry."""
 
     def specs_for(self, assistant: "AssistantConfig") -> list[ToolSpec]: ...
-    async def call(self, name: str, arguments_json: str) -> str: ...
+    # turn: who may approve the call (turn.approver) and who the audit record names
+    async def call(self, name: str, arguments_json: str, *, turn: "Turn | None" = None) -> str: ...
 
 
 def function_specs(tools: ToolRegistryLike, assistant: "AssistantConfig") -> list[ToolSpec]:
-    return list(tools.specs_for(assistant)) if assistant.tool("function") else []
+    # Python functions and the tools of the assistant's MCP servers
+    return list(tools.specs_for(assistant)) if assistant.tool("function") or assistant.tool("mcp") else []
 
 
 async def call_function(tools: ToolRegistryLike, known: set[str], name: str, arguments: str,
-                        conversation_id: str) -> str:
-    """The output for one call; never raises (the registry turns failures into text for the model)."""
+                        conversation_id: str, *, turn: "Turn | None" = None) -> str:
+    """The output for one call; never raises (the registry turns failures into text for the model).
+    `turn`: passed on, so that a tool under require_approval can be approved and every call is audited."""
     if name in known:
-        return await tools.call(name, arguments)
+        return await tools.call(name, arguments, turn=turn)
     log.warning("model asked for unknown function %r (conversation %s)", name, conversation_id)
     return json.dumps({"error": f"There is no function named {name!r}. "
                                 f"Available: {', '.join(sorted(n for n in known if n)) or 'none'}."})

@@ -24,6 +24,7 @@ from core.config.policy import effective_limits
 from core.ports import AssistantBackend, HostedInputs, PlatformAdapter, ReplyStream, ReplyTarget, Turn
 from core.store.protocol import ConversationRecord, EventClaims, Store
 from core.chat.routing import conversation_key, is_addressed, pick_assistant, preference_scope
+from core.tools.approval import Approver
 from core.reply.stream import EditStream
 from core.reply.tail import INTERRUPTED_NOTICE, notice_line
 
@@ -39,12 +40,14 @@ class ChatService:
                  files=None, knowledge=None, limiter: UsageLimiter | None = None,
                  commands: dict[str, AdminHandler] | None = None,
                  turn_locks: TurnLocks | None = None, claims: EventClaims | None = None,
-                 erase: Callable[[ConversationRecord], Awaitable[object]] | None = None) -> None:
+                 erase: Callable[[ConversationRecord], Awaitable[object]] | None = None,
+                 tools=None) -> None:
         self._config = config
         self._store = store
         self._backends = backends
         self._files = files            # core.files.attachments.AttachmentRouter (optional: no attachments without it)
         self._knowledge = knowledge    # core.files.knowledge.KnowledgeSync (optional: assistant vector stores)
+        self._tools = tools            # core.tools.registry.ToolRegistry (optional: says when a tool server is down)
         self._limiter = limiter or UsageLimiter(store)
         # One turn at a time per conversation, and each event answered once: injected by the composition root
         # (database-backed when several processes share the store); the one-process defaults otherwise.
@@ -67,12 +70,15 @@ class ChatService:
         """For adapters that keep small platform mappings (e.g. which conversation a Discord message belongs to)."""
         return self._store
 
-    def apply_config(self, config: Config, *, backends: dict[str, AssistantBackend] | None = None) -> None:
+    def apply_config(self, config: Config, *, backends: dict[str, AssistantBackend] | None = None,
+                     tools=None) -> None:
         """Swap the config for new turns. `backends`: rebuilt for the new config (e.g. a tool registry with new
         function tools, a new backend section); config and backends are swapped together, and a turn in flight
         keeps the pair it started with."""
         if backends is not None:
             self._backends = dict(backends)
+        if tools is not None:
+            self._tools = tools
         self._config = config
 
     def add_command(self, name: str, handler: AdminHandler, *, summary: str = "") -> None:
@@ -81,12 +87,14 @@ class ChatService:
 
     # ---- the main path -------------------------------------------------------------------------------------
 
-    async def handle(self, msg: InboundMessage, target: ReplyTarget) -> None:
+    async def handle(self, msg: InboundMessage, target: ReplyTarget, *, approver: Approver | None = None) -> None:
+        """`approver`: how this platform asks the person for approval of a tool call (None: it cannot; such
+        calls are then not run)."""
         task = asyncio.current_task()
         if task is not None:
             self._turns.add(task)
         try:
-            await self._handle(msg, target)
+            await self._handle(msg, target, approver)
         except Exception:  # last line of defence: the adapter's task must never die silently
             log.exception("unhandled error for %s message in %s", msg.platform, msg.channel)
             await _quietly(target.notice("Sorry, something went wrong on our side — please try again."))
@@ -94,7 +102,7 @@ class ChatService:
             if task is not None:
                 self._turns.discard(task)
 
-    async def _handle(self, msg: InboundMessage, target: ReplyTarget) -> None:
+    async def _handle(self, msg: InboundMessage, target: ReplyTarget, approver: Approver | None = None) -> None:
         config, backends = self._config, self._backends
         thread_assistant = (await self._store.thread_assistant(msg.platform, msg.channel, msg.thread)
                             if msg.thread else None)
@@ -127,10 +135,10 @@ class ChatService:
 
         key = conversation_key(assistant, msg)
         async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
-            await self._turn(config, assistant, msg, key, target, backends[assistant.backend])
+            await self._turn(config, assistant, msg, key, target, backends[assistant.backend], approver)
 
     async def _turn(self, config: Config, assistant, msg: InboundMessage, key: ConversationKey,
-                    target: ReplyTarget, backend: AssistantBackend) -> None:
+                    target: ReplyTarget, backend: AssistantBackend, approver: Approver | None = None) -> None:
         metadata = _metadata(msg, assistant.name)
         # The typing indicator goes out while the conversation is set up, not before it.
         typing: asyncio.Future | None = asyncio.ensure_future(_quietly(target.typing()))
@@ -149,6 +157,11 @@ class ChatService:
             await self._settle(writes, key)
             raise
 
+        if approver is not None:
+            turn = replace(turn, approver=approver)
+        for server, why in await self._tools.unavailable(assistant) if self._tools is not None else ():
+            await _quietly(target.notice(f"⚠️ The tool server “{server}” is unavailable right now ({why}); "
+                                         "answering without its tools."))
         inflight: list[int] = []
         settled = False  # the reply shows its end: finished, or a notice saying why it stopped
 

@@ -10,7 +10,7 @@ from typing import Any
 from core.backends.capabilities import BY_TYPE
 from core.config.files import matching_files
 from core.config.messages import Loc
-from core.config.schema import FUNCTION_REF, TOOL_NAME, Config, FileSearchTool, FunctionTool
+from core.config.schema import FUNCTION_REF, TOOL_NAME, Config, FileSearchTool, FunctionTool, McpTool
 from core.config.yamldoc import Doc
 from core.errors import ConfigError
 from core.model import HOSTED_TOOLS
@@ -23,6 +23,9 @@ def check_summary(config: Config) -> list[str]:
     for name, a in config.assistants.items():
         tools = ", ".join(_tool_label(t) for t in a.tools) or "none"
         lines.append(f"{name}: {a.model}, tools: {tools}, scope {a.scope}")
+    for name, server in config.mcp_servers.items():
+        where = server.url if server.url else "stdio: " + " ".join(server.command or ())
+        lines.append(f"mcp server {name}: {where}")
     return lines
 
 
@@ -31,6 +34,8 @@ def _tool_label(tool: Any) -> str:
         return f"function {tool.name or tool.function.rsplit(':', 1)[1].rsplit('.', 1)[-1]}"
     if isinstance(tool, FileSearchTool):
         return f"file_search ({len(tool.files)} file pattern{'s' if len(tool.files) != 1 else ''})"
+    if isinstance(tool, McpTool):
+        return f"mcp {tool.server}"
     return tool.type
 
 
@@ -46,6 +51,8 @@ def cross_check(data: dict[str, Any], base_dir: Path, doc: Doc) -> list[str]:
     names = sorted(str(k) for k in assistants)
     backends = data.get("backends", {"openai": {}})
     backend_names = sorted(str(k) for k in backends) if isinstance(backends, dict) else []
+    mcp_servers = data.get("mcp_servers")
+    mcp_names = sorted(str(k) for k in mcp_servers) if isinstance(mcp_servers, dict) else []
 
     def assistant_ref(loc: Loc, value: Any) -> None:
         if isinstance(value, (str, int)) and str(value) not in names:
@@ -99,6 +106,15 @@ def cross_check(data: dict[str, Any], base_dir: Path, doc: Doc) -> list[str]:
                 if problem:
                     # Located like pydantic's locs, which carry the union tag: tools.0.function.function.
                     errors.append(doc.error(loc + ("function", "function"), problem))
+            elif tool_name == "mcp":
+                server = tool.get("server")
+                tool_name = f"mcp {server}"
+                if isinstance(server, (str, int)) and str(server) not in mcp_names:
+                    close = difflib.get_close_matches(str(server), mcp_names, n=1, cutoff=0.75)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    errors.append(doc.error(loc + ("mcp", "server"),
+                                            f"unknown MCP server {str(server)!r}; {hint}mcp_servers: "
+                                            f"{', '.join(mcp_names) or 'none'}"))
             elif tool_name == "file_search" and isinstance(tool.get("files"), list):
                 for j, pattern in enumerate(tool["files"]):
                     if isinstance(pattern, str) and not matching_files(pattern, base_dir):

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from core.config.policy import LimitsConfig, PricesConfig
 
@@ -82,10 +82,85 @@ class ImageGenerationTool(_Strict):
     quality: str | None = None
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class McpTool(_Strict):
+    """Tools of one MCP server (see `mcp_servers`), offered to the model as function tools."""
+    type: Literal["mcp"]
+    server: str
+    allowed_tools: list[str] | None = None            # default: every tool the server lists
+    require_approval: Literal["never", "always"] | list[str] = "never"
+
+    def needs_approval(self, tool: str) -> bool:
+        if isinstance(self.require_approval, list):
+            return tool in self.require_approval
+        return self.require_approval == "always"
+
+
+class WebSearchTool(_Strict):
+    """OpenAI's hosted web search (type: openai backends)."""
+    type: Literal["web_search"]
+    search_context_size: Literal["low", "medium", "high"] | None = None
+
+
 ToolConfig = Annotated[
-    CodeInterpreterTool | FileSearchTool | FunctionTool | ImageGenerationTool,
+    CodeInterpreterTool | FileSearchTool | FunctionTool | ImageGenerationTool | McpTool | WebSearchTool,
     Field(discriminator="type"),
 ]
+
+
+# ---- MCP servers ----------------------------------------------------------------------------------
+
+
+class McpServerConfig(_Strict):
+    """One MCP server: streamable HTTP (`url`) or stdio (`command`, started and stopped by teambridge)."""
+    url: str | None = None
+    headers: dict[str, str] = {}          # header name -> NAME of the environment variable holding its value
+    command: list[str] | None = None
+    env: dict[str, str] = {}              # stdio: variable for the server -> NAME of ours holding its value
+    cwd: str | None = None                # stdio: working directory, relative to the config file
+    timeout: float = Field(30, gt=0)      # seconds one tool call may take
+    connect_timeout: float = Field(20, gt=0)   # a stdio server's start (Python + the SDK) counts too
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"https?://[^/\s]+", v):
+            raise ValueError(f"must be an http:// or https:// URL (got {v!r})")
+        return v
+
+    @field_validator("headers", "env")
+    @classmethod
+    def _variable_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, variable in v.items():
+            if not _ENV_NAME.fullmatch(variable):
+                raise ValueError(f"{key}: the value is the NAME of an environment variable (like TICKETS_TOKEN), "
+                                 "never the secret itself")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or not v[0]):
+            raise ValueError("must name the program to start, e.g. [python, -m, notes_server]")
+        return v
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "McpServerConfig":
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give either url (streamable HTTP) or command (stdio)")
+        if self.url is not None and (self.env or self.cwd):
+            raise ValueError("env and cwd are for stdio servers (command)")
+        if self.command is not None and self.headers:
+            raise ValueError("headers are for HTTP servers (url)")
+        return self
+
+
+class ApprovalsConfig(_Strict):
+    """Tool calls that need a person's approval (require_approval)."""
+    timeout_seconds: float = Field(300, gt=0)   # unanswered this long: denied
+    approvers: Literal["asker_or_admin", "admin"] = "asker_or_admin"
 
 
 # ---- files routing (attachments) ---------------------------------------------------------------
@@ -269,6 +344,8 @@ class Config(_Strict):
     discord: DiscordConfig = DiscordConfig()
     console: ConsoleConfig = ConsoleConfig()
     retention: RetentionConfig = RetentionConfig()
+    mcp_servers: dict[str, McpServerConfig] = {}
+    approvals: ApprovalsConfig = ApprovalsConfig()
     base_dir: Path = Path(".")             # set by the loader: directory of the config file
 
     @field_validator("database")

@@ -12,7 +12,7 @@ from core.config.messages import Loc, is_tag
 # Keys that look like credentials. `max_output_tokens` and friends end in "tokens" and do not match.
 SECRET_KEY = re.compile(r"(?:^|[_-])(?:api[_-]?key|apikey|token|secret|password|passwd)$", re.IGNORECASE)
 # Mappings whose keys are names chosen by the admin (or JSON schema properties), not settings.
-NAME_MAPS = {"assistants", "backends", "channels", "properties", "parameters"}
+NAME_MAPS = {"assistants", "backends", "channels", "properties", "parameters", "mcp_servers", "headers", "env"}
 
 
 class Doc:

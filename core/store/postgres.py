@@ -35,7 +35,7 @@ from core.model import ConversationKey, Usage
 from core.store import postgres_schema
 from core.store.urls import redact
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
-                                 UsageRow)
+                                 ToolCallRecord, UsageRow)
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.chat.locks import TurnLocks
@@ -333,6 +333,24 @@ class PostgresStore:
         rows = await self._require().fetch('UPDATE usage SET "user" = $1 WHERE "user" = $2 RETURNING 1',
                                            replacement, user)
         return len(rows)
+
+    # ---- the audit trail of tool calls ---------------------------------------------------------
+
+    async def record_tool_call(self, record: ToolCallRecord) -> None:
+        await self._require().execute(
+            'INSERT INTO tool_calls (at, conversation, platform, channel, "user", assistant, tool, server,'
+            " arguments_sha256, approval, approved_by, outcome, duration_ms)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            float(record.at), record.conversation, record.platform, record.channel, record.user, record.assistant,
+            record.tool, record.server, record.arguments_sha256, record.approval, record.approved_by,
+            record.outcome, int(record.duration_ms))
+
+    async def tool_calls(self, since: float, until: float) -> list[ToolCallRecord]:
+        rows = await self._require().fetch(
+            'SELECT at, conversation, platform, channel, "user", assistant, tool, server, arguments_sha256,'
+            " approval, approved_by, outcome, duration_ms FROM tool_calls WHERE at >= $1 AND at < $2"
+            " ORDER BY at, id", float(since), float(until))
+        return [ToolCallRecord(*r[:12], duration_ms=int(r[12])) for r in rows]
 
     # ---- replies in flight -------------------------------------------------------------------
 

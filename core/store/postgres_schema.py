@@ -121,5 +121,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (conversation, seq)
         )""",
     ),
+    # 2: the audit trail of tool calls (function and MCP tools)
+    (
+        """CREATE TABLE tool_calls (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL,
+            conversation TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            "user" TEXT NOT NULL,
+            assistant TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            server TEXT NOT NULL,
+            arguments_sha256 TEXT NOT NULL,
+            approval TEXT NOT NULL,
+            approved_by TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            duration_ms BIGINT NOT NULL
+        )""",
+        "CREATE INDEX tool_calls_at ON tool_calls (at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

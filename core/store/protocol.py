@@ -92,6 +92,24 @@ class HistoryItem:
     seq: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """One tool call in the audit trail (core/tools/audit.py writes them)."""
+    at: float                  # unix time the call was asked for
+    conversation: str          # the backend's conversation id
+    platform: str
+    channel: str
+    user: str                  # id of the person whose message led to the call
+    assistant: str
+    tool: str                  # as the server / Python names it
+    server: str                # MCP server name; "" for a function tool
+    arguments_sha256: str
+    approval: str              # not_needed | approved | denied | timeout | unavailable
+    approved_by: str           # who approved or denied ("" when nobody decided)
+    outcome: str               # ok | error | not_run
+    duration_ms: int           # the tool's own run time (0 when it did not run)
+
+
 class Store(Protocol):
     """Persistence. Every write is committed when the call returns (a kill -9 loses nothing written)."""
 
@@ -145,6 +163,10 @@ class Store(Protocol):
     async def usage_rows(self, since: float, until: float) -> list[UsageRow]: ...   # since <= ts < until
     # An erased person: their user id in the usage rows becomes `replacement` (a digest); returns rows changed.
     async def forget_usage_user(self, user: str, replacement: str) -> int: ...
+
+    # ---- the audit trail of tool calls ----------------------------------------------------------------
+    async def record_tool_call(self, record: ToolCallRecord) -> None: ...
+    async def tool_calls(self, since: float, until: float) -> list[ToolCallRecord]: ...   # since <= at < until
 
     # ---- replies in flight (marked "cut off" after a crash) ------------------------------------------
     async def add_inflight(self, platform: str, channel: str, message_id: str, thread: str | None) -> int: ...

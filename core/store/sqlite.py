@@ -31,7 +31,7 @@ import aiosqlite
 from core.chat.locks import KeyedLocks
 from core.model import ConversationKey, Usage
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
-                                 UsageRow)
+                                 ToolCallRecord, UsageRow)
 from core.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -462,6 +462,27 @@ class SqliteStore:
     async def forget_usage_user(self, user: str, replacement: str) -> int:
         rows = await self._fetch('UPDATE usage SET "user" = ? WHERE "user" = ? RETURNING 1', (replacement, user))
         return len(rows)
+
+    # ---- the audit trail of tool calls ---------------------------------------------------------
+
+    async def record_tool_call(self, record: ToolCallRecord) -> None:
+        await self._fetch(
+            'INSERT INTO tool_calls (at, conversation, platform, channel, "user", assistant, tool, server,'
+            " arguments_sha256, approval, approved_by, outcome, duration_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.at, record.conversation, record.platform, record.channel, record.user, record.assistant,
+             record.tool, record.server, record.arguments_sha256, record.approval, record.approved_by,
+             record.outcome, record.duration_ms))
+
+    async def tool_calls(self, since: float, until: float) -> list[ToolCallRecord]:
+        """Tool calls with since <= at < until, oldest first."""
+        rows = await self._fetch(
+            'SELECT at, conversation, platform, channel, "user", assistant, tool, server, arguments_sha256,'
+            " approval, approved_by, outcome, duration_ms FROM tool_calls WHERE at >= ? AND at < ?"
+            " ORDER BY at, id", (since, until))
+        return [ToolCallRecord(at=r[0], conversation=r[1], platform=r[2], channel=r[3], user=r[4], assistant=r[5],
+                               tool=r[6], server=r[7], arguments_sha256=r[8], approval=r[9], approved_by=r[10],
+                               outcome=r[11], duration_ms=int(r[12])) for r in rows]
 
     # ---- replies in flight -------------------------------------------------------------------
 

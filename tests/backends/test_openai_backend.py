@@ -51,7 +51,7 @@ class StubRegistry:
                                       "required": ["city"], "additionalProperties": False})
                 for n in self.funcs]
 
-    async def call(self, name: str, arguments_json: str) -> str:
+    async def call(self, name: str, arguments_json: str, *, turn=None) -> str:
         self.calls.append((name, arguments_json))
         try:
             return json.dumps(self.funcs[name](**json.loads(arguments_json)), ensure_ascii=False)

@@ -187,7 +187,7 @@ def test_unknown_key_points_at_the_key_and_suggests_the_right_one(tmp_path):
 def test_unknown_top_level_key_lists_the_allowed_ones(tmp_path):
     path = write(tmp_path, "colour: blue\n" + MINIMAL)
     [error] = errors_of(path)
-    assert error.startswith(f"{path}:1: colour: unknown key 'colour'; allowed here: admins, assistants, backends")
+    assert error.startswith(f"{path}:1: colour: unknown key 'colour'; allowed here: admins, approvals, assistants, backends")
 
 
 def test_wrong_type(tmp_path):
@@ -221,7 +221,7 @@ def test_unknown_tool_type(tmp_path):
 """)
     assert errors_of(path) == [
         f"{path}:6: assistants.food.tools.0.type: unknown tool type 'calculator'; expected one of "
-        "'code_interpreter', 'file_search', 'function', 'image_generation'"]
+        "'code_interpreter', 'file_search', 'function', 'image_generation', 'mcp', 'web_search'"]
 
 
 def test_tool_written_as_a_bare_word(tmp_path):
@@ -249,7 +249,7 @@ def test_many_problems_are_reported_together_in_file_order():
         f"{path}:6: assistants.food.backend: unknown backend 'azure'; backends: openai",
         f"{path}:9: assistants.math.scope: must be 'thread', 'channel', 'user' or 'channel_user' (got 'forever')",
         f"{path}:11: assistants.math.tools.0.type: unknown tool type 'calculator'; expected one of "
-        "'code_interpreter', 'file_search', 'function', 'image_generation'",
+        "'code_interpreter', 'file_search', 'function', 'image_generation', 'mcp', 'web_search'",
         f"{path}:16: slack.channels.C0123.assistant: unknown assistant 'maths'; did you mean 'math'? "
         "assistants: food, math",
         f"{path}:18: discord.dm_assistant: unknown assistant 'nobody'; assistants: food, math",

@@ -361,7 +361,7 @@ class StreamingService(FakeChatService):
     def stream_for(self, question: str) -> asyncio.Future:
         return self.streams.setdefault(question, asyncio.get_running_loop().create_future())
 
-    async def handle(self, msg, target) -> None:
+    async def handle(self, msg, target, *, approver=None) -> None:
         # Edits of a streaming reply at most every 20 ms here instead of every second: keeps the test short.
         target.limits = Limits(max_chars=target.limits.max_chars, edit_interval=0.02)
         stream = target.open_stream(self._posted)
@@ -451,7 +451,7 @@ class RecordingDiscord(FakeDiscord):
 class StreamingChatService(FakeChatService):
     """Streams its answer through the target's own reply stream, in deltas, like the real service."""
 
-    async def handle(self, msg, target) -> None:
+    async def handle(self, msg, target, *, approver=None) -> None:
         self.handled.append(msg)
         answer = self.answers.pop(0)
         stream = target.open_stream(lambda message_id: asyncio.sleep(0))

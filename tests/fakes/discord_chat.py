@@ -44,7 +44,7 @@ class FakeChatService:
 
         self.commands.add("usage", usage)
 
-    async def handle(self, msg: InboundMessage, target) -> None:
+    async def handle(self, msg: InboundMessage, target, *, approver=None) -> None:
         if not is_addressed(self.config, msg, bot_owns_thread=False):
             return
         if msg.event_id in self.seen:

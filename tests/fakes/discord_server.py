@@ -53,6 +53,11 @@ class StoredMessage:
     def ephemeral(self) -> bool:
         return bool(self.flags & FLAG_EPHEMERAL)
 
+    def buttons(self) -> list[dict]:
+        """The button components of its action rows."""
+        return [c for row in self.payload.get("components") or [] for c in row.get("components", [])
+                if c.get("type") == 2]
+
     def files(self) -> dict[str, bytes]:
         return {a["filename"]: a.get("data", b"") for a in self.attachments}
 
@@ -66,6 +71,7 @@ class InteractionRecord:
     user_id: str
     created_at: float
     callbacks: list[dict] = field(default_factory=list)    # {"type", "flags", "at", "content"}
+    message_id: str | None = None                          # a component interaction: the clicked message
     original_id: str | None = None
     followup_ids: list[str] = field(default_factory=list)
 
@@ -339,6 +345,36 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return rec
 
+    async def click(self, message: StoredMessage, label: str, author: dict) -> InteractionRecord:
+        """A user clicks the button labelled `label` on a bot message: a MESSAGE_COMPONENT interaction
+        (type 3, data.component_type 2 and the button's custom_id) with the message it sits on."""
+        [button] = [b for b in message.buttons() if b.get("label") == label]
+        ch = self.channels[message.channel_id]
+        guild_id = ch.get("guild_id")
+        iid, token = self.ids.next(), "itok-" + secrets.token_hex(8)
+        payload: dict[str, Any] = {
+            "id": iid, "application_id": self.application_id, "type": 3, "token": token, "version": 1,
+            "data": {"custom_id": button["custom_id"], "component_type": 2},
+            "message": message.payload, "channel_id": message.channel_id,
+            "channel": {k: v for k, v in ch.items() if k != "recipients"} if guild_id else ch,
+            "locale": "en-US", "app_permissions": str((1 << 53) - 1), "entitlements": [],
+            "authorizing_integration_owners": {"0": guild_id} if guild_id else {"1": author["id"]},
+            "context": 0 if guild_id else 1, "attachment_size_limit": self.max_upload_bytes,
+        }
+        if guild_id:
+            payload["guild_id"] = guild_id
+            payload["guild_locale"] = "en-US"
+            m = dict(self._member(guild_id, author))
+            m["permissions"] = str(ADMINISTRATOR if author.get("_admin") else 0x0000_0000_0064_0E41)
+            payload["member"] = m
+        else:
+            payload["user"] = _public(author)
+        rec = InteractionRecord(iid, token, button["custom_id"], message.channel_id, author["id"], time.monotonic(),
+                                message_id=message.id)
+        self.interactions[iid] = rec
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return rec
+
     # ---- test helpers: what tests look at --------------------------------------------------------
 
     def messages_in(self, channel_id: str, *, by_bot: bool | None = None) -> list[StoredMessage]:
@@ -607,6 +643,8 @@ class FakeDiscord:
             referenced=referenced, flags=flags, interaction_id=interaction_id,
             webhook_id=self.application_id if interaction_id else None,
         )
+        if body.get("components"):
+            payload["components"] = body["components"]
         msg = StoredMessage(mid, channel_id, self.bot["id"], content, atts, flags=flags,
                             reference_id=ref.get("message_id") if ref else None,
                             interaction_id=interaction_id, payload=payload, history=[content])
@@ -623,6 +661,8 @@ class FakeDiscord:
         msg.history.append(msg.content)
         msg.payload.update(content=msg.content, edited_timestamp=P.iso_now(), flags=msg.flags,
                            attachments=[_public_att(a) for a in msg.attachments])
+        if "components" in body:
+            msg.payload["components"] = body["components"] or []
 
     async def _post_message(self, request: web.Request, channel: str) -> web.Response:
         if channel not in self.channels:
@@ -691,6 +731,10 @@ class FakeDiscord:
                                         flags=flags | (FLAG_LOADING if rtype == 5 else 0), interaction_id=iid)
             rec.original_id = msg.id
             resource["message"] = msg.payload
+        elif rtype == 7 and rec.message_id in self.messages:  # UPDATE_MESSAGE: a component's own message
+            clicked = self.messages[rec.message_id]
+            self._apply_edit(clicked, data, files)
+            resource["message"] = clicked.payload
         response = {"interaction": {
             "id": iid, "type": 2, "response_message_id": rec.original_id,
             "response_message_loading": rtype == 5, "response_message_ephemeral": bool(flags & FLAG_EPHEMERAL)},

@@ -50,6 +50,10 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
     ResponseUsage,
+    ResponseFunctionWebSearch,
+    ResponseWebSearchCallCompletedEvent,
+    ResponseWebSearchCallInProgressEvent,
+    ResponseWebSearchCallSearchingEvent,
 )
 from openai.types.responses.response_output_item import ImageGenerationCall
 
@@ -214,6 +218,24 @@ def file_search_events(w: EventWriter, *, output_index: int, queries: list[str],
         ev.append(w(cls, type=f"response.file_search_call.{t}", item_id=fid, output_index=output_index))
     item = ResponseFileSearchToolCall(id=fid, type="file_search_call", queries=queries, status="completed",
                                       results=results)
+    ev.append(w(ResponseOutputItemDoneEvent, type="response.output_item.done", output_index=output_index, item=item))
+    return ev, dump(item)
+
+
+def web_search_events(w: EventWriter, *, output_index: int, query: str,
+                      urls: list[str]) -> tuple[list[dict], dict]:
+    """A web_search_call item: added (in progress), its progress events, done with the search action."""
+    wid = new_id("ws")
+    ev = [w(ResponseOutputItemAddedEvent, type="response.output_item.added", output_index=output_index,
+            item=ResponseFunctionWebSearch(id=wid, type="web_search_call", status="in_progress",
+                                           action={"type": "search", "query": query}))]
+    for cls, t in ((ResponseWebSearchCallInProgressEvent, "in_progress"),
+                   (ResponseWebSearchCallSearchingEvent, "searching"),
+                   (ResponseWebSearchCallCompletedEvent, "completed")):
+        ev.append(w(cls, type=f"response.web_search_call.{t}", item_id=wid, output_index=output_index))
+    item = ResponseFunctionWebSearch(id=wid, type="web_search_call", status="completed",
+                                     action={"type": "search", "query": query,
+                                             "sources": [{"type": "url", "url": u} for u in urls]})
     ev.append(w(ResponseOutputItemDoneEvent, type="response.output_item.done", output_index=output_index, item=item))
     return ev, dump(item)
 

@@ -77,6 +77,20 @@ class FileSearchHit:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSource:
+    """A page the web search found and the answer cites: `cites` is the passage of the text it backs."""
+    title: str
+    url: str
+    cites: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebSearch:
+    query: str
+    sources: tuple[WebSource, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ScriptedResponse:
     """One model answer. Everything optional; combine tool items with a text answer.
 
@@ -91,6 +105,7 @@ class ScriptedResponse:
     function_calls: tuple[FunctionCall, ...] = ()
     code: CodeRun | None = None
     file_search: FileSearchHit | None = None
+    web_search: WebSearch | None = None          # a web_search_call, and url_citation annotations on the text
     image_png: bytes | None = None
     refusal: str | None = None
     # endings
@@ -463,6 +478,17 @@ class FakeOpenAI:
                           "attributes": {}}])
             events += ev
             output.append(item)
+        if plan.web_search is not None:
+            ev, item = E.web_search_events(w, output_index=len(output), query=plan.web_search.query,
+                                           urls=[src.url for src in plan.web_search.sources])
+            events += ev
+            output.append(item)
+            for src in plan.web_search.sources:
+                # Like the service: the citation spans the passage it backs (start/end index in the text).
+                start = plan.text.find(src.cites) if src.cites else -1
+                start, end = (start, start + len(src.cites)) if start >= 0 else (len(plan.text), len(plan.text))
+                annotations.append({"type": "url_citation", "url": src.url, "title": src.title,
+                                    "start_index": start, "end_index": end})
         if plan.code is not None:
             container = self._container_for(body)
             ev, item = E.code_interpreter_events(w, output_index=len(output), container_id=container.id,

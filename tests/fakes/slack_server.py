@@ -80,6 +80,12 @@ class Message:
     tasks: dict[str, dict] = field(default_factory=dict)
     files: list[dict] = field(default_factory=list)
     api_calls: int = 0                 # Web API calls that created or changed it
+    blocks: list[dict] = field(default_factory=list)   # Block Kit blocks as last posted / updated
+
+    def buttons(self) -> list[dict]:
+        """The button elements of its actions blocks, each with its block_id."""
+        return [{**e, "block_id": b.get("block_id", "")} for b in self.blocks if b.get("type") == "actions"
+                for e in b.get("elements", []) if e.get("type") == "button"]
 
     def as_api(self) -> dict:
         m = {"type": "message", "ts": self.ts, "text": self.text, "user": self.user}
@@ -90,6 +96,11 @@ class Message:
         if self.files:
             m["files"] = self.files
         return m
+
+
+def _blocks(a: dict) -> list[dict]:
+    blocks = a.get("blocks") or []
+    return json.loads(blocks) if isinstance(blocks, str) else list(blocks)
 
 
 class FakeSlack:
@@ -327,7 +338,8 @@ class FakeSlack:
         if not md and len(text) > 40_000:  # Slack truncates; our adapter must never get here
             text = text[:40_000]
         m = Message(channel=a["channel"], ts=self._new_ts(), user=self.bot_user_id, text=text,
-                    thread_ts=a.get("thread_ts") or None, is_bot=True, markdown=md, history=[text], api_calls=1)
+                    thread_ts=a.get("thread_ts") or None, is_bot=True, markdown=md, history=[text], api_calls=1,
+                    blocks=_blocks(a))
         self.messages.append(m)
         self._replied(m.channel, m.thread_ts)
         r = prune(sample("api", "chat.postMessage"))
@@ -347,6 +359,7 @@ class FakeSlack:
         if isinstance(got, dict):
             return got
         m.text, m.markdown = got
+        m.blocks = _blocks(a)
         m.streaming = False
         m.history.append(m.text)
         m.api_calls += 1
@@ -763,6 +776,40 @@ class FakeSlack:
                                              content_type="application/x-www-form-urlencoded")
             return str(status)
         return await self.send_envelope("slash_commands", payload)
+
+    async def click(self, message: Message, text: str, *, user: str = "U1") -> str:
+        """A person clicks the button labelled `text` on a bot message: Slack sends a block_actions payload
+        (https://docs.slack.dev/reference/interaction-payloads/block_actions-payload) as a Socket Mode
+        `interactive` envelope, or form-encoded (`payload=`) and signed in HTTP mode."""
+        [button] = [b for b in message.buttons() if b["text"]["text"] == text]
+        rid = uuid.uuid4().hex[:12]
+        container = {"type": "message", "message_ts": message.ts, "channel_id": message.channel,
+                     "is_ephemeral": False}
+        if message.thread_ts:
+            container["thread_ts"] = message.thread_ts
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": self.users.get(user, user), "name": self.users.get(user, user),
+                     "team_id": self.team_id},
+            "api_app_id": "A0APP", "token": "fake-verification-token", "container": container,
+            "trigger_id": f"{next(self._ids)}.{rid}",
+            "team": {"id": self.team_id, "domain": "teambridge-test"}, "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": message.channel, "name": "general"},
+            "message": {**message.as_api(), "bot_id": self.bot_id, "blocks": message.blocks},
+            "state": {"values": {}},
+            "response_url": f"{self.base}/response/{rid}",
+            "actions": [{"action_id": button["action_id"], "block_id": button["block_id"],
+                         "text": button["text"], "value": button.get("value", ""),
+                         **({"style": button["style"]} if "style" in button else {}),
+                         "type": "button", "action_ts": f"{time.time():.6f}"}],
+        }
+        if self.http_events_url:
+            status, _ = await self.post_http(self.http_events_url,
+                                             urllib.parse.urlencode({"payload": json.dumps(payload)}),
+                                             content_type="application/x-www-form-urlencoded")
+            return str(status)
+        return await self.send_envelope("interactive", payload)
 
     # ---- HTTP mode ---------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.model import ConversationKey, Usage
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
-                                 UsageRow)
+                                 ToolCallRecord, UsageRow)
 
 DAY = 24 * 3600.0
 
@@ -542,3 +542,25 @@ async def test_turns_of_one_conversation_take_turns_across_processes(stores):
         # each "in" is directly followed by its own "out"
         assert all(order[i].split()[0] == order[i + 1].split()[0] for i in range(0, len(order), 2))
         assert len(order) == 8
+
+
+# ---- the audit trail of tool calls ----------------------------------------------------------------
+
+
+async def test_tool_calls_are_kept_in_order_and_read_back_by_period(stores):
+    def call(at: float, tool: str, **kw) -> ToolCallRecord:
+        fields = dict(at=at, conversation="conv_1", platform="slack", channel="C1", user="U1",
+                      assistant="helpdesk", tool=tool, server="tickets", arguments_sha256="ab" * 32,
+                      approval="not_needed", approved_by="", outcome="ok", duration_ms=12)
+        return ToolCallRecord(**{**fields, **kw})
+
+    first = call(1000.0, "search_tickets")
+    second = call(1000.0, "create_ticket", approval="approved", approved_by="U2", duration_ms=250)
+    third = call(5000.0, "delete_ticket", approval="denied", approved_by="U1", outcome="not_run", duration_ms=0)
+    async with stores.open() as store:
+        for record in (first, second, third):
+            await store.record_tool_call(record)
+    async with stores.open() as store:   # another process reads them
+        assert await store.tool_calls(0, 10_000) == [first, second, third]
+        assert await store.tool_calls(1000.0, 5000.0) == [first, second]   # since <= at < until
+        assert await store.tool_calls(6000.0, 7000.0) == []

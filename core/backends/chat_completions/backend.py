@@ -139,7 +139,8 @@ class ChatCompletionsBackend:
                 yield ToolUpdate(call.id, "function", "running", f"Calling {call.name}", call.arguments_json)
             outputs: list[HistoryItem] = []
             for call in calls:
-                result = await call_function(self._tools, known, call.name, call.arguments_json, turn.conversation_id)
+                result = await call_function(self._tools, known, call.name, call.arguments_json, turn.conversation_id,
+                                             turn=turn)
                 yield done_update(call.id, call.name, result)
                 outputs.append(FunctionOutputItem(call.id, result))
             tool_calls += len(calls)

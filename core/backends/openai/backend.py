@@ -104,6 +104,11 @@ class OpenAIBackend(ResponsesBackend):
                     if t.score_threshold is not None:
                         fs["ranking_options"] = {"score_threshold": t.score_threshold}
                     tools.append(fs)
+                case "web_search":
+                    ws: dict[str, Any] = {"type": "web_search"}
+                    if t.search_context_size:
+                        ws["search_context_size"] = t.search_context_size
+                    tools.append(ws)
                 case "image_generation":
                     ig: dict[str, Any] = {"type": "image_generation"}
                     if t.size:

@@ -176,7 +176,8 @@ class ResponsesBackend:
             outputs: list[dict[str, Any]] = []
             calls: list[dict[str, Any]] = []
             for call in rnd.calls:
-                result = await call_function(self._tools, known, call.name, call.arguments, turn.conversation_id)
+                result = await call_function(self._tools, known, call.name, call.arguments, turn.conversation_id,
+                                             turn=turn)
                 yield done_update(call.id or call.call_id, call.name, result)
                 calls.append({"type": "function_call", "call_id": call.call_id, "name": call.name,
                               "arguments": call.arguments})

@@ -28,6 +28,7 @@ from openai.types.responses import (
     ResponseRefusalDeltaEvent,
     ResponseStreamEvent,
 )
+from openai.types.responses import ResponseFunctionWebSearch
 from openai.types.responses.response_output_item import ImageGenerationCall
 
 from core.model import BackendEvent, Citation, OutboundFile, TextDelta, ToolUpdate, Usage
@@ -56,6 +57,8 @@ SKIP = frozenset({
     "response.file_search_call.completed", "response.image_generation_call.in_progress",
     "response.image_generation_call.generating", "response.image_generation_call.completed",
     "response.image_generation_call.partial_image",
+    "response.web_search_call.in_progress", "response.web_search_call.searching",
+    "response.web_search_call.completed",
 })
 
 # Downloads a code interpreter file: (file id, container id) -> bytes. Raises openai.APIError.
@@ -107,6 +110,8 @@ class EventMapper:
                         yield ToolUpdate(item.id, "file_search", "started", "Searching files")
                     case ImageGenerationCall():
                         yield ToolUpdate(item.id, "image_generation", "started", "Generating an image")
+                    case ResponseFunctionWebSearch():
+                        yield ToolUpdate(item.id, "web_search", "started", "Searching the web")
             case ResponseCodeInterpreterCallCodeDoneEvent(item_id=item_id, code=code):
                 rnd.code[item_id] = code
                 yield ToolUpdate(item_id, "code_interpreter", "running", "Running code", code)
@@ -159,6 +164,10 @@ class EventMapper:
             case ResponseFileSearchToolCall():
                 yield ToolUpdate(item.id, "file_search", "failed" if item.status == "failed" else "done",
                                  "Searching files", ", ".join(item.queries))
+            case ResponseFunctionWebSearch():
+                query = getattr(item.action, "query", None) or ", ".join(getattr(item.action, "queries", None) or ())
+                yield ToolUpdate(item.id, "web_search", "failed" if item.status == "failed" else "done",
+                                 "Searching the web", query or "")
             case ImageGenerationCall():
                 if item.result:
                     ext = item.output_format or "png"
