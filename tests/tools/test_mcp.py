@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config.schema import Config, ConfigError, load_config
+from core.config.load import load_config
+from core.config.schema import Config
+from core.errors import ConfigError
 from core.model import Author
 from core.ports import Turn
 from core.store.sqlite import SqliteStore
