@@ -219,9 +219,11 @@ class AssistantConfig(_Strict):
     @overload
     def tool(self, kind: Literal["function"]) -> FunctionTool | None: ...
     @overload
-    def tool(self, kind: str) -> CodeInterpreterTool | FileSearchTool | FunctionTool | ImageGenerationTool | None: ...
+    def tool(self, kind: Literal["mcp"]) -> McpTool | None: ...
+    @overload
+    def tool(self, kind: str) -> ToolConfig | None: ...
 
-    def tool(self, kind: str) -> CodeInterpreterTool | FileSearchTool | FunctionTool | ImageGenerationTool | None:
+    def tool(self, kind: str) -> ToolConfig | None:
         """The first tool of this type (for function tools: the first of them), or None."""
         return next((t for t in self.tools if t.type == kind), None)
 
