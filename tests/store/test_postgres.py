@@ -12,6 +12,7 @@ from core.config.load import load_config
 from core.store import make_store
 from core.store.postgres import PostgresStore, redact
 from core.store.postgres_schema import SCHEMA_VERSION
+from core.store.sqlite_schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from core.store.sqlite import SqliteStore
 
 
@@ -96,5 +97,5 @@ def test_teambridge_migrate_brings_the_database_to_this_versions_schema(tmp_path
         done = subprocess.run([sys.executable, "-m", "bots.app", "migrate", "--config", str(config)], env=env,
                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip().endswith("schema version " + str(4 if kind == "sqlite" else SCHEMA_VERSION))
+        assert done.stdout.strip().endswith("schema version " + str(SQLITE_SCHEMA_VERSION if kind == "sqlite" else SCHEMA_VERSION))
         assert "teambridge-test" not in done.stdout + done.stderr   # the test server's password
