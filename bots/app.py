@@ -25,9 +25,13 @@ COMMAND_GROUPS = (check, chat, run, usage, files, knowledge, migrate, conversati
 def main(argv: list[str] | None = None) -> int:
     load_dotenv(Path.cwd() / ".env", override=False)  # real environment variables win
     args = parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("TEAMBRIDGE_LOG_LEVEL") or args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     env = dict(os.environ)
+    from bots.logs import LogSettingError, setup_logging
+    try:
+        setup_logging(env, default_level=args.log_level)
+    except LogSettingError as err:
+        print(f"teambridge: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     config_path = Path(args.config or env.get("TEAMBRIDGE_CONFIG") or "config.yaml")
     try:
         config = load_config(config_path) if args.needs_config else None

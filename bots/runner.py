@@ -54,6 +54,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         return 0
 
     runtime = await open_runtime(config, env)
+    readiness, monitor = _readiness(config, runtime, ready), None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     reloader = _make_reloader(config_path, runtime)
@@ -66,6 +67,11 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
     code = 0
     retention: asyncio.Task | None = None
     try:
+        if config.monitoring is not None:  # up before the platforms: /healthz answers, /readyz says 503 until then
+            from bots.monitoring import MonitoringServer
+            monitor = MonitoringServer(readiness, runtime.metrics, host=config.monitoring.host,
+                                       port=config.monitoring.port)
+            await monitor.start()
         await sync_knowledge(runtime)
         for name, cls in ready:
             adapter = cls.from_env(runtime.service, env)
@@ -76,6 +82,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
                 print(f"teambridge: {name} could not start: {err}", file=sys.stderr)
                 return 2
             adapters.append(adapter)
+            readiness.running(name, adapter.is_connected)
             recovered = await runtime.service.recover_interrupted(adapter)
             if recovered:
                 log.info("%s: marked %d interrupted replies from the last run", name, recovered)
@@ -94,6 +101,8 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
             await reloader.stop()
         await _shut_down(runtime, adapters)
         await runtime.aclose()
+        if monitor is not None:
+            await monitor.stop()
     return code
 
 
@@ -142,6 +151,19 @@ async def _shut_down(runtime, adapters: list) -> None:
             log.exception("error while stopping %s", adapter.name)
 
 
+def _readiness(config: Config, runtime, ready: list[tuple[str, type]]):
+    """What /readyz waits for: every enabled platform connected (one without credentials never is) and the
+    database answering."""
+    from bots.monitoring import Readiness
+
+    readiness = Readiness(lambda: runtime.store.get_preference("teambridge:health"))
+    started = {name for name, _ in ready}
+    for name, _ in _platform_classes():
+        if getattr(config, name).enabled:
+            readiness.expect(name, "starting" if name in started else "not started: credentials missing")
+    return readiness
+
+
 def _make_reloader(config_path: Path, runtime):
     from core.admin.reload import ConfigReloader
 
@@ -149,8 +171,7 @@ def _make_reloader(config_path: Path, runtime):
         await runtime.apply_config(config)   # rebuilds tools/backends, syncs new knowledge files, then swaps
 
     def rejected(errors: list[str]) -> None:
-        for line in errors:
-            log.error("config not reloaded: %s", line)
+        pass  # the reloader logged them, once
 
     reloader = ConfigReloader(config_path, applied, on_error=rejected, current=runtime.config)
 

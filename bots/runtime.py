@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from core.admin.conversations import ConversationAdmin, ConversationStore, ForgetCommand, LocalConversations
+from prometheus_client import CollectorRegistry
+
+from core.admin.metrics import Metrics
+from core.admin.observe import Observers, TurnLog
 from core.backends.factory import close_client, make_backend, make_client, openai_client
 from core.backends.openai.conversations import OpenAIConversations
 from core.backends.openai.files import OpenAIFileBackend
@@ -49,6 +53,7 @@ class Runtime:
     knowledge: KnowledgeSync
     file_backend: OpenAIFileBackend | None   # None without a `type: openai` backend (no uploads, no knowledge)
     clients: list
+    metrics: Metrics
     env: Mapping[str, str] = field(default_factory=dict)
     mcp: McpServers | None = None
 
@@ -149,9 +154,11 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
 
     # Several processes on one PostgreSQL database: budgets count every process's turns (re-read every 10 s).
     limiter = UsageLimiter(store, refresh=USAGE_REFRESH_SECONDS if is_postgres_url(location) else None)
+    metrics = Metrics(CollectorRegistry())  # this process's own registry, never prometheus_client's global one
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge,
                           turn_locks=store.turn_locks(), claims=store, limiter=limiter,
-                          erase=lambda record: conversations().erase(record), tools=tools)
+                          erase=lambda record: conversations().erase(record), tools=tools,
+                          observer=Observers(TurnLog(), metrics))
 
     async def usage_command(msg, rest: str) -> str:
         storage = await vector_storage_or_none(service.config, store, file_backend)
@@ -160,7 +167,7 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     service.add_command("usage", usage_command)
     service.add_command("forget", ForgetCommand(conversations))
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
-                   clients=list(clients.values()), env=dict(env),
+                   clients=list(clients.values()), env=dict(env), metrics=metrics,
                    backend_configs={name: (config.backends[name], client) for name, client in clients.items()},
                    backends=list(backends.values()), conversations=conversations, mcp=mcp)
 

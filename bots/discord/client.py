@@ -13,6 +13,7 @@ import logging
 import os
 from typing import Mapping, Protocol
 
+import aiohttp
 import discord
 
 from bots.discord import endpoints
@@ -137,6 +138,13 @@ class DiscordAdapter:
         assert self._client is not None, "start() first"
         return self._client
 
+    async def is_connected(self) -> bool:
+        """True while the gateway session is up (/readyz): a dropped gateway (discord.py reconnecting) or a dead
+        one (its task ended) says False."""
+        client = self._client
+        return (client is not None and self._task is not None and not self._task.done() and client.is_ready()
+                and not client.is_closed() and client.ws is not None and client.ws.open)
+
     def _config(self):
         return self._service.config.discord  # re-read each time: hot reload may swap it
 
@@ -152,7 +160,9 @@ class DiscordAdapter:
                                 # (`referenced_message`) and ReplyChains keeps its own roots.
                                 max_messages=None,
                                 member_cache_flags=discord.MemberCacheFlags.none(),
-                                chunk_guilds_at_startup=False)
+                                chunk_guilds_at_startup=False,
+                                # discord.py retries a 429 by itself and offers no hook: count them here
+                                http_trace=_rate_limit_trace(getattr(self._service, "observer", None)))
         self._client = client
         self._tree = build_tree(client, specs=self._service.commands.specs("discord"),
                                 assistants=list(self._service.config.assistants),
@@ -438,3 +448,16 @@ class DiscordAdapter:
         await interaction.edit_original_response(content=parts[0])
         for part in parts[1:]:
             await interaction.followup.send(content=part, ephemeral=True)
+
+
+def _rate_limit_trace(observer) -> aiohttp.TraceConfig:
+    """Every 429 Discord answers is one rate limit and, as discord.py retries it after Retry-After, one retry."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_request_end(session, context, params: aiohttp.TraceRequestEndParams) -> None:
+        if params.response.status == 429 and observer is not None:
+            observer.rate_limited("discord")
+            observer.retried("discord")
+
+    trace.on_request_end.append(on_request_end)
+    return trace

@@ -22,6 +22,7 @@ from slack_bolt.middleware.authorization.async_single_team_authorization import 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from core.admin.observe import NullObserver
 from core.model import Author, InboundMessage, UserFacingError
 from core.reply.tail import interrupted
 from bots.slack.approval import APPROVE, DENY, SlackApprovals
@@ -57,7 +58,9 @@ class SlackAdapter:
         self._stream = stream
         self._ping_interval = ping_interval
         self.budget = RateBudget(minute=rate_minute)
-        self.client = make_client(bot_token, api_url, self.budget)
+        observer = getattr(service, "observer", None) or NullObserver()
+        self.budget.on_wait = lambda seconds: observer.budget_wait("slack", seconds)
+        self.client = make_client(bot_token, api_url, self.budget, on_429=lambda: _rate_limited(observer))
         self._session: aiohttp.ClientSession | None = None
         self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session, api_url=api_url)
         self.users = UserDirectory(self.client, ttl=user_ttl)
@@ -388,3 +391,9 @@ def _seed_authorization(app: AsyncApp, auth: Any) -> None:
     for middleware in getattr(app, "_async_middleware_list", ()):
         if isinstance(middleware, AsyncSingleTeamAuthorization) and middleware.auth_test_result is None:
             middleware.auth_test_result = auth
+
+
+def _rate_limited(observer) -> None:
+    """A 429 from Slack that slack_sdk is about to retry after its Retry-After."""
+    observer.rate_limited("slack")
+    observer.retried("slack")

@@ -166,6 +166,7 @@ class RateBudget:
         self._buckets: dict[str, SlidingWindow] = {}
         self.edited_replies = 0   # replies delivered as post + edits right now (they share chat.update)
         self.streaming_replies = 0  # native streams open right now (they share chat.appendStream)
+        self.on_wait: Callable[[float], None] | None = None  # told the seconds a call waited for its budget
 
     def _bucket(self, key: str, limit: int) -> SlidingWindow:
         b = self._buckets.get(key)
@@ -185,7 +186,11 @@ class RateBudget:
             yield
             return
         bucket = self.bucket_for(method, channel)
+        started = time.monotonic()
         await bucket.acquire()
+        waited = time.monotonic() - started
+        if waited > 0.001 and self.on_wait is not None:
+            self.on_wait(waited)
         try:
             yield
         finally:
@@ -248,12 +253,27 @@ class BudgetedWebClient(AsyncWebClient):
                                           json=json, headers=headers, auth=auth)
 
 
-def make_client(token: str, base_url: str, budget: RateBudget, *, max_429_retries: int = 5) -> BudgetedWebClient:
+class _CountingRateLimitRetry(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 retry (it honours Retry-After), telling someone about each 429 and each retry."""
+
+    def __init__(self, *, on_429: Callable[[], None] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_429 = on_429
+
+    async def _can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        retry = await super()._can_retry_async(state=state, request=request, response=response, error=error)
+        if retry and self._on_429 is not None:
+            self._on_429()
+        return retry
+
+
+def make_client(token: str, base_url: str, budget: RateBudget, *, max_429_retries: int = 5,
+                on_429: Callable[[], None] | None = None) -> BudgetedWebClient:
     if not base_url.endswith("/"):
         base_url += "/"  # the SDK urljoins method names: without the slash the last path segment is lost
     return BudgetedWebClient(
         token=token, base_url=base_url, budget=budget,
         # The async client retries only connection errors by default; 429s must be retried too.
         retry_handlers=[AsyncConnectionErrorRetryHandler(),
-                        AsyncRateLimitErrorRetryHandler(max_retry_count=max_429_retries)],
+                        _CountingRateLimitRetry(max_retry_count=max_429_retries, on_429=on_429)],
     )

@@ -176,7 +176,7 @@ class ConfigReloader:
 
     async def _report(self, errors: list[str]) -> None:
         self.last_errors = errors
-        log.warning("config reload rejected, keeping the running config:\n%s", "\n".join(errors))
+        log.error("config not reloaded, the running config stays:\n%s", "\n".join(errors))
         try:
             result = self._on_error(errors)
             if inspect.isawaitable(result):

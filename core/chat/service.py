@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Awaitable, Callable
 
+from core.admin.observe import (ANSWERED, ERROR, FAILED, INTERRUPTED, REFUSED, STOPPED, NullObserver,
+                                Observer, TurnReport)
 from core.chat.access import check_access, is_admin
 from core.chat.commands import AdminHandler, CommandSurface
 from core.reply.citations import footnotes, number_citations
@@ -19,7 +22,7 @@ from core.chat.limits import UsageLimiter
 from core.chat.locks import KeyedLocks, TurnLocks
 from core.text import clean
 from core.model import (Author, BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile,
-                        ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
+                        ReplyStopped, TextDelta, ToolUpdate, Usage, UserFacingError)
 from core.config.policy import effective_limits
 from core.ports import AssistantBackend, HostedInputs, PlatformAdapter, ReplyStream, ReplyTarget, Turn
 from core.store.protocol import ConversationRecord, EventClaims, Store
@@ -41,7 +44,7 @@ class ChatService:
                  commands: dict[str, AdminHandler] | None = None,
                  turn_locks: TurnLocks | None = None, claims: EventClaims | None = None,
                  erase: Callable[[ConversationRecord], Awaitable[object]] | None = None,
-                 tools=None) -> None:
+                 tools=None, observer: Observer | None = None) -> None:
         self._config = config
         self._store = store
         self._backends = backends
@@ -58,6 +61,7 @@ class ChatService:
         self._turns: set[asyncio.Task] = set()
         self._accepting = True
         self.cut_off = {"marked": 0, "unmarked": 0}   # replies interrupted by shutdown, by whether that shows
+        self.observer: Observer = observer or NullObserver()  # logs and metrics; adapters report rate limits here
 
     # ---- configuration (hot reload swaps it; a turn keeps the snapshot it started with) -----------------
 
@@ -94,7 +98,7 @@ class ChatService:
         if task is not None:
             self._turns.add(task)
         try:
-            await self._handle(msg, target, approver)
+            await self._handle(msg, target, approver, time.monotonic())
         except Exception:  # last line of defence: the adapter's task must never die silently
             log.exception("unhandled error for %s message in %s", msg.platform, msg.channel)
             await _quietly(target.notice("Sorry, something went wrong on our side — please try again."))
@@ -102,7 +106,8 @@ class ChatService:
             if task is not None:
                 self._turns.discard(task)
 
-    async def _handle(self, msg: InboundMessage, target: ReplyTarget, approver: Approver | None = None) -> None:
+    async def _handle(self, msg: InboundMessage, target: ReplyTarget, approver: Approver | None = None,
+                      received: float = 0.0) -> None:
         config, backends = self._config, self._backends
         thread_assistant = (await self._store.thread_assistant(msg.platform, msg.channel, msg.thread)
                             if msg.thread else None)
@@ -130,15 +135,25 @@ class ChatService:
         if refusal is None and limits is not None:
             refusal = await self._limiter.admit(limits, msg)
         if refusal is not None:
+            self.observer.turn_finished(TurnReport(msg.platform, assistant.name, msg.channel, msg.author.id, REFUSED,
+                                                   time.monotonic() - received, None, text=msg.text, started=False))
             await target.notice(refusal, ephemeral=True)
             return
 
         key = conversation_key(assistant, msg)
         async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
-            await self._turn(config, assistant, msg, key, target, backends[assistant.backend], approver)
+            progress = _Progress(received)
+            self.observer.turn_started(msg.platform, assistant.name)
+            try:
+                await self._turn(config, assistant, msg, key, target, backends[assistant.backend], progress,
+                                 approver)
+            finally:
+                if progress.outcome == FAILED:
+                    self.observer.backend_error(assistant.backend, progress.error)
+                self.observer.turn_finished(progress.report(msg, assistant))
 
     async def _turn(self, config: Config, assistant, msg: InboundMessage, key: ConversationKey,
-                    target: ReplyTarget, backend: AssistantBackend, approver: Approver | None = None) -> None:
+                    target: ReplyTarget, backend: AssistantBackend, progress: "_Progress", approver: Approver | None = None) -> None:
         metadata = _metadata(msg, assistant.name)
         # The typing indicator goes out while the conversation is set up, not before it.
         typing: asyncio.Future | None = asyncio.ensure_future(_quietly(target.typing()))
@@ -150,11 +165,15 @@ class ChatService:
             await self._settle(writes, key)
             if isinstance(err, BackendError):
                 log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
+                progress.outcome, progress.error = FAILED, err.message
+            else:
+                progress.outcome = REFUSED  # the user's input (an unsupported file, ...): they were told why
             await target.notice(err.message if isinstance(err, UserFacingError) else notice_line(err.message))
             return
         except BaseException:
             typing.cancel()
             await self._settle(writes, key)
+            progress.outcome = ERROR
             raise
 
         if approver is not None:
@@ -183,17 +202,22 @@ class ChatService:
                     if typing is not None:  # the indicator must not land after the answer began
                         await typing
                         typing = None
+                    progress.saw(event)
                     await self._relay(event, stream, target, citations, assistant, msg)
             await stream.close(footnotes(number_citations(citations)))
             settled = True
+            progress.outcome = ANSWERED
         except ReplyStopped:
             log.info("a reader stopped the reply for %s; the model's stream was closed", key.as_string())
+            progress.outcome = STOPPED
             settled = await _shown(stream.close())  # ends the platform's stream quietly: no notice, nothing more
         except BackendError as err:
             log.warning("backend error for %s: %s", key.as_string(), err.message)
+            progress.outcome, progress.error = FAILED, err.message
             settled = await _shown(stream.fail(err.message))
         except asyncio.CancelledError:
             # shutdown past its grace period: say so in the reply, then let the cancellation through
+            progress.outcome = INTERRUPTED
             settled = await _shown(asyncio.shield(stream.fail(INTERRUPTED_NOTICE)))
             self.cut_off["marked" if settled else "unmarked"] += 1
             raise
@@ -387,6 +411,30 @@ class ChatService:
     @property
     def turns_in_flight(self) -> int:
         return len(self._turns)
+
+
+class _Progress:
+    """What the observer hears about one turn: when the first text came, the tokens, how it ended."""
+
+    def __init__(self, received: float) -> None:
+        self.received = received
+        self.first_text: float | None = None
+        self.usage = Usage()
+        self.outcome = ERROR  # until the turn says otherwise
+        self.error = ""
+
+    def saw(self, event) -> None:
+        match event:
+            case TextDelta(text=delta) if delta and self.first_text is None:
+                self.first_text = time.monotonic()
+            case Completed(usage=usage):
+                self.usage = self.usage + usage
+
+    def report(self, msg: InboundMessage, assistant) -> TurnReport:
+        now = time.monotonic()
+        return TurnReport(msg.platform, assistant.name, msg.channel, msg.author.id, self.outcome,
+                          now - self.received, None if self.first_text is None else self.first_text - self.received,
+                          usage=self.usage, backend=assistant.backend, text=msg.text)
 
 
 def _limits_for(config: Config, assistant):

@@ -333,6 +333,12 @@ class RetentionConfig(_Strict):
     conversations_days: int | None = Field(None, ge=1)  # idle longer: deleted at the backend and here; None: kept
 
 
+class MonitoringConfig(_Strict):
+    """`teambridge run` serves /healthz, /readyz and /metrics here (port 0: any free port, logged at start)."""
+    port: int = Field(9464, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
 class Config(_Strict):
     database: str = "teambridge.db"
     default_assistant: str
@@ -348,6 +354,7 @@ class Config(_Strict):
     retention: RetentionConfig = RetentionConfig()
     mcp_servers: dict[str, McpServerConfig] = {}
     approvals: ApprovalsConfig = ApprovalsConfig()
+    monitoring: MonitoringConfig | None = None   # off when absent
     base_dir: Path = Path(".")             # set by the loader: directory of the config file
 
     @field_validator("database")

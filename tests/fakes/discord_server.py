@@ -129,6 +129,7 @@ class FakeDiscord:
         self.cdn_downloads: list[str] = []
         self.cdn_redirects: dict[str, str] = {}    # CDN path -> where its download redirects to
         self.identifies = 0
+        self.gateway_up = True                     # False: new gateway connections are refused (Discord down)
         self.resumes = 0
         self._sessions: dict[str, _Session] = {}
         self._runner: web.AppRunner | None = None
@@ -419,7 +420,14 @@ class FakeDiscord:
     def connected(self) -> bool:
         return any(s.ws is not None and not s.ws.closed for s in self._sessions.values())
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def go_down(self) -> None:
+        """Discord's gateway is unreachable: live sockets close (resumable) and reconnects are refused."""
+        self.gateway_up = False
+        await self.drop_gateway(4000)
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if not self.gateway_up:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.send_str(json.dumps({"op": 10, "s": None, "t": None, "d": {"heartbeat_interval": 41250}}))

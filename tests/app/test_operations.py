@@ -1,0 +1,164 @@
+"""Operating `teambridge run`: the log an operator reads, /metrics, /healthz and /readyz — the real CLI in a
+subprocess, wired to the stand-in Slack, Discord and OpenAI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.app.run_process import RunningBot, get, sample
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
+from tests.fakes.slack_server import FakeSlack
+
+SLACK_CONFIG = """
+default_assistant: food
+monitoring: {port: 0, host: 127.0.0.1}
+assistants:
+  food:
+    model: gpt-4.1-mini
+    instructions: You are a food expert.
+slack:
+  enabled: true
+  mode: socket
+discord:
+  enabled: false
+"""
+
+DISCORD_CONFIG = """
+default_assistant: food
+monitoring: {port: 0, host: 127.0.0.1}
+assistants:
+  food:
+    model: gpt-4.1-mini
+    instructions: You are a food expert.
+slack:
+  enabled: false
+discord:
+  enabled: true
+"""
+
+QUESTIONS = ("Best way to cook rice?", "What goes with kimchi?", "How long to rest a steak?")
+
+
+@pytest.fixture
+async def openai():
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def slack():
+    fake = await FakeSlack().start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def bots():
+    started: list[RunningBot] = []
+    yield started
+    for bot in started:  # a failed assertion must not leave a bot running
+        await bot.kill()
+
+
+def slack_env(slack: FakeSlack, openai: FakeOpenAI, **extra: str) -> dict[str, str]:
+    return {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai.base_url, "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_APP_TOKEN": "xapp-test", "SLACK_API_URL": slack.api_url, **extra}
+
+
+async def ask_three(slack: FakeSlack, openai: FakeOpenAI) -> None:
+    for question in QUESTIONS:
+        openai.script(ScriptedResponse(text=f"Answer to: {question}", delta_size=8))
+        ts = await slack.user_says("C1", f"<@{slack.bot_user_id}> {question}")
+        await slack.wait_for(lambda: slack.thread_text("C1", ts).endswith(f"Answer to: {question}"), timeout=20)
+
+
+async def test_one_log_line_per_answered_message_and_metrics_that_rise(tmp_path, slack, openai, bots):
+    bot = await RunningBot(tmp_path, SLACK_CONFIG, slack_env(slack, openai)).start()
+    bots.append(bot)
+    url = await bot.monitoring_url()
+    await slack.wait_connected(timeout=30)
+    await bot.wait_log("teambridge is running")
+    status, before = await get(url + "/metrics")
+    assert status == 200 and "# TYPE teambridge_answers_total counter" in before
+
+    await ask_three(slack, openai)
+    await bot.wait_log(r"(?s)(answered slack/food.*){3}")
+    status, after = await get(url + "/metrics")
+    assert status == 200
+
+    # the log: exactly one line per answer, with its place, timings and tokens; no HTTP chatter, no text
+    turns = [line for line in bot.lines if " answered slack/food " in line]
+    assert len(turns) == 3, bot.log
+    assert all("channel=C1 user=U1 " in line and "first_text=" in line and "total=" in line and "tokens=" in line
+               for line in turns)
+    assert "HTTP Request" not in bot.log
+    assert not any(question in bot.log for question in QUESTIONS)  # message text only at DEBUG
+    assert "will be unused" not in bot.log and " WARNING " not in bot.log, bot.log
+
+    # the metrics rose by what happened
+    labels = {"platform": "slack", "assistant": "food"}
+    assert sample(before, "teambridge_answers_total", **labels) == 0
+    assert sample(after, "teambridge_answers_total", outcome="answered", **labels) == 3
+    assert sample(after, "teambridge_answer_seconds_count", **labels) == 3
+    assert sample(after, "teambridge_first_text_seconds_count", **labels) == 3
+    assert sample(after, "teambridge_tokens_total", kind="output", **labels) > 0
+    assert sample(after, "teambridge_answers_in_flight", **labels) == 0
+    assert sample(after, "teambridge_platform_connected", platform="slack") == 1
+
+    assert await get(url + "/healthz") == (200, "database: ok\n")
+    status, body = await get(url + "/readyz")
+    assert status == 200 and "slack: connected" in body
+    assert await bot.stop() == 0
+
+
+async def test_json_log_lines_carry_the_answer_as_fields(tmp_path, slack, openai, bots):
+    bot = await RunningBot(tmp_path, SLACK_CONFIG, slack_env(slack, openai, TEAMBRIDGE_LOG_FORMAT="json")).start()
+    bots.append(bot)
+    await slack.wait_connected(timeout=30)
+    await ask_three(slack, openai)
+    await bot.wait_log(r'(?s)("outcome": "answered".*){3}')
+    assert await bot.stop() == 0
+    records = [json.loads(line) for line in bot.lines]  # every line is one JSON object
+    turns = [r for r in records if r.get("outcome")]
+    assert len(turns) == 3, bot.log
+    for record in turns:
+        assert record["level"] == "INFO" and record["platform"] == "slack" and record["assistant"] == "food"
+        assert record["channel"] == "C1" and record["user"] == "U1"
+        assert record["total_ms"] >= record["first_text_ms"] >= 0 and record["output_tokens"] > 0
+    assert not any("HTTP Request" in r["message"] for r in records)
+
+
+async def test_readyz_says_503_while_discord_is_down(tmp_path, openai, bots):
+    discord = await FakeDiscord().start()
+    try:
+        discord.add_guild("Team", ("general",))
+        env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai.base_url, **discord.env()}
+        bot = await RunningBot(tmp_path, DISCORD_CONFIG, env).start()
+        bots.append(bot)
+        url = await bot.monitoring_url()
+        await bot.wait_log("teambridge is running")
+        status, body = await get(url + "/readyz")
+        assert status == 200, body
+        assert "voice will NOT" not in bot.log and " WARNING " not in bot.log, bot.log
+
+        await discord.go_down()
+        await discord.wait_for(lambda: not discord.connected())
+        status, body = await get(url + "/readyz")
+        assert status == 503 and "discord: disconnected" in body
+        assert (await get(url + "/healthz"))[0] == 200  # the process itself is fine
+        _, metrics = await get(url + "/metrics")
+        assert sample(metrics, "teambridge_platform_connected", platform="discord") == 0
+    finally:
+        await discord.stop()
+
+
+async def test_readyz_says_503_for_an_enabled_platform_without_credentials(tmp_path, slack, openai, bots):
+    config = SLACK_CONFIG.replace("discord:\n  enabled: false", "discord:\n  enabled: true")
+    bot = await RunningBot(tmp_path, config, slack_env(slack, openai)).start()
+    bots.append(bot)
+    url = await bot.monitoring_url()
+    await bot.wait_log("teambridge is running")
+    status, body = await get(url + "/readyz")
+    assert status == 503 and "slack: connected" in body and "discord: not started" in body
