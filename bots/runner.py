@@ -199,10 +199,11 @@ async def reloading(config_path: Path, runtime):
 async def console_session(runtime, config_path: Path, *, user: str, assistant: str | None) -> None:
     """The console platform on this terminal until end of input (`teambridge chat`, and `run` without platforms)."""
     from bots.console.chat import ConsoleChat, stdin_lines
+    from bots.console.terminal import terminal_console
     from bots.runtime import sync_knowledge
 
     await sync_knowledge(runtime)
     chat = ConsoleChat(runtime.service, user=user, assistant=assistant, out=sys.stdout,
-                       files_dir=Path.cwd() / "teambridge-files")
+                       files_dir=Path.cwd() / "teambridge-files", terminal=terminal_console())
     async with reloading(config_path, runtime):   # config.yaml edits apply to the next message
         await chat.run(stdin_lines())

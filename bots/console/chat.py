@@ -8,7 +8,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import AsyncIterator, TextIO
+from typing import TYPE_CHECKING, AsyncIterator, TextIO
 
 from core.chat.commands import CommandSpec, plain_usage
 from core.model import Attachment, Author, InboundMessage
@@ -16,31 +16,75 @@ from core.chat.service import ChatService
 from bots.console.approval import ConsoleApprover, LineSource
 from bots.console.target import ConsoleTarget
 
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
 
 class ConsoleChat:
+    """`terminal`: a rich Console when stdin and stdout are a terminal (banner, prompt, Markdown in colour);
+    None for pipes, whose plain output scripts rely on."""
+
     def __init__(self, service: ChatService, *, user: str, assistant: str | None, out: TextIO,
-                 files_dir: Path) -> None:
+                 files_dir: Path, terminal: "Console | None" = None) -> None:
         self._service = service
         self._user = user
         self._assistant = assistant
         self._out = out
-        self._target = ConsoleTarget(out, files_dir)
+        self._terminal = terminal
+        if terminal is not None:
+            from bots.console.terminal import TerminalTarget
+            self._target = TerminalTarget(terminal, files_dir)
+        else:
+            self._target = ConsoleTarget(out, files_dir)
         self._pending: list[Attachment] = []
 
     def _message(self, text: str) -> InboundMessage:
+        # The person at the keyboard runs this process: with no admins configured, they are the admin.
+        local_admin = not self._service.config.admins
         return InboundMessage(
             platform="console", workspace="", channel=f"console:{self._user}",
-            author=Author(id=self._user, name=self._user), text=text,
+            author=Author(id=self._user, name=self._user, is_admin=local_admin), text=text,
             attachments=tuple(self._pending), assistant=self._assistant)
 
     async def run(self, lines: AsyncIterator[str]) -> None:
         source = LineSource(lines)
         approver = ConsoleApprover(source, self._out, user=self._user)
+        if self._terminal is not None:
+            await self._banner()
+            await self._prompt()
         try:
             while (raw := await source.next()) is not None:
                 await self._line(raw, approver)
+                if self._terminal is not None:
+                    await self._prompt()
         finally:
             source.close()
+        if self._terminal is not None:
+            self._terminal.print()  # Ctrl-D leaves the cursor after the prompt
+
+    async def _current(self):
+        """The assistant the next message goes to (an explicit choice, the saved /assistant, or the default)."""
+        from core.chat.routing import pick_assistant, preference_scope
+        msg = self._message("")
+        preference = await self._service.store.get_preference(preference_scope(msg))
+        config = self._service.config
+        return config.assistants.get(pick_assistant(config, msg, preference=preference))
+
+    async def _banner(self) -> None:
+        from rich.text import Text
+        assistant = await self._current()
+        banner = Text("teambridge", style="bold")
+        if assistant is not None:
+            tools = ", ".join(t.type.replace("_", " ") for t in assistant.tools) or "none"
+            banner.append(f" · {assistant.name}", style="bold cyan")
+            banner.append(f" ({assistant.model}) · tools: {tools}")
+        banner.append("\n/help lists the commands, Ctrl-D quits.", style="dim")
+        self._terminal.print(banner)
+
+    async def _prompt(self) -> None:
+        from rich.text import Text
+        assistant = await self._current()
+        self._terminal.print(Text(f"{assistant.name if assistant else 'teambridge'} › ", style="bold cyan"), end="")
 
     async def _line(self, raw: str, approver: ConsoleApprover) -> None:
         line = raw.rstrip("\r\n")
@@ -80,6 +124,10 @@ class ConsoleChat:
         return f"📎 {path.name} will be sent with your next message."
 
     def _say(self, text: str) -> None:
+        if self._terminal is not None:
+            from rich.text import Text
+            self._terminal.print(Text(text.rstrip("\n")))
+            return
         self._out.write(text.rstrip("\n") + "\n")
         self._out.flush()
 

@@ -153,7 +153,8 @@ class ChatService:
                 self.observer.turn_finished(progress.report(msg, assistant))
 
     async def _turn(self, config: Config, assistant, msg: InboundMessage, key: ConversationKey,
-                    target: ReplyTarget, backend: AssistantBackend, progress: "_Progress", approver: Approver | None = None) -> None:
+                    target: ReplyTarget, backend: AssistantBackend, progress: "_Progress",
+                    approver: Approver | None = None) -> None:
         metadata = _metadata(msg, assistant.name)
         # The typing indicator goes out while the conversation is set up, not before it.
         typing: asyncio.Future | None = asyncio.ensure_future(_quietly(target.typing()))
