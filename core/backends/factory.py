@@ -31,8 +31,10 @@ def make_backend(name: str, cfg: "BackendConfig", client: Any, *, tools: ToolReg
     """The backend of one `backends:` entry over `client` (from make_client)."""
     match cfg.type:
         case "openai":
+            # spares recorded in the store as they are made: none forgotten at OpenAI (the store is the ledger)
             return OpenAIBackend(client, tools, max_retries=cfg.max_retries,
-                                 spare_conversations=cfg.spare_conversations, compact_threshold=cfg.context_tokens)
+                                 spare_conversations=cfg.spare_conversations, compact_threshold=cfg.context_tokens,
+                                 spare_ledger=store)
         case "responses":
             return ResponsesBackend(client.client, tools, LocalSessions(store), who=who(name),
                                     max_retries=cfg.max_retries, headers=client.headers,

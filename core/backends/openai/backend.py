@@ -23,6 +23,7 @@ from core.errors import BackendError
 from core.ports import Session
 
 if TYPE_CHECKING:  # pragma: no cover
+    from core.backends.openai.spares import SpareLedger
     from core.ports import Turn
 
 __all__ = ["OpenAIBackend", "make_openai_client", "safety_identifier", "clean_metadata"]
@@ -39,8 +40,8 @@ class OpenAIBackend(ResponsesBackend):
 
     def __init__(self, client: AsyncOpenAI, tools: ToolRegistryLike, *, max_retries: int = 3,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, spare_conversations: int = 0,
-                 compact_threshold: int | None = None) -> None:
-        super().__init__(client, tools, ConversationSessions(client, spare_conversations), who=WHO,
+                 compact_threshold: int | None = None, spare_ledger: "SpareLedger | None" = None) -> None:
+        super().__init__(client, tools, ConversationSessions(client, spare_conversations, spare_ledger), who=WHO,
                          max_retries=max_retries, sleep=sleep, download=self._download,
                          fallback=self._without_compaction)
         self._compaction = True

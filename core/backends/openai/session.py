@@ -11,7 +11,7 @@ import openai
 from openai import AsyncOpenAI
 
 from core.backends import errors
-from core.backends.openai.spares import SpareConversations
+from core.backends.openai.spares import SpareConversations, SpareLedger
 from core.backends.responses.items import from_conversation_item, to_input
 from core.model import HistoryItem
 
@@ -68,9 +68,9 @@ class ConversationSession:
 class ConversationSessions:
     """Creates conversations (from a pool of spares when there is one) and opens sessions on them."""
 
-    def __init__(self, client: AsyncOpenAI, spare_conversations: int = 0) -> None:
+    def __init__(self, client: AsyncOpenAI, spare_conversations: int = 0, ledger: SpareLedger | None = None) -> None:
         self._client = client
-        self._spares = SpareConversations(client, spare_conversations)
+        self._spares = SpareConversations(client, spare_conversations, ledger=ledger)
 
     async def create(self, metadata: dict[str, str]) -> str:
         try:

@@ -5,12 +5,19 @@ model can start; that is one more round trip in front of the first word. A few e
 ready instead: one is taken at once and labelled with its real metadata (conversations.update) while the first
 answer streams. The pool fills lazily — only after the first conversation was needed — and refills in the
 background; when it is empty, a conversation is created the ordinary way.
+
+Nothing is left behind at OpenAI (the Conversations API has no list call, so a forgotten spare could never be
+found again): each spare is written to a ledger (the store) as it is made, and a spare is taken by removing it
+from the ledger, atomically, so processes sharing a database never hand one spare to two chats. A clean
+shutdown deletes the spares still in the pool; the ones a crash left behind are in the ledger and the next
+start uses them first.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import deque
+from typing import Protocol
 
 import openai
 from openai import AsyncOpenAI
@@ -18,19 +25,49 @@ from openai import AsyncOpenAI
 log = logging.getLogger(__name__)
 
 SPARE_LABEL = {"teambridge": "spare"}
+SHUTDOWN_SECONDS = 10.0  # deleting the pool at shutdown never holds the exit up longer than this
+
+
+class SpareLedger(Protocol):
+    """Where spares are recorded (core.store: the `spare_conversations` table). `pool` names the server."""
+
+    async def add_spare(self, pool: str, conversation_id: str) -> None: ...
+    async def take_spare(self, pool: str) -> str | None: ...   # removes one spare (oldest first), atomically
+    async def count_spares(self, pool: str) -> int: ...
+
+
+class MemoryLedger:
+    """A ledger of this process only (tests, and backends built without a store)."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, deque[str]] = {}
+
+    async def add_spare(self, pool: str, conversation_id: str) -> None:
+        self._pools.setdefault(pool, deque()).append(conversation_id)
+
+    async def take_spare(self, pool: str) -> str | None:
+        spares = self._pools.get(pool)
+        return spares.popleft() if spares else None
+
+    async def count_spares(self, pool: str) -> int:
+        return len(self._pools.get(pool, ()))
 
 
 class SpareConversations:
-    def __init__(self, client: AsyncOpenAI, size: int) -> None:
+    def __init__(self, client: AsyncOpenAI, size: int, *, ledger: SpareLedger | None = None,
+                 pool: str | None = None) -> None:
         self._client = client
         self._size = size
-        self._spares: deque[str] = deque()
+        self._ledger = ledger or MemoryLedger()
+        # Spares belong to one server (and account): OPENAI_BASE_URL switched, the old ones are not used here.
+        self._pool = pool or str(client.base_url)
         self._filling: asyncio.Task | None = None
         self._labels: dict[str, asyncio.Task] = {}
+        self._closing = False
 
     async def take(self, metadata: dict[str, str]) -> str:
         """A conversation for `metadata`: a spare (labelled in the background) or a new one. Raises openai.APIError."""
-        conversation_id = self._spares.popleft() if self._spares else None
+        conversation_id = await self._take_spare() if self._size else None
         self._refill()
         if conversation_id is None:
             conv = await self._client.conversations.create(metadata=metadata)
@@ -45,27 +82,63 @@ class SpareConversations:
             await task
 
     async def aclose(self) -> None:
+        """Stop filling, finish labelling, and delete the spares still in the pool at OpenAI."""
+        self._closing = True  # a create in flight finishes and is recorded: cancelling it could lose it at OpenAI
         if self._filling is not None:
-            self._filling.cancel()
+            await asyncio.wait([self._filling], timeout=SHUTDOWN_SECONDS)
         if self._labels:
             await asyncio.wait(list(self._labels.values()), timeout=5)
+        try:
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                deleted = await self._delete_pool()
+        except TimeoutError:
+            log.warning("spare conversations: not all deleted within %.0f s; the next start uses the rest",
+                        SHUTDOWN_SECONDS)
+            return
+        if deleted:
+            log.info("deleted %d unused spare conversation(s) at OpenAI", deleted)
 
     @property
-    def ready(self) -> int:
-        return len(self._spares)
+    def pool(self) -> str:
+        return self._pool
+
+    async def _take_spare(self) -> str | None:
+        try:
+            return await self._ledger.take_spare(self._pool)
+        except Exception:  # the ordinary path still works
+            log.exception("spare conversations: the ledger failed; creating a conversation directly")
+            return None
+
+    async def _delete_pool(self) -> int:
+        deleted = 0
+        while (conversation_id := await self._ledger.take_spare(self._pool)) is not None:
+            try:
+                await self._client.conversations.delete(conversation_id)
+            except openai.NotFoundError:
+                pass  # gone already: what we wanted
+            except openai.APIError as exc:  # put it back: the next start uses it (or deletes it)
+                log.warning("could not delete spare conversation %s: %s", conversation_id, exc)
+                await self._ledger.add_spare(self._pool, conversation_id)
+                break
+            deleted += 1
+        return deleted
 
     def _refill(self) -> None:
-        if self._size and (self._filling is None or self._filling.done()):
+        if self._size and not self._closing and (self._filling is None or self._filling.done()):
             self._filling = asyncio.ensure_future(self._fill())
 
     async def _fill(self) -> None:
-        while len(self._spares) < self._size:
-            try:
-                conv = await self._client.conversations.create(metadata=SPARE_LABEL)
-            except openai.APIError as exc:  # the ordinary path still works; try again on the next demand
-                log.warning("could not prepare a spare conversation: %s", exc)
-                return
-            self._spares.append(conv.id)
+        try:
+            while not self._closing and await self._ledger.count_spares(self._pool) < self._size:
+                try:
+                    conv = await self._client.conversations.create(metadata=SPARE_LABEL)
+                except openai.APIError as exc:  # the ordinary path still works; try again on the next demand
+                    log.warning("could not prepare a spare conversation: %s", exc)
+                    return
+                # recorded at once: a crash from here on leaves it in the ledger, not lost at OpenAI
+                await asyncio.shield(self._ledger.add_spare(self._pool, conv.id))
+        except Exception:
+            log.exception("spare conversations: the ledger failed; no spares for now")
 
     async def _label(self, conversation_id: str, metadata: dict[str, str]) -> None:
         try:
