@@ -117,10 +117,10 @@ class TurnLog(NullObserver):
                   "total_ms": round(report.total_seconds * 1000),
                   "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "tool_calls": u.tool_calls}
         first = "-" if fields["first_text_ms"] is None else f"{fields['first_text_ms']}ms"
-        level = logging.INFO if report.outcome in (ANSWERED, STOPPED, REFUSED) else logging.WARNING
-        self._log.log(level, "%s %s/%s channel=%s user=%s first_text=%s total=%dms tokens=%d+%d tools=%d",
-                      report.outcome, report.platform, report.assistant, report.channel, report.user, first,
-                      fields["total_ms"], u.input_tokens, u.output_tokens, u.tool_calls, extra={"turn": fields})
+        # INFO whatever the outcome: a failure's reason has its own WARNING line (with the conversation key)
+        self._log.info("%s %s/%s channel=%s user=%s first_text=%s total=%dms tokens=%d+%d tools=%d",
+                       report.outcome, report.platform, report.assistant, report.channel, report.user, first,
+                       fields["total_ms"], u.input_tokens, u.output_tokens, u.tool_calls, extra={"turn": fields})
         if report.text and self._log.isEnabledFor(logging.DEBUG):
             self._log.debug("message text from %s in %s: %s", report.user, report.channel, json.dumps(report.text,
                             ensure_ascii=False))
