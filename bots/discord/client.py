@@ -104,6 +104,9 @@ class DiscordAdapter:
         # so they survive a restart and every process on a shared database sees them; without one, for this run.
         self._state = store if store is not None else MemoryDigests()
         self._pacers = pacers or Pacers()
+        observer = getattr(service, "observer", None)
+        if observer is not None:
+            self._pacers.on_wait = lambda seconds: observer.budget_wait("discord", seconds)
         self._guild_ready_timeout = guild_ready_timeout
         self._typing_delay = typing_delay  # 0: "is typing…" at once, even when the answer is about to start
         self._chains = ReplyChains(store=store)

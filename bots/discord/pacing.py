@@ -235,6 +235,7 @@ class Pacers:
         self._channels: dict[int, Pacer] = {}
         self._sweep_every = channel_period
         self._next_sweep = clock() + channel_period
+        self.on_wait: Callable[[float], None] | None = None  # told the seconds a request waited for its slots
 
     def channel(self, channel_id: int) -> Pacer:
         now = self._clock()
@@ -266,6 +267,7 @@ class Pacers:
         pacers = (self.channel(channel_id), self.global_) if urgent else \
             (self.channel(channel_id), self.progress, self.global_)
         held: list[Pacer] = []
+        asked = self._clock()
         try:
             for pacer in pacers:
                 if not await pacer.acquire(urgent=urgent, ticket=ticket):
@@ -280,6 +282,9 @@ class Pacers:
                 pacer.give_back()
             yield False
             return
+        waited = self._clock() - asked
+        if waited > 0.001 and self.on_wait is not None:
+            self.on_wait(waited)
         try:
             yield True
         finally:
