@@ -452,3 +452,5 @@ async def test_spare_conversations_let_a_new_thread_start_at_once_and_still_carr
     assert err is None and text_of(events) == "You said: hi"
     assert fake.conversations[second]["metadata"] == {"channel": "C2", "user_id": "U2"}
     await backend.aclose()
+    assert set(fake.conversations) == {first, second}  # the spare still unused was deleted, not left behind
+    await client.close()

@@ -116,8 +116,8 @@ class SpareConversations:
                 await self._client.conversations.delete(conversation_id)
             except openai.NotFoundError:
                 pass  # gone already: what we wanted
-            except openai.APIError as exc:  # put it back: the next start uses it (or deletes it)
-                log.warning("could not delete spare conversation %s: %s", conversation_id, exc)
+            except Exception as exc:  # put it back: the next start uses it (or deletes it)
+                log.warning("could not delete spare conversation %s: %r", conversation_id, exc)
                 await self._ledger.add_spare(self._pool, conversation_id)
                 break
             deleted += 1
