@@ -82,7 +82,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
                 print(f"teambridge: {name} could not start: {err}", file=sys.stderr)
                 return 2
             adapters.append(adapter)
-            readiness.running(name, adapter.is_connected)
+            readiness.running(name, lambda adapter=adapter: adapter.connected)
             recovered = await runtime.service.recover_interrupted(adapter)
             if recovered:
                 log.info("%s: marked %d interrupted replies from the last run", name, recovered)

@@ -141,13 +141,6 @@ class DiscordAdapter:
         assert self._client is not None, "start() first"
         return self._client
 
-    async def is_connected(self) -> bool:
-        """True while the gateway session is up (/readyz): a dropped gateway (discord.py reconnecting) or a dead
-        one (its task ended) says False."""
-        client = self._client
-        return (client is not None and self._task is not None and not self._task.done() and client.is_ready()
-                and not client.is_closed() and client.ws is not None and client.ws.open)
-
     def _config(self):
         return self._service.config.discord  # re-read each time: hot reload may swap it
 
