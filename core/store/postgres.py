@@ -259,6 +259,22 @@ class PostgresStore:
                                container_id)
         return bool(fresh)
 
+    async def add_spare(self, pool: str, conversation_id: str) -> None:
+        await self._require().execute(
+            "INSERT INTO spare_conversations (pool, conversation_id, created_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (pool, conversation_id) DO NOTHING", pool, conversation_id, self._clock())
+
+    async def take_spare(self, pool: str) -> str | None:
+        # FOR UPDATE SKIP LOCKED: concurrent takers (other processes) pass over a row one of them is deleting,
+        # so each spare goes to exactly one of them and nobody waits.
+        return await self._require().fetchval(
+            "DELETE FROM spare_conversations WHERE (pool, conversation_id) = (SELECT pool, conversation_id"
+            " FROM spare_conversations WHERE pool = $1 ORDER BY created_at, conversation_id LIMIT 1"
+            " FOR UPDATE SKIP LOCKED) RETURNING conversation_id", pool)
+
+    async def count_spares(self, pool: str) -> int:
+        return int(await self._require().fetchval("SELECT COUNT(*) FROM spare_conversations WHERE pool = $1", pool))
+
     async def get_sync_digest(self, platform: str, scope: str) -> str | None:
         return await self._require().fetchval(
             "SELECT digest FROM sync_digests WHERE platform = $1 AND scope = $2", platform, scope)

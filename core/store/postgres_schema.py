@@ -141,5 +141,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX tool_calls_at ON tool_calls (at)",
     ),
+    # 3: spare conversations made ahead at the backend (SQLite's version 6)
+    (
+        """CREATE TABLE spare_conversations (
+            pool TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (pool, conversation_id)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -384,6 +384,22 @@ class SqliteStore:
             await self._fetch("UPDATE containers SET expires_at = ? WHERE container_id = ?", (now + ttl, container_id))
         return bool(fresh)
 
+    async def add_spare(self, pool: str, conversation_id: str) -> None:
+        await self._fetch("INSERT INTO spare_conversations (pool, conversation_id, created_at) VALUES (?, ?, ?)"
+                          " ON CONFLICT (pool, conversation_id) DO NOTHING", (pool, conversation_id, self._clock()))
+
+    async def take_spare(self, pool: str) -> str | None:
+        # One DELETE ... RETURNING: two takers (coroutines or processes) never get the same spare.
+        rows = await self._fetch(
+            "DELETE FROM spare_conversations WHERE (pool, conversation_id) IN (SELECT pool, conversation_id"
+            " FROM spare_conversations WHERE pool = ? ORDER BY created_at, conversation_id LIMIT 1)"
+            " RETURNING conversation_id", (pool,))
+        return rows[0][0] if rows else None
+
+    async def count_spares(self, pool: str) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM spare_conversations WHERE pool = ?", (pool,))
+        return int(rows[0][0])
+
     async def get_sync_digest(self, platform: str, scope: str) -> str | None:
         rows = await self._fetch("SELECT digest FROM sync_digests WHERE platform = ? AND scope = ?",
                                  (platform, scope))

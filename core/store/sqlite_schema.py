@@ -169,5 +169,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX tool_calls_at ON tool_calls (at)",
     ),
+    # 6: spare conversations made ahead at the backend, recorded as they are made, so none is ever forgotten there
+    (
+        """CREATE TABLE spare_conversations (
+            pool TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (pool, conversation_id)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

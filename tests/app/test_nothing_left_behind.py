@@ -125,3 +125,21 @@ async def test_remote_listing_and_prune_delete_only_what_teambridge_made_and_not
     assert (await cli(fake, tmp_path, "knowledge", "prune", "--yes")).code == 0
     assert set(fake.vector_stores) == {knowledge_vs}
     assert "Nothing teambridge" not in (await cli(fake, tmp_path, "files", "list", "--remote")).out
+
+
+async def test_spares_a_crash_left_behind_are_used_by_the_next_start(fake, tmp_path):
+    (tmp_path / "config.yaml").write_text(CONFIG.format(spares=2))
+    from core.store.sqlite import SqliteStore
+    from openai import AsyncOpenAI
+    async with AsyncOpenAI(base_url=fake.base_url, api_key="sk-test") as client:
+        left = [(await client.conversations.create(metadata={"teambridge": "spare"})).id for _ in range(2)]
+    async with SqliteStore(tmp_path / "teambridge.db") as store:  # as a killed process left them
+        for cid in left:
+            await store.add_spare(fake.base_url.rstrip("/"), cid)
+    fake.script(ScriptedResponse(text="ok"))
+    run = await teambridge("chat", "--config", str(tmp_path / "config.yaml"), "--user", "bo", "--assistant", "food",
+                           cwd=tmp_path, stdin="hello\n", env=openai_env(fake, tmp_path))
+    assert run.code == 0, run.err
+    assert used_conversations(fake) == {left[0]}                  # the oldest leftover, not a new one
+    assert fake.conversations[left[0]]["metadata"]["user_id"] == "bo"
+    assert set(fake.conversations) == {left[0]}                   # the other deleted at the clean stop

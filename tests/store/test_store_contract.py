@@ -564,3 +564,17 @@ async def test_tool_calls_are_kept_in_order_and_read_back_by_period(stores):
         assert await store.tool_calls(0, 10_000) == [first, second, third]
         assert await store.tool_calls(1000.0, 5000.0) == [first, second]   # since <= at < until
         assert await store.tool_calls(6000.0, 7000.0) == []
+
+
+async def test_spare_conversations_are_kept_across_a_restart_and_each_is_taken_once(stores):
+    async with stores.open() as store:
+        for cid in ("conv_a", "conv_b", "conv_c"):
+            await store.add_spare("https://api.openai.com/v1", cid)
+        await store.add_spare("http://127.0.0.1:9/v1", "conv_other_server")
+        assert await store.count_spares("https://api.openai.com/v1") == 3
+    async with stores.open() as a, stores.open() as b:  # after a crash: the next process finds them
+        taken = await asyncio.gather(*(s.take_spare("https://api.openai.com/v1") for _ in range(4) for s in (a, b)))
+        assert sorted(t for t in taken if t) == ["conv_a", "conv_b", "conv_c"]  # each once, none twice
+        assert await a.count_spares("https://api.openai.com/v1") == 0
+        assert await b.take_spare("http://127.0.0.1:9/v1") == "conv_other_server"
+        assert await b.take_spare("http://127.0.0.1:9/v1") is None

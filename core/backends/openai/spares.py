@@ -60,7 +60,7 @@ class SpareConversations:
         self._size = size
         self._ledger = ledger or MemoryLedger()
         # Spares belong to one server (and account): OPENAI_BASE_URL switched, the old ones are not used here.
-        self._pool = pool or str(client.base_url)
+        self._pool = pool or str(client.base_url).rstrip("/")
         self._filling: asyncio.Task | None = None
         self._labels: dict[str, asyncio.Task] = {}
         self._closing = False
