@@ -11,7 +11,7 @@ import glob
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from core.config.files import matching_files
 from core.config.schema import AssistantConfig, Config
@@ -104,22 +104,27 @@ class KnowledgeSync:
         vs = await self._store.get_knowledge_store(assistant_name)
         return [vs] if vs else []
 
-    async def sync(self, config: Config, assistant_name: str | None = None) -> list[SyncReport]:
+    async def sync(self, config: Config, assistant_name: str | None = None, *,
+                   progress: Callable[[int, int, str], None] | None = None) -> list[SyncReport]:
+        """`progress(done, total, what)`: told about each file as it is read or uploaded (long syncs)."""
         async with self._lock:
-            return [await self._sync_or_report(config, a) for a in knowledge_assistants(config, assistant_name)]
+            return [await self._sync_or_report(config, a, progress or _quiet)
+                    for a in knowledge_assistants(config, assistant_name)]
 
-    async def _sync_or_report(self, config: Config, assistant: AssistantConfig) -> SyncReport:
+    async def _sync_or_report(self, config: Config, assistant: AssistantConfig,
+                              progress: Callable[[int, int, str], None]) -> SyncReport:
         """One assistant's sync; when it fails as a whole (OpenAI refuses the key, is down, ...) that is its
         report, and the other assistants (and the bot) go on."""
         try:
-            return await self._sync_one(config, assistant)
+            return await self._sync_one(config, assistant, progress)
         except Exception as exc:  # noqa: BLE001 - reported per assistant; the caller decides what to do with it
             reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             log.warning("knowledge sync of %s failed: %s", assistant.name, reason)
             vs_id = await self._store.get_knowledge_store(assistant.name) or ""
             return SyncReport(assistant.name, vs_id, (SyncEntry("(sync)", FAILED, reason),))
 
-    async def _sync_one(self, config: Config, assistant: AssistantConfig) -> SyncReport:
+    async def _sync_one(self, config: Config, assistant: AssistantConfig,
+                        progress: Callable[[int, int, str], None] = lambda done, total, what: None) -> SyncReport:
         tool = assistant.tool("file_search")
         local, entries = resolve_files(config, assistant)
         known = {row.path: row for row in await self._store.list_knowledge_files(assistant.name)}
@@ -147,7 +152,8 @@ class KnowledgeSync:
 
         # New, changed, or previously failed / lost at the backend.
         pending: list[tuple[str, str, str, bool]] = []   # (path, sha, file_id, was_known)
-        for path, abs_path in sorted(local.items()):
+        for done, (path, abs_path) in enumerate(sorted(local.items()), 1):
+            progress(done, len(local), f"{assistant.name}: {path}")
             try:
                 data = await asyncio.to_thread(abs_path.read_bytes)
             except OSError as exc:
@@ -170,6 +176,7 @@ class KnowledgeSync:
             pending.append((path, digest, file_id, bool(row and row.sha256 != digest)))
 
         if pending:
+            progress(len(local), len(local), f"{assistant.name}: indexing {len(pending)} file(s)")
             statuses = await self._files.add_files_to_vector_store(vs_id, [p[2] for p in pending],
                                                                    chunking=tool.chunking)
             for path, digest, file_id, changed in pending:
@@ -186,3 +193,7 @@ class KnowledgeSync:
         await self._files.delete_file(row.file_id)
         await self._store.delete_file(row.file_id)
         await self._store.delete_knowledge_file(assistant, row.path)
+
+
+def _quiet(done: int, total: int, what: str) -> None:
+    pass
