@@ -58,9 +58,8 @@ class SlackAdapter:
         self._stream = stream
         self._ping_interval = ping_interval
         self.budget = RateBudget(minute=rate_minute)
-        observer = getattr(service, "observer", None) or NullObserver()
-        self.budget.on_wait = lambda seconds: observer.budget_wait("slack", seconds)
-        self.client = make_client(bot_token, api_url, self.budget, on_429=lambda: _rate_limited(observer))
+        self.budget.on_wait = lambda seconds: self._observer().budget_wait("slack", seconds)
+        self.client = make_client(bot_token, api_url, self.budget, on_429=lambda: _rate_limited(self._observer()))
         self._session: aiohttp.ClientSession | None = None
         self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session, api_url=api_url)
         self.users = UserDirectory(self.client, ttl=user_ttl)
@@ -78,6 +77,10 @@ class SlackAdapter:
         self.approvals = SlackApprovals(self.client, config=lambda: self._service.config, author=self._author)
         self.assistant_threads = AssistantThreads(service, self.client, author=self._author, accept=self._accept,
                                                   spawn=self._spawn, bot_user_id=lambda: self._bot_user_id)
+
+    def _observer(self):
+        """The service's observer (logs, metrics), looked up when used: told about 429s and budget waits."""
+        return getattr(self._service, "observer", None) or NullObserver()
 
     # ---- construction from the environment --------------------------------------------------------
 
