@@ -137,12 +137,12 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 def remote_text(inv: Inventory) -> str:
-    rows = [("KIND", "ID", "NAME", "SIZE", "CREATED", "USED BY")]
+    rows = [("KIND", "ID", "PURPOSE", "NAME", "SIZE", "CREATED", "USED BY")]
     for f in inv.files:
-        rows.append((f"file ({f.purpose})", f.id, f.name, _size(f.bytes), _when(f.created_at),
+        rows.append(("file", f.id, f.purpose, f.name, _size(f.bytes), _when(f.created_at),
                      f.used_by or ("unused" if f.ours else "unused; not in teambridge's database")))
     for s in inv.stores:
-        rows.append((f"vector store ({s.kind})", s.id, s.name, _size(s.bytes), _when(s.created_at),
+        rows.append(("vector_store", s.id, s.kind, s.name, _size(s.bytes), _when(s.created_at),
                      s.used_by or ("expired" if s.status == "expired" else "unused")))
     if len(rows) == 1:
         return "Nothing teambridge created is stored at OpenAI."

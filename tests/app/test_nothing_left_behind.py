@@ -77,3 +77,70 @@ async def test_spares_a_crash_left_behind_are_used_by_the_next_start(fake, tmp_p
     assert used_conversations(fake) == {left[0]}                  # the oldest leftover, not a new one
     assert fake.conversations[left[0]]["metadata"]["user_id"] == "bo"
     assert set(fake.conversations) == {left[0]}                   # the other deleted at the clean stop
+
+
+FILES_CONFIG = """
+default_assistant: docs
+assistants:
+  docs:
+    model: gpt-4.1-mini
+    tools:
+      - type: file_search
+        files: [handbook.md]
+  math:
+    model: gpt-4.1-mini
+    tools: [{type: code_interpreter}]
+"""
+
+
+async def cli(fake, tmp_path, *args: str, stdin: str = ""):
+    return await teambridge(*args, "--config", str(tmp_path / "config.yaml"), cwd=tmp_path, stdin=stdin,
+                            env=openai_env(fake, tmp_path))
+
+
+async def test_remote_listing_and_prune_delete_only_what_teambridge_made_and_nothing_uses(fake, tmp_path):
+    (tmp_path / "config.yaml").write_text(FILES_CONFIG)
+    (tmp_path / "handbook.md").write_text("# Handbook\nCoffee is free on Fridays.\n")
+    (tmp_path / "sales.csv").write_text("month,sales\njan,10\n")
+    (tmp_path / "notes.md").write_text("# Notes\nThe espresso machine is on floor 2.\n")
+    assert (await cli(fake, tmp_path, "knowledge", "sync")).code == 0
+    fake.script(*(ScriptedResponse(text="ok") for _ in range(3)))
+    chat = await cli(fake, tmp_path, "chat", "--user", "ann", "--assistant", "math",
+                     stdin=f"/attach {tmp_path / 'sales.csv'}\nchart it\n")
+    assert chat.code == 0, chat.err
+    chat = await cli(fake, tmp_path, "chat", "--user", "ann", "--assistant", "docs",
+                     stdin=f"/attach {tmp_path / 'notes.md'}\nwhere is the espresso machine?\n/reset\n")
+    assert chat.code == 0, chat.err
+    from openai import AsyncOpenAI
+    async with AsyncOpenAI(base_url=fake.base_url, api_key="sk-other-app") as other:
+        foreign = (await other.files.create(file=("theirs.md", b"not ours"), purpose="assistants")).id
+
+    by_name = {f.obj["filename"]: fid for fid, f in fake.files.items()}
+    knowledge_vs = next(v for v, s in fake.vector_stores.items() if s["metadata"].get("teambridge") == "knowledge")
+    conversation_vs = next(v for v, s in fake.vector_stores.items()
+                           if s["metadata"].get("teambridge") == "conversation")
+
+    listed = await cli(fake, tmp_path, "files", "list", "--remote")
+    assert listed.code == 0, listed.err
+    rows = {line.split()[1]: line for line in listed.out.splitlines() if line.startswith(("file ", "vector_store "))}
+    assert "knowledge of docs" in rows[by_name["handbook.md"]]
+    assert rows[by_name["sales.csv"]].endswith("unused")
+    assert rows[by_name["notes.md"]].endswith("unused")            # its conversation was reset
+    assert rows[foreign].endswith("unused; not in teambridge's database")
+    assert "knowledge of docs" in rows[knowledge_vs] and rows[conversation_vs].endswith("unused")
+
+    dry = await cli(fake, tmp_path, "files", "prune")
+    assert dry.code == 0 and "dry run" in dry.out
+    assert f"would delete {by_name['sales.csv']}" in dry.out and f"would delete {by_name['notes.md']}" in dry.out
+    assert len(fake.files) == 4                                     # nothing deleted yet
+
+    pruned = await cli(fake, tmp_path, "files", "prune", "--yes")
+    assert pruned.code == 0, pruned.err
+    assert set(fake.files) == {by_name["handbook.md"], foreign}    # in use, and not ours: both stay
+
+    dry = await cli(fake, tmp_path, "knowledge", "prune")
+    assert dry.code == 0 and f"would delete {conversation_vs}" in dry.out and knowledge_vs not in dry.out
+    assert (await cli(fake, tmp_path, "knowledge", "prune", "--yes")).code == 0
+    assert set(fake.vector_stores) == {knowledge_vs}
+    assert "Nothing teambridge" not in (await cli(fake, tmp_path, "files", "list", "--remote")).out
+
