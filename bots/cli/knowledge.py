@@ -1,4 +1,4 @@
-"""`teambridge knowledge sync|status`: the vector stores of the file_search assistants."""
+"""`teambridge knowledge sync|status|prune`: the vector stores of the file_search assistants."""
 from __future__ import annotations
 
 import argparse
@@ -37,7 +37,10 @@ async def _knowledge(inv: Invocation) -> int:
             print(text)
             failed = bool(failures)
         elif inv.args.action == "sync":
-            for report in await runtime.knowledge.sync(inv.cfg):
+            progress = Progress()
+            reports = await runtime.knowledge.sync(inv.cfg, progress=progress)
+            progress.done()
+            for report in reports:
                 print("\n".join(report.lines()))
                 failed = failed or not report.ok
         else:

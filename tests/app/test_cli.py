@@ -106,3 +106,28 @@ async def test_init_writes_a_config_that_checks(tmp_path):
     assert checked.code == 0, checked.err
     again = await teambridge("init", cwd=tmp_path)  # never overwrites what is there
     assert again.code == 0 and "exists" in again.out
+
+
+async def test_knowledge_sync_shows_progress_at_a_terminal_and_only_the_result_in_a_pipe(fake, tmp_path):
+    import asyncio
+    import os
+    import sys
+
+    import pexpect
+
+    (tmp_path / "config.yaml").write_text("default_assistant: docs\nassistants:\n  docs:\n    model: gpt-4.1-mini\n"
+                                          "    tools: [{type: file_search, files: ['*.md']}]\n")
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.md").write_text(f"# {name}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEAMBRIDGE_"))}
+    env.update(PYTHONPATH=str(REPO), **openai_env(fake, tmp_path))
+    child = pexpect.spawn(sys.executable, ["-m", "bots.app", "knowledge", "sync"], cwd=str(tmp_path), env=env,
+                          encoding="utf-8", timeout=30)
+    try:
+        await asyncio.to_thread(child.expect, pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert "[3/3] docs: c.md" in child.before and "3 added" in child.before
+
+    piped = await teambridge("knowledge", "sync", cwd=tmp_path, env=openai_env(fake, tmp_path))
+    assert piped.code == 0 and "[1/3]" not in piped.out + piped.err and "3 unchanged" in piped.out
