@@ -14,14 +14,20 @@ from rich.text import Text
 
 from core.model import OutboundFile, ToolUpdate
 from core.ports import Limits, OnPosted
+from core.reply.lifetime import ReplyLifetime
+from core.reply.tail import ending
 from bots.console.target import _free_path
 
 REFRESH_SECONDS = 1 / 15  # re-rendering Markdown on every delta would cost more than the terminal shows
 
 
 class TerminalStream:
+    """core's ReplyStream on a terminal: the text re-rendered as Markdown in place (rich.live) while it streams;
+    its end (footnotes, a notice, "(no answer)") is core's tail, as on every platform."""
+
     def __init__(self, console: Console) -> None:
         self._console = console
+        self.lifetime = ReplyLifetime()
         self._text = ""
         self._status: Text | None = None
         self._live: Live | None = None
@@ -44,6 +50,7 @@ class TerminalStream:
             self._last = time.monotonic()
 
     async def text(self, delta: str) -> None:
+        self.lifetime.check()
         self._text += delta
         self._show()
 
@@ -58,15 +65,17 @@ class TerminalStream:
         self._show(now=True)
 
     async def close(self, footer: str = "") -> None:
-        if footer:
-            self._text = self._text.rstrip("\n") + "\n\n" + footer
-        self._status = None
-        self._stop()
+        await self._end(footer=footer, notice=None)
 
     async def fail(self, notice: str) -> None:
-        self._status = None
-        self._stop()
-        self._console.print(Text(f"⚠ {notice}", style="yellow"))
+        await self._end(footer="", notice=notice)
+
+    async def _end(self, *, footer: str, notice: str | None) -> None:
+        with self.lifetime.ending("failed" if notice is not None else "finished"):
+            self._status = None
+            if self.lifetime.state != "stopped":
+                self._text += ending(self._text, footer=footer, notice=notice)
+            self._stop()
 
     def _stop(self) -> None:
         if self._live is not None:
@@ -91,7 +100,7 @@ class TerminalTarget:
         self._console.print(Markdown(text))
         return "console"
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         raise NotImplementedError("the console streams append-only")
 
     async def upload(self, file: OutboundFile) -> None:

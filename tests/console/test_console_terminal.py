@@ -89,3 +89,39 @@ async def test_the_same_session_piped_is_plain_text(fake, tmp_path):
                            stdin="What should I cook tonight?\n", env=openai_env(fake, tmp_path))
     assert run.code == 0, run.err
     assert run.out == ANSWER + "\n"              # exactly the model's text: no colour, no prompt, no banner
+
+
+async def test_the_terminal_stream_ends_with_cores_tail(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from bots.console.terminal import TerminalTarget
+    from core.model import ReplyStopped
+
+    def terminal() -> tuple[io.StringIO, TerminalTarget]:
+        out = io.StringIO()
+        return out, TerminalTarget(Console(file=out, force_terminal=True, width=80), tmp_path)
+
+    out, target = terminal()
+    stream = target.open_stream(None)
+    await stream.text("See the handbook.")
+    await stream.close("[1] handbook.md")
+    shown = ANSI.sub("", out.getvalue())
+    assert "See the handbook." in shown and "[1] handbook.md" in shown and stream.lifetime.state == "finished"
+
+    out, target = terminal()
+    stream = target.open_stream(None)
+    await stream.text("Half an")
+    await stream.fail("OpenAI had a server error (500); please try again")
+    assert "⚠️ OpenAI had a server error (500)" in ANSI.sub("", out.getvalue())
+
+    out, target = terminal()
+    stream = target.open_stream(None)
+    await stream.close()
+    assert "(no answer)" in ANSI.sub("", out.getvalue())
+
+    stream = target.open_stream(None)
+    stream.lifetime.stop()
+    with pytest.raises(ReplyStopped):
+        await stream.text("more")
