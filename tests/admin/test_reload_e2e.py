@@ -158,6 +158,7 @@ async def test_broken_edit_is_rejected_with_its_line_and_the_bot_keeps_answering
     line = path.read_text().splitlines().index("    temprature: 0.3") + 1
     await chat.wait(lambda: "config not reloaded" in chat.err)
     assert f"{path}:{line}: assistants.food.temprature" in chat.err, chat.err
+    assert chat.err.count("config not reloaded") == 1 and chat.err.count(f"{path}:{line}:") == 1, chat.err  # once
 
     assert await chat.say("Still there?") == "You said: Still there?\n"
     assert last_request(fake)["instructions"] == "You are a food expert."
