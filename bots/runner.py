@@ -158,8 +158,8 @@ def _readiness(config: Config, runtime, ready: list[tuple[str, type]]):
 
     readiness = Readiness(lambda: runtime.store.get_preference("teambridge:health"))
     started = {name for name, _ in ready}
-    for name, _ in _platform_classes():
-        if getattr(config, name).enabled:
+    for name, _, enabled in _platforms(config):
+        if enabled:
             readiness.expect(name, "starting" if name in started else "not started: credentials missing")
     return readiness
 

@@ -262,7 +262,7 @@ async def test_usage_table_and_json_totals_equal_what_openai_reported_and_cost_f
     assert day.split("|")[2].strip() == "3"
     assert table_row(days.out, "TOTAL")[:4] == ["3", "3,500", "1,200", "450"]
 
-    assert "Can't read" in bad.out and "Traceback" not in bad.err
+    assert bad.code == 2 and "Can't read the period 'last tuesday'" in bad.err and "Traceback" not in bad.err
 
 
 # ---- Slack: channels, DMs, admins, channel budget (real slack_bolt against the stand-in Slack) ---------------
