@@ -11,11 +11,11 @@ from tests.fakes.trap import TrapServer
 from tests.run_harness import RunProcess
 
 SECRETS = {
-    "SLACK_BOT_TOKEN": "xoxb-1111-SECRETbot-token",
-    "SLACK_APP_TOKEN": "xapp-1-SECRETapp-token",
-    "SLACK_SIGNING_SECRET": "SECRETsigning0secret",
-    "DISCORD_BOT_TOKEN": "MTSECRETdiscord.token.value",
-    "OPENAI_API_KEY": "sk-proj-SECRETopenai-key",
+    "SLACK_BOT_TOKEN": "xoxb-test-bot-token",
+    "SLACK_APP_TOKEN": "xapp-test-app-token",
+    "SLACK_SIGNING_SECRET": "test-signing-secret",
+    "DISCORD_BOT_TOKEN": "test.discord.bot-token",
+    "OPENAI_API_KEY": "sk-test-openai-key",
 }
 
 
