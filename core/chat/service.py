@@ -159,6 +159,14 @@ class ChatService:
         # The typing indicator goes out while the conversation is set up, not before it.
         typing: asyncio.Future | None = asyncio.ensure_future(_quietly(target.typing()))
         writes: list[asyncio.Future] = []  # store writes that run while the model answers; awaited at the end
+        # From now on, follow-ups in this thread need no mention (and stay with this assistant). Written while
+        # the conversation is set up, and stored before the first word shows: a follow-up sent the moment the
+        # answer appears may reach another process, which reads this marker to know the thread is the bot's.
+        marking: asyncio.Future | None = None
+        if msg.thread:
+            marking = asyncio.ensure_future(self._store.mark_thread(
+                msg.platform, msg.channel, msg.thread, assistant.name, ttl=THREAD_MEMORY_SECONDS))
+            writes.append(marking)
         try:
             turn = await self._set_up(assistant, msg, key, metadata, backend, writes)
         except (UserFacingError, BackendError) as err:
@@ -192,9 +200,6 @@ class ChatService:
             await self._forget_inflight(inflight)
             inflight.append(record)
 
-        if msg.thread:  # from now on, follow-ups in this thread need no mention (and stay with this assistant)
-            writes.append(asyncio.ensure_future(self._store.mark_thread(
-                msg.platform, msg.channel, msg.thread, assistant.name, ttl=THREAD_MEMORY_SECONDS)))
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         citations: list[Citation] = []
         try:
@@ -203,6 +208,9 @@ class ChatService:
                     if typing is not None:  # the indicator must not land after the answer began
                         await typing
                         typing = None
+                    if marking is not None:  # a failed write is logged by _settle, not raised here
+                        await asyncio.wait((marking,))
+                        marking = None
                     progress.saw(event)
                     await self._relay(event, stream, target, citations, assistant, msg)
             await stream.close(footnotes(number_citations(citations)))

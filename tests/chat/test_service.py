@@ -89,6 +89,48 @@ async def test_channel_chatter_is_ignored_but_follow_ups_in_the_bots_thread_are_
     assert follow.shown == "You said: more please"
 
 
+class _SlowMarkerStore:
+    """The real store, with the thread-marker write slowed down as a busy shared database would."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    async def mark_thread(self, *args, **kwargs) -> None:
+        await asyncio.sleep(0.3)
+        await self._store.mark_thread(*args, **kwargs)
+
+
+class _WatchedTarget(RecordingTarget):
+    """Sends a follow-up without a mention to another process the moment the first text shows."""
+
+    def __init__(self, other: ChatService, follow: RecordingTarget) -> None:
+        super().__init__()
+        self._other, self._follow = other, follow
+        self.sent: asyncio.Task | None = None
+
+    async def post(self, text: str) -> str:
+        message_id = await super().post(text)
+        if self.sent is None:
+            self.sent = asyncio.ensure_future(self._other.handle(
+                slack_msg("and a follow-up", thread="7.7", mention=False), self._follow))
+        return message_id
+
+
+async def test_a_follow_up_sent_the_moment_the_answer_shows_is_answered_by_another_process(store):
+    # the thread marker is what tells every process the thread is the bot's: it is stored before the first word
+    slow = _SlowMarkerStore(store)
+    first = ChatService(make_config(), slow, {"openai": ScriptedBackend()})
+    other = ChatService(make_config(), store, {"openai": ScriptedBackend()})
+    follow = RecordingTarget()
+    watched = _WatchedTarget(other, follow)
+    await first.handle(slack_msg("@bot start", thread="7.7"), watched)
+    await watched.sent
+    assert follow.shown == "You said: and a follow-up"
+
+
 async def test_open_channel_answers_without_a_mention(store):
     config = make_config(slack=SlackConfig(channels={"C9": ChannelRoute(assistant="math",
                                                                          respond_without_mention=True)}))
