@@ -75,7 +75,7 @@ async def stand_ins():
 
 
 async def first_text_shown(slack: FakeSlack, ts: str) -> None:
-    await slack.wait_for(lambda: any(m.text for m in slack.bot_messages("C1", ts)), timeout=15)
+    await slack.wait_for(lambda: any(m.text for m in slack.bot_messages("C1", ts)), timeout=45)
 
 
 async def test_sigterm_lets_the_answer_in_flight_finish(tmp_path, stand_ins):
@@ -117,7 +117,7 @@ async def test_an_answer_cut_off_by_a_crash_is_marked_on_the_next_start(tmp_path
 
     restarted = Bot(tmp_path, slack, openai, grace=5)
     await restarted.start(slack)
-    await slack.wait_for(lambda: "cut off" in slack.thread_text("C1", ts), timeout=15)
+    await slack.wait_for(lambda: "cut off" in slack.thread_text("C1", ts), timeout=45)
     shown = slack.thread_text("C1", ts)
     assert shown.startswith(before.rstrip(" ▌").split("\n")[0][:20])
     await restarted.stop(signal.SIGTERM)

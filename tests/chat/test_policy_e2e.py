@@ -391,7 +391,7 @@ async def discord_reply(discord, channel: str, after: int = 0) -> str:
         msgs = discord.messages_in(channel, by_bot=True)[after:]
         # still streaming while the text ends with the status ellipsis or the cursor
         return msgs and msgs[-1].content and not msgs[-1].content.endswith(("…", "▌")) and msgs[-1].content
-    return await discord.wait_for(done, timeout=10)
+    return await discord.wait_for(done, timeout=30)
 
 
 async def test_discord_roles_and_a_denied_category(fake, tmp_path):

@@ -27,7 +27,7 @@ def slack_msg(text: str, *, user="U1", channel="C1", thread=None, mention=True, 
                           assistant=assistant)
 
 
-async def until(condition, timeout: float = 5.0) -> None:
+async def until(condition, timeout: float = 20.0) -> None:
     """Wait (bounded) for something the service does in the background."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -84,7 +84,7 @@ async def test_a_stranger_is_refused_and_the_asker_approves(tmp_path):
         assert [b["label"] for b in request.buttons()] == ["Approve", "Deny"]
 
         refused = await discord.click(request, "Approve", discord.bob)
-        await discord.wait_for(lambda: refused.callbacks, timeout=10)
+        await discord.wait_for(lambda: refused.callbacks, timeout=30)
         assert refused.callbacks[0]["flags"] & 64 and "not yours to approve" in refused.callbacks[0]["content"]
         assert seen.calls == []
 
@@ -109,5 +109,5 @@ async def test_an_unanswered_request_times_out(tmp_path):
         await discord.user_message(channel, discord.alice, "file a ticket please", mention_bot=True)
         request = await approval_request(discord, channel)
         await answered(discord, channel, "nobody approved it in time")
-        await discord.wait_for(lambda: "⏱️ No answer in time — it was not run" in request.content, timeout=10)
+        await discord.wait_for(lambda: "⏱️ No answer in time — it was not run" in request.content, timeout=30)
         assert request.buttons() == [] and seen.calls == []

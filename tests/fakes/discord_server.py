@@ -387,7 +387,7 @@ class FakeDiscord:
     def bot_text(self, channel_id: str) -> str:
         return "".join(m.content for m in self.messages_in(channel_id, by_bot=True))
 
-    async def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.02):
+    async def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.02):
         """Poll until predicate() is truthy (returns its value); raise with a useful message otherwise."""
         deadline = time.monotonic() + timeout
         while True:

@@ -71,7 +71,7 @@ class World:
     def channel(self, name: str) -> str:
         return self.discord.channel_id(self.discord.guild, name)
 
-    async def final_answer(self, channel: str, text: str, *, timeout: float = 15) -> list[StoredMessage]:
+    async def final_answer(self, channel: str, text: str, *, timeout: float = 30) -> list[StoredMessage]:
         """Wait until the bot's messages in `channel` join up to `text` (cursor and status line gone)."""
         def done():
             msgs = self.discord.messages_in(channel, by_bot=True)

@@ -197,7 +197,7 @@ class FakeSlack:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
         """Wait until predicate() is truthy (re-checked on every change and every 50 ms)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
