@@ -74,7 +74,8 @@ class SlackAdapter:
         self._runner: web.AppRunner | None = None
         self.http_url: str | None = None      # http://host:port/slack/events once started in HTTP mode
         self._commands = SlashCommands(service, self.client, answer=self._answer, author=self._author)
-        self.approvals = SlackApprovals(self.client, config=lambda: self._service.config, author=self._author)
+        self.approvals = SlackApprovals(self.client, config=lambda: self._service.config, author=self._author,
+                                        signals=service.store.signals(), spawn=self._spawn)
         self.assistant_threads = AssistantThreads(service, self.client, author=self._author, accept=self._accept,
                                                   spawn=self._spawn, bot_user_id=lambda: self._bot_user_id)
 
@@ -181,6 +182,7 @@ class SlackAdapter:
 
     async def stop(self) -> None:
         await self.stop_receiving()
+        self.approvals.close()
         if self._tasks:
             grace = self._service.config.shutdown_grace_seconds
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)

@@ -6,20 +6,25 @@ signed form POST in HTTP mode), which bolt acks at once. Only the person who ask
 else gets an ephemeral "not yours to approve". When the decision is made (or the time is up) the message is
 edited to say so, without buttons.
 
-Pending requests live in this process: a click that reaches another process (or this one after a restart)
-finds nothing waiting and is told so.
+A request waits in the process running its turn, but Slack delivers the click to whichever process it picks
+(Socket Mode spreads envelopes over the open connections; HTTP mode runs behind a balancer). A click for a
+request this process is not waiting on is published as a signal (core/store/signals.py); the process that waits
+for it decides and acknowledges. No acknowledgement within ACK_WAIT seconds — nobody waits any more (time ran
+out, or the process restarted) — and the person is told so.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 
 from core.model import Author
+from core.store.signals import Signals
 from core.tools.approval import APPROVED, DENIED, TIMEOUT, ApprovalRequest, Decision, may_decide
 
 log = logging.getLogger("teambridge.slack.approval")
@@ -28,11 +33,37 @@ APPROVE = "teambridge_approve"
 DENY = "teambridge_deny"
 NOT_YOURS = "This tool call is not yours to approve: only the person who asked or an admin can decide."
 NOT_WAITING = "This approval request is no longer waiting for an answer."
+CLICKS = "slack.approval.click"   # signal topics: a click for a request some process waits on ...
+ACKS = "slack.approval.ack"       # ... and that process saying it took it
+ACK_WAIT = 3.0
 
 
 def escape(text: str) -> str:
     """Slack's three control characters: with them escaped, `<!channel>` or `<@U…>` in data stays text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A click on Approve or Deny, as read from Slack's block_actions payload."""
+    key: str
+    approve: bool
+    user: str
+    user_name: str
+    team: str
+    channel: str
+    thread_ts: str | None
+
+    @classmethod
+    def from_body(cls, body: dict) -> "Click":
+        action = (body.get("actions") or [{}])[0]
+        container = body.get("container") or {}
+        return cls(key=str(action.get("value") or ""), approve=action.get("action_id") == APPROVE,
+                   user=str((body.get("user") or {}).get("id", "")),
+                   user_name=str((body.get("user") or {}).get("name", "")),
+                   team=str((body.get("team") or {}).get("id", "")),
+                   channel=str((body.get("channel") or {}).get("id") or container.get("channel_id", "")),
+                   thread_ts=container.get("thread_ts") or (body.get("message") or {}).get("thread_ts"))
 
 
 @dataclass
@@ -46,12 +77,21 @@ class _Pending:
 class SlackApprovals:
     """Every approval request this process is waiting on, and the handler for the button clicks."""
 
-    def __init__(self, client: Any, *, config: Callable[[], Any],
-                 author: Callable[..., Awaitable[Author]]) -> None:
+    def __init__(self, client: Any, *, config: Callable[[], Any], author: Callable[..., Awaitable[Author]],
+                 signals: Signals, spawn: Callable[[Awaitable[None], str], None]) -> None:
         self._client = client
         self._config = config
         self._author = author
+        self._signals = signals
+        self._spawn = spawn
         self._pending: dict[str, _Pending] = {}
+        self._acks: dict[str, asyncio.Future] = {}
+        self._unlisten = [signals.listen(CLICKS, self._heard_click), signals.listen(ACKS, self._heard_ack)]
+
+    def close(self) -> None:
+        for unlisten in self._unlisten:
+            unlisten()
+        self._unlisten = []
 
     def approver(self, *, channel: str, thread_ts: str | None) -> "SlackApprover":
         return SlackApprover(self, channel=channel, thread_ts=thread_ts)
@@ -82,23 +122,54 @@ class SlackApprovals:
 
     async def on_action(self, body: dict) -> None:
         """A click on Approve or Deny (already acked)."""
-        action = (body.get("actions") or [{}])[0]
-        key = str(action.get("value") or "")
-        user = (body.get("user") or {}).get("id", "")
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
-        thread_ts = (body.get("container") or {}).get("thread_ts") or (body.get("message") or {}).get("thread_ts")
-        pending = self._pending.get(key)
+        click = Click.from_body(body)
+        if click.key in self._pending:
+            await self._decide(click)
+            return
+        if self._signals.shared and click.key:   # another process may be the one waiting
+            ack = self._acks[click.key] = asyncio.get_running_loop().create_future()
+            try:
+                await self._signals.publish(CLICKS, json.dumps(asdict(click)))
+                await asyncio.wait_for(ack, ACK_WAIT)
+                return
+            except TimeoutError:
+                pass
+            except Exception:
+                log.exception("could not pass an approval click on to the other processes")
+            finally:
+                self._acks.pop(click.key, None)
+        await self._ephemeral(click.channel, click.user, click.thread_ts, NOT_WAITING)
+
+    def _heard_click(self, payload: str) -> None:
+        try:
+            click = Click(**json.loads(payload))
+        except (ValueError, TypeError):
+            log.warning("dropped a malformed approval click signal")
+            return
+        if click.key in self._pending:   # this process waits on it: decide here, and say so to the sender
+            self._spawn(self._decide_for_another(click), f"slack-approval-{click.key}")
+
+    def _heard_ack(self, key: str) -> None:
+        ack = self._acks.get(key)
+        if ack is not None and not ack.done():
+            ack.set_result(None)
+
+    async def _decide_for_another(self, click: Click) -> None:
+        await self._signals.publish(ACKS, click.key)
+        await self._decide(click)
+
+    async def _decide(self, click: Click) -> None:
+        pending = self._pending.get(click.key)
         if pending is None or pending.decided.done():
-            await self._ephemeral(channel, user, thread_ts, NOT_WAITING)
+            await self._ephemeral(click.channel, click.user, click.thread_ts, NOT_WAITING)
             return
-        team = (body.get("team") or {}).get("id", "")
-        clicker = await self._author(user, (body.get("user") or {}).get("name", ""), team=team)
+        clicker = await self._author(click.user, click.user_name, team=click.team)
         if not may_decide(self._config(), pending.request.asker_id, clicker):
-            log.info("approval of %s: %s is not the asker nor an admin", pending.request.tool, user)
-            await self._ephemeral(channel, user, thread_ts, NOT_YOURS)
+            log.info("approval of %s: %s is not the asker nor an admin", pending.request.tool, click.user)
+            await self._ephemeral(click.channel, click.user, click.thread_ts, NOT_YOURS)
             return
-        approved = action.get("action_id") == APPROVE
-        pending.decided.set_result(Decision(approved, APPROVED if approved else DENIED, by=user))
+        if not pending.decided.done():
+            pending.decided.set_result(Decision(click.approve, APPROVED if click.approve else DENIED, by=click.user))
 
     async def _settle(self, pending: _Pending, decision: Decision) -> None:
         tool = f"`{escape(pending.request.tool)}`"

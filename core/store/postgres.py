@@ -33,6 +33,7 @@ import asyncpg
 
 from core.model import ConversationKey, Usage
 from core.store import postgres_schema
+from core.store.pg_signals import PgSignals
 from core.store.urls import redact
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  ToolCallRecord, UsageRow)
@@ -66,6 +67,7 @@ class PostgresStore:
         self._last_prune = 0.0
         self._lease_task: asyncio.Task | None = None
         self._locks: PgTurnLocks | None = None
+        self._signals: PgSignals | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -104,6 +106,8 @@ class PostgresStore:
             await asyncio.gather(task, return_exceptions=True)
         if self._locks is not None:
             await self._locks.close()
+        if self._signals is not None:
+            await self._signals.close()
         try:
             # a clean stop gives up the lease at once (its replies, if any were left, become orphans now)
             await pool.execute("DELETE FROM instances WHERE owner = $1", self.owner)
@@ -148,6 +152,11 @@ class PostgresStore:
         if self._locks is None:
             self._locks = PgTurnLocks(self._url)
         return self._locks
+
+    def signals(self) -> PgSignals:
+        if self._signals is None:
+            self._signals = PgSignals(self._url, self._require)
+        return self._signals
 
     # ---- leases ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from core.model import ConversationKey, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.chat.locks import TurnLocks
+    from core.store.signals import Signals
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...
     def turn_locks(self) -> "TurnLocks": ...   # one turn at a time per conversation, for every process sharing it
+    def signals(self) -> "Signals": ...         # nudges between the processes sharing it (button clicks)
 
     # ---- conversations: (conversation key, assistant) -> the backend's conversation ---------------------
     async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None: ...

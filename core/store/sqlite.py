@@ -32,6 +32,7 @@ from core.chat.locks import KeyedLocks
 from core.model import ConversationKey, Usage
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  ToolCallRecord, UsageRow)
+from core.store.signals import LocalSignals
 from core.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,6 +92,7 @@ class SqliteStore:
         self.owner = owner
         self._lease = lease
         self._lease_task: asyncio.Task | None = None
+        self._signals: LocalSignals | None = None
         self._conn: aiosqlite.Connection | None = None
         self._tx_lock = asyncio.Lock()     # one multi-statement transaction at a time
         self._tx_open = False              # True while such a transaction is open on the connection
@@ -159,6 +161,12 @@ class SqliteStore:
     def turn_locks(self) -> KeyedLocks:
         """One process owns an SQLite database: asyncio locks serialize its turns."""
         return KeyedLocks()
+
+    def signals(self) -> LocalSignals:
+        """One process owns an SQLite database: its signals stay in it."""
+        if self._signals is None:
+            self._signals = LocalSignals()
+        return self._signals
 
     async def renew_lease(self) -> None:
         await self._fetch(

@@ -8,6 +8,7 @@ from typing import Any, AsyncIterator
 
 from core.config.schema import AssistantConfig, Config, SlackConfig
 from core.chat.service import ChatService
+from core.store.protocol import Store
 from core.store.sqlite import SqliteStore
 from bots.slack.app import SlackAdapter
 from bots.slack.target import StreamSettings
@@ -25,18 +26,20 @@ class Bot:
     slack: FakeSlack
     adapter: SlackAdapter
     service: ChatService
-    store: SqliteStore
+    store: Store
 
 
 @contextlib.asynccontextmanager
 async def running_bot(db: Path, backend: Any, *, slack: FakeSlack | None = None, config: Config | None = None,
                       mode: str = "socket", rate_minute: float = 60.0,
                       stream: StreamSettings = StreamSettings(flush_interval=0.05),
-                      files: Any = None) -> AsyncIterator[Bot]:
+                      files: Any = None, store: Store | None = None) -> AsyncIterator[Bot]:
+    """`store`: an open store to use instead of a new SQLite database at `db` (e.g. PostgreSQL, shared by
+    several bots as by several processes)."""
     own = slack is None
     slack = slack or await FakeSlack().start()
     try:
-        async with SqliteStore(db) as store:
+        async with contextlib.nullcontext(store) if store is not None else SqliteStore(db) as store:
             service = ChatService(config or make_config(mode=mode), store, {"openai": backend}, files=files)
             adapter = SlackAdapter(service, bot_token="xoxb-test", app_token="xapp-test",
                                    signing_secret=slack.signing_secret, api_url=slack.api_url, mode=mode,

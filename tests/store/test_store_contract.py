@@ -544,6 +544,46 @@ async def test_turns_of_one_conversation_take_turns_across_processes(stores):
         assert len(order) == 8
 
 
+# ---- signals between the processes sharing the store ------------------------------------------
+
+
+async def test_a_signal_reaches_every_listener_of_its_topic_in_every_process_sharing_the_store(stores):
+    async with stores.open(owner="a") as a, stores.open(owner="b") as b:
+        sig_a = a.signals()
+        sig_b = b.signals() if stores.shared else sig_a   # an SQLite database has one process
+        assert sig_a.shared is stores.shared
+        heard: dict[str, list[str]] = {"a": [], "b": [], "other topic": []}
+        arrived = asyncio.Event()
+
+        def hear(who: str):
+            def handler(payload: str) -> None:
+                heard[who].append(payload)
+                if heard["a"] and heard["b"]:
+                    arrived.set()
+            return handler
+
+        stop_a = sig_a.listen("click", hear("a"))
+        sig_b.listen("click", hear("b"))
+        sig_b.listen("stop", hear("other topic"))
+        await sig_a.start()
+        await sig_b.start()
+        await sig_b.publish("click", '{"key": "k1", "user": "Zoë 上海"}')
+        await asyncio.wait_for(arrived.wait(), 10)
+        assert heard["a"] == heard["b"] == ['{"key": "k1", "user": "Zoë 上海"}']   # the publisher hears it too
+        assert heard["other topic"] == []
+        stop_a()
+        arrived.clear()
+        heard["b"].clear()
+        await sig_a.publish("click", "k2")
+        await asyncio.wait_for(_until(lambda: heard["b"] == ["k2"]), 10)
+        assert heard["a"] == ['{"key": "k1", "user": "Zoë 上海"}']   # stopped listening: k2 not heard
+
+
+async def _until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
 # ---- the audit trail of tool calls ----------------------------------------------------------------
 
 
