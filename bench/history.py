@@ -26,7 +26,7 @@ ANSWER = ("Basil, tomato, garlic and a little olive oil make a quick sauce; add 
 
 
 def _serve(kind: str, port_q: "multiprocessing.Queue[int]", times_q: "multiprocessing.Queue[tuple[str, float]]") -> None:
-    from tests.fakes.openai_server import _JSON, FakeOpenAI, ScriptedResponse, last_user_text
+    from bots.standins.openai_server import _JSON, FakeOpenAI, ScriptedResponse, last_user_text
 
     class Timed(FakeOpenAI):
         # The arrival time is taken before the stand-in validates the request (pydantic over every input item

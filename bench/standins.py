@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_server import FakeDiscord, StoredMessage
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse, last_user_text
-from tests.fakes.slack_server import FakeSlack, Message
+from bots.standins.discord_server import FakeDiscord, StoredMessage
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse, last_user_text
+from bots.standins.slack_server import FakeSlack, Message
 
 now = time.monotonic
 
@@ -143,7 +143,7 @@ class BenchOpenAI(FakeOpenAI):
 
 
 def _json_key():
-    from tests.fakes import openai_server
+    from bots.standins import openai_server
     return openai_server._JSON
 
 

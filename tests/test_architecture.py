@@ -126,3 +126,35 @@ def test_no_import_cycles_in_core_and_bots():
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+
+def _imports_of_tests(root: Path) -> list[str]:
+    """Every `import tests…` / `from tests… import` in the .py files under root, function-level ones included."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.relative_to(root.parent)}:{node.lineno} imports {n}" for n in names
+                      if n == "tests" or n.startswith("tests.")]
+    return found
+
+
+def test_the_package_and_the_bench_never_import_tests():
+    # tests/ is not installed: what the bench needs (the stand-in servers) lives in bots/standins.
+    leaks = [leak for top in (*PACKAGES, "bench") for leak in _imports_of_tests(REPO / top)]
+    assert leaks == [], "\n".join(leaks)
+
+
+def test_the_tests_import_check_sees_an_import(tmp_path):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "x.py").write_text("import tests\ndef f():\n    from tests.fakes.trap import Trap\n")
+    assert _imports_of_tests(tmp_path / "bench") == ["bench/x.py:1 imports tests", "bench/x.py:3 imports tests.fakes.trap"]
+
+
+def test_only_the_tests_and_the_bench_use_the_standins():
+    users = sorted((module, imported) for module, imports in _graph().items()
+                   if not module.startswith("bots.standins")
+                   for imported in imports if imported.startswith("bots.standins"))
+    assert users == [], "stand-ins are for tests and bench only: " + ", ".join(f"{m} -> {i}" for m, i in users)

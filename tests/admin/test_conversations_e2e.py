@@ -18,7 +18,7 @@ from core.config.load import load_config
 from core.model import Usage
 from core.store.sqlite import SqliteStore
 from tests.console_harness import openai_env, teambridge
-from tests.fakes.openai_server import FakeOpenAI
+from bots.standins.openai_server import FakeOpenAI
 
 CONFIG = """\
 default_assistant: food

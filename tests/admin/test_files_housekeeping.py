@@ -13,7 +13,7 @@ from core.admin.housekeeping import files_delete, files_list, knowledge_status
 from core.files.knowledge import KnowledgeSync
 from core.model import Attachment, ConversationKey
 from core.store.sqlite import SqliteStore
-from tests.fakes.openai_files_routes import FakeOpenAIFiles
+from bots.standins.openai_files_routes import FakeOpenAIFiles
 
 KEY = ConversationKey("console", "", "term", "", "alice")
 MATH = AssistantConfig(name="math", model="gpt-test", tools=[{"type": "code_interpreter"}])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.console_harness import REPO, openai_env
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
+from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
 
 CONFIG = """\
 default_assistant: food

@@ -8,7 +8,7 @@ import pytest
 
 from bots.app import main
 from tests.console_harness import REPO, openai_env, teambridge
-from tests.fakes.openai_server import FakeOpenAI
+from bots.standins.openai_server import FakeOpenAI
 
 CONFIG = str(REPO / "config.yaml")
 

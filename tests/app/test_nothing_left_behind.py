@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.console_harness import REPO, openai_env, teambridge
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 
 CONFIG = """
 default_assistant: food

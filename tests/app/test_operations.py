@@ -7,9 +7,9 @@ import json
 import pytest
 
 from tests.app.run_process import RunningBot, get, sample
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.discord_server import FakeDiscord
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.slack_server import FakeSlack
 
 SLACK_CONFIG = """
 default_assistant: food

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.console_harness import REPO
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.slack_server import FakeSlack
 
 CONFIG = """
 default_assistant: food

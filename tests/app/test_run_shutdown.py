@@ -9,9 +9,9 @@ import signal
 import pytest
 
 from core.reply.stream import CURSOR
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.discord_server import FakeDiscord
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.slack_server import FakeSlack
 from tests.run_harness import RunProcess
 
 CUT = "cut off"

@@ -25,8 +25,8 @@ from core.model import AssistantItem, Completed, FunctionCallItem, FunctionOutpu
 from core.ports import Turn
 from core.store.sqlite import SqliteStore
 from tests.backends.test_openai_backend import StubRegistry
-from tests.fakes.chat_completions_server import FakeChatCompletions
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
+from bots.standins.chat_completions_server import FakeChatCompletions
+from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
 
 FOOD = AssistantConfig(name="food", model="gpt-test", instructions="You are a food expert.")
 WEATHER = AssistantConfig(name="weather", model="gpt-test", instructions="Answer weather questions.",

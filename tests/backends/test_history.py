@@ -16,8 +16,8 @@ from core.model import AssistantItem, Completed, SummaryItem, TextDelta, UserIte
 from core.ports import Turn
 from core.store.sqlite import SqliteStore
 from tests.backends.test_openai_backend import StubRegistry
-from tests.fakes.chat_completions_server import FakeChatCompletions, message_text
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse, last_user_text
+from bots.standins.chat_completions_server import FakeChatCompletions, message_text
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse, last_user_text
 
 LLAMA = AssistantConfig(name="local", model="llama3.1:8b", instructions="Be brief.")
 CONTEXT = 1500

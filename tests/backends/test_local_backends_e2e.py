@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.console_harness import teambridge
-from tests.fakes.chat_completions_server import FakeChatCompletions, message_text
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse, last_user_text
+from bots.standins.chat_completions_server import FakeChatCompletions, message_text
+from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse, last_user_text
 
 KEY = "k-local-123"
 

@@ -21,8 +21,8 @@ from core.store.sqlite import SqliteStore
 from core.tools.registry import ToolRegistry
 from tests.backends.test_local_backends_e2e import Server
 from tests.fakes.discord_world import World as DiscordWorld, world as discord_world
-from tests.fakes.openai_server import FunctionCall, ScriptedResponse
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.openai_server import FunctionCall, ScriptedResponse
+from bots.standins.slack_server import FakeSlack
 
 
 def make_config(tmp_path: Path, kind: str, base_url: str) -> Config:

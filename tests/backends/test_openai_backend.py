@@ -1,4 +1,4 @@
-"""OpenAIBackend through the real AsyncOpenAI against the stand-in server (tests/fakes/openai_server.py).
+"""OpenAIBackend through the real AsyncOpenAI against the stand-in server (bots/standins/openai_server.py).
 
 Each test reads as: the user says X to assistant A -> the backend yields what the user would see, and the
 model received Y.
@@ -18,7 +18,7 @@ from core.config.schema import AssistantConfig, OpenAIBackendConfig
 from core.model import Citation, Completed, OutboundFile, TextDelta, ToolUpdate
 from core.errors import BackendError
 from core.ports import HostedInputs, InputImage, Turn
-from tests.fakes.openai_server import (CodeRun, FakeOpenAI, FileSearchHit, FunctionCall, GeneratedFile,
+from bots.standins.openai_server import (CodeRun, FakeOpenAI, FileSearchHit, FunctionCall, GeneratedFile,
                                        ScriptedResponse)
 
 # ---- a stand-in for core.tools.registry.ToolRegistry (same API: specs_for + call that never raises) -------

@@ -1,12 +1,11 @@
 """The stand-in OpenAI server speaks the official wire format, and accepts what the real SDK sends.
 
 Every event and object the fake emits is validated against the official OpenAPI schema (the subset in
-tests/specs/openai/components.json, see extract.py there for its provenance).
+bots/standins/specs/openai/components.json, see extract.py there for its provenance).
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,10 +15,11 @@ from openai import AsyncOpenAI
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.fakes.openai_server import (CodeRun, FakeOpenAI, FileSearchHit, FunctionCall, GeneratedFile,
+from bots.standins import SPECS
+from bots.standins.openai_server import (CodeRun, FakeOpenAI, FileSearchHit, FunctionCall, GeneratedFile,
                                        ScriptedResponse)
 
-_SPEC = json.loads((Path(__file__).parent.parent / "specs" / "openai" / "components.json").read_text())
+_SPEC = json.loads((SPECS / "openai" / "components.json").read_text())
 _REGISTRY = Registry().with_resource("urn:openai", Resource.from_contents(_SPEC, default_specification=DRAFT202012))
 _SCHEMAS = _SPEC["components"]["schemas"]
 # stream event type -> schema name, read from the spec itself (dispatch on `type` first: the 58-way anyOf
@@ -237,7 +237,7 @@ async def test_container_files_listed_downloaded_and_gone_when_expired(fake, cli
 
 async def test_responder_brain_decides_by_input(fake, client):
     def brain(body: dict[str, Any]) -> ScriptedResponse:
-        from tests.fakes.openai_server import last_user_text
+        from bots.standins.openai_server import last_user_text
         if "Fibonacci" in last_user_text(body):
             return ScriptedResponse(code=CodeRun("print(6765)", logs="6765\n"), text="6765")
         return ScriptedResponse(text="no idea")

@@ -24,10 +24,10 @@ from core.store.sqlite import SqliteStore
 from core.tools.registry import ToolRegistry
 from core.admin.usage import usage_text
 from tests.console_harness import openai_env, teambridge
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import CodeRun, FakeOpenAI, ScriptedResponse, last_user_text
+from bots.standins.discord_server import FakeDiscord
+from bots.standins.openai_server import CodeRun, FakeOpenAI, ScriptedResponse, last_user_text
 from tests.fakes.slack_harness import running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 
 # The price table of the test config, USD per 1M tokens — the costs below are computed by hand from it.
 PRICES = {"input": 2.0, "cached_input": 0.5, "output": 8.0}

@@ -13,7 +13,7 @@ import pytest
 from bots.console.approval import ConsoleApprover, LineSource
 from core.tools.approval import ApprovalRequest
 from tests.console_harness import openai_env, teambridge
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse, WebSearch, WebSource
+from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse, WebSearch, WebSource
 
 TICKETS_SCRIPT = str(Path(__file__).resolve().parents[1] / "fakes" / "mcp_tickets.py")
 

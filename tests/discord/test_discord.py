@@ -15,7 +15,7 @@ from core.model import OutboundFile
 from core.ports import Limits
 from core.store.sqlite import SqliteStore
 from tests.fakes.discord_chat import FakeChatService, discord_config
-from tests.fakes.discord_server import FakeDiscord
+from bots.standins.discord_server import FakeDiscord
 
 # Short rate windows keep the tests fast; the bot's pacers are told the same budget as the stand-in.
 WINDOW = 0.5

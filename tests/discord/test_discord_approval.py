@@ -16,9 +16,9 @@ from core.config.schema import Config
 from core.store.sqlite import SqliteStore
 from core.tools.mcp import McpServers
 from core.tools.registry import ToolRegistry
-from tests.fakes.discord_server import FakeDiscord
+from bots.standins.discord_server import FakeDiscord
 from tests.fakes.mcp_tickets import Seen, build_server, serve_http
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
+from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
 
 TICKET = json.dumps({"title": "VPN broken @everyone"})
 

@@ -7,7 +7,7 @@ import pytest
 
 from bots.discord.target import TYPING_DELAY
 from tests.fakes.discord_world import World, world as make_world
-from tests.fakes.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
+from bots.standins.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64
 

@@ -1,17 +1,17 @@
-"""The stand-in Discord answers in the shapes of the official OpenAPI spec (tests/specs/discord/openapi.json,
+"""The stand-in Discord answers in the shapes of the official OpenAPI spec (bots/standins/specs/discord/openapi.json,
 the routes we use, copied from discord/discord-api-spec)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import aiohttp
 import jsonschema
 import pytest
 
-from tests.fakes.discord_server import FakeDiscord
+from bots.standins import SPECS
+from bots.standins.discord_server import FakeDiscord
 
-SPEC = json.loads((Path(__file__).parent.parent / "specs" / "discord" / "openapi.json").read_text())
+SPEC = json.loads((SPECS / "discord" / "openapi.json").read_text())
 
 
 def check(name: str, data) -> None:

@@ -7,9 +7,9 @@ import logging
 
 import discord
 
-from tests.fakes import discord_payloads as P
+from bots.standins import discord_payloads as P
 from tests.fakes.discord_world import world
-from tests.fakes.openai_server import ScriptedResponse
+from bots.standins.openai_server import ScriptedResponse
 
 FAST = {"reconnect_backoff": (0.05, 0.2)}
 

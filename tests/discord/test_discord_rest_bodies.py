@@ -1,4 +1,4 @@
-"""What the bot sends to Discord's REST API is what Discord's OpenAPI describes (tests/specs/discord): message
+"""What the bot sends to Discord's REST API is what Discord's OpenAPI describes (bots/standins/specs/discord): message
 bodies validate against MessageCreateRequest / MessageEditRequestPartial, snowflakes in message_reference are
 strings, and an edit carries only fields Edit Message has (no `tts`)."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 
 from tests.discord.test_discord_fake_spec import SPEC, check
 from tests.fakes.discord_world import world
-from tests.fakes.openai_server import ScriptedResponse
+from bots.standins.openai_server import ScriptedResponse
 
 LONG = "\n".join(f"Step {i}: stir the sauce and taste it again." for i in range(70))   # two messages
 EDIT_FIELDS = set(SPEC["components"]["schemas"]["MessageEditRequestPartial"]["properties"])

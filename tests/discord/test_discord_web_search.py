@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core.config.schema import AssistantConfig
 from tests.fakes.discord_world import world
-from tests.fakes.openai_server import ScriptedResponse, WebSearch, WebSource
+from bots.standins.openai_server import ScriptedResponse, WebSearch, WebSource
 
 ANSWER = "Python 3.14 came out in October 2025."
 

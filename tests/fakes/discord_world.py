@@ -23,9 +23,9 @@ from core.chat.service import ChatService
 from core.reply.splitting import unsplit
 from core.store.sqlite import SqliteStore
 from core.tools.registry import ToolRegistry
-from tests.fakes.discord_server import FakeDiscord, StoredMessage
-from tests.fakes.openai_files_routes import FakeOpenAIFiles
-from tests.fakes.openai_server import ScriptedResponse, last_user_text
+from bots.standins.discord_server import FakeDiscord, StoredMessage
+from bots.standins.openai_files_routes import FakeOpenAIFiles
+from bots.standins.openai_server import ScriptedResponse, last_user_text
 
 # Short rate windows keep the tests fast; the bot's pacers are told the same budget as the stand-in.
 WINDOW = 0.5

@@ -15,7 +15,7 @@ import time
 
 
 def _serve(port_q: "multiprocessing.Queue[int]", deltas: int) -> None:
-    from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
+    from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 
     async def main() -> None:
         async with FakeOpenAI() as fake:

@@ -12,7 +12,7 @@ from core.store.protocol import Store
 from core.store.sqlite import SqliteStore
 from bots.slack.app import SlackAdapter
 from bots.slack.target import StreamSettings
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 
 
 def make_config(**slack: Any) -> Config:

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from tests.fakes.openai_server import (CodeRun, FakeOpenAI, FileSearchHit, FunctionCall, GeneratedFile,
+from bots.standins.openai_server import (CodeRun, FakeOpenAI, FileSearchHit, FunctionCall, GeneratedFile,
                                        ScriptedResponse, default_policy, last_user_text)
 
 FIB_CODE = "a, b = 0, 1\nfor _ in range(20):\n    a, b = b, a + b\nprint(a)"

@@ -1,7 +1,7 @@
 """End to end through the console: a user attaches files, the stand-in OpenAI answers, the console shows it.
 
 The real composition (ChatService + OpenAIBackend + AttachmentRouter + KnowledgeSync + SqliteStore) over the
-real AsyncOpenAI against tests/fakes (FakeOpenAI).
+real AsyncOpenAI against bots/standins (FakeOpenAI).
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from core.files.knowledge import KnowledgeSync
 from core.chat.service import ChatService
 from core.store.sqlite import SqliteStore
 from core.tools.registry import ToolRegistry
-from tests.fakes.openai_files_routes import FakeOpenAIFiles
-from tests.fakes.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
+from bots.standins.openai_files_routes import FakeOpenAIFiles
+from bots.standins.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
 
 CSV = b"city,temp\nShanghai,25\n"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64

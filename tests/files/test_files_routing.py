@@ -18,7 +18,7 @@ from core.config.schema import AssistantConfig
 from core.files.attachments import AttachmentRouter, PreparedInputs
 from core.model import Attachment, ConversationKey, UserFacingError
 from core.store.sqlite import SqliteStore
-from tests.fakes.openai_files_routes import FakeOpenAIFiles
+from bots.standins.openai_files_routes import FakeOpenAIFiles
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"

@@ -8,7 +8,7 @@ from core.backends.openai.files import OpenAIFileBackend
 from core.config.schema import Config
 from core.files.knowledge import KnowledgeSync
 from core.store.sqlite import SqliteStore
-from tests.fakes.openai_files_routes import FakeOpenAIFiles
+from bots.standins.openai_files_routes import FakeOpenAIFiles
 
 
 def make_config(base_dir, files, chunking=None) -> Config:

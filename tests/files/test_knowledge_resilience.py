@@ -14,9 +14,9 @@ from core.config.schema import Config
 from core.files.knowledge import KnowledgeSync, resolve_files
 from core.store.sqlite import SqliteStore
 from tests.console_harness import openai_env, teambridge
-from tests.fakes.openai_files_routes import FakeOpenAIFiles
-from tests.fakes.openai_server import ScriptedResponse
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.openai_files_routes import FakeOpenAIFiles
+from bots.standins.openai_server import ScriptedResponse
+from bots.standins.slack_server import FakeSlack
 from tests.run_harness import RunProcess
 
 

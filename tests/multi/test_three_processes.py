@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.slack_server import FakeSlack
 from tests.run_harness import RunProcess
 
 

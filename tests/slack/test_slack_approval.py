@@ -14,7 +14,7 @@ from core.config.schema import Config
 from core.tools.mcp import McpServers
 from core.tools.registry import ToolRegistry
 from tests.fakes.mcp_tickets import Seen, build_server, serve_http
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
+from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
 from tests.fakes.slack_harness import running_bot
 
 TICKET = json.dumps({"title": "VPN <!channel> broken"})

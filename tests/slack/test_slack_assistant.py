@@ -1,7 +1,7 @@
 """Slack's assistant container (AI apps): suggested prompts, thread titles, the thinking status.
 
 Real slack_bolt (its AsyncAssistant middleware) and slack_sdk against the stand-in Slack; event shapes from
-tests/specs/slack/events/AssistantThread*.json.
+bots/standins/specs/slack/events/AssistantThread*.json.
 """
 from __future__ import annotations
 

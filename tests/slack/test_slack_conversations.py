@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from core.model import Completed, TextDelta, ToolUpdate, Usage
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 from tests.fakes.slack_harness import make_config, running_bot
 from tests.support.ports import ScriptedBackend
 

@@ -8,7 +8,7 @@ from core.model import Completed, OutboundFile, TextDelta, Usage
 from core.chat.service import PreparedInputs
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import make_config, running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 from tests.support.ports import ScriptedBackend
 
 
@@ -223,7 +223,7 @@ async def test_fifty_simultaneous_mentions_get_complete_answers_and_zero_429s(tm
 async def test_a_429_is_retried_after_retry_after_and_nothing_is_lost(tmp_path):
     # Our budget thinks chat.postMessage may go 60/min per channel, but this Slack allows 2 per window.
     async with FakeSlack(rate_minute=0.3, retry_after=0) as slack:
-        import tests.fakes.slack_server as srv
+        import bots.standins.slack_server as srv
         old = srv.POST_MESSAGE_PER_CHANNEL
         srv.POST_MESSAGE_PER_CHANNEL = 2
         try:

@@ -11,10 +11,10 @@ from core.backends.openai.files import OpenAIFileBackend
 from core.config.schema import Config
 from core.files.attachments import AttachmentRouter
 from core.tools.registry import ToolRegistry
-from tests.fakes.openai_files_routes import FakeOpenAIFiles
-from tests.fakes.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
+from bots.standins.openai_files_routes import FakeOpenAIFiles
+from bots.standins.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
 from tests.fakes.slack_harness import running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64
 

@@ -12,7 +12,7 @@ from core.model import Completed, TextDelta, Usage
 from bots.slack.ratelimit import RateBudget, make_client
 from bots.slack.users import UserDirectory
 from tests.fakes.slack_harness import make_config, running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 from tests.support.ports import ScriptedBackend
 
 

@@ -18,7 +18,7 @@ from core.reply.splitting import unsplit
 from bots.slack.ratelimit import SlidingWindow
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import make_config, running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 from tests.support.ports import ScriptedBackend
 
 MINUTE = 30.0  # the stand-in's and the bot's "minute": longer than any test here waits

@@ -5,10 +5,10 @@ import asyncio
 
 from prometheus_client import CollectorRegistry
 
-import tests.fakes.slack_server as srv
+import bots.standins.slack_server as srv
 from core.admin.metrics import Metrics
 from tests.fakes.slack_harness import running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 from tests.support.ports import ScriptedBackend
 
 

@@ -21,7 +21,7 @@ import pytest
 from core.model import Completed, TextDelta, Usage
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 
 SCALE = 10.0                      # real seconds per test second
 MINUTE = 60.0 / SCALE

@@ -11,7 +11,7 @@ from core.model import BackendError, Citation, Completed, TextDelta, ToolUpdate,
 from core.chat.service import PreparedInputs
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 from tests.support.ports import ScriptedBackend
 
 FAST = StreamSettings(flush_interval=0.02, flush_chars=40)

@@ -7,7 +7,7 @@ from openai import AsyncOpenAI
 from core.backends.openai.backend import OpenAIBackend
 from core.config.schema import Config
 from core.tools.registry import ToolRegistry
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse, WebSearch, WebSource
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse, WebSearch, WebSource
 from tests.fakes.slack_harness import running_bot
 
 ANSWER = "Python 3.14 came out in October 2025."

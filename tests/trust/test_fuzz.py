@@ -26,9 +26,9 @@ from core.backends.openai.backend import OpenAIBackend
 from core.config.schema import Config
 from core.text import clean
 from core.tools.registry import ToolRegistry
-from tests.fakes import discord_payloads as P
+from bots.standins import discord_payloads as P
 from tests.fakes.discord_world import world as discord_world
-from tests.fakes.openai_server import FakeOpenAI
+from bots.standins.openai_server import FakeOpenAI
 from tests.fakes.slack_harness import running_bot
 
 FUZZ = settings(max_examples=int(__import__("os").environ.get("TB_FUZZ_EXAMPLES", "70")), deadline=None,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import signal
 
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.discord_server import FakeDiscord
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.slack_server import FakeSlack
 from tests.fakes.trap import TrapServer
 from tests.run_harness import RunProcess
 

@@ -13,7 +13,7 @@ from bots.discord.files import CdnFetcher
 from bots.slack.files import FileHosts
 from bots.slack.mentions import ZWSP
 from tests.fakes.discord_world import world as discord_world
-from tests.fakes.openai_server import ScriptedResponse
+from bots.standins.openai_server import ScriptedResponse
 from tests.fakes.trap import TrapServer
 from tests.slack.test_slack_e2e import world as slack_world
 

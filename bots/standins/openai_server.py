@@ -6,7 +6,7 @@
 
 Serves the Responses API (streamed and not), Conversations and their items, files, vector stores with
 their files and batches, and container files. Every object and stream event is built from the openai
-SDK's own types (tests/fakes/openai_events.py). Every request is recorded in `fake.requests`.
+SDK's own types (bots/standins/openai_events.py). Every request is recorded in `fake.requests`.
 
 What answers a /v1/responses request, in order: the `fake.script(...)` queue, then `fake.responder(body)`
 (a pluggable "brain"), then the default policy: "You said: <last user text>", or "The tool returned:
@@ -33,7 +33,7 @@ from openai.types.responses.response_create_params import ResponseCreateParamsBa
 from openai.types.vector_store import VectorStore
 from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 
-from tests.fakes import openai_events as E
+from bots.standins import openai_events as E
 
 # Kept at module level: a TypeAdapter that is garbage-collected while its lazy validators are still being
 # consumed makes pydantic-core panic.

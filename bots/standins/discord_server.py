@@ -26,8 +26,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes import discord_payloads as P
-from tests.fakes.discord_ratelimit import RateLimiter
+from bots.standins import discord_payloads as P
+from bots.standins.discord_ratelimit import RateLimiter
 
 INTENT_MESSAGE_CONTENT = 1 << 15
 ADMINISTRATOR = 1 << 3

@@ -26,8 +26,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase, CompletionCreateParamsStreaming
 from openai.types.completion_usage import CompletionUsage
 
-from tests.fakes import openai_events as E
-from tests.fakes.openai_server import HttpFailure, RecordedRequest, ScriptedResponse, _consume, _err
+from bots.standins import openai_events as E
+from bots.standins.openai_server import HttpFailure, RecordedRequest, ScriptedResponse, _consume, _err
 
 _REQUEST_ADAPTER = TypeAdapter(CompletionCreateParamsStreaming)   # module level: see openai_server.py
 _REQUEST_KEYS = frozenset(CompletionCreateParamsBase.__required_keys__ | CompletionCreateParamsBase.__optional_keys__

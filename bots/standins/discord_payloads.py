@@ -1,7 +1,7 @@
 """Payload builders for the stand-in Discord.
 
 Shapes follow discord.py's TypedDicts (discord/types/*.py) and the official OpenAPI spec
-(tests/specs/discord/openapi.json): a missing key there is a hard KeyError inside discord.py.
+(bots/standins/specs/discord/openapi.json): a missing key there is a hard KeyError inside discord.py.
 """
 from __future__ import annotations
 

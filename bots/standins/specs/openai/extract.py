@@ -1,7 +1,7 @@
 """Copy the parts of the official OpenAPI description that tests/backends/test_openai_fake.py validates against.
 
 Source: openai/openai-openapi @ f85dbe22 (2026-08-21), openapi.json (MIT). Re-run to refresh:
-    python tests/specs/openai/extract.py /path/to/openapi.json
+    python bots/standins/specs/openai/extract.py /path/to/openapi.json
 Writes components.json next to this file: the named schemas plus everything they reference.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main(src: str) -> None:
         for part in text.split('"#/components/schemas/')[1:]:
             todo.append(part.split('"', 1)[0])
     out = {"$comment": "Subset of openai/openai-openapi @ f85dbe22 (2026-08-21) openapi.json, MIT; "
-                       "made by tests/specs/openai/extract.py",
+                       "made by bots/standins/specs/openai/extract.py",
            "components": {"schemas": dict(sorted(keep.items()))}}
     Path(__file__).with_name("components.json").write_text(json.dumps(out, indent=1, sort_keys=False))
     print(f"{len(keep)} schemas")

@@ -2,7 +2,7 @@
 
 Runs an aiohttp server on 127.0.0.1 (random free port). Point the SDK at it with
 ``AsyncWebClient(base_url=fake.api_url)``; ``apps.connections.open`` hands out a ``ws://`` URL to the same
-server. Response and event shapes are filled-in copies of tests/specs/slack (java-slack-sdk samples).
+server. Response and event shapes are filled-in copies of bots/standins/specs/slack (java-slack-sdk samples).
 
 What tests read back: ``fake.messages`` (every message with its final text, thread, edit history,
 streaming state and task updates), ``fake.calls`` (every Web API call), ``fake.acks`` (Socket Mode acks),
@@ -21,13 +21,14 @@ import urllib.parse
 import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
 from aiohttp import web
 
-SPECS = Path(__file__).resolve().parent.parent / "specs" / "slack"
+from bots.standins import SPECS as _ALL_SPECS
+
+SPECS = _ALL_SPECS / "slack"
 
 # Slack's published tiers, calls per minute per workspace (docs.slack.dev/apis/web-api/rate-limits).
 TIERS: dict[str, int] = {
@@ -664,7 +665,7 @@ class FakeSlack:
         for ws in list(self._sockets):
             await ws.close()
 
-    # ---- building and delivering events (shapes from tests/specs/slack/events) -------------
+    # ---- building and delivering events (shapes from bots/standins/specs/slack/events) -------------
 
     def event_callback(self, event: dict, *, event_id: str | None = None) -> dict:
         sample_name = {"app_mention": "AppMentionPayload",

@@ -1,4 +1,4 @@
-"""Extra stand-in controls for the files/knowledge tests, on top of tests/fakes/openai_server.FakeOpenAI.
+"""Extra stand-in controls for the files/knowledge tests, on top of bots/standins/openai_server.FakeOpenAI.
 
 FakeOpenAI.fail_file() needs a file id, which a test only learns after the code under test uploaded the
 file. FakeOpenAIFiles lets a test say "vector-store processing of any file named X fails" up front.
@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.openai_server import FakeOpenAI
+from bots.standins.openai_server import FakeOpenAI
 
 
 class FakeOpenAIFiles(FakeOpenAI):
