@@ -10,7 +10,10 @@ Slack's post-when-ready, the console — a reader sees the same thing:
 - on Slack, nothing the reply reserved from the workspace's budgets stays reserved once it has ended.
 
 The Slack streams run through SlackReplyTarget against the stand-in Slack (real slack_sdk); the transport
-is steered by holding the budgets the way other replies of a busy workspace would.
+is steered by holding the budgets the way other replies of a busy workspace would. The Discord targets (a
+reply in a channel: posts and message edits; a slash command's reply: the deferred @original response and
+interaction followups) run core's EditStream through real discord.py against the stand-in Discord, with the
+gateway connected as the adapter has it.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import contextlib
 import io
 from typing import AsyncIterator, Awaitable, Callable
 
+import discord
 import pytest
 
 from core.model import OutboundFile, ReplyStopped, ToolUpdate
@@ -26,9 +30,14 @@ from core.ports import Limits, ReplyStream
 from core.reply.splitting import is_fence_line, unsplit
 from core.reply.stream import EditStream
 from bots.console.target import ConsoleTarget
+from bots.discord import endpoints
+from bots.discord.events import ReplyChains
+from bots.discord.pacing import Pacers
+from bots.discord.target import ChannelTarget as DiscordChannelTarget, InteractionTarget
 from bots.slack.ratelimit import RateBudget, make_client
 from bots.slack.target import EDIT, NATIVE, POST, ReplyPlace, SlackReplyTarget, StreamSettings
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.discord_server import FLAG_LOADING, FakeDiscord
+from bots.standins.slack_server import FakeSlack
 
 CURSOR = " ▌"
 
@@ -169,11 +178,86 @@ class SlackKind(Kind):
         await asyncio.sleep(0.03)  # the flusher's interval: let it send what it has
 
 
+class DiscordKind(Kind):
+    """A reply in a channel of the stand-in Discord (`channel`: posts, each replying to the previous part, and
+    message edits through the channel's pacer) or to a slash command (`interaction`: the deferred "thinking…"
+    response becomes the first part, further parts are interaction followups)."""
+    # Smaller than Discord's 2,000 characters and 1 s between edits, so that every answer here is split
+    # and streamed in several edits; the window is the stand-in's and the pacers' alike.
+    LIMITS = Limits(max_chars=400, edit_interval=0.05)
+    WINDOW = 0.5
+
+    def __init__(self, fake: FakeDiscord, client: discord.Client, how: str) -> None:
+        self.name = f"discord {how}"
+        self.fake, self.client, self.how = fake, client, how
+        self.guild = fake.guild
+        self.channel_id = fake.channel_id(self.guild, "general")
+        self.interactions: asyncio.Queue[discord.Interaction] = asyncio.Queue()
+        self.record = None
+        self.pacers = Pacers(channel_limit=5, channel_period=self.WINDOW)
+
+    async def open(self) -> ReplyStream:
+        if self.how == "channel":
+            target = DiscordChannelTarget(self.client.get_channel(int(self.channel_id)), pacers=self.pacers,
+                                          chains=ReplyChains(), reply_to=None, root=None)
+        else:
+            self.record = await self.fake.slash(self.channel_id, self.fake.alice, "ask", {"prompt": "hello"})
+            interaction = await asyncio.wait_for(self.interactions.get(), 10)
+            response = await interaction.response.defer(thinking=True)   # as the adapter acknowledges /ask
+            target = InteractionTarget(interaction, chains=ReplyChains(), root=None,
+                                       original_id=response.message_id)
+        target.limits = self.LIMITS
+        stream = target.open_stream(_ignore) or EditStream(target, on_posted=_ignore)  # as ChatService does
+        return stream
+
+    def _messages(self):
+        if self.record is None:
+            return self.fake.messages_in(self.channel_id, by_bot=True)
+        return [self.fake.messages[i] for i in [self.record.original_id, *self.record.followup_ids]]
+
+    def read(self) -> list[str]:
+        return [m.content for m in self._messages()]
+
+    def streaming(self) -> bool:
+        return any(m.content.endswith(CURSOR) or m.flags & FLAG_LOADING for m in self._messages())
+
+    async def settle(self) -> None:
+        await asyncio.sleep(0.06)  # the flusher's interval: let it send what it has
+
+
 async def _ignore(message_id: str) -> None:
     return None
 
 
-KINDS = ["edit", "edit-skipping", "slack-native", "slack-edit", "slack-post", "console"]
+KINDS = ["edit", "edit-skipping", "slack-native", "slack-edit", "slack-post", "console",
+         "discord-channel", "discord-interaction"]
+
+
+@contextlib.asynccontextmanager
+async def discord_implementation(how: str) -> AsyncIterator[DiscordKind]:
+    fake = FakeDiscord(channel_limit=5, channel_period=DiscordKind.WINDOW)
+    await fake.start()
+    saved = endpoints.apply(endpoints.Endpoints(fake.api_url, fake.gateway_url))
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    try:
+        fake.guild = fake.add_guild("Team", ("general",))
+        fake.alice = fake.add_user("alice")
+        k = DiscordKind(fake, client, how)
+
+        @client.event
+        async def on_interaction(interaction: discord.Interaction) -> None:  # what the command tree gets
+            k.interactions.put_nowait(interaction)
+
+        await client.login(fake.token)
+        connection = asyncio.create_task(client.connect(reconnect=False))
+        await asyncio.wait_for(client.wait_until_ready(), 10)
+        yield k
+    finally:
+        await client.close()
+        if "connection" in locals():
+            await asyncio.wait([connection])
+        endpoints.restore(saved)
+        await fake.stop()
 
 
 @contextlib.asynccontextmanager
@@ -183,6 +267,9 @@ async def implementation(kind: str, tmp_path) -> AsyncIterator[Kind]:
             yield EditKind(skip_progress=kind == "edit-skipping")
         case "console":
             yield ConsoleKind(tmp_path)
+        case "discord-channel" | "discord-interaction":
+            async with discord_implementation(kind.removeprefix("discord-")) as k:
+                yield k
         case _:
             transport = {"slack-native": NATIVE, "slack-edit": EDIT, "slack-post": POST}[kind]
             async with FakeSlack() as slack:
@@ -246,7 +333,8 @@ async def test_the_reader_sees_the_whole_answer_in_messages_that_each_render_who
         assert not k.streaming()
         if k.messages:
             assert all(balanced(m) for m in k.read()), k.read()
-        if kind in ("edit", "edit-skipping", "slack-native", "slack-post") and answer is CODE:
+        if kind in ("edit", "edit-skipping", "slack-native", "slack-post", "discord-channel",
+                    "discord-interaction") and answer is CODE:
             assert len(k.read()) >= 2                     # the code block was split across messages
         assert [(e, s) for e, s, _ in events] == [("ending", "finished"), ("ended", "finished")]
         assert unsplit(events[-1][2]) == answer if k.messages else True  # complete when the end is announced
@@ -363,4 +451,28 @@ async def test_edits_a_target_skipped_are_made_up_for_by_the_final_text(step, tm
         await feed(stream, PROSE + "\n\n" + CODE, k, step=step)
         await stream.close()
         assert unsplit(k.read()) == PROSE + "\n\n" + CODE
+        assert not k.streaming()
+
+
+async def test_a_discord_progress_edit_dropped_for_the_final_text_is_not_taken_as_shown(tmp_path):
+    # Other replies in the channel hold its whole budget, so the reply's progress edit waits for a slot;
+    # the answer ends meanwhile and the edit is dropped (the final text supersedes it). The target must
+    # say it was not shown: here the dropped edit is the first message's undecorated final part (the
+    # answer stopped just past the split point), which the final render would otherwise think is there.
+    async with implementation("discord-channel", tmp_path) as k:
+        stream = await k.open()
+        answer = PROSE[:DiscordKind.LIMITS.max_chars + 4]
+        await stream.text(answer[:10])                       # posted at once: "word0 word ▌"
+        pacer = k.pacers.channel(int(k.channel_id))
+        held = 0
+        while pacer.try_acquire():                           # every slot in flight for other replies
+            held += 1
+        await stream.text(answer[10:])
+        await k.fake.wait_for(lambda: pacer.waiting == 1)    # the progress edit queues behind them
+        closing = asyncio.create_task(stream.close())
+        await k.fake.wait_for(lambda: pacer.waiting_urgent == 1)  # its final edit now waits instead
+        for _ in range(held):
+            pacer.give_back()
+        await closing
+        assert unsplit(k.read()) == answer
         assert not k.streaming()
