@@ -16,9 +16,9 @@ from core.store.postgres import PostgresStore
 from core.tools.mcp import McpServers
 from core.tools.registry import ToolRegistry
 from tests.fakes.mcp_tickets import Seen, build_server, serve_http
-from tests.fakes.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
+from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
 from tests.fakes.slack_harness import running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 
 TICKET = json.dumps({"title": "VPN broken"})
 
