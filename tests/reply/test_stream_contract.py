@@ -202,7 +202,7 @@ class DiscordKind(Kind):
                                           chains=ReplyChains(), reply_to=None, root=None)
         else:
             self.record = await self.fake.slash(self.channel_id, self.fake.alice, "ask", {"prompt": "hello"})
-            interaction = await asyncio.wait_for(self.interactions.get(), 10)
+            interaction = await asyncio.wait_for(self.interactions.get(), 30)
             response = await interaction.response.defer(thinking=True)   # as the adapter acknowledges /ask
             target = InteractionTarget(interaction, chains=ReplyChains(), root=None,
                                        original_id=response.message_id)
@@ -250,7 +250,7 @@ async def discord_implementation(how: str) -> AsyncIterator[DiscordKind]:
 
         await client.login(fake.token)
         connection = asyncio.create_task(client.connect(reconnect=False))
-        await asyncio.wait_for(client.wait_until_ready(), 10)
+        await asyncio.wait_for(client.wait_until_ready(), 30)
         yield k
     finally:
         await client.close()
@@ -468,9 +468,9 @@ async def test_a_discord_progress_edit_dropped_for_the_final_text_is_not_taken_a
         while pacer.try_acquire():                           # every slot in flight for other replies
             held += 1
         await stream.text(answer[10:])
-        await k.fake.wait_for(lambda: pacer.waiting == 1)    # the progress edit queues behind them
+        await k.fake.wait_for(lambda: pacer.waiting == 1, 30)  # the progress edit queues behind them
         closing = asyncio.create_task(stream.close())
-        await k.fake.wait_for(lambda: pacer.waiting_urgent == 1)  # its final edit now waits instead
+        await k.fake.wait_for(lambda: pacer.waiting_urgent == 1, 30)  # its final edit now waits instead
         for _ in range(held):
             pacer.give_back()
         await closing
