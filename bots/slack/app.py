@@ -307,8 +307,7 @@ class SlackAdapter:
             # briefly. Commands still wait, since admin rights come from the same look-up.
             author = await self._author(event["user"], "", team=team, wait=AUTHOR_WAIT)
             max_mb = self._service.config.slack.max_file_mb
-            shared = [await self._files.details(f) for f in event.get("files") or ()]
-            attachments = tuple(self._files.attachment(f, max_mb=max_mb) for f in shared)
+            attachments = await self._files.attachments(event.get("files") or [], max_mb=max_mb)
             msg = to_inbound(event, team=team, bot_user_id=bot_user_id, author=author, attachments=attachments,
                              assistant=assistant)
         except UserFacingError as e:

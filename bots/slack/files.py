@@ -72,6 +72,17 @@ class SlackFiles:
             raise UserFacingError(f"Could not read a file you shared from Slack ({e.response.get('error')}).") from e
         return {**f, **info}
 
+    async def attachments(self, files: list[dict], *, max_mb: float) -> tuple[Attachment, ...]:
+        """The shared files as core Attachments. A file whose details cannot be looked up still becomes one, whose
+        read() says why: core then leaves that file out and answers the rest of the message."""
+        out = []
+        for f in files:
+            try:
+                out.append(self.attachment(await self.details(f), max_mb=max_mb))
+            except UserFacingError as exc:
+                out.append(_unreadable(f.get("name") or f.get("title") or f["id"], exc))
+        return tuple(out)
+
     def attachment(self, f: dict, *, max_mb: float) -> Attachment:
         name = f.get("name") or f.get("title") or f.get("id", "file")
         size = f.get("size")
@@ -116,3 +127,10 @@ class SlackFiles:
                                               "can be used here.")
                 return bytes(data)
         raise UserFacingError(f"Could not download {name} from Slack (too many redirects).")
+
+
+def _unreadable(name: str, error: UserFacingError) -> Attachment:
+    async def read() -> bytes:
+        raise error
+
+    return Attachment(name=name, size=None, content_type=None, read=read)

@@ -17,7 +17,8 @@ from core.chat.access import check_access, is_admin
 from core.chat.commands import AdminHandler, CommandSurface
 from core.reply.citations import footnotes, number_citations
 from core.config.schema import Config
-from core.files.attachments import PreparedInputs
+from core.files.attachments import PreparedInputs, Refused
+from core.files.refusals import model_notes, not_supported, refusal_notice
 from core.chat.limits import UsageLimiter
 from core.chat.locks import KeyedLocks, TurnLocks
 from core.text import clean
@@ -168,7 +169,7 @@ class ChatService:
                 msg.platform, msg.channel, msg.thread, assistant.name, ttl=THREAD_MEMORY_SECONDS))
             writes.append(marking)
         try:
-            turn = await self._set_up(assistant, msg, key, metadata, backend, writes)
+            turn, refused = await self._set_up(assistant, msg, key, metadata, backend, writes)
         except (UserFacingError, BackendError) as err:
             await typing
             await self._settle(writes, key)
@@ -187,6 +188,8 @@ class ChatService:
 
         if approver is not None:
             turn = replace(turn, approver=approver)
+        if refused:  # files left out: said before the answer, which goes on with the text and the other files
+            await _quietly(target.notice(notice_line(refusal_notice(refused))))
         for server, why in await self._tools.unavailable(assistant) if self._tools is not None else ():
             await _quietly(target.notice(f"⚠️ The tool server “{server}” is unavailable right now ({why}); "
                                          "answering without its tools."))
@@ -245,8 +248,9 @@ class ChatService:
             await _quietly(self._store.remove_inflight(inflight.pop()))
 
     async def _set_up(self, assistant, msg: InboundMessage, key: ConversationKey, metadata: dict[str, str],
-                      backend: AssistantBackend, writes: list[asyncio.Future]) -> Turn:
-        """The conversation (resumed or new), the attachments routed, the knowledge to search: the Turn."""
+                      backend: AssistantBackend, writes: list[asyncio.Future]) -> tuple[Turn, tuple[Refused, ...]]:
+        """The conversation (resumed or new), the attachments routed, the knowledge to search: the Turn; and the
+        attachments left out (UserFacingError when they were all the message had)."""
         conversation_id, saving = await self._conversation_id(backend, key, assistant.name, metadata)
         if saving is not None:
             writes.append(saving)
@@ -257,14 +261,17 @@ class ChatService:
                 await saving
             inputs = await self._prepare_inputs(assistant, msg, key, metadata, backend)
         text = clean(msg.text)  # adapters clean what they parse; the console's undecodable bytes arrive here too
-        if inputs.notes:
-            text = "\n".join((text, *inputs.notes)) if text else "\n".join(inputs.notes)
+        if inputs.refused and not text.strip() and len(inputs.refused) == len(msg.attachments):
+            raise UserFacingError(notice_line(refusal_notice(inputs.refused, answering=False)))
+        notes = inputs.notes + model_notes(inputs.refused)
+        if notes:
+            text = "\n".join((text, *notes)) if text else "\n".join(notes)
         knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
                          if self._knowledge and assistant.tool("file_search") else ())
         return Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
                     images=inputs.images, documents=inputs.documents,
                     hosted=HostedInputs(inputs.container_file_ids, knowledge_ids + inputs.vector_store_ids),
-                    metadata=metadata)
+                    metadata=metadata), inputs.refused
 
     async def _relay(self, event, stream: ReplyStream, target: ReplyTarget, citations: list[Citation],
                      assistant, msg: InboundMessage) -> None:
@@ -320,9 +327,7 @@ class ChatService:
     async def _prepare_inputs(self, assistant, msg: InboundMessage, key: ConversationKey,
                               metadata: dict[str, str], backend: AssistantBackend) -> PreparedInputs:
         if self._files is None:
-            if msg.attachments:
-                raise UserFacingError("Attachments are not supported here.")
-            return PreparedInputs()
+            return PreparedInputs(refused=not_supported([a.name or "file" for a in msg.attachments]))
         # also without attachments: documents uploaded earlier stay searchable through the conversation's store
         return await self._files.prepare(assistant, msg.attachments, key, metadata,
                                          capabilities=backend.capabilities)

@@ -1,8 +1,11 @@
 """User attachments -> model inputs: vision images, code interpreter files, the conversation's vector store.
 
-Routing is by what the bytes are (core.files.sniff), the assistant's tools, what its backend offers
-(core.model.Capabilities: hosted tools, vision, uploads) and its per-route size limits (AssistantConfig.files). Uploads are de-duplicated by sha256 + purpose through the store, so the same bytes
-are never uploaded twice, however often users attach them.
+Where a file can go is decided by core.files.routes (what the bytes are, the assistant's tools, what its backend
+offers, the per-route size limits). Uploads are de-duplicated by sha256 + purpose through the store, so the same
+bytes are never uploaded twice, however often users attach them.
+
+A file that cannot be used never costs the message: it is set aside with the reason (`PreparedInputs.refused`),
+the other files and the text go on, and the service tells the person (and the model) what was left out.
 """
 from __future__ import annotations
 
@@ -16,11 +19,16 @@ from pathlib import PurePath
 from typing import Protocol, Sequence
 
 from core.config.schema import AssistantConfig, ChunkingConfig
-from core.model import HOSTED_TOOLS, Attachment, Capabilities, ConversationKey, UserFacingError
+from core.model import Attachment, BackendError, Capabilities, ConversationKey, UserFacingError
 from core.ports import InputDocument, InputImage, Store
 from core.backends.tokens import estimate
-from core.files.extract import EXTRACTABLE, NotExtractable, extract_text
+from core.files.extract import NotExtractable, extract_text
 from core.files.sniff import FileKind, mime_for, name_ext, sniff
+# The routing tables and what they say live in core.files.routes; named here too, where callers found them first.
+from core.files.routes import (  # noqa: F401
+    CODE_EXTS, DOC_EXTS, IMAGE_EXTS, PURPOSE_CODE, PURPOSE_SEARCH, PURPOSE_VISION, ROUTE_CODE, ROUTE_SEARCH,
+    ROUTE_TEXT, ROUTE_VISION, SEARCH_EXTS, TRUST_CONFIG, accepts_text, limit_mb, routes_for, routes_for_any,
+    too_big)
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +58,11 @@ class FileBackend(Protocol):
     async def list_vector_store_files(self, vector_store_id: str) -> list[dict]: ...
 
 
-# ---- routing tables ----------------------------------------------------------------------------
-
-IMAGE_EXTS = frozenset({"png", "jpeg", "gif", "webp"})
-# What OpenAI's code interpreter reads (its documented list, plus the data formats pandas opens).
-CODE_EXTS = frozenset({
-    "csv", "tsv", "xlsx", "xls", "json", "ipynb", "txt", "py", "parquet", "pkl", "xml", "yaml", "sql", "r",
-    "js", "ts", "sh", "c", "cpp", "cs", "java", "go", "rb", "php", "css", "tex", "log", "zip", "tar", "gz",
-    "md", "html", "pdf", "docx", "pptx", "doc",
-    "png", "jpeg", "gif",
-})
-# What file_search indexes (OpenAI's list).
-SEARCH_EXTS = frozenset({
-    "pdf", "docx", "doc", "md", "txt", "html", "pptx", "json", "tex", "py", "js", "ts", "sh", "c", "cpp",
-    "cs", "css", "java", "go", "rb", "php", "rst",
-})
-# Documents are for reading, data is for computing: each kind prefers one tool and falls back to the other.
-DOC_EXTS = frozenset({"pdf", "docx", "doc", "md", "html", "pptx", "rst", "tex"})
-
-PURPOSE_CODE = "user_data"
-PURPOSE_SEARCH = "assistants"
-PURPOSE_VISION = "vision"
-
-ROUTE_VISION = "vision"
-ROUTE_CODE = "code_interpreter"
-ROUTE_SEARCH = "file_search"
-ROUTE_TEXT = "text"            # extracted here and sent as text (backends without hosted file tools)
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """An attachment left out of the turn, and why, in words for the person who sent it."""
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +72,7 @@ class PreparedInputs:
     vector_store_ids: tuple[str, ...] = ()
     documents: tuple[InputDocument, ...] = ()
     notes: tuple[str, ...] = ()
-
-
-# Without a backend's declaration, the tools the assistant names are taken to be there (`teambridge check`
-# refuses a hosted tool its backend lacks, so a loaded config only names tools that exist).
-TRUST_CONFIG = Capabilities(hosted_tools=HOSTED_TOOLS, vision=True, file_uploads=True)
+    refused: tuple[Refused, ...] = ()   # files the model does not get; the message still goes on
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,81 +87,6 @@ class _Planned:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _hosted(assistant: AssistantConfig, caps: Capabilities, tool: str) -> bool:
-    return tool in caps.hosted_tools and assistant.tool(tool) is not None
-
-
-def _vision(assistant: AssistantConfig, caps: Capabilities) -> bool:
-    return assistant.vision and caps.vision
-
-
-def routes_for(assistant: AssistantConfig, ext: str, caps: Capabilities = TRUST_CONFIG) -> list[str]:
-    """Routes this assistant (on a backend with `caps`) has for a file kind, best first."""
-    code = _hosted(assistant, caps, "code_interpreter")
-    search = _hosted(assistant, caps, "file_search")
-    out: list[str] = []
-    if ext in IMAGE_EXTS:
-        if _vision(assistant, caps):
-            out.append(ROUTE_VISION)
-        if code and ext in CODE_EXTS:
-            out.append(ROUTE_CODE)
-        return out
-    if ext in DOC_EXTS:
-        if search and ext in SEARCH_EXTS:
-            out.append(ROUTE_SEARCH)
-        if code and ext in CODE_EXTS:
-            out.append(ROUTE_CODE)
-        if not out and caps.document_tokens and ext in EXTRACTABLE:
-            out.append(ROUTE_TEXT)
-        return out
-    # data, code and plain text: txt goes to the code interpreter when there is one, else file search.
-    if code and ext in CODE_EXTS:
-        out.append(ROUTE_CODE)
-    if search and ext in SEARCH_EXTS:
-        out.append(ROUTE_SEARCH)
-    if not out and caps.document_tokens and ext in EXTRACTABLE:
-        out.append(ROUTE_TEXT)
-    return out
-
-
-def limit_mb(assistant: AssistantConfig, route: str) -> float:
-    f = assistant.files
-    return {ROUTE_VISION: f.max_image_mb, ROUTE_CODE: f.max_code_interpreter_mb,
-            ROUTE_SEARCH: f.max_document_mb, ROUTE_TEXT: f.max_document_mb}[route]
-
-
-def accepts_text(assistant: AssistantConfig, caps: Capabilities = TRUST_CONFIG) -> str:
-    """'It accepts ...' sentence for error messages, from what this assistant really has."""
-    parts = []
-    if _vision(assistant, caps):
-        parts.append(f"images (png, jpeg, gif, webp, up to {_fmt_mb(assistant.files.max_image_mb)})")
-    if _hosted(assistant, caps, "code_interpreter"):
-        parts.append("data files for code (csv, xlsx, json, txt, py, ..., up to "
-                     f"{_fmt_mb(assistant.files.max_code_interpreter_mb)})")
-    if _hosted(assistant, caps, "file_search"):
-        parts.append(f"documents (pdf, docx, md, txt, html, ..., up to {_fmt_mb(assistant.files.max_document_mb)})")
-    elif caps.document_tokens:
-        parts.append(f"documents and text files read as text (pdf, docx, pptx, txt, md, csv, json, code, ..., "
-                     f"up to about {caps.document_tokens:,} tokens of text)")
-    if not parts:
-        return "It doesn't take file attachments; paste the text into your message instead."
-    if len(parts) == 1:
-        return f"It accepts {parts[0]}."
-    return f"It accepts {', '.join(parts[:-1])} and {parts[-1]}."
-
-
-def _fmt_mb(mb: float) -> str:
-    return f"{mb:g} MB"
-
-
-def _fmt_size(n: int) -> str:
-    if n >= MB:
-        return f"{n / MB:.1f} MB"
-    if n >= 1024:
-        return f"{n / 1024:.0f} KB"
-    return f"{n} bytes"
 
 
 def _upload_name(name: str, kind: FileKind) -> str:
@@ -218,16 +126,13 @@ class AttachmentRouter:
         if not attachments:
             return PreparedInputs(vector_store_ids=(vs_id,) if vs_id else ())
 
-        planned, problems = [], []
+        planned: list[_Planned] = []
+        refused: list[Refused] = []
         for att in attachments:
             try:
                 planned.append(await self._plan(assistant, att, caps))
-            except UserFacingError as exc:
-                problems.append(exc.message)
-        if problems:
-            # Nothing is uploaded when any attachment is refused: the user fixes the message and sends it
-            # again, and gets one answer for the whole set.
-            raise UserFacingError("\n".join(problems))
+            except UserFacingError as exc:  # this file is left out; the others and the text go on
+                refused.append(Refused(att.name or "file", exc.message))
 
         images: list[InputImage] = []
         container: list[str] = []
@@ -235,22 +140,33 @@ class AttachmentRouter:
         documents: list[InputDocument] = []
         notes: list[str] = []
         for p in planned:
-            if p.route == ROUTE_TEXT:
-                documents.append(InputDocument(p.upload_name, p.text))
-            elif p.route == ROUTE_VISION:
-                images.append(await self._image(p, caps))
-            elif p.route == ROUTE_CODE:
-                container.append(await self._upload_once(p, PURPOSE_CODE))
-                if p.kind.ext in IMAGE_EXTS:
-                    notes.append(f"{p.attachment.name}: this model can't look at images, so it went to the "
-                                 "code interpreter.")
-            else:
-                search.append((p, await self._upload_once(p, PURPOSE_SEARCH)))
+            try:
+                if p.route == ROUTE_TEXT:
+                    documents.append(InputDocument(p.upload_name, p.text))
+                elif p.route == ROUTE_VISION:
+                    images.append(await self._image(p, caps))
+                elif p.route == ROUTE_CODE:
+                    container.append(await self._upload_once(p, PURPOSE_CODE))
+                    if p.kind.ext in IMAGE_EXTS:
+                        notes.append(f"{p.attachment.name}: this model can't look at images, so it went to the "
+                                     "code interpreter.")
+                else:
+                    search.append((p, await self._upload_once(p, PURPOSE_SEARCH)))
+            except Exception as exc:  # the file service refused this one (or is down): the text still goes on
+                log.warning("upload of attachment %s for %s failed: %r", p.attachment.name, key.as_string(), exc)
+                refused.append(Refused(p.attachment.name, f"{p.attachment.name}: couldn't be handed to the model "
+                                                          f"({_reason(exc)})."))
         if search:
-            vs_id = await self._index(assistant, key, metadata, vs_id, search)
+            try:
+                vs_id, failed = await self._index(assistant, key, metadata, vs_id, search)
+                refused.extend(failed)
+            except Exception as exc:
+                log.warning("indexing attachments for %s failed: %r", key.as_string(), exc)
+                refused.extend(Refused(p.attachment.name, f"{p.attachment.name}: couldn't be prepared for search "
+                                                          f"({_reason(exc)}).") for p, _ in search)
         return PreparedInputs(images=tuple(images), container_file_ids=tuple(dict.fromkeys(container)),
                               vector_store_ids=(vs_id,) if vs_id else (), documents=tuple(documents),
-                              notes=tuple(notes))
+                              notes=tuple(notes), refused=tuple(refused))
 
     # ---- steps ------------------------------------------------------------------------------------
 
@@ -265,7 +181,7 @@ class AttachmentRouter:
         # says nothing useful, the largest limit this assistant has (the bytes may still fit a route).
         pre_limit = max(limit_mb(assistant, r) for r in (claimed[:1] or all_routes))
         if att.size is not None and att.size > pre_limit * MB:
-            raise self._too_big(assistant, name, att.size, claimed[0] if claimed else None, pre_limit)
+            raise UserFacingError(too_big(name, att.size, claimed[0] if claimed else None, pre_limit))
         try:
             data = await att.read()
         except UserFacingError:
@@ -280,7 +196,7 @@ class AttachmentRouter:
                                   f"{accepts_text(assistant, caps)}")
         route = routes[0]
         if len(data) > limit_mb(assistant, route) * MB:
-            raise self._too_big(assistant, name, len(data), route, limit_mb(assistant, route))
+            raise UserFacingError(too_big(name, len(data), route, limit_mb(assistant, route)))
         if not data:
             raise UserFacingError(f"{name}: the file is empty.")
         text = await self._text(name, kind, data, caps) if route == ROUTE_TEXT else ""
@@ -301,12 +217,6 @@ class AttachmentRouter:
                 f"{caps.document_tokens:,} tokens (half of its context window). "
                 "Attach a shorter part, or paste the section you need.")
         return text
-
-    @staticmethod
-    def _too_big(assistant: AssistantConfig, name: str, size: int, route: str | None, limit: float) -> UserFacingError:
-        what = {ROUTE_VISION: "images", ROUTE_CODE: "data files", ROUTE_SEARCH: "documents",
-                ROUTE_TEXT: "documents"}.get(route or "", "files")
-        return UserFacingError(f"{name} is {_fmt_size(size)}; this assistant takes {what} up to {_fmt_mb(limit)}.")
 
     async def _image(self, p: _Planned, caps: Capabilities) -> InputImage:
         # A server without a Files API only takes images inline.
@@ -329,14 +239,14 @@ class AttachmentRouter:
             return file_id
 
     async def _index(self, assistant: AssistantConfig, key: ConversationKey, metadata: dict[str, str],
-                     vs_id: str | None, items: list[tuple[_Planned, str]]) -> str:
+                     vs_id: str | None, items: list[tuple[_Planned, str]]) -> tuple[str, list[Refused]]:
         file_ids = list(dict.fromkeys(fid for _, fid in items))
         search = assistant.tool("file_search")
         chunking = search.chunking if search is not None else None
         if vs_id:
             try:
                 statuses = await self._files.add_files_to_vector_store(vs_id, file_ids, chunking=chunking)
-                return self._check(items, statuses, vs_id)
+                return vs_id, self._failed(items, statuses)
             except VectorStoreGone:
                 # The store expired (expires_after) since the last upload: start a new one. Earlier uploads
                 # are no longer searchable; the model only sees this turn's files.
@@ -348,23 +258,21 @@ class AttachmentRouter:
             assistant.files.conversation_store_expiry_days, chunking)
         await self._store.set_conversation_vector_store(key, assistant.name, vs_id)
         statuses = await self._files.add_files_to_vector_store(vs_id, file_ids, chunking=chunking)
-        return self._check(items, statuses, vs_id)
+        return vs_id, self._failed(items, statuses)
 
     @staticmethod
-    def _check(items: list[tuple[_Planned, str]], statuses: dict[str, tuple[str, str | None]], vs_id: str) -> str:
+    def _failed(items: list[tuple[_Planned, str]], statuses: dict[str, tuple[str, str | None]]) -> list[Refused]:
+        """The files the search index could not take, with the index's reason."""
         failed = []
         for p, fid in items:
             status, error = statuses.get(fid, ("missing", "the file never reached the search index"))
             if status != "completed":
-                failed.append(f"{p.attachment.name}: couldn't be prepared for search ({error or status}).")
-        if failed:
-            raise UserFacingError("\n".join(failed))
-        return vs_id
+                failed.append(Refused(p.attachment.name,
+                                      f"{p.attachment.name}: couldn't be prepared for search ({error or status})."))
+        return failed
 
 
-def routes_for_any(assistant: AssistantConfig, route: str, caps: Capabilities = TRUST_CONFIG) -> bool:
-    if route == ROUTE_VISION:
-        return _vision(assistant, caps)
-    if route == ROUTE_TEXT:
-        return caps.document_tokens > 0
-    return _hosted(assistant, caps, route)
+def _reason(exc: Exception) -> str:
+    """A short reason for a failed upload, for the person (the log line has the rest)."""
+    message = exc.message if isinstance(exc, (UserFacingError, BackendError)) else ""
+    return message.strip().rstrip(".")[:200] or type(exc).__name__

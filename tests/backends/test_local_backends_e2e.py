@@ -209,7 +209,10 @@ async def test_documents_go_as_text_and_a_too_long_one_gets_a_clear_reply(server
     run = await chat(tmp_path, cfg, f"/attach {tmp_path / 'notes.md'}\nWhen is pho?\n"
                                     f"/attach {tmp_path / 'book.txt'}\nSummarise the book\n")
     assert run.code == 0, run.err
-    (body,) = server.requests()                              # the long book never reached the model
-    sent = json.dumps(body, ensure_ascii=False)
+    first, second = server.requests()                        # the long book never reached the model
+    sent = json.dumps(first, ensure_ascii=False)
     assert "Attached file notes.md:" in sent and "The canteen serves pho on Fridays." in sent
     assert "book.txt: its text is about" in run.out and "tokens" in run.out
+    assert "Answering your message without it." in run.out      # the question is still answered
+    sent = json.dumps(second, ensure_ascii=False)
+    assert "Summarise the book" in sent and "All work and no play" not in sent

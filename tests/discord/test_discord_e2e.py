@@ -214,3 +214,39 @@ async def test_a_table_in_the_answer_shows_as_aligned_columns(world):
     await w.discord.user_message(ch, w.discord.alice, "compare cooking times", mention_bot=True)
     shown = "```\ndish    | minutes\n--------+--------\nsoup    |      30\nrisotto |      25\n```"
     await w.discord.wait_for(lambda: [m.content for m in w.discord.messages_in(ch, by_bot=True)] == [shown])
+
+
+async def test_a_file_over_the_size_limit_is_named_and_the_question_still_answered(world):
+    w = world
+    ch = w.channel("math")
+    await w.discord.user_message(ch, w.discord.alice, "what is 6 times 7?", mention_bot=True,
+                                 files=[("huge.csv", b"a,b\n1,2\n", "text/csv")], claimed_size=30 * 1024 * 1024)
+    msgs = await w.discord.wait_for(
+        lambda: (m := w.discord.messages_in(ch, by_bot=True)) and m[-1].content.startswith("You said:") and m)
+    notice, answer = msgs
+    assert notice.content == ("⚠️ “huge.csv” is 30.0 MB; files up to 10 MB are accepted here.\n"
+                              "Answering your message without it.")
+    assert answer.content.startswith("You said: what is 6 times 7?\n[Attachment “huge.csv” could not be given")
+    assert w.discord.cdn_downloads == [] and w.openai.files == {}
+
+
+async def test_a_file_from_outside_discords_cdn_costs_only_that_file(world):
+    w = world
+    ch = w.channel("math")
+    await w.discord.user_message(ch, w.discord.alice, "plot it", mention_bot=True,
+                                 files=[("temps.csv", b"a,b\n1,2\n", "text/csv")],
+                                 file_url="http://169.254.169.254/latest/meta-data")
+    msgs = await w.discord.wait_for(
+        lambda: (m := w.discord.messages_in(ch, by_bot=True)) and m[-1].content.startswith("You said:") and m)
+    assert msgs[0].content.startswith("⚠️ “temps.csv” is not on Discord's file servers (169.254.169.254)")
+
+
+async def test_slash_ask_with_a_file_the_assistant_cannot_take_answers_the_prompt(world):
+    w, ch = world, general(world)          # food: no file tools, and a zip is no image
+    rec = await w.discord.slash(ch, w.discord.alice, "ask", {"prompt": "a soup for winter"},
+                                files={"file": ("recipes.zip", b"PK\x03\x04" + bytes(40), "application/zip")})
+    # The notice takes the deferred "thinking…" message; the answer follows it.
+    await w.discord.wait_for(lambda: [m for m in w.discord.messages_in(ch, by_bot=True)
+                                      if m.content.startswith("You said: a soup for winter")])
+    assert w.discord.messages[rec.original_id].content.startswith(
+        "⚠️ recipes.zip: this assistant can't read that kind of file.")

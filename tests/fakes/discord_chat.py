@@ -54,9 +54,8 @@ class FakeChatService:
         for att in msg.attachments:
             try:
                 self.read_files.append((att.name, await att.read()))
-            except UserFacingError as err:
+            except UserFacingError as err:  # the file is left out; the text is still answered
                 await target.notice(err.message)
-                return
         await target.typing()
         if self.gate is not None:
             await self.gate.wait()

@@ -115,17 +115,42 @@ async def test_pdf_is_searchable_and_the_answer_cites_the_knowledge_file(console
     assert re.search(r"\[1\] handbook\.md", out)
 
 
-async def test_unsupported_file_gets_a_clear_answer_and_no_model_call(console):
-    out = await console.says("docs", f"/attach {console.file('report.exe', b'MZ' + bytes(64))}", "read this")
-    assert "report.exe: this assistant can't read that kind of file. It accepts documents (pdf, docx, md" in out
-    assert console.fake.response_requests() == [] and console.fake.uploads() == []
+async def test_an_unsupported_file_is_named_and_the_text_still_answered(console):
+    out = await console.says("docs", f"/attach {console.file('report.exe', b'MZ' + bytes(64))}",
+                             "what is our holiday policy?")
+    notice, answer = out.split("Answering your message without it.\n")
+    assert "⚠️ report.exe: this assistant can't read that kind of file. It accepts documents (pdf, docx, md" in notice
+    assert answer.startswith("You said: what is our holiday policy?")   # the text reached the model
+    (body,) = console.fake.response_requests()
+    (item,) = body["input"]
+    text = " ".join(part["text"] for part in item["content"])
+    assert text.startswith("what is our holiday policy?\n[Attachment “report.exe” could not be given to you:")
+    assert console.fake.uploads() == []
 
 
-async def test_failed_vector_store_file_names_the_file(console):
+async def test_the_good_file_goes_on_when_another_is_refused(console):
+    out = await console.says("math", f"/attach {console.file('temps.csv', CSV)}",
+                             f"/attach {console.file('tool.exe', b'MZ' + bytes(64))}", "sum the temperatures")
+    assert "⚠️ tool.exe: this assistant can't read that kind of file." in out
+    assert "You said: sum the temperatures" in out
+    assert console.fake.uploads() == [{"purpose": "user_data", "filename": "temps.csv"}]
+    (body,) = console.fake.response_requests()
+    assert len(tools_of(body, "code_interpreter")["container"]["file_ids"]) == 1
+
+
+async def test_a_file_the_search_index_rejects_is_named_and_the_question_answered(console):
     console.fake.fail_filename("scan.pdf", message="The file could not be parsed.")
     out = await console.says("docs", f"/attach {console.file('scan.pdf', b'%PDF-1.4 broken')}", "summarise")
-    assert "scan.pdf: couldn't be prepared for search (The file could not be parsed.)." in out
-    assert console.fake.response_requests() == []
+    assert "⚠️ scan.pdf: couldn't be prepared for search (The file could not be parsed.).\n" \
+           "Answering your message without it." in out
+    assert "You said: summarise" in out
+
+
+async def test_an_upload_the_file_service_refuses_costs_only_that_file(console):
+    console.fake.fail_next(500, times=3, path="/v1/files", message="upstream down")
+    out = await console.says("math", f"/attach {console.file('temps.csv', CSV)}", "plot it")
+    assert "⚠️ temps.csv: couldn't be handed to the model (" in out
+    assert "You said: plot it" in out
 
 
 async def test_a_document_uploaded_earlier_stays_searchable_on_later_turns(console):

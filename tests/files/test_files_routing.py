@@ -138,56 +138,66 @@ async def test_txt_prefers_the_code_interpreter_else_file_search(router, fake, r
 
 
 async def test_unsupported_type_names_the_file_and_what_the_assistant_takes(router, fake, reads):
-    with pytest.raises(UserFacingError) as err:
-        await router.prepare(MATH, [reads.attach("report.exe", b"MZ\x90\x00" + b"\x00" * 60)], KEY, {})
-    assert err.value.message.startswith("report.exe: this assistant can't read that kind of file.")
-    assert "data files for code (csv, xlsx, json" in err.value.message
+    got = await router.prepare(MATH, [reads.attach("report.exe", b"MZ\x90\x00" + b"\x00" * 60)], KEY, {})
+    (refused,) = got.refused
+    assert refused.reason.startswith("report.exe: this assistant can't read that kind of file.")
+    assert "data files for code (csv, xlsx, json" in refused.reason
     assert fake.uploads() == []
 
 
 async def test_image_for_an_assistant_without_vision_or_tools(router, reads):
-    with pytest.raises(UserFacingError) as err:
-        await router.prepare(DOCS, [reads.attach("cat.png", PNG)], KEY, {})
-    assert err.value.message == ("cat.png: this assistant can't read that kind of file. It accepts documents "
+    got = await router.prepare(DOCS, [reads.attach("cat.png", PNG)], KEY, {})
+    (refused,) = got.refused
+    assert refused.reason == ("cat.png: this assistant can't read that kind of file. It accepts documents "
                                  "(pdf, docx, md, txt, html, ..., up to 50 MB).")
 
 
 async def test_plain_chat_assistant_takes_no_files(router, reads):
-    with pytest.raises(UserFacingError) as err:
-        await router.prepare(FOOD, [reads.attach("menu.csv", CSV)], KEY, {})
-    assert err.value.message.startswith("menu.csv: this assistant can't read files.")
+    got = await router.prepare(FOOD, [reads.attach("menu.csv", CSV)], KEY, {})
+    (refused,) = got.refused
+    assert refused.reason.startswith("menu.csv: this assistant can't read files.")
     assert reads.count == 0
 
 
 async def test_oversized_file_is_refused_before_it_is_downloaded(router, fake, reads):
     huge = reads.attach("big.csv", b"", size=80 * 1024 * 1024)
-    with pytest.raises(UserFacingError) as err:
-        await router.prepare(MATH, [huge], KEY, {})
-    assert err.value.message == "big.csv is 80.0 MB; this assistant takes data files up to 50 MB."
+    got = await router.prepare(MATH, [huge], KEY, {})
+    (refused,) = got.refused
+    assert refused.reason == "big.csv is 80.0 MB; this assistant takes data files up to 50 MB."
     assert reads.count == 0 and fake.uploads() == []
 
 
 async def test_oversized_file_of_unknown_size_is_refused_after_reading(router, fake, reads):
     big = PNG + b"\x00" * (1024 * 1024)
-    with pytest.raises(UserFacingError) as err:
-        await router.prepare(SEEING, [reads.attach("photo.png", big, size=None)], KEY, {})
-    assert err.value.message == "photo.png is 1.0 MB; this assistant takes images up to 1 MB."
+    got = await router.prepare(SEEING, [reads.attach("photo.png", big, size=None)], KEY, {})
+    (refused,) = got.refused
+    assert refused.reason == "photo.png is 1.0 MB; this assistant takes images up to 1 MB."
     assert reads.count == 1 and fake.uploads() == []
 
 
-async def test_one_bad_attachment_stops_the_whole_message_before_any_upload(router, fake, reads):
-    with pytest.raises(UserFacingError) as err:
-        await router.prepare(MATH, [reads.attach("temps.csv", CSV), reads.attach("x.exe", b"MZ" + b"\0" * 8)],
-                             KEY, {})
-    assert err.value.message.startswith("x.exe:")
-    assert fake.uploads() == []
+async def test_one_bad_attachment_is_left_out_and_the_others_go_on(router, fake, reads):
+    got = await router.prepare(MATH, [reads.attach("temps.csv", CSV), reads.attach("x.exe", b"MZ" + b"\0" * 8)],
+                               KEY, {})
+    (refused,) = got.refused
+    assert refused.name == "x.exe" and refused.reason.startswith("x.exe:")
+    assert fake.uploads() == [{"purpose": "user_data", "filename": "temps.csv"}]
+    assert len(got.container_file_ids) == 1
+
+
+async def test_a_failed_download_is_left_out_with_its_reason(router, fake, reads):
+    async def broken() -> bytes:
+        raise UserFacingError("Could not download notes.md from Slack (HTTP 403).")
+    bad = Attachment(name="notes.md", size=10, content_type="text/markdown", read=broken)
+    got = await router.prepare(DOCS, [bad, reads.attach("a.md", b"# A\n")], KEY, {})
+    assert [r.reason for r in got.refused] == ["Could not download notes.md from Slack (HTTP 403)."]
+    assert got.vector_store_ids and fake.uploads() == [{"purpose": "assistants", "filename": "a.md"}]
 
 
 async def test_failed_vector_store_processing_names_the_file_and_reason(router, fake, reads):
     fake.fail_filename("broken.pdf", code="invalid_file", message="The file could not be parsed.")
-    with pytest.raises(UserFacingError) as err:
-        await router.prepare(DOCS, [reads.attach("broken.pdf", PDF)], KEY, {})
-    assert err.value.message == "broken.pdf: couldn't be prepared for search (The file could not be parsed.)."
+    got = await router.prepare(DOCS, [reads.attach("broken.pdf", PDF)], KEY, {})
+    (refused,) = got.refused
+    assert refused.reason == "broken.pdf: couldn't be prepared for search (The file could not be parsed.)."
 
 
 async def test_expired_conversation_store_is_replaced(router, fake, store, reads):

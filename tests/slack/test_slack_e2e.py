@@ -122,3 +122,44 @@ async def test_an_openai_outage_ends_the_threaded_reply_with_a_one_line_notice(t
         assert reply.text.startswith("⚠️ ") and "OpenAI" in reply.text and "\n" not in reply.text
         assert "500" in reply.text
         assert bot.slack.bot_messages(top_level=True) == []
+
+
+async def test_a_file_the_bot_cannot_download_is_named_and_the_question_still_answered(tmp_path):
+    # The app was installed without files:read: Slack answers the download with its sign-in page.
+    async with world(tmp_path, channels={"CMATH": {"assistant": "math"}}) as (bot, openai):
+        bot.slack.files_read_scope = False
+        csv = bot.slack.add_file("temps.csv", b"city,temp\nShanghai,25\n", "text/csv")
+        ts = await bot.slack.user_says("CMATH", "<@UBOT> what is 6 times 7?", files=[csv])
+        await bot.slack.wait_for(lambda: "You said: what is 6 times 7?" in bot.slack.thread_text("CMATH", ts)
+                                 and not any(m.streaming for m in bot.slack.bot_messages("CMATH", ts)), 15)
+        await bot.adapter.wait_idle()
+        notice, answer = bot.slack.bot_messages("CMATH", ts)
+        assert notice.text.startswith("⚠️ Slack sent its sign-in page instead of the file 'temps.csv'")
+        assert "files:read" in notice.text and notice.text.endswith("Answering your message without it.")
+        assert answer.text.startswith("You said: what is 6 times 7?\n[Attachment “temps.csv” could not be given")
+        assert openai.files == {}
+
+
+async def test_a_shared_file_slack_will_not_describe_costs_only_that_file(tmp_path):
+    # Slack Connect sends files as ids only; files.info refuses this one (file_not_found).
+    async with world(tmp_path) as (bot, openai):
+        ghost = {"id": "F0GHOST", "file_access": "check_file_info"}
+        ts = await bot.slack.user_says("C1", "<@UBOT> any good pasta recipes?", files=[ghost])
+        await bot.slack.wait_for(lambda: "You said: any good pasta recipes?" in bot.slack.thread_text("C1", ts)
+                                 and not any(m.streaming for m in bot.slack.bot_messages("C1", ts)), 15)
+        await bot.adapter.wait_idle()
+        notice, _ = bot.slack.bot_messages("C1", ts)
+        assert notice.text == ("⚠️ Could not read a file you shared from Slack (file_not_found).\n"
+                               "Answering your message without it.")
+
+
+async def test_a_file_alone_that_cannot_be_used_gets_the_notice_and_no_model_call(tmp_path):
+    async with world(tmp_path) as (bot, openai):   # food takes no files
+        menu = bot.slack.add_file("menu.csv", b"dish,price\npasta,9\n", "text/csv")
+        await bot.slack.user_says("D1", "", files=[menu])
+        await bot.slack.wait_for(lambda: bot.slack.bot_messages("D1"), 15)
+        await bot.adapter.wait_idle()
+        (notice,) = bot.slack.bot_messages("D1")
+        assert notice.text.startswith("⚠️ menu.csv: this assistant can't read that kind of file. It accepts images")
+        assert "Answering" not in notice.text
+        assert openai.response_requests() == []

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from core.model import BackendError, Citation, Completed, TextDelta, ToolUpdate, Usage
+from core.model import BackendError, Citation, Completed, TextDelta, ToolUpdate, Usage, UserFacingError
 from core.chat.service import PreparedInputs
+from core.files.attachments import Refused
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import running_bot
 from bots.standins.slack_server import FakeSlack
@@ -115,9 +116,15 @@ class ReadingFiles:
         self.read: dict[str, bytes] = {}
 
     async def prepare(self, assistant, attachments, key, metadata, *, capabilities=None) -> PreparedInputs:
+        refused, notes = [], []
         for a in attachments:
-            self.read[a.name] = await a.read()
-        return PreparedInputs(notes=tuple(f"[attached {a.name} {a.content_type} {a.size}]" for a in attachments))
+            try:
+                self.read[a.name] = await a.read()
+            except UserFacingError as err:   # as the real router: the file is left out, the message goes on
+                refused.append(Refused(a.name, err.message))
+                continue
+            notes.append(f"[attached {a.name} {a.content_type} {a.size}]")
+        return PreparedInputs(notes=tuple(notes), refused=tuple(refused))
 
 
 async def test_a_file_shared_with_only_its_id_is_looked_up_then_downloaded(tmp_path):
@@ -134,16 +141,18 @@ async def test_a_file_shared_with_only_its_id_is_looked_up_then_downloaded(tmp_p
         assert "[attached sales.csv text/csv 19]" in backend.turns[0].text
 
 
-async def test_a_file_slack_cannot_find_gets_one_clear_notice(tmp_path):
-    backend = ScriptedBackend()
+async def test_a_file_slack_cannot_find_gets_one_clear_notice_and_the_text_is_answered(tmp_path):
+    backend = ScriptedBackend([TextDelta("Here you go."), Completed(Usage(1, 0, 1))])
     async with running_bot(tmp_path / "db", backend, files=ReadingFiles()) as bot:
         gone = {"id": "F0GONE", "file_access": "check_file_info"}
         ts = await bot.slack.user_says("C1", "<@UBOT> read this", files=[gone])  # app_mention + message
-        await bot.slack.wait_for(lambda: bot.slack.bot_messages("C1", ts), what="notice")
+        await bot.slack.wait_for(finished(bot.slack, "C1", ts,
+                                          "⚠️ Could not read a file you shared from Slack (file_not_found).\n"
+                                          "Answering your message without it.Here you go."), what="answer")
         await bot.adapter.wait_idle()
-        [notice] = bot.slack.bot_messages("C1", ts)
-        assert notice.text == "⚠️ Could not read a file you shared from Slack (file_not_found)."
-        assert backend.turns == []
+        notice, _ = bot.slack.bot_messages("C1", ts)     # one notice, though the message arrived twice
+        (turn,) = backend.turns
+        assert turn.text.startswith("read this\n[Attachment “F0GONE” could not be given to you: Could not read")
 
 
 # ---- tool progress -----------------------------------------------------------------------------------

@@ -43,10 +43,11 @@ async def test_slack_file_on_a_foreign_host_is_refused_without_any_request(tmp_p
         ts = await bot.slack.user_says("CMATH", "<@UBOT> analyse this", files=[forged])
         await bot.slack.wait_for(settled(bot.slack, "CMATH", ts), 15)
         await bot.adapter.wait_idle()
-        [reply] = bot.slack.bot_messages("CMATH", ts)
-        assert "temps.csv" in reply.text and "not on Slack's file servers" in reply.text
+        notice, answer = bot.slack.bot_messages("CMATH", ts)
+        assert "temps.csv" in notice.text and "not on Slack's file servers" in notice.text
         assert trap.visits == []               # no request at all, so no token either
-        assert bot.slack.downloads == [] and openai.response_requests() == []
+        assert bot.slack.downloads == [] and openai.files == {}
+        assert answer.text.startswith("You said: analyse this")   # the text is answered without the file
 
 
 async def test_slack_download_redirected_off_slack_is_refused_before_the_second_request(tmp_path, trap):
@@ -90,10 +91,11 @@ async def test_discord_attachment_on_a_foreign_host_is_refused_without_any_reque
         ch = w.channel("math")
         await w.discord.user_message(ch, w.discord.alice, "plot this", mention_bot=True,
                                      files=[("temps.csv", CSV, "text/csv")], file_url=trap.url("temps.csv"))
-        [notice] = await w.discord.wait_for(lambda: w.discord.messages_in(ch, by_bot=True))
+        notice, answer = await w.discord.wait_for(
+            lambda: (m := w.discord.messages_in(ch, by_bot=True)) and m[-1].content.startswith("You said:") and m)
         assert "temps.csv" in notice.content and "not on Discord's file servers" in notice.content
         assert trap.visits == [] and w.discord.cdn_downloads == []
-        assert w.openai.response_requests() == []
+        assert w.openai.files == {}            # the text is answered without the file
 
 
 async def test_discord_cdn_redirect_to_a_foreign_host_is_not_followed(tmp_path, trap):
@@ -109,7 +111,8 @@ async def test_discord_cdn_redirect_to_a_foreign_host_is_not_followed(tmp_path, 
         w.discord.upload_to_cdn = upload_and_redirect
         await w.discord.user_message(ch, w.discord.alice, "plot this", mention_bot=True,
                                      files=[("temps.csv", CSV, "text/csv")])
-        [notice] = await w.discord.wait_for(lambda: w.discord.messages_in(ch, by_bot=True))
+        notice, _ = await w.discord.wait_for(
+            lambda: (m := w.discord.messages_in(ch, by_bot=True)) and m[-1].content.startswith("You said:") and m)
         assert "not on Discord's file servers" in notice.content
         assert [p for p in w.discord.cdn_downloads if p.startswith(path)]  # the CDN was asked ...
         assert trap.visits == []                                           # ... the redirect was not followed
