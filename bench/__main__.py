@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=0.025, help="seconds between deltas")
     p.add_argument("--first-delay", type=float, default=0.2, help="seconds before the first delta")
     p.add_argument("--profile", help="directory: py-spy collapsed stacks of the bot per scenario (pip install py-spy)")
+    p.add_argument("--bot-cpu", type=int, default=None,
+                   help="pin the bot process to this CPU and the bench to the others (less noise on a shared machine)")
     p.add_argument("--out", help="JSON path (default bench/results/<timestamp>.json)")
     return p
 
@@ -104,7 +106,7 @@ async def _main(args: argparse.Namespace) -> int:
         for size in sizes:
             minute = args.slack_minute if args.slack_minute is not None else (60.0 if size <= 50 else 6.0)
             sc = Scenario(platform=platform, size=size, shape=shape, distinct_users=not args.one_user,
-                          bursts=args.bursts,
+                          bursts=args.bursts, bot_cpu=args.bot_cpu,
                           slack_minute=minute if platform.startswith("slack") else 60.0,
                           profile=(str(Path(args.profile) / f"{platform}-{size}.txt") if args.profile else None))
             if args.profile:

@@ -44,6 +44,7 @@ class Scenario:
     prefill: int = 0                   # conversation rows put in the store before the bot starts
     bursts: int = 1                    # >1: the same N again once the last burst is answered (leak or high-water?)
     profile: str | None = None         # py-spy: write the bot's collapsed stacks (whole run) to this path
+    bot_cpu: int | None = None         # pin the bot to this CPU (and the bench to the others): less noise
 
 
 # ---- /proc ------------------------------------------------------------------------------------------------
@@ -256,6 +257,8 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
         spy = None
         try:
             await bot.start()
+            if sc.bot_cpu is not None:
+                _pin(bot.pid, sc.bot_cpu)
             await asyncio.sleep(0.5)  # let the connection settle (bolt's first ping, discord.py's guild ready)
             await _warm_up(ledger, warm_tag, warm_channel, shape, slack, discord,
                            people[0] if discord is not None else None)
@@ -334,6 +337,17 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
     if discord is not None:
         result["platform_429s_total"] = len(discord.rate_limited)
     return result
+
+
+def _pin(bot_pid: int, cpu: int) -> None:
+    """The bot (every thread: aiosqlite's worker too) on one CPU, the bench and its stand-ins on the rest, so
+    they never compete with the bot for its core (other people's work still may)."""
+    os.sched_setaffinity(bot_pid, {cpu})
+    for tid in os.listdir(f"/proc/{bot_pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
+    rest = set(os.sched_getaffinity(0)) - {cpu}
+    if rest:
+        os.sched_setaffinity(0, rest)
 
 
 async def _py_spy(path: str, pid: int) -> asyncio.subprocess.Process:
