@@ -268,11 +268,15 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             spy = await _py_spy(sc.profile, bot.pid) if sc.profile else None
             mem0 = proc_mem(bot.pid)
             cpu0 = proc_cpu(bot.pid)
+            ledger.requests_arrived, ledger.requests_expected = 0, sc.size
+            ledger.cpu_probe = lambda: proc_cpu(bot.pid)
             bench_cpu0, wall0 = time.process_time(), now()
 
             rss_after_burst: list[float] = []
             for b in range(sc.bursts):
                 burst = list(zip(tags, channels))[b * sc.size:(b + 1) * sc.size]
+                if b:
+                    ledger.cpu_probe = None  # the first burst only
                 # ---- N mentions at once ----
                 if slack is not None:
                     frames = [slack.mention_envelopes(ch, f"<@{slack.bot_user_id}> {tag} how is the bridge?",
@@ -329,6 +333,11 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
                 await discord.stop()
 
     result.update(_metrics(ledger, sc, rtt=rtt, cpu=cpu, wall=wall, bench_cpu=bench_cpu, mem0=mem0, mem1=mem1))
+    if ledger.cpu_at_last_request is not None:
+        # the bot's CPU from the burst until its last answer reached the model, per answer: an upper bound on the
+        # CPU in front of each request (answers that started early stream meanwhile), and not skewed by how
+        # much of the core other processes took
+        result["cpu_ms_per_answer_to_model"] = round((ledger.cpu_at_last_request - cpu0) / sc.size * 1000, 2)
     if sc.bursts > 1:
         result["rss_after_burst_mb"] = rss_after_burst
     if slack is not None:

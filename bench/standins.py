@@ -59,6 +59,16 @@ class Ledger:
         self.by_tag: dict[str, AnswerTimes] = {}
         self.by_channel: dict[str, AnswerTimes] = {}
         self.changed = asyncio.Event()
+        # The bot's CPU seconds when every answer of the burst had reached the model (set by the harness)
+        self.cpu_probe = None
+        self.requests_expected = 0
+        self.requests_arrived = 0
+        self.cpu_at_last_request: float | None = None
+
+    def model_requested(self) -> None:
+        self.requests_arrived += 1
+        if self.cpu_probe is not None and self.requests_arrived == self.requests_expected:
+            self.cpu_at_last_request = self.cpu_probe()
 
     def add(self, tag: str, answer: str, channel: str) -> AnswerTimes:
         a = AnswerTimes(tag=tag, answer=answer)
@@ -128,6 +138,7 @@ class BenchOpenAI(FakeOpenAI):
             a = self.ledger.by_tag.get(tag_of(last_user_text(body)) or "")
             if a is not None and a.model_request is None:
                 a.model_request = t
+                self.ledger.model_requested()
         self.requests.clear()  # keep memory flat: the bench reads its own ledger, not the request log
         return await super()._create_response(request)
 

@@ -5,6 +5,9 @@ Every message names who failed: "OpenAI" for the openai type, the backend's name
 """
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import httpx2
 import openai
 
@@ -52,6 +55,11 @@ def transport(exc: Exception, who: str) -> Retryable | None:
         case httpx2.TimeoutException():
             return Retryable(f"{cap(who)} stopped sending mid-answer (timed out)")
         case httpx2.TransportError():
+            return Retryable("The connection to the model was lost mid-answer")
+        # the direct requests (core.backends.direct): a failure while the body is read
+        case asyncio.TimeoutError():
+            return Retryable(f"{cap(who)} stopped sending mid-answer (timed out)")
+        case aiohttp.ClientError():
             return Retryable("The connection to the model was lost mid-answer")
     return None
 

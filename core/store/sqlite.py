@@ -1,10 +1,11 @@
 """SQLite persistence (the embedded default behind core.store.protocol.Store).
 
-One aiosqlite connection per store. aiosqlite runs every statement on one worker thread in the order it was
-queued, so single statements never interleave; the connection is in autocommit mode
-(``isolation_level=None``), which makes each single-statement write its own committed transaction. That keeps
-the hot paths (``claim_event``, ``get_conversation``, ``record_usage``) at one round trip to the worker
-thread, with no lock, and lets hundreds of coroutines pipeline their statements.
+One connection per store, on a worker thread of its own (core.store.sqlite_worker) that runs every statement in
+the order it was queued, so single statements never interleave; the connection is in autocommit mode
+(``isolation_level=None``), and statements queued together are handed over together and their writes committed
+as one transaction (group commit: a statement's future resolves after its commit). That keeps the hot paths
+(``claim_event``, ``get_conversation``, ``record_usage``) at one hand-off to the worker thread shared with
+whatever else is queued at that moment, with no lock, and lets hundreds of coroutines pipeline their statements.
 
 The few operations that need several statements (migrations) run inside ``_transaction()``, which holds
 ``_tx_lock``. While it is held, every other statement waits for it (see ``_fetch``), so nobody's write is
@@ -26,7 +27,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
-import aiosqlite
 
 from core.chat.locks import KeyedLocks
 from core.model import ConversationKey, Usage
@@ -34,6 +34,7 @@ from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, In
                                  ToolCallRecord, UsageRow)
 from core.store.signals import LocalSignals
 from core.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from core.store.sqlite_worker import SqliteWorker
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store.protocol import Store
@@ -93,7 +94,7 @@ class SqliteStore:
         self._lease = lease
         self._lease_task: asyncio.Task | None = None
         self._signals: LocalSignals | None = None
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: SqliteWorker | None = None
         self._tx_lock = asyncio.Lock()     # one multi-statement transaction at a time
         self._tx_open = False              # True while such a transaction is open on the connection
         self._tx_done = asyncio.Event()    # set whenever no transaction is open
@@ -119,19 +120,18 @@ class SqliteStore:
         if str(self._path) != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit; we issue BEGIN ourselves where several statements belong together.
-        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        conn = await SqliteWorker.connect(self._path)
         try:
-            conn.row_factory = sqlite3.Row
             # busy_timeout first: switching to WAL needs a lock another process may hold.
-            await conn.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            await conn.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", group=False)
+            rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL", group=False)
             mode = rows[0][0] if rows else "?"
             if mode.lower() != "wal" and str(self._path) != ":memory:":
                 # WAL is refused on some network file systems; we still work, just with more lock waits.
                 log.warning("SQLite database %s: WAL journal mode unavailable, using %s", self._path, mode)
             # NORMAL is durable in WAL mode except for the last commits on power loss (not on a crash).
-            await conn.execute_fetchall("PRAGMA synchronous = NORMAL")
-            await conn.execute_fetchall("PRAGMA foreign_keys = ON")
+            await conn.execute_fetchall("PRAGMA synchronous = NORMAL", group=False)
+            await conn.execute_fetchall("PRAGMA foreign_keys = ON", group=False)
             self._conn = conn
             await self._migrate()
             await self.renew_lease()
@@ -215,7 +215,7 @@ class SqliteStore:
 
     # ---- plumbing ----------------------------------------------------------------------------
 
-    def _require(self) -> aiosqlite.Connection:
+    def _require(self) -> SqliteWorker:
         if self._conn is None:
             raise RuntimeError("store is not open (call await store.open() or use `async with`)")
         return self._conn
@@ -236,19 +236,19 @@ class SqliteStore:
         conn = self._require()
         async with self._tx_lock:
             async def execute(sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-                return list(await conn.execute_fetchall(sql, params))
+                return list(await conn.execute_fetchall(sql, params, group=False))
 
             self._tx_open = True
             self._tx_done.clear()
             try:
                 # IMMEDIATE takes the write lock up front, so two processes cannot both read, then both write.
-                await conn.execute_fetchall("BEGIN IMMEDIATE")
+                await conn.execute_fetchall("BEGIN IMMEDIATE", group=False)
                 try:
                     yield execute
                 except BaseException:
-                    await conn.execute_fetchall("ROLLBACK")
+                    await conn.execute_fetchall("ROLLBACK", group=False)
                     raise
-                await conn.execute_fetchall("COMMIT")
+                await conn.execute_fetchall("COMMIT", group=False)
             finally:
                 self._tx_open = False
                 self._tx_done.set()

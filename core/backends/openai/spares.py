@@ -18,9 +18,12 @@ import asyncio
 import logging
 from collections import deque
 from typing import Protocol
+from urllib.parse import quote
 
 import openai
 from openai import AsyncOpenAI
+
+from core.backends.direct import DirectJSON
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,9 @@ class SpareConversations:
     def __init__(self, client: AsyncOpenAI, size: int, *, ledger: SpareLedger | None = None,
                  pool: str | None = None) -> None:
         self._client = client
+        # Creating and labelling go out directly (core.backends.direct): a new thread's first answer waits for
+        # the create when no spare is left, and a burst of new threads makes hundreds at once.
+        self._direct = DirectJSON.for_client(client)
         self._size = size
         self._ledger = ledger or MemoryLedger()
         # Spares belong to one server (and account): OPENAI_BASE_URL switched, the old ones are not used here.
@@ -70,8 +76,7 @@ class SpareConversations:
         conversation_id = await self._take_spare() if self._size else None
         self._refill()
         if conversation_id is None:
-            conv = await self._client.conversations.create(metadata=metadata)
-            return conv.id
+            return await self._create(metadata)
         self._labels[conversation_id] = asyncio.ensure_future(self._label(conversation_id, metadata))
         return conversation_id
 
@@ -97,6 +102,8 @@ class SpareConversations:
             return
         if deleted:
             log.info("deleted %d unused spare conversation(s) at OpenAI", deleted)
+        if self._direct is not None:
+            await self._direct.aclose()
 
     @property
     def pool(self) -> str:
@@ -131,17 +138,31 @@ class SpareConversations:
         try:
             while not self._closing and await self._ledger.count_spares(self._pool) < self._size:
                 try:
-                    conv = await self._client.conversations.create(metadata=SPARE_LABEL)
+                    conversation_id = await self._create(SPARE_LABEL)
                 except openai.APIError as exc:  # the ordinary path still works; try again on the next demand
                     log.warning("could not prepare a spare conversation: %s", exc)
                     return
                 # recorded at once: a crash from here on leaves it in the ledger, not lost at OpenAI
-                await asyncio.shield(self._ledger.add_spare(self._pool, conv.id))
+                await asyncio.shield(self._ledger.add_spare(self._pool, conversation_id))
         except Exception:
             log.exception("spare conversations: the ledger failed; no spares for now")
 
+    async def _create(self, metadata: dict[str, str]) -> str:
+        """POST /v1/conversations: the new conversation's id. Raises openai.APIError."""
+        if self._direct is None:
+            return (await self._client.conversations.create(metadata=metadata)).id
+        data = await self._direct.post_json("conversations", {"metadata": metadata})
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise openai.APIError("The server's answer to creating a conversation has no id", request=None,
+                                  body=data)  # type: ignore[arg-type]
+        return data["id"]
+
     async def _label(self, conversation_id: str, metadata: dict[str, str]) -> None:
         try:
-            await self._client.conversations.update(conversation_id, metadata=metadata)
+            if self._direct is None:
+                await self._client.conversations.update(conversation_id, metadata=metadata)
+            else:
+                await self._direct.post_json(f"conversations/{quote(conversation_id, safe='')}",
+                                             {"metadata": metadata})
         except openai.APIError as exc:  # the answer does not depend on it; the label is for admins
             log.warning("could not label conversation %s with its metadata: %s", conversation_id, exc)

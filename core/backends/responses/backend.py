@@ -64,6 +64,7 @@ class ResponsesBackend:
 
     async def aclose(self) -> None:
         await self._sessions.aclose()
+        await self._stream.aclose()
         await self._client.close()
 
     async def create_conversation(self, metadata: dict[str, str]) -> str:

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import openai
+import orjson
 from openai import AsyncOpenAI
 from pydantic import ValidationError
 
 from core.backends import errors
+from core.backends.direct import DirectJSON, dumps
 from core.backends.responses.events import DELTA, EVENT_CLASSES, SKIP, EventMapper, Round, TurnState
 from core.backends.retry import Retryable, delay_for
 from core.backends.sse import SSEDecoder
@@ -29,6 +31,8 @@ class ResponsesStream:
                  fallback: Fallback | None = None) -> None:
         # Retried here, not in the SDK: only we know whether text already reached the user.
         self._client = client.with_options(max_retries=0)
+        # The request itself goes out directly (core.backends.direct); the SDK when the client needs its auth.
+        self._direct = DirectJSON.for_client(client, headers)
         self._mapper = mapper
         self._who = who
         self._max_retries = max_retries
@@ -63,20 +67,24 @@ class ResponsesStream:
                 rnd.restart()
                 await self._sleep(delay)
 
+    async def aclose(self) -> None:
+        if self._direct is not None:
+            await self._direct.aclose()
+
+    def _open(self, params: dict[str, Any]):
+        """The streamed POST /v1/responses; yields an async iterator of body chunks."""
+        if self._direct is not None:
+            return self._direct.post("responses", dumps({**params, "stream": True}))
+        return _sdk_stream(self._client, params, self._headers)
+
     async def _stream(self, params: dict[str, Any], rnd: Round, state: TurnState) -> AsyncIterator[BackendEvent]:
         try:
-            # The body goes in extra_body: it is plain JSON already, and the SDK's TypedDict transform walks
-            # every nested input/tool part with typing introspection (about a third of a request's CPU).
-            # The request on the wire is the same; model and stream stay typed arguments.
-            body = {k: v for k, v in params.items() if k != "model"}
-            async with self._client.responses.with_streaming_response.create(
-                    model=params["model"], stream=True, extra_body=body,
-                    extra_headers=self._headers) as raw:
+            async with self._open(params) as raw:
                 decoder = SSEDecoder()
-                async for chunk in raw.iter_bytes():
+                async for chunk in raw.iter_any():
                     for payload in decoder.feed(chunk):
                         try:
-                            ev = json.loads(payload)
+                            ev = orjson.loads(payload)
                         except ValueError as exc:
                             log.error("%s sent an event that is not JSON: %r", self._who, payload[:200])
                             raise BackendError(f"{errors.cap(self._who)} sent an unreadable event") from exc
@@ -112,3 +120,23 @@ class ResponsesStream:
             raise retry from exc
         if not rnd.terminal:
             raise Retryable("The connection to the model was lost mid-answer")
+
+
+class _SDKChunks:
+    """The SDK's streamed response, read like aiohttp's body stream (`iter_any`)."""
+
+    def __init__(self, raw) -> None:
+        self._raw = raw
+
+    def iter_any(self) -> AsyncIterator[bytes]:
+        return self._raw.iter_bytes()
+
+
+@asynccontextmanager
+async def _sdk_stream(client: AsyncOpenAI, params: dict[str, Any], headers: dict[str, Any]):
+    # The body goes in extra_body: it is plain JSON already, and the SDK's TypedDict transform walks every
+    # nested input/tool part with typing introspection. The request on the wire is the same.
+    body = {k: v for k, v in params.items() if k != "model"}
+    async with client.responses.with_streaming_response.create(model=params["model"], stream=True, extra_body=body,
+                                                                extra_headers=headers) as raw:
+        yield _SDKChunks(raw)
