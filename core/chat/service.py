@@ -110,8 +110,11 @@ class ChatService:
     async def _handle(self, msg: InboundMessage, target: ReplyTarget, approver: Approver | None = None,
                       received: float = 0.0) -> None:
         config, backends = self._config, self._backends
+        # A message that starts its own thread (the thread's id is its own) finds nothing stored for that thread:
+        # no marker and no thread-scoped conversation yet (a second delivery of it is dropped by the claim).
+        new_thread = bool(msg.thread) and msg.thread == msg.message_id
         thread_assistant = (await self._store.thread_assistant(msg.platform, msg.channel, msg.thread)
-                            if msg.thread else None)
+                            if msg.thread and not new_thread else None)
         owns_thread = thread_assistant is not None
         if not is_addressed(config, msg, bot_owns_thread=owns_thread):
             return
@@ -251,7 +254,8 @@ class ChatService:
                       backend: AssistantBackend, writes: list[asyncio.Future]) -> tuple[Turn, tuple[Refused, ...]]:
         """The conversation (resumed or new), the attachments routed, the knowledge to search: the Turn; and the
         attachments left out (UserFacingError when they were all the message had)."""
-        conversation_id, saving = await self._conversation_id(backend, key, assistant.name, metadata)
+        conversation_id, saving = await self._conversation_id(
+            backend, key, assistant.name, metadata, new=bool(key.thread) and key.thread == msg.message_id)
         if saving is not None:
             writes.append(saving)
         if saving is not None and not msg.attachments:
@@ -312,12 +316,12 @@ class ChatService:
         writes.clear()
 
     async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
-                               metadata: dict[str, str]) -> tuple[str, asyncio.Task | None]:
+                               metadata: dict[str, str], *, new: bool = False) -> tuple[str, asyncio.Task | None]:
         """The backend conversation of this key, and — for a new one — the task saving it.
 
         The save runs while the model already answers (the turn awaits it before it ends, and the next turn of
         this conversation waits for this one), so the first word does not wait for an SQLite write."""
-        record = await self._store.get_conversation(key, assistant)
+        record = None if new else await self._store.get_conversation(key, assistant)
         if record is not None:
             return record.backend_id, None  # resumed, not recreated: the history lives at the backend
         conversation_id = await backend.create_conversation(metadata)
