@@ -18,6 +18,7 @@ import discord
 
 from bots.discord import endpoints
 from bots.discord.approval import DiscordApprovals
+from bots.discord.delivery import Delivery
 from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, discord_usage, sync_if_changed
 from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate, unreadable
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
@@ -104,6 +105,8 @@ class DiscordAdapter:
         # so they survive a restart and every process on a shared database sees them; without one, for this run.
         self._state = store if store is not None else MemoryDigests()
         self._pacers = pacers or Pacers()
+        # per answer: stream now, or post whole when done (from the global budget's room)
+        self._delivery = Delivery(self._pacers.global_)
         observer = getattr(service, "observer", None)
         if observer is not None:
             self._pacers.on_wait = lambda seconds: observer.budget_wait("discord", seconds)
@@ -348,7 +351,7 @@ class DiscordAdapter:
             root = int(inbound.thread) if inbound.thread and channel is message.channel else None
             target = ChannelTarget(channel, pacers=self._pacers, chains=self._chains,
                                    reply_to=message if channel is message.channel else None, root=root,
-                                   typing_delay=self._typing_delay)
+                                   typing_delay=self._typing_delay, delivery=self._delivery)
         except Exception:
             log.exception("could not read Discord message %s in %s", message.id, message.channel.id)
             await self._quiet_reply(message, ERROR_NOTICE)

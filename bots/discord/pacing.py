@@ -6,9 +6,10 @@ reacts to the headers of responses it already got (and retries 429s), so many co
 still burst; these sliding-window pacers keep us under both limits up front.
 
 Waiters queue as futures and a freed slot is handed to exactly one of them (no thundering herd: with a
-thousand replies queued, a completion wakes one coroutine, not a thousand). Two queues: `urgent` requests
-(new messages and final edits, what a reader is waiting for) go before ordinary ones (intermediate edits
-of a reply still streaming, which the reply's final edit makes moot anyway). An ordinary request may hold
+thousand replies queued, a completion wakes one coroutine, not a thousand). Three queues: `first` requests
+(the first message of a reply: nothing of it is visible yet) go before other `urgent` ones (final edits, the
+rest of a reply whose beginning shows), and those before ordinary ones (intermediate edits of a reply still
+streaming, which the reply's final edit makes moot anyway). An ordinary request may hold
 a `Ticket`: withdrawing it takes the request out of the queue if it is still waiting (latest text wins).
 
 Ordinary requests also share a smaller budget of their own (a third of the global one by default): every
@@ -51,7 +52,7 @@ class Pacer:
     in flight or finished within the period, no window of `period` seconds at Discord ever holds more.
     """
 
-    __slots__ = ("limit", "period", "_clock", "_done", "_inflight", "_urgent", "_normal", "_timer")
+    __slots__ = ("limit", "period", "_clock", "_done", "_inflight", "_first", "_urgent", "_normal", "_timer")
 
     def __init__(self, limit: int, period: float, *, clock: Callable[[], float] = time.monotonic,
                  margin: float = 0.05) -> None:
@@ -60,6 +61,7 @@ class Pacer:
         self._clock = clock
         self._done: deque[float] = deque()           # finish times within the period, oldest first
         self._inflight = 0                           # slots handed out and not released yet
+        self._first: deque[asyncio.Future[bool]] = deque()   # urgent, and nothing of that reply shows yet
         self._urgent: deque[asyncio.Future[bool]] = deque()
         self._normal: deque[asyncio.Future[bool]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -67,8 +69,8 @@ class Pacer:
     # ---- the usual way in ---------------------------------------------------------------------
 
     @asynccontextmanager
-    async def slot(self, *, urgent: bool = False) -> AsyncIterator[None]:
-        await self.acquire(urgent=urgent)
+    async def slot(self, *, urgent: bool = False, first: bool = False) -> AsyncIterator[None]:
+        await self.acquire(urgent=urgent, first=first)
         try:
             yield
         finally:
@@ -85,12 +87,12 @@ class Pacer:
             if acquired:
                 self.release()
 
-    async def acquire(self, *, urgent: bool = False, ticket: Ticket | None = None) -> bool:
+    async def acquire(self, *, urgent: bool = False, ticket: Ticket | None = None, first: bool = False) -> bool:
         """Wait for a slot: True once it is ours (release() it after the request), False when the ticket
         was withdrawn first (nothing held)."""
         if ticket is not None and ticket.withdrawn:
             return False
-        fut = self.request(urgent=urgent)
+        fut = self.request(urgent=urgent, first=first)
         if fut.done():
             return fut.result()
         if ticket is not None:
@@ -108,19 +110,19 @@ class Pacer:
         """The request that held a slot has finished."""
         self._inflight -= 1
         self._done.append(self._clock())
-        if self._urgent or self._normal:
+        if self._first or self._urgent or self._normal:
             self._pump()
 
     def give_back(self) -> None:
         """Return a slot that was never used for a request (it does not count against the window)."""
         self._inflight -= 1
-        if self._urgent or self._normal:
+        if self._first or self._urgent or self._normal:
             self._pump()
 
     # ---- lower level --------------------------------------------------------------------------
 
     def try_acquire(self) -> bool:
-        if self._urgent or self._normal:
+        if self._first or self._urgent or self._normal:
             return False  # never ahead of someone already waiting
         self._expire(self._clock())
         if self._inflight + len(self._done) < self.limit:
@@ -128,25 +130,31 @@ class Pacer:
             return True
         return False
 
-    def request(self, *, urgent: bool = False) -> asyncio.Future[bool]:
+    def request(self, *, urgent: bool = False, first: bool = False) -> asyncio.Future[bool]:
         """A future that becomes True when a slot is handed to its owner (already True when one is free
-        now), or False when withdrawn. An urgent request only waits behind other urgent ones."""
+        now), or False when withdrawn. A `first` request waits only behind other first ones, an urgent one
+        behind first and urgent ones."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        ahead = self._urgent if urgent else (self._urgent or self._normal)
+        if first:
+            ahead, queue = bool(self._first), self._first
+        elif urgent:
+            ahead, queue = bool(self._first or self._urgent), self._urgent
+        else:
+            ahead, queue = bool(self._first or self._urgent or self._normal), self._normal
         if not ahead:
             self._expire(self._clock())
             if self._inflight + len(self._done) < self.limit:
                 self._inflight += 1
                 fut.set_result(True)
                 return fut
-        (self._urgent if urgent else self._normal).append(fut)
+        queue.append(fut)
         self._arm()
         return fut
 
     def withdraw(self, fut: asyncio.Future[bool]) -> None:
         if fut.done():
             return  # it holds its slot already (or gave up): nothing to take back
-        for queue in (self._normal, self._urgent):
+        for queue in (self._normal, self._urgent, self._first):
             try:
                 queue.remove(fut)
                 break
@@ -156,16 +164,23 @@ class Pacer:
 
     @property
     def waiting(self) -> int:
-        return len(self._urgent) + len(self._normal)
+        return len(self._first) + len(self._urgent) + len(self._normal)
 
     @property
     def waiting_urgent(self) -> int:
-        return len(self._urgent)
+        return len(self._first) + len(self._urgent)
+
+    def free_now(self) -> int:
+        """Slots a request could have at once: none while anyone waits."""
+        if self._first or self._urgent or self._normal:
+            return 0
+        self._expire(self._clock())
+        return max(0, self.limit - self._inflight - len(self._done))
 
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing in flight, nothing in the window: forgetting this pacer changes nothing."""
-        if self._inflight or self._urgent or self._normal:
+        if self._inflight or self._first or self._urgent or self._normal:
             return False
         self._expire(self._clock())
         return not self._done
@@ -182,7 +197,7 @@ class Pacer:
         """Hand every slot that is free now to the next waiters, urgent ones first; one wake-up per slot."""
         self._expire(self._clock())
         while self._inflight + len(self._done) < self.limit:
-            queue = self._urgent or self._normal
+            queue = self._first or self._urgent or self._normal
             if not queue:
                 break
             fut = queue.popleft()
@@ -195,7 +210,7 @@ class Pacer:
     def _arm(self) -> None:
         """With someone waiting, wake up when the oldest finish leaves the window. When the slots are all
         in flight instead, the next release() pumps."""
-        if self._timer is not None or not (self._urgent or self._normal) or not self._done:
+        if self._timer is not None or not (self._first or self._urgent or self._normal) or not self._done:
             return
         delay = max(0.0, self._done[0] + self.period - self._clock())
         self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
@@ -207,7 +222,7 @@ class Pacer:
     def _abandon(self, fut: asyncio.Future[bool]) -> None:
         """The waiting task was cancelled: leave the queue, or pass on a slot it was handed already."""
         if fut.cancelled():
-            for queue in (self._urgent, self._normal):
+            for queue in (self._first, self._urgent, self._normal):
                 try:
                     queue.remove(fut)
                     break
@@ -260,17 +275,19 @@ class Pacers:
         return len(self._channels)
 
     @asynccontextmanager
-    async def for_channel(self, channel_id: int, *, urgent: bool = False,
-                          ticket: Ticket | None = None) -> AsyncIterator[bool]:
+    async def for_channel(self, channel_id: int, *, urgent: bool = False, ticket: Ticket | None = None,
+                          first: bool = False) -> AsyncIterator[bool]:
         """A send/edit slot in this channel, then (not urgent) a progress slot, then a global slot (always
-        in this order: no deadlock). Yields False, holding nothing, when `ticket` was withdrawn first."""
+        in this order: no deadlock). Yields False, holding nothing, when `ticket` was withdrawn first.
+        `first`: the first message of a reply (urgent, and ahead of the other urgent requests)."""
+        urgent = urgent or first
         pacers = (self.channel(channel_id), self.global_) if urgent else \
             (self.channel(channel_id), self.progress, self.global_)
         held: list[Pacer] = []
         asked = self._clock()
         try:
             for pacer in pacers:
-                if not await pacer.acquire(urgent=urgent, ticket=ticket):
+                if not await pacer.acquire(urgent=urgent, ticket=ticket, first=first):
                     break
                 held.append(pacer)
         except BaseException:

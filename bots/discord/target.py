@@ -11,6 +11,7 @@ import discord
 from discord.http import handle_message_parameters
 from discord.utils import MISSING
 
+from bots.discord.delivery import AnswerPlan, Delivery
 from bots.discord.events import ReplyChains
 from bots.discord.pacing import Pacer, Pacers, Ticket
 from bots.discord.text import split, to_discord
@@ -130,16 +131,18 @@ class ChannelTarget:
     """Answer to a message: the first part replies to it, each further part replies to the previous one
     (so a reply to any part continues the same conversation).
 
-    Pacing priorities: new messages and final edits (`final=True`) are urgent; progress edits of a reply
-    still streaming wait behind them. Once the reply's final text is ready (its lifetime says so), its
-    progress edits still waiting for a slot are dropped: edit() returns False and core's EditStream sends
-    the final text in their place."""
+    Pacing priorities: the reply's first message goes first (nothing of it shows yet), then final edits
+    (`final=True`) and later parts, then progress edits of a reply still streaming. Once the reply's final
+    text is ready (its lifetime says so), its progress edits still waiting for a slot are dropped: edit()
+    returns False and core's EditStream sends the final text in their place. With a `delivery`, the reply
+    streams only when the global budget has room for it (bots/discord/delivery); otherwise it is posted whole
+    when done."""
 
     limits = LIMITS
 
     def __init__(self, channel: discord.abc.Messageable, *, pacers: Pacers, chains: ReplyChains,
                  reply_to: discord.Message | None, root: int | None, file_limit: int | None = None,
-                 typing_delay: float = TYPING_DELAY) -> None:
+                 typing_delay: float = TYPING_DELAY, delivery: Delivery | None = None) -> None:
         self._channel = channel
         self._pacers = pacers
         self._chains = chains
@@ -154,14 +157,17 @@ class ChannelTarget:
         self._typing_delay = typing_delay
         self._waiting: dict[str, Ticket] = {}  # progress edits waiting for a slot, by message id
         self._ending = False                   # the reply's final text goes out next
+        self._posted = False                   # a message of this reply is out
+        self._delivery = delivery
+        self._plan: AnswerPlan | None = None
         self._file_limit = file_limit or (guild.filesize_limit if guild is not None else DEFAULT_FILE_LIMIT)
 
     @property
     def channel_id(self) -> int:
         return self._channel.id
 
-    def _pace(self, *, urgent: bool = True, ticket: Ticket | None = None):
-        return self._pacers.for_channel(self._channel.id, urgent=urgent, ticket=ticket)
+    def _pace(self, *, urgent: bool = True, ticket: Ticket | None = None, first: bool = False):
+        return self._pacers.for_channel(self._channel.id, urgent=urgent, ticket=ticket, first=first)
 
     async def _send(self, *, content: str | None = None, file: discord.File | None = None) -> int:
         """POST the message through discord.py's HTTPClient route (its bucket and 429 handling included) and
@@ -176,8 +182,9 @@ class ChannelTarget:
                                        message_reference=self._reply_to if self._reply_to is not None else MISSING,
                                        previous_allowed_mentions=state.allowed_mentions,
                                        mention_author=False) as params:
-            async with self._pace():
+            async with self._pace(first=not self._posted):
                 data = await state.http.send_message(self._channel.id, params=per_spec(params, edit=False))
+        self._posted = True
         message_id = int(data["id"])
         self._reply_to = discord.MessageReference(message_id=message_id, channel_id=self._channel.id,
                                                   guild_id=self._guild_id, fail_if_not_exists=False).to_dict()
@@ -192,8 +199,8 @@ class ChannelTarget:
         if final:
             await self._edit_now(message_id, text)
             return True
-        if self._ending:
-            return False
+        if self._ending or (self._plan is not None and not self._plan.progress()):
+            return False  # moot (the final text follows), or no room in the budget now (a later edit shows it)
         ticket = self._waiting[message_id] = Ticket()
         try:
             async with self._pace(urgent=False, ticket=ticket) as granted:
@@ -237,8 +244,12 @@ class ChannelTarget:
         await self._typing.start(self._typing_delay)
 
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
-        stream = EditStream(self, on_posted=on_posted)
+        plan = self._plan = self._delivery.open() if self._delivery is not None else None
+        stream = EditStream(self, on_posted=on_posted, may_start=plan.may_start if plan is not None else None)
         stream.lifetime.on_ending(self._final_text_ready)
+        if plan is not None:  # the answer is done once its final text is ready (its last write may still queue)
+            stream.lifetime.on_ending(lambda _state: plan.end())
+            stream.lifetime.on_ended(lambda _state: plan.end())
         return stream
 
 

@@ -16,7 +16,10 @@ per channel; Slack chat.update: ~50/min), so deltas from the model are never sen
   progress edit (e.g. when the final text is ready anyway) and says so, and the stream then still
   counts the message as showing its older text, so the final render sends what is missing;
 - the reply's lifetime (core.reply.lifetime) tells watchers when the final text is about to go out and
-  when the reply has ended.
+  when the reply has ended;
+- `may_start` (optional) is asked before the first post: while it says no, the text is kept and it is asked
+  again with each change; a reply it never lets start is posted whole when it closes (one post per part, no
+  edits) — for a platform whose shared budget has no room for a post and edits right now.
 
 Nothing the model wrote is lost: a failed post/edit is retried once; an edit that keeps failing makes
 the stream post the text of that message again as a new message; if even that fails, close()/fail()
@@ -61,6 +64,7 @@ class EditStream:
         sleep: Sleep = asyncio.sleep,
         cursor: str = CURSOR,
         status_format: StatusFormat | None = None,
+        may_start: Callable[[], bool] | None = None,
     ) -> None:
         if target.limits.max_chars < MIN_LIMIT:
             raise ValueError(f"limits.max_chars must be at least {MIN_LIMIT}, got {target.limits.max_chars}")
@@ -71,6 +75,7 @@ class EditStream:
         self._sleep = sleep
         self._cursor = cursor
         self._status_format = status_format or default_status_format
+        self._may_start = may_start
 
         self.message_ids: list[str] = []
         self.errors: list[BaseException] = []
@@ -135,6 +140,8 @@ class EditStream:
 
     async def _changed(self) -> None:
         if not self._started:
+            if self._may_start is not None and not self._may_start():
+                return  # held: shown once there is room, or whole when the reply closes
             # First sign of life goes out immediately; everything after it is throttled.
             self._started = True
             async with self._lock:
