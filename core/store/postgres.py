@@ -33,6 +33,7 @@ import asyncpg
 
 from core.model import ConversationKey, Usage
 from core.store import postgres_schema
+from core.store.pg_claims import ClaimBatcher
 from core.store.pg_signals import PgSignals
 from core.store.urls import redact
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
@@ -68,6 +69,7 @@ class PostgresStore:
         self._lease_task: asyncio.Task | None = None
         self._locks: PgTurnLocks | None = None
         self._signals: PgSignals | None = None
+        self._claims = ClaimBatcher(lambda *args: self._require().fetch(*args), clock)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -298,9 +300,9 @@ class PostgresStore:
 
     async def claim_event(self, platform: str, event_key: str) -> bool:
         now = self._clock()
-        won = await self._require().fetchval(
-            "INSERT INTO processed_events (platform, event_key, created_at) VALUES ($1, $2, $3)"
-            " ON CONFLICT (platform, event_key) DO NOTHING RETURNING 1", platform, event_key, now)
+        self._require()
+        # batched with the other claims of this moment: one INSERT for a burst (core/store/pg_claims.py)
+        won = await self._claims.claim(platform, event_key)
         if now - self._last_prune >= EVENT_PRUNE_INTERVAL:
             await self.prune_events()
         return bool(won)
