@@ -10,7 +10,7 @@ import asyncio
 
 from bots.discord.pacing import Pacer
 from tests.fakes.discord_world import WINDOW, world
-from tests.fakes.openai_server import ScriptedResponse, last_user_text
+from bots.standins.openai_server import ScriptedResponse, last_user_text
 
 BUDGET = 3
 # discord.py's own start-up requests (who am I, the slash commands) are not paced: let them leave the window
