@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--first-delay", type=float, default=0.2, help="seconds before the first delta")
     p.add_argument("--profile", help="directory: py-spy collapsed stacks of the bot per scenario (pip install py-spy)")
     p.add_argument("--bot-cpu", type=int, default=None,
-                   help="pin the bot process to this CPU and the bench to the others (less noise on a shared machine)")
+                   help="pin the bot process to this CPU (less noise on a shared machine)")
     p.add_argument("--out", help="JSON path (default bench/results/<timestamp>.json)")
     return p
 

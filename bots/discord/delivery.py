@@ -9,8 +9,9 @@ writes of the answers expected to end within that window. Otherwise it is held (
 and posted whole when done — one write instead of two or more — unless room appears earlier, when it starts
 streaming from there. Progress edits follow the same rule.
 
-When answers end is estimated from how long recent answers took from their first text to their end; with
-nothing to go by yet (a fresh process), an answer streams whenever the budget has room.
+When answers end is estimated from how long recent answers took from their first text to their end (an answer
+already a window past its expected end counts as unpredictable, not as ending); with nothing to go by yet (a
+fresh process), an answer streams whenever the budget has room.
 
 How the budget counts (this process's share of it, its window) stays with the pacer: this module only reads
 `free_now()` and `period` from it. The order of the queue is the pacer's too: the first message of a reply (a
@@ -57,8 +58,12 @@ class Delivery:
     def _ending_soon(self) -> int:
         if self.duration is None or not self._starts:
             return 0
-        # an answer that began at s is expected to end at s + duration; count those ending within the window
-        return bisect_right(self._starts, self._clock() + self._budget.period - self.duration)
+        # An answer that began at s is expected to end at s + duration: count those whose expected end is within
+        # the window from now. One already more than a window past it is no longer predictable (the model is
+        # slower today, or this answer is long): it does not hold the others back.
+        now, window = self._clock(), self._budget.period
+        return (bisect_right(self._starts, now + window - self.duration)
+                - bisect_left(self._starts, now - window - self.duration))
 
     def _started(self) -> float:
         now = self._clock()
