@@ -36,6 +36,7 @@ from core.store import postgres_schema
 from core.store.pg_claims import ClaimBatcher
 from core.store.pg_signals import PgSignals
 from core.store.urls import redact
+from core.store.postgres_answers import PostgresAnswers
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  ToolCallRecord, UsageRow)
 
@@ -52,7 +53,7 @@ POOL_SIZE = 10
 _PRUNED = ("thread_markers", "reply_roots", "containers")
 
 
-class PostgresStore:
+class PostgresStore(PostgresAnswers):
     """core.store.protocol.Store on PostgreSQL. `owner`: this process's id for its replies in flight (default: a
     new random id per start; set TEAMBRIDGE_INSTANCE to a stable name per process so that a restarted process
     marks its own cut replies at once instead of after the lease)."""

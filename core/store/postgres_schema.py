@@ -150,5 +150,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (pool, conversation_id)
         )""",
     ),
+    # 4: answers and the feedback people gave them (SQLite's version 7)
+    (
+        """CREATE TABLE answers (
+            id TEXT PRIMARY KEY,
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT,
+            message_id TEXT NOT NULL,
+            assistant TEXT NOT NULL,
+            model TEXT NOT NULL,
+            "user" TEXT NOT NULL,
+            user_name TEXT NOT NULL,
+            question TEXT NOT NULL,
+            is_direct BOOLEAN NOT NULL,
+            outcome TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE feedback (
+            answer_id TEXT NOT NULL,
+            "user" TEXT NOT NULL,
+            rating INTEGER NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (answer_id, "user")
+        )""",
+        "CREATE INDEX feedback_at ON feedback (at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -111,6 +111,42 @@ class ToolCallRecord:
     duration_ms: int           # the tool's own run time (0 when it did not run)
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """One answer the bot gave, as its buttons (rate, retry) and `teambridge feedback` find it again."""
+    id: str                    # the answer's own id (carried by its buttons)
+    platform: str
+    workspace: str
+    channel: str
+    thread: str | None
+    message_id: str            # the answer's first message ("" when it posted none)
+    assistant: str
+    model: str
+    user: str                  # who asked
+    user_name: str
+    question: str              # the text that was answered (asked again by Retry)
+    is_direct: bool
+    outcome: str               # answered | stopped | failed
+    at: float                  # unix time the answer ended
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """One person's rating of one answer (their latest click), with where the answer is."""
+    at: float                  # when they rated (or last changed it)
+    answer_id: str
+    platform: str
+    workspace: str
+    channel: str
+    thread: str | None
+    message_id: str
+    assistant: str
+    model: str
+    asker: str                 # who asked the question
+    user: str                  # who rated
+    rating: int                # +1 (👍) or -1 (👎)
+
+
 class Store(Protocol):
     """Persistence. Every write is committed when the call returns (a kill -9 loses nothing written)."""
 
@@ -170,6 +206,13 @@ class Store(Protocol):
     async def usage_rows(self, since: float, until: float) -> list[UsageRow]: ...   # since <= ts < until
     # An erased person: their user id in the usage rows becomes `replacement` (a digest); returns rows changed.
     async def forget_usage_user(self, user: str, replacement: str) -> int: ...
+
+    # ---- answers and what people thought of them (core/reply/controls.py) ------------------------------
+    async def save_answer(self, answer: AnswerRecord) -> None: ...   # saving an id again replaces it
+    async def get_answer(self, answer_id: str) -> AnswerRecord | None: ...
+    # One rating per person per answer: a second call replaces the first. Returns the rating it replaced.
+    async def rate_answer(self, answer_id: str, user: str, rating: int) -> int | None: ...
+    async def feedback_rows(self, since: float, until: float) -> list[FeedbackRow]: ...   # since <= at < until
 
     # ---- the audit trail of tool calls ----------------------------------------------------------------
     async def record_tool_call(self, record: ToolCallRecord) -> None: ...

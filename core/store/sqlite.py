@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
 from core.chat.locks import KeyedLocks
 from core.model import ConversationKey, Usage
+from core.store.sqlite_answers import SqliteAnswers
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  ToolCallRecord, UsageRow)
 from core.store.signals import LocalSignals
@@ -81,7 +82,7 @@ class _ReadCache:
         self._data.pop(key, None)
 
 
-class SqliteStore:
+class SqliteStore(SqliteAnswers):
     """core.store.protocol.Store on SQLite. Use ``async with SqliteStore(path) as store:`` or open()/close()."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time, owner: str = "local",

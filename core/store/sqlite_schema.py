@@ -178,5 +178,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (pool, conversation_id)
         )""",
     ),
+    # 7: answers (for their stop / retry / rate buttons) and the feedback people gave them
+    (
+        """CREATE TABLE answers (
+            id TEXT PRIMARY KEY,
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT,
+            message_id TEXT NOT NULL,
+            assistant TEXT NOT NULL,
+            model TEXT NOT NULL,
+            "user" TEXT NOT NULL,
+            user_name TEXT NOT NULL,
+            question TEXT NOT NULL,
+            is_direct INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE feedback (
+            answer_id TEXT NOT NULL,
+            "user" TEXT NOT NULL,
+            rating INTEGER NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (answer_id, "user")
+        )""",
+        "CREATE INDEX feedback_at ON feedback (at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from core.model import ConversationKey, Usage
-from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
+from core.store.protocol import (AnswerRecord, FeedbackRow, ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  ToolCallRecord, UsageRow)
 
 DAY = 24 * 3600.0
@@ -618,3 +618,48 @@ async def test_spare_conversations_are_kept_across_a_restart_and_each_is_taken_o
         assert await a.count_spares("https://api.openai.com/v1") == 0
         assert await b.take_spare("http://127.0.0.1:9/v1") == "conv_other_server"
         assert await b.take_spare("http://127.0.0.1:9/v1") is None
+
+
+def answer(answer_id: str = "a1", **fields) -> AnswerRecord:
+    base = dict(id=answer_id, platform="slack", workspace="T1", channel="C1", thread="1.0", message_id="1.1",
+                assistant="food", model="gpt-test", user="U1", user_name="alice", question="what is 1+1?",
+                is_direct=False, outcome="answered", at=1_700_000_000.0)
+    return AnswerRecord(**{**base, **fields})
+
+
+async def test_answers_and_their_ratings_survive_a_restart_one_rating_per_person(stores):
+    clock = Clock()
+    async with stores.open(clock=clock) as store:
+        assert await store.get_answer("a1") is None
+        await store.save_answer(answer("a1"))
+        await store.save_answer(answer("a2", channel="D9", thread=None, is_direct=True, outcome="stopped"))
+        assert await store.rate_answer("a1", "U2", 1) is None
+        clock.now += 10
+        assert await store.rate_answer("a1", "U2", -1) == 1        # a second click changes it
+        assert await store.rate_answer("a1", "U3", 1) is None
+        clock.now += 10
+        assert await store.rate_answer("a2", "U1", -1) is None
+    async with stores.open(clock=clock) as store:                     # restarted
+        assert await store.get_answer("a1") == answer("a1")
+        assert await store.get_answer("a2") == answer("a2", channel="D9", thread=None, is_direct=True,
+                                                        outcome="stopped")
+        rows = await store.feedback_rows(0, clock.now + 1)
+        assert rows == [
+            FeedbackRow(1_700_000_010.0, "a1", "slack", "T1", "C1", "1.0", "1.1", "food", "gpt-test", "U1", "U2", -1),
+            FeedbackRow(1_700_000_010.0, "a1", "slack", "T1", "C1", "1.0", "1.1", "food", "gpt-test", "U1", "U3", 1),
+            FeedbackRow(1_700_000_020.0, "a2", "slack", "T1", "D9", None, "1.1", "food", "gpt-test", "U1", "U1", -1),
+        ]
+        assert [r.answer_id for r in await store.feedback_rows(1_700_000_015.0, clock.now + 1)] == ["a2"]
+        # the answer saved again when it ended (its model as billed, its first message) keeps its ratings
+        await store.save_answer(answer("a1", model="gpt-test-2024", message_id="1.5"))
+        assert (await store.get_answer("a1")).model == "gpt-test-2024"
+        assert len(await store.feedback_rows(0, clock.now + 1)) == 3
+
+
+async def test_concurrent_clicks_of_one_person_leave_one_rating(stores):
+    async with stores.open() as store, stores.open() as other:
+        await store.save_answer(answer("a1"))
+        await asyncio.gather(*(s.rate_answer("a1", "U2", 1 if i % 2 else -1)
+                               for i, s in enumerate([store, other] * 10)))
+        rows = await store.feedback_rows(0, 4e9)
+        assert len(rows) == 1 and rows[0].user == "U2" and rows[0].rating in (1, -1)
