@@ -7,7 +7,7 @@ from typing import TextIO
 from core.model import OutboundFile, ToolUpdate
 from core.ports import Limits, OnPosted
 from core.reply.lifetime import ReplyLifetime
-from core.reply.tail import ending
+from core.reply.tail import ending, stopped
 
 
 class ConsoleStream:
@@ -59,10 +59,11 @@ class ConsoleStream:
 
     async def _end(self, *, footer: str, notice: str | None) -> None:
         with self.lifetime.ending("failed" if notice is not None else "finished"):
-            if self.lifetime.state != "stopped":
-                more = ending(self._text, footer=footer, notice=notice)
-                self._text += more
-                self._write(more)
+            # stopped by a reader (/stop, Ctrl-C): the text so far, and a note
+            more = ending(self._text, footer=footer, notice=notice) if self.lifetime.state != "stopped" \
+                else stopped(self._text)
+            self._text += more
+            self._write(more)
             if not self._at_line_start:
                 self._write("\n")
 

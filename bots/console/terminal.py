@@ -15,7 +15,7 @@ from rich.text import Text
 from core.model import OutboundFile, ToolUpdate
 from core.ports import Limits, OnPosted
 from core.reply.lifetime import ReplyLifetime
-from core.reply.tail import ending
+from core.reply.tail import ending, stopped
 from bots.console.target import _free_path
 
 REFRESH_SECONDS = 1 / 15  # re-rendering Markdown on every delta would cost more than the terminal shows
@@ -75,6 +75,8 @@ class TerminalStream:
             self._status = None
             if self.lifetime.state != "stopped":
                 self._text += ending(self._text, footer=footer, notice=notice)
+            else:  # stopped by a reader (Ctrl-C): the text so far, and a note
+                self._text += stopped(self._text)
             self._stop()
 
     def _stop(self) -> None:

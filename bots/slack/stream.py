@@ -32,7 +32,7 @@ from core.ports import OnPosted, ReplyStream
 from core.reply.lifetime import ReplyLifetime
 from core.reply.retry import twice
 from core.reply.splitting import CLOSER, LOOKAHEAD, MIN_LIMIT, next_chunk, open_fence, reopener
-from core.reply.tail import ending
+from core.reply.tail import ending, stopped
 from bots.slack.mentions import PingGuard
 from bots.slack.ratelimit import RateBudget, Reservation
 
@@ -227,12 +227,16 @@ class NativeStream:
                     await fallback.text(held)  # type: ignore[union-attr]
                 await (fallback.close(footer) if notice is None else fallback.fail(notice))  # type: ignore[union-attr]
                 return
-            if self.lifetime.state != "stopped":   # a reader stopped it: it stays as it is
+            if self.lifetime.state != "stopped":
                 self._text += held
                 self._pending += held
                 more = ending(self._text, footer=footer, notice=notice)
                 self._text += more
                 self._pending += more
+            elif not self._slack_stopped:  # stopped here (not by Slack's own stop): the text so far, and a note
+                more = stopped(self._text + held)
+                self._text += held + more
+                self._pending += held + more
             await self._finish()
 
     async def _finish(self) -> None:
@@ -250,7 +254,7 @@ class NativeStream:
     async def _flush(self, *, final: bool = False) -> bool:
         """Send what is pending. True when an append found no room in the budget (the text stays pending)."""
         async with self._lock:
-            if self.lifetime.stop_requested:
+            if self._slack_stopped:  # Slack's own stop: the message is final there, nothing more goes in
                 self._pending = ""
                 return False
             while (self._pending or self._tasks) and self._fallback is None:
@@ -269,7 +273,7 @@ class NativeStream:
                     ok = await self._stop_with(piece, tasks)      # everything left: it ends the message
                 else:
                     ok = await self._send(piece, tasks, wait=final)
-                if self.lifetime.stop_requested:
+                if self._slack_stopped:
                     self._pending = ""
                     return False
                 if ok is None:
@@ -505,6 +509,8 @@ class PostWhenReady:
                     raise failure  # the service answers with fail(); the text not posted is still here
                 if self.lifetime.state != "stopped":
                     self._text += ending(self._text, footer=footer, notice=notice)
+                else:  # stopped by a reader (a Stop button): the text so far, and a note
+                    self._text += stopped(self._text)
                 while self._sealed < len(self._text):
                     chunk, end, fence = next_chunk(self._text, self._sealed, self._limit, self._fence)
                     await self._send(chunk, end, fence)

@@ -6,7 +6,10 @@ Every ReplyStream has one (`stream.lifetime`) and moves it on; platforms and but
 - `on_ended(callback)`: the reply's last call was made (or failed for good): what a platform reserved for the
   reply can go back. Called once, however the reply ends;
 - `stop()`: a reader asked to stop the reply (a stop button, Slack's own stop on a streaming message): the
-  stream's next `text()` raises ReplyStopped, the service stops the model and closes the stream quietly.
+  stream's next `text()` raises ReplyStopped, the service stops the model and closes the stream with a short
+  "stopped" note after the text so far;
+- `answer_id`: the id the answer's buttons carry (core.reply.controls sets it before the first text; "" when
+  the answer has no controls): a platform draws Stop while `state == "streaming"`, then Retry and the ratings.
 """
 from __future__ import annotations
 
@@ -23,10 +26,11 @@ Listener = Callable[[ReplyState], None]
 
 
 class ReplyLifetime:
-    __slots__ = ("state", "stop_requested", "ended", "_on_ending", "_on_ended")
+    __slots__ = ("state", "stop_requested", "ended", "answer_id", "_on_ending", "_on_ended")
 
     def __init__(self) -> None:
         self.state: ReplyState = "streaming"
+        self.answer_id = ""
         self.stop_requested = False
         self.ended = False
         self._on_ending: list[Listener] = []

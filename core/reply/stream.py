@@ -38,7 +38,8 @@ from core.ports import OnPosted, ReplyTarget
 from core.reply.lifetime import ReplyLifetime
 from core.reply.retry import twice
 from core.reply.splitting import LOOKAHEAD, MIN_LIMIT, next_chunk
-from core.reply.tail import CURSOR, FINISHED, StatusFormat, decorate, default_status_format, ending, status_line
+from core.reply.tail import (CURSOR, FINISHED, StatusFormat, decorate, default_status_format, ending, status_line,
+                             stopped)
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,10 @@ class EditStream:
                     if not flusher.cancelled() and flusher.exception() is not None:
                         log.error("streamed reply: the flusher died", exc_info=flusher.exception())
                         self.errors.append(flusher.exception())
-                if self.lifetime.state != "stopped":     # stopped by a reader: leave it as it is
+                if self.lifetime.state != "stopped":
                     self._tail += ending(self._text + self._tail, footer=footer, notice=notice)
+                else:                                    # stopped by a reader: the text so far, and a note
+                    self._tail += stopped(self._text + self._tail)
                 await self._render(final=True)     # raises when the reply could not be delivered
                 self._done = True
 

@@ -20,6 +20,7 @@ NO_ANSWER = "(no answer)"
 WARNING = "⚠️ "
 CURSOR = " ▌"
 INTERRUPTED_NOTICE = "This answer was cut off — please ask again."
+STOPPED_NOTE = "⏹️ stopped"
 
 StatusFormat = Callable[[ToolUpdate], str]
 FINISHED = ("done", "failed")
@@ -82,6 +83,12 @@ def ending(text: str, *, footer: str = "", notice: str | None = None) -> str:
     if footer:
         tail += closer + ("" if footer.startswith("\n") else "\n\n") + footer
     return tail
+
+
+def stopped(text: str) -> str:
+    """What follows `text` when a reader stopped the reply: a short note (the text so far stays as it is)."""
+    closer = CLOSER if open_fence(text) is not None else ""
+    return (closer + "\n\n" + STOPPED_NOTE) if text.strip() else STOPPED_NOTE
 
 
 def undecorated(shown: str) -> str:

@@ -420,7 +420,7 @@ async def test_tool_progress_never_ends_up_in_the_answer(kind, tmp_path):
 # ---- stopping -----------------------------------------------------------------------------------------
 
 
-async def test_a_stopped_reply_stays_as_it_was_and_takes_no_more_text(kind, tmp_path):
+async def test_a_stopped_reply_keeps_its_text_ends_with_a_note_and_takes_no_more_text(kind, tmp_path):
     async with implementation(kind, tmp_path) as k:
         stream = await k.open()
         events = watch(stream, k)
@@ -432,7 +432,9 @@ async def test_a_stopped_reply_stays_as_it_was_and_takes_no_more_text(kind, tmp_
         await stream.close()      # what the service does when the model stops
         await k.settle()
         shown = whole(k)
-        assert "First part.".startswith(shown) and "(no answer)" not in shown and "⚠️" not in shown
+        assert "(no answer)" not in shown and "⚠️" not in shown
+        # the text so far stays, with a short note saying why it ends there
+        assert shown.startswith("First part.") and shown.endswith("⏹️ stopped")
         assert not k.streaming()
         assert stream.lifetime.state == "stopped"
         assert [e for e, _, _ in events] == ["ending", "ended"]
