@@ -15,13 +15,14 @@ from pathlib import Path
 import openai
 from dotenv import load_dotenv
 
-from bots.cli import audit, chat, check, conversations, files, init, knowledge, mcp, migrate, run, usage
+from bots.cli import (audit, chat, check, conversations, feedback, files, init, knowledge, mcp, migrate, run,
+                      usage)
 from bots.logs import LogSettingError, setup_logging
 from bots.cli.base import EXIT_CONFIG, Invocation
 from core.config.load import load_config
 from core.errors import BackendError, ConfigError
 
-COMMAND_GROUPS = (init, check, chat, run, usage, files, knowledge, migrate, conversations, mcp, audit)
+COMMAND_GROUPS = (init, check, chat, run, usage, feedback, files, knowledge, migrate, conversations, mcp, audit)
 
 
 def main(argv: list[str] | None = None) -> int:

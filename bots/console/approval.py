@@ -7,38 +7,50 @@ read as the next message, not lost.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, TextIO
+from typing import AsyncIterator, Callable, TextIO
 
 from core.tools.approval import APPROVED, DENIED, TIMEOUT, ApprovalRequest, Decision
 
 
 class LineSource:
-    """The console's input lines, shared by the chat loop and the approval prompt."""
+    """The console's input lines, shared by the chat loop and the approval prompt.
+
+    Lines are read ahead by one reader task into a queue, so a line typed while an answer streams is seen at
+    once: `intercept` (set by the chat loop while it waits for an answer) may take it (`/stop`); any other line
+    waits in the queue for whoever reads next (the approval prompt, then the chat loop)."""
 
     def __init__(self, lines: AsyncIterator[str]) -> None:
         self._lines = lines.__aiter__()
-        self._pending: asyncio.Future | None = None
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._reader: asyncio.Task | None = None
+        self._ended = False
+        self.intercept: Callable[[str], bool] | None = None
 
     async def next(self, timeout: float | None = None) -> str | None:
-        """The next line, None at the end of input. On timeout raises TimeoutError; the read stays pending
-        for the next caller."""
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(self._read())
-        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
-        if not done:
-            raise TimeoutError
-        line, self._pending = self._pending.result(), None
+        """The next line, None at the end of input. On timeout raises TimeoutError; the line is then read
+        by the next caller."""
+        if self._ended and self._queue.empty():
+            return None
+        if self._reader is None:
+            self._reader = asyncio.ensure_future(self._read_all())
+        line = await asyncio.wait_for(self._queue.get(), timeout)
+        if line is None:
+            self._ended = True
         return line
 
-    async def _read(self) -> str | None:
+    async def _read_all(self) -> None:
         try:
-            return await anext(self._lines)
-        except StopAsyncIteration:
-            return None
+            async for line in self._lines:
+                intercept = self.intercept
+                if intercept is not None and intercept(line):
+                    continue
+                await self._queue.put(line)
+        finally:
+            await self._queue.put(None)
 
     def close(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
 
 
 class ConsoleApprover:

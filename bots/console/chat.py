@@ -5,12 +5,15 @@ import asyncio
 import getpass
 import mimetypes
 import os
+import signal
 import stat
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, TextIO
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator, TextIO
 
 from core.chat.commands import CommandSpec, plain_usage
+from core.reply.controls import Click
 from core.model import Attachment, Author, InboundMessage
 from core.chat.service import ChatService
 from bots.console.approval import ConsoleApprover, LineSource
@@ -37,6 +40,8 @@ class ConsoleChat:
         else:
             self._target = ConsoleTarget(out, files_dir)
         self._pending: list[Attachment] = []
+        self._answering = False     # an answer is being written: /stop and Ctrl-C stop it
+        self._source: LineSource | None = None
 
     def _message(self, text: str) -> InboundMessage:
         # The person at the keyboard runs this process: with no admins configured, they are the admin.
@@ -48,6 +53,7 @@ class ConsoleChat:
 
     async def run(self, lines: AsyncIterator[str]) -> None:
         source = LineSource(lines)
+        self._source = source
         approver = ConsoleApprover(source, self._out, user=self._user)
         if self._terminal is not None:
             await self._banner()
@@ -95,13 +101,65 @@ class ConsoleChat:
             return
         msg = self._message(line)
         self._pending = []
-        await self._service.handle(msg, self._target, approver=approver)
+        await self._answer(msg, approver)
+
+    async def _answer(self, msg: InboundMessage, approver: ConsoleApprover | None = None) -> None:
+        """Answer `msg`; meanwhile a `/stop` line (or Ctrl-C) stops the answer, other lines wait their turn."""
+        source = self._source
+        self._answering = True
+        if source is not None:
+            source.intercept = self._intercept
+        with _ctrl_c_stops(self._stop_now):
+            try:
+                await self._service.handle(msg, self._target, approver=approver)
+            finally:
+                self._answering = False
+                if source is not None:
+                    source.intercept = None
+
+    def _intercept(self, line: str) -> bool:
+        if self._answering and line.strip().lower() == "/stop":
+            self._stop_now()
+            return True
+        return False
+
+    def _stop_now(self) -> None:
+        asyncio.ensure_future(self._control("stop"))
+
+    def _last_answer(self) -> str:
+        stream = self._target.last
+        return stream.lifetime.answer_id if stream is not None else ""
+
+    async def _control(self, action: str) -> str:
+        """A control on the last answer, as a button click would be; its note is said here (if any)."""
+        answer = self._last_answer()
+        if not answer:
+            note = "There is no answer here yet."
+            self._say(note)
+            return note
+        result = await self._service.controls.click(
+            Click(action, answer, self._message("").author, "console"))  # type: ignore[arg-type]
+        if result.note:
+            self._say(result.note)
+        if result.retry is not None:
+            await self._answer(result.retry)
+        return result.note
 
     async def _command(self, line: str) -> None:
         name, _, arg = line[1:].partition(" ")
         name, arg = name.lower(), arg.strip()
         if name == "attach":  # reads a file on this machine: the console's own
             self._say(self._attach(arg))
+            return
+        if name in ("stop", "retry"):   # the console's buttons (a /stop typed while an answer streams is taken
+            await self._control(name)   # at once by _intercept; here nothing is being written)
+            return
+        if name == "rate":
+            rating = {"up": "up", "down": "down", "+1": "up", "-1": "down", "👍": "up", "👎": "down"}.get(arg.lower())
+            if rating is None:
+                self._say("Usage: /rate up|down")
+                return
+            await self._control(rating)
             return
         reply = await self._service.commands.run(self._message(""), name, arg, style=console_usage)
         if name == "assistant" and arg in self._service.config.assistants:
@@ -130,6 +188,25 @@ class ConsoleChat:
             return
         self._out.write(text.rstrip("\n") + "\n")
         self._out.flush()
+
+
+@contextmanager
+def _ctrl_c_stops(stop: Callable[[], None]) -> Iterator[None]:
+    """While an answer is written, Ctrl-C (SIGINT) stops it instead of ending the session; left alone where
+    someone else handles SIGINT (e.g. `teambridge run`)."""
+    loop = asyncio.get_running_loop()
+    mine = False
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            loop.add_signal_handler(signal.SIGINT, stop)
+            mine = True
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
+        pass
+    try:
+        yield
+    finally:
+        if mine:
+            loop.remove_signal_handler(signal.SIGINT)   # back to the default: Ctrl-C ends the session
 
 
 async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:

@@ -74,9 +74,11 @@ class ConsoleTarget:
     def __init__(self, out: TextIO, files_dir: Path) -> None:
         self._out = out
         self._files_dir = files_dir
+        self.last: ConsoleStream | None = None   # the latest answer (what /stop, /retry and /rate act on)
 
     def open_stream(self, on_posted: OnPosted) -> ConsoleStream:
-        return ConsoleStream(self._out)
+        self.last = ConsoleStream(self._out)
+        return self.last
 
     async def post(self, text: str) -> str:
         self._out.write(text + "\n")

@@ -94,9 +94,11 @@ class TerminalTarget:
     def __init__(self, console: Console, files_dir: Path) -> None:
         self._console = console
         self._files_dir = files_dir
+        self.last: TerminalStream | None = None   # the latest answer (what /stop, /retry and /rate act on)
 
     def open_stream(self, on_posted: OnPosted) -> TerminalStream:
-        return TerminalStream(self._console)
+        self.last = TerminalStream(self._console)
+        return self.last
 
     async def post(self, text: str) -> str:
         self._console.print(Markdown(text))

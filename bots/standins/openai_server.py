@@ -243,6 +243,8 @@ class FakeOpenAI:
         self.containers: dict[str, _Container] = {}
         self.responses: dict[str, dict[str, Any]] = {}
         self.contexts: list[list[dict[str, Any]]] = []  # per /v1/responses request: what the model read
+        # per streamed response, in order: "complete", "closed early" (the client hung up) or "cut" (scripted)
+        self.stream_ends: list[str] = []
         self._queue: deque[ScriptedResponse] = deque()
         self._running: dict[str, int] = {}
         self.max_concurrent_per_conversation = 0
@@ -573,23 +575,34 @@ class FakeOpenAI:
         events, _ = self._build(body, plan, conv_id)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        for ev in events:
-            if isinstance(ev, tuple):
-                kind, arg = ev
-                if kind == "delay":
-                    await asyncio.sleep(arg)
-                    continue
-                # cut: "abort" drops the TCP connection mid-body (the client sees an incomplete chunked
-                # read); "eof" ends the body cleanly but without any terminal event.
-                if arg == "eof":
-                    await resp.write_eof()
-                else:
-                    assert request.transport is not None
-                    request.transport.abort()
-                return resp
-            await resp.write(E.sse(ev))
-            self._sent(body, ev)
-        await resp.write_eof()
+        try:
+            for ev in events:
+                if isinstance(ev, tuple):
+                    kind, arg = ev
+                    if kind == "delay":
+                        await asyncio.sleep(arg)
+                        continue
+                    # cut: "abort" drops the TCP connection mid-body (the client sees an incomplete chunked
+                    # read); "eof" ends the body cleanly but without any terminal event.
+                    if arg == "eof":
+                        await resp.write_eof()
+                    else:
+                        assert request.transport is not None
+                        request.transport.abort()
+                    self.stream_ends.append("cut")
+                    return resp
+                await resp.write(E.sse(ev))
+                self._sent(body, ev)
+            await resp.write_eof()
+        except ConnectionResetError:
+            # The client hung up before the end (a reader pressed Stop): what the real API sees as a
+            # cancelled request.
+            self.stream_ends.append("closed early")
+            return resp
+        except asyncio.CancelledError:
+            self.stream_ends.append("closed early")
+            raise
+        self.stream_ends.append("complete")
         return resp
 
     def _sent(self, body: dict[str, Any], event: dict[str, Any]) -> None:

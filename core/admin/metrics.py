@@ -43,6 +43,8 @@ class Metrics(NullObserver):
         self.budget_wait_seconds = Counter("teambridge_rate_budget_wait_seconds",
                                            "Seconds spent waiting for the platform's rate budget", ("platform",),
                                            registry=registry)
+        self.ratings = Counter("teambridge_feedback", "Ratings people gave answers (a changed rating counts again)",
+                               (*by_answer, "rating"), registry=registry)
         self.connected = Gauge("teambridge_platform_connected", "1 while the platform's connection is up",
                                ("platform",), registry=registry)
 
@@ -77,6 +79,9 @@ class Metrics(NullObserver):
     def budget_wait(self, platform: str, seconds: float) -> None:
         self.budget_waits.labels(platform).inc()
         self.budget_wait_seconds.labels(platform).inc(seconds)
+
+    def feedback(self, platform: str, assistant: str, rating: int) -> None:
+        self.ratings.labels(platform, assistant, "up" if rating > 0 else "down").inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -47,6 +47,7 @@ class Observer(Protocol):
     def rate_limited(self, platform: str) -> None: ...
     def retried(self, platform: str) -> None: ...
     def budget_wait(self, platform: str, seconds: float) -> None: ...
+    def feedback(self, platform: str, assistant: str, rating: int) -> None: ...   # a person rated an answer
 
 
 class NullObserver:
@@ -67,6 +68,9 @@ class NullObserver:
 
     def budget_wait(self, platform: str, seconds: float) -> None:
         pass
+
+    def feedback(self, platform: str, assistant: str, rating: int) -> None:
+        return None
 
 
 class Observers:
@@ -99,6 +103,9 @@ class Observers:
 
     def budget_wait(self, platform: str, seconds: float) -> None:
         self._each("budget_wait", platform, seconds)
+
+    def feedback(self, platform: str, assistant: str, rating: int) -> None:
+        self._each("feedback", platform, assistant, rating)
 
 
 class TurnLog(NullObserver):

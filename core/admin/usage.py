@@ -17,12 +17,12 @@ import json
 import math
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timezone
 from typing import Iterable, Literal, Protocol, Sequence
 
 from core.config.policy import PricesConfig
-from core.store.protocol import UsageRow
+from core.store.protocol import FeedbackRow, UsageRow
 
 By = Literal["user", "channel", "assistant", "day", "model"]
 BY_CHOICES: tuple[str, ...] = ("user", "channel", "assistant", "day", "model")
@@ -40,6 +40,8 @@ class UsageLine:
     tool_calls: int = 0
     code_interpreter_sessions: int = 0
     cost_usd: float = 0.0
+    feedback_up: int = 0           # ratings of this group's answers (core/admin/feedback.py)
+    feedback_down: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class UsageReport:
     storage_included: bool = False
     storage_gb_days: float = 0.0
     storage_cost_usd: float = 0.0
+    feedback_included: bool = False           # some answer in the period was rated: the table shows a column
 
     @property
     def total_cost_usd(self) -> float:
@@ -103,8 +106,11 @@ def _key(row: UsageRow, by: str) -> str:
 
 
 def usage_report(rows: Iterable[UsageRow], prices: PricesConfig, by: By = "user", since: float = 0.0,
-                 until: float = math.inf, *, storage: Sequence[StoredVectorStore] | None = None) -> UsageReport:
-    """Group the rows with since <= ts < until by user, channel, assistant, UTC day or model."""
+                 until: float = math.inf, *, storage: Sequence[StoredVectorStore] | None = None,
+                 feedback: Sequence[FeedbackRow] = ()) -> UsageReport:
+    """Group the rows with since <= ts < until by user, channel, assistant, UTC day or model. `feedback`: the
+    ratings given in the period, counted under their answer's group (by user: the person who asked; by day: the
+    day of the rating)."""
     if by not in BY_CHOICES:
         raise ValueError(f"Can't group usage by {by!r}: use one of {', '.join(BY_CHOICES)}.")
     groups: dict[str, list[float]] = {}   # key -> [turns, input, cached, output, tools, sessions, cost]
@@ -119,18 +125,38 @@ def usage_report(rows: Iterable[UsageRow], prices: PricesConfig, by: By = "user"
         for i, value in enumerate((1, row.input_tokens, row.cached_tokens, row.output_tokens, row.tool_calls,
                                    row.code_interpreter_sessions, cost)):
             acc[i] += value
-    lines = [_line(key, acc) for key, acc in groups.items()]
+    ratings: dict[str, list[int]] = {}
+    for rated in feedback:
+        if since <= rated.at < until:
+            counts = ratings.setdefault(_feedback_key(rated, by), [0, 0])
+            counts[0 if rated.rating > 0 else 1] += 1
+    for key in ratings:
+        groups.setdefault(key, [0, 0, 0, 0, 0, 0, 0.0])
+    lines = [replace(_line(key, acc), feedback_up=ratings.get(key, (0, 0))[0],
+                     feedback_down=ratings.get(key, (0, 0))[1]) for key, acc in groups.items()]
     if by == "day":
         lines.sort(key=lambda line: line.key)
     else:
         lines.sort(key=lambda line: (-line.cost_usd, -(line.input_tokens + line.output_tokens), line.key))
-    total = _line("TOTAL", [sum(getattr(line, f) for line in lines) for f in _SUM_FIELDS])
+    total = replace(_line("TOTAL", [sum(getattr(line, f) for line in lines) for f in _SUM_FIELDS]),
+                    feedback_up=sum(line.feedback_up for line in lines),
+                    feedback_down=sum(line.feedback_down for line in lines))
     gb_days = storage_usd = 0.0
     if storage is not None and math.isfinite(until):
         gb_days, storage_usd = storage_cost(storage, prices, since, until)
     return UsageReport(by=by, since=since, until=until, lines=tuple(lines), total=total,
                        unpriced_models=tuple(sorted(unpriced)), storage_included=storage is not None,
-                       storage_gb_days=gb_days, storage_cost_usd=storage_usd)
+                       storage_gb_days=gb_days, storage_cost_usd=storage_usd, feedback_included=bool(ratings))
+
+
+def _feedback_key(row: FeedbackRow, by: str) -> str:
+    match by:
+        case "day":
+            return datetime.fromtimestamp(row.at, timezone.utc).date().isoformat()
+        case "user":
+            return row.asker or "(none)"
+        case _:
+            return str(getattr(row, by) or "") or "(none)"
 
 
 _SUM_FIELDS = ("turns", "input_tokens", "cached_tokens", "output_tokens", "tool_calls",
@@ -144,6 +170,7 @@ def _line(key: str, acc: Sequence[float]) -> UsageLine:
 
 class UsageRows(Protocol):
     async def usage_rows(self, since: float, until: float) -> list[UsageRow]: ...
+    async def feedback_rows(self, since: float, until: float) -> list[FeedbackRow]: ...
 
 
 async def build_report(store: UsageRows, prices: PricesConfig, *, by: By = "user", period: str = "7d",
@@ -151,7 +178,8 @@ async def build_report(store: UsageRows, prices: PricesConfig, *, by: By = "user
                        storage: Sequence[StoredVectorStore] | None = None) -> UsageReport:
     """Convenience for the CLI and the admin commands: parse the period, read the rows, build the report."""
     since, until = parse_period(period, now=now)
-    return usage_report(await store.usage_rows(since, until), prices, by, since, until, storage=storage)
+    return usage_report(await store.usage_rows(since, until), prices, by, since, until, storage=storage,
+                        feedback=await store.feedback_rows(since, until))
 
 
 async def usage_text(store: UsageRows, prices: PricesConfig, args: Sequence[str], *, now: float | None = None,
@@ -164,7 +192,8 @@ async def usage_text(store: UsageRows, prices: PricesConfig, args: Sequence[str]
     except ValueError as exc:
         return str(exc)
     rows = await store.usage_rows(since, until)
-    report = usage_report(rows, prices, query.by, since, until, storage=storage)  # type: ignore[arg-type]
+    report = usage_report(rows, prices, query.by, since, until, storage=storage,  # type: ignore[arg-type]
+                          feedback=await store.feedback_rows(since, until))
     return to_json(report) if query.as_json else format_table(report)
 
 
@@ -197,11 +226,16 @@ def _cells(line: UsageLine) -> list[str]:
             f"{line.tool_calls:,}", f"{line.code_interpreter_sessions:,}", _money(line.cost_usd)]
 
 
+def _feedback_cell(line: UsageLine) -> str:
+    return f"+{line.feedback_up} -{line.feedback_down}" if line.feedback_up or line.feedback_down else ""
+
+
 def format_table(report: UsageReport) -> str:
     """Fixed-width markdown table (monospace-friendly; wrap in a code block on Slack/Discord) with a TOTAL row."""
-    head = [report.by, *_COLUMNS]
-    body = [[line.key, *_cells(line)] for line in report.lines]
-    total = ["TOTAL", *_cells(report.total)]
+    rated = report.feedback_included  # the feedback column ("+up -down") only when some answer was rated
+    head = [report.by, *_COLUMNS, *(["feedback"] if rated else [])]
+    body = [[line.key, *_cells(line), *([_feedback_cell(line)] if rated else [])] for line in report.lines]
+    total = ["TOTAL", *_cells(report.total), *([_feedback_cell(report.total)] if rated else [])]
     widths = [max(len(r[i]) for r in (head, *body, total)) for i in range(len(head))]
 
     def render(cells: list[str]) -> str:

@@ -16,6 +16,7 @@ from core.admin.observe import (ANSWERED, ERROR, FAILED, INTERRUPTED, REFUSED, S
 from core.chat.access import check_access, is_admin
 from core.chat.commands import AdminHandler, CommandSurface
 from core.reply.citations import footnotes, number_citations
+from core.reply.controls import AnswerControls
 from core.config.schema import Config
 from core.files.attachments import PreparedInputs, Refused
 from core.files.refusals import model_notes, not_supported, refusal_notice
@@ -45,7 +46,7 @@ class ChatService:
                  commands: dict[str, AdminHandler] | None = None,
                  turn_locks: TurnLocks | None = None, claims: EventClaims | None = None,
                  erase: Callable[[ConversationRecord], Awaitable[object]] | None = None,
-                 tools=None, observer: Observer | None = None) -> None:
+                 tools=None, observer: Observer | None = None, controls: AnswerControls | None = None) -> None:
         self._config = config
         self._store = store
         self._backends = backends
@@ -63,6 +64,9 @@ class ChatService:
         self._accepting = True
         self.cut_off = {"marked": 0, "unmarked": 0}   # replies interrupted by shutdown, by whether that shows
         self.observer: Observer = observer or NullObserver()  # logs and metrics; adapters report rate limits here
+        # Stop / Retry / rating buttons on answers: the platforms hand their clicks to it (core/reply/controls.py)
+        self.controls = controls or AnswerControls(
+            store, lambda: self._config, on_rated=lambda *rated: self.observer.feedback(*rated))
 
     # ---- configuration (hot reload swaps it; a turn keeps the snapshot it started with) -----------------
 
@@ -198,8 +202,10 @@ class ChatService:
                                          "answering without its tools."))
         inflight: list[int] = []
         settled = False  # the reply shows its end: finished, or a notice saying why it stopped
+        answer_id = ""
 
         async def on_posted(message_id: str) -> None:
+            self.controls.posted(answer_id, message_id)
             # A reply goes on in a new message only once the one before is complete: from now on only this
             # message could be left cut off by a crash, so only it stays recorded.
             record = await self._store.add_inflight(msg.platform, msg.channel, message_id, msg.thread)
@@ -207,6 +213,7 @@ class ChatService:
             inflight.append(record)
 
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
+        answer_id = self.controls.begin(msg, assistant.name, stream.lifetime)
         citations: list[Citation] = []
         try:
             async with aclosing(backend.run(turn)) as events:  # leaving early closes the model's stream
@@ -245,6 +252,8 @@ class ChatService:
             await self._settle(writes, key)
             if settled:  # otherwise the record stays: the next start marks the reply as cut off
                 await self._forget_inflight(inflight)
+            await asyncio.shield(self.controls.end(answer_id, model=progress.model or assistant.model,
+                                                   outcome=progress.outcome))
 
     async def _forget_inflight(self, inflight: list[int]) -> None:
         while inflight:
@@ -440,13 +449,15 @@ class _Progress:
         self.usage = Usage()
         self.outcome = ERROR  # until the turn says otherwise
         self.error = ""
+        self.model = ""       # as the backend billed it
 
     def saw(self, event) -> None:
         match event:
             case TextDelta(text=delta) if delta and self.first_text is None:
                 self.first_text = time.monotonic()
-            case Completed(usage=usage):
+            case Completed(usage=usage, model=model):
                 self.usage = self.usage + usage
+                self.model = model or self.model
 
     def report(self, msg: InboundMessage, assistant) -> TurnReport:
         now = time.monotonic()
