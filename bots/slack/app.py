@@ -26,6 +26,7 @@ from core.admin.observe import NullObserver
 from core.model import Author, InboundMessage, UserFacingError
 from core.reply.tail import interrupted
 from bots.slack.approval import APPROVE, DENY, SlackApprovals
+from bots.slack.controls import ACTION_IDS, SlackControls
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import needs_thread_owner, reply_place, should_ignore, to_inbound, worth_passing_on
@@ -76,6 +77,7 @@ class SlackAdapter:
         self._commands = SlashCommands(service, self.client, answer=self._answer, author=self._author)
         self.approvals = SlackApprovals(self.client, config=lambda: self._service.config, author=self._author,
                                         signals=service.store.signals(), spawn=self._spawn)
+        self.controls = SlackControls(self.client, service=service, author=self._author, answer=self._answer)
         self.assistant_threads = AssistantThreads(service, self.client, author=self._author, accept=self._accept,
                                                   spawn=self._spawn, bot_user_id=lambda: self._bot_user_id)
 
@@ -134,6 +136,7 @@ class SlackAdapter:
         # any command name: the configured one may change on reload; the manifest decides what Slack sends
         self._app.command(re.compile(r"^/.+"))(self._on_command)
         self._app.action(re.compile(f"^({APPROVE}|{DENY})$"))(self._on_approval)
+        self._app.action(re.compile(ACTION_IDS))(self._on_control)   # Stop, Retry, 👍 / 👎 on answers
         self._app.error(self._on_error)
         _seed_authorization(self._app, auth)
         if mode == "http":
@@ -252,6 +255,10 @@ class SlackAdapter:
     async def _on_approval(self, ack: Any, body: dict) -> None:
         await ack()  # within Slack's 3 seconds; the decision is applied after
         self._spawn(self.approvals.on_action(body), f"slack-approval-{body.get('trigger_id')}")
+
+    async def _on_control(self, ack: Any, body: dict) -> None:
+        await ack()
+        self._spawn(self.controls.on_action(body), f"slack-control-{body.get('trigger_id')}")
 
     def _accept(self, raw: dict, body: dict, context: Any, *, kind: str, assistant: str | None = None) -> None:
         event = parse_message(raw)

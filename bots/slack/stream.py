@@ -76,6 +76,8 @@ class NativeStream:
         self._clock = clock
 
         self.lifetime = ReplyLifetime()
+        # Blocks for the call that ends the reply (the answer's controls: bots/slack/controls.py), or None.
+        self.final_blocks: Callable[[], list[dict] | None] = lambda: None
         # Each append is a Web API call of its own: the end of a delta that could begin a special mention
         # completed by the next one (`<!chan` + `nel>`) waits for it (bots/slack/mentions).
         self._guard = PingGuard()
@@ -249,7 +251,7 @@ class NativeStream:
         async with self._lock:
             if self._ts is not None and not self._slack_stopped:
                 # The reply's end (or a stop asked for here): leave its text exactly as written (no fence added).
-                await self._end_message(stop=True)
+                await self._end_message(stop=True, blocks=self.final_blocks())
 
     async def _flush(self, *, final: bool = False) -> bool:
         """Send what is pending. True when an append found no room in the budget (the text stays pending)."""
@@ -290,7 +292,7 @@ class NativeStream:
     async def _stop_with(self, piece: str, tasks: list[dict]) -> bool:
         """End the message with its last piece (and task updates) in the stop call. False: not sent."""
         try:
-            await self._end_message(stop=True, closing=piece, tasks=tasks)
+            await self._end_message(stop=True, closing=piece, tasks=tasks, blocks=self.final_blocks())
         except SlackApiError as e:
             return await self._refused(e)
         self._any_text = self._any_text or bool(piece)
@@ -380,7 +382,8 @@ class NativeStream:
         # Each message renders on its own: close the code block here, reopen it in the next one.
         await self._end_message(stop=True, closing=self._fence_closer())
 
-    async def _end_message(self, *, stop: bool, closing: str = "", tasks: list[dict] | None = None) -> None:
+    async def _end_message(self, *, stop: bool, closing: str = "", tasks: list[dict] | None = None,
+                           blocks: list[dict] | None = None) -> None:
         ts = self._ts
         if ts is None:
             return
@@ -388,7 +391,8 @@ class NativeStream:
             try:
                 chunks = list(tasks or ()) + ([{"type": "markdown_text", "text": closing}] if closing else [])
                 self._use("chat.stopStream")
-                await self._client.chat_stopStream(channel=self._channel, ts=ts, chunks=chunks or None)
+                await self._client.chat_stopStream(channel=self._channel, ts=ts, chunks=chunks or None,
+                                                   blocks=blocks or None)
             except SlackApiError as e:
                 if _error(e) != "message_not_in_streaming_state":
                     raise

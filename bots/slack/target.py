@@ -10,7 +10,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.model import OutboundFile
 from core.ports import Limits, OnPosted, ReplyStream
+from core.reply.lifetime import ReplyLifetime
 from core.reply.stream import EditStream
+from bots.slack.answer_blocks import ended_blocks, ended_controls, fallback_text, plain_blocks, streaming_blocks
 from bots.slack.markdown import to_mrkdwn
 from bots.slack.ratelimit import RateBudget
 from bots.slack.stream import NativeStream, PostWhenReady
@@ -83,11 +85,34 @@ class SlackReplyTarget:
         self._status_shown = False
         self._editing = False
         self.transport: str | None = None   # NATIVE, EDIT or POST once the reply opened (last choice wins)
+        self._lifetime: ReplyLifetime | None = None   # the reply's (its controls: bots/slack/controls.py)
+        self._latest: str | None = None               # the reply's latest message
+
+    def _content(self, text: str, message_id: str | None = None, *, final: bool = False) -> dict:
+        """A message's text, with the answer's controls where they apply (bots/slack/answer_blocks): Stop on
+        the message being written (edited replies only: a message posted when ready is never edited, so its
+        Stop could never go away), 👍 / 👎 and Retry on the last message once the reply has ended."""
+        life = self._lifetime
+        if life is None or not life.answer_id:
+            return {"markdown_text": text or "…"}
+        if life.state == "streaming":
+            live = not final and (message_id is None or message_id == self._latest)  # final: a finished part
+            blocks = streaming_blocks(life.answer_id, text) if live and self.transport == EDIT else plain_blocks(text)
+        elif message_id is None or message_id == self._latest:   # a new last message, or the last one's end
+            blocks = ended_blocks(life.answer_id, text, rate=life.state != "failed")
+        else:
+            blocks = plain_blocks(text)
+        return {"text": fallback_text(text), "blocks": blocks}
 
     async def post(self, text: str) -> str:
+        ts = await self._post(**self._content(text))
+        self._latest = ts
+        return ts
+
+    async def _post(self, **content: object) -> str:
         # A reply clears the thread's thinking status by itself (Slack: "when the app replies").
         r = await self._client.chat_postMessage(channel=self.place.channel, thread_ts=self.place.thread_ts,
-                                                markdown_text=text or "…")
+                                                **content)
         self._status_shown = False
         return str(r["ts"])
 
@@ -107,14 +132,16 @@ class SlackReplyTarget:
             # post + edits): the budget has room for it.
             if self._reservation is not None:
                 self._reservation.use("chat.update")
-            await self._client.chat_update(channel=self.place.channel, ts=message_id, markdown_text=text or "…")
+            await self._client.chat_update(channel=self.place.channel, ts=message_id,
+                                           **self._content(text, message_id, final=final))
             return True
         # Progress: only when the budget has room now, never from what other replies reserved for their final
         # edits. Skipped, the stream sends the newer text with a later edit (or the final one).
         with self._budget.slot_if_free("chat.update") as free:
             if not free:
                 return False
-            await self._client.chat_update(channel=self.place.channel, ts=message_id, markdown_text=text or "…")
+            await self._client.chat_update(channel=self.place.channel, ts=message_id,
+                                           **self._content(text, message_id))
         return True
 
     async def upload(self, file: OutboundFile) -> None:
@@ -132,7 +159,7 @@ class SlackReplyTarget:
                 # e.g. not_in_channel / user_not_in_channel: say it in the thread instead of not at all
                 log.warning("chat.postEphemeral failed in %s (%s); posting the notice instead",
                             self.place.channel, e.response.get("error"))
-        await self.post(text)
+        await self._post(markdown_text=text or "…")   # a notice is not part of the answer: no controls
 
     async def typing(self) -> None:
         """The thinking status, at most once per answer and only when its budget has room now: it is cosmetic,
@@ -210,6 +237,7 @@ class SlackReplyTarget:
 
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
         stream = self._open(on_posted)
+        self._lifetime = stream.lifetime
         # However the reply ends, what it reserved and did not use goes back to the workspace's budgets.
         stream.lifetime.on_ended(lambda _state: self._release())
         return stream
@@ -231,7 +259,15 @@ class SlackReplyTarget:
                               on_refused=self._on_refused, flush_chars=s.flush_chars,
                               flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age,
                               reservation=self._reservation, budget=self._budget)
+        # The answer's 👍 / 👎 and Retry go with the chat.stopStream call that ends it (no call of their own).
+        native.final_blocks = self._ended_controls
         return native
+
+    def _ended_controls(self) -> list[dict] | None:
+        life = self._lifetime
+        if life is None or not life.answer_id:
+            return None
+        return ended_controls(life.answer_id, rate=life.state != "failed")
 
     def _fallback(self, on_posted: OnPosted) -> ReplyStream:
         self._release()  # the stream's start and stop will not be made

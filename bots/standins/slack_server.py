@@ -88,6 +88,15 @@ class Message:
         return [{**e, "block_id": b.get("block_id", "")} for b in self.blocks if b.get("type") == "actions"
                 for e in b.get("elements", []) if e.get("type") == "button"]
 
+    def feedback_buttons(self) -> list[dict]:
+        """Slack's 👍 / 👎 (feedback_buttons elements of context_actions blocks): their two buttons, each with
+        the element's action_id and block_id."""
+        return [{**e[side], "action_id": e.get("action_id", ""), "block_id": b.get("block_id", ""),
+                 "element_type": "feedback_buttons"}
+                for b in self.blocks if b.get("type") == "context_actions"
+                for e in b.get("elements", []) if e.get("type") == "feedback_buttons"
+                for side in ("positive_button", "negative_button")]
+
     def as_api(self) -> dict:
         m = {"type": "message", "ts": self.ts, "text": self.text, "user": self.user}
         if self.is_bot:
@@ -452,6 +461,8 @@ class FakeSlack:
         if err:
             return err
         m.streaming = False
+        if a.get("blocks"):   # rendered at the bottom of the streamed message
+            m.blocks = _blocks(a)
         return {"ok": True, "channel": m.channel, "ts": m.ts, "message": m.as_api()}
 
     # -- AI apps: assistant.threads.* (the assistant container and threads) --
@@ -782,7 +793,7 @@ class FakeSlack:
         """A person clicks the button labelled `text` on a bot message: Slack sends a block_actions payload
         (https://docs.slack.dev/reference/interaction-payloads/block_actions-payload) as a Socket Mode
         `interactive` envelope, or form-encoded (`payload=`) and signed in HTTP mode."""
-        [button] = [b for b in message.buttons() if b["text"]["text"] == text]
+        [button] = [b for b in message.buttons() + message.feedback_buttons() if b["text"]["text"] == text]
         rid = uuid.uuid4().hex[:12]
         container = {"type": "message", "message_ts": message.ts, "channel_id": message.channel,
                      "is_ephemeral": False}
@@ -803,7 +814,7 @@ class FakeSlack:
             "actions": [{"action_id": button["action_id"], "block_id": button["block_id"],
                          "text": button["text"], "value": button.get("value", ""),
                          **({"style": button["style"]} if "style" in button else {}),
-                         "type": "button", "action_ts": f"{time.time():.6f}"}],
+                         "type": button.get("element_type", "button"), "action_ts": f"{time.time():.6f}"}],
         }
         if self.http_events_url:
             status, _ = await self.post_http(self.http_events_url,
