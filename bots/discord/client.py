@@ -19,6 +19,7 @@ import discord
 from bots.discord import endpoints
 from bots.discord.approval import DiscordApprovals
 from bots.discord.delivery import Delivery
+from bots.discord.controls import DiscordControls
 from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, discord_usage, sync_if_changed
 from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate, unreadable
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
@@ -124,6 +125,7 @@ class DiscordAdapter:
         self.invite_url: str | None = None
         self.synced_scopes: list[str] = []
         self.approvals = DiscordApprovals(config=lambda: self._service.config)
+        self.controls = DiscordControls(service, answer=self._answer_again)
 
     # ---- composition ------------------------------------------------------------------------------
 
@@ -167,6 +169,7 @@ class DiscordAdapter:
                                 assistants=list(self._service.config.assistants),
                                 on_ask=self._on_ask, on_text=self._on_text_command)
         client.event(self.on_message)
+        client.event(self.on_interaction)
         _guard_parsers(client, self._parse_failed)
         self._dead = asyncio.get_running_loop().create_future()
         try:
@@ -358,6 +361,22 @@ class DiscordAdapter:
             return
         approver = self.approvals.approver(channel, reply_to=message if channel is message.channel else None)
         await self._service.handle(inbound, target, approver=approver)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Clicks on answers' buttons (Stop, Retry, 👍 / 👎); slash commands and approvals go their own ways."""
+        if DiscordControls.handles(interaction):
+            await self.controls.on_click(interaction)
+
+    async def _answer_again(self, inbound: InboundMessage, interaction: discord.Interaction) -> None:
+        """Retry: the question answered again where the clicked answer is, as a reply to it."""
+        channel = interaction.channel
+        if channel is None or not isinstance(channel, discord.abc.Messageable):
+            log.warning("retry of a Discord answer: no channel to answer in")
+            return
+        root = int(inbound.thread) if inbound.thread and inbound.thread != str(channel.id) else None
+        target = ChannelTarget(channel, pacers=self._pacers, chains=self._chains, reply_to=interaction.message,
+                               root=root, typing_delay=self._typing_delay)
+        await self._service.handle(inbound, target, approver=self.approvals.approver(channel))
 
     async def _start_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
         name = (text.splitlines()[0] if text.strip() else f"Chat with {self.client.user.name}")[:90] or "Chat"

@@ -12,11 +12,13 @@ from discord.http import handle_message_parameters
 from discord.utils import MISSING
 
 from bots.discord.delivery import AnswerPlan, Delivery
+from bots.discord.controls import controls_view
 from bots.discord.events import ReplyChains
 from bots.discord.pacing import Pacer, Pacers, Ticket
 from bots.discord.text import split, to_discord
 from core.model import OutboundFile
 from core.ports import Limits, OnPosted, ReplyStream
+from core.reply.lifetime import ReplyLifetime
 from core.reply.stream import EditStream
 from core.reply.tail import notice_line
 
@@ -160,6 +162,8 @@ class ChannelTarget:
         self._posted = False                   # a message of this reply is out
         self._delivery = delivery
         self._plan: AnswerPlan | None = None
+        self._lifetime: ReplyLifetime | None = None   # the reply's (its buttons: bots/discord/controls.py)
+        self._latest: str | None = None               # the reply's latest message
         self._file_limit = file_limit or (guild.filesize_limit if guild is not None else DEFAULT_FILE_LIMIT)
 
     @property
@@ -169,7 +173,8 @@ class ChannelTarget:
     def _pace(self, *, urgent: bool = True, ticket: Ticket | None = None, first: bool = False):
         return self._pacers.for_channel(self._channel.id, urgent=urgent, ticket=ticket, first=first)
 
-    async def _send(self, *, content: str | None = None, file: discord.File | None = None) -> int:
+    async def _send(self, *, content: str | None = None, file: discord.File | None = None,
+                    view=MISSING) -> int:
         """POST the message through discord.py's HTTPClient route (its bucket and 429 handling included) and
         keep only the id: `channel.send()` would build a full Message (author, member, mentions, embeds…)
         from every response, which nothing here reads — a measurable share of the bot's CPU per answer."""
@@ -178,7 +183,7 @@ class ChannelTarget:
         # The same payload channel.send() builds: no pings, no reply ping, and a nonce Discord enforces, so
         # a send that discord.py retries after a 5xx can't post the part twice.
         with handle_message_parameters(content=content, file=file if file is not None else MISSING,
-                                       nonce=secrets.randbits(64), allowed_mentions=NO_PINGS,
+                                       nonce=secrets.randbits(64), allowed_mentions=NO_PINGS, view=view,
                                        message_reference=self._reply_to if self._reply_to is not None else MISSING,
                                        previous_allowed_mentions=state.allowed_mentions,
                                        mention_author=False) as params:
@@ -193,11 +198,13 @@ class ChannelTarget:
         return message_id
 
     async def post(self, text: str) -> str:
-        return str(await self._send(content=to_discord(text)))
+        view = controls_view(self._lifetime, latest=True, final=False)
+        self._latest = str(await self._send(content=to_discord(text), view=view))
+        return self._latest
 
     async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         if final:
-            await self._edit_now(message_id, text)
+            await self._edit_now(message_id, text, final=True)
             return True
         if self._ending or (self._plan is not None and not self._plan.progress()):
             return False  # moot (the final text follows), or no room in the budget now (a later edit shows it)
@@ -212,14 +219,15 @@ class ChannelTarget:
             if self._waiting.get(message_id) is ticket:
                 del self._waiting[message_id]
 
-    async def _edit_now(self, message_id: str, text: str) -> None:
+    async def _edit_now(self, message_id: str, text: str, *, final: bool = False) -> None:
         async with self._pace():
-            await self._do_edit(message_id, text)
+            await self._do_edit(message_id, text, final=final)
 
-    async def _do_edit(self, message_id: str, text: str) -> None:
+    async def _do_edit(self, message_id: str, text: str, *, final: bool = False) -> None:
         # PATCH through the HTTPClient route, like _send: the response's Message would go unused.
         state = self._channel._state
-        with handle_message_parameters(content=to_discord(text), allowed_mentions=NO_PINGS,
+        view = controls_view(self._lifetime, latest=message_id == self._latest, final=final)
+        with handle_message_parameters(content=to_discord(text), allowed_mentions=NO_PINGS, view=view,
                                        previous_allowed_mentions=state.allowed_mentions) as params:
             await state.http.edit_message(self._channel.id, int(message_id), params=per_spec(params, edit=True))
 
@@ -250,6 +258,7 @@ class ChannelTarget:
         if plan is not None:  # the answer is done once its final text is ready (its last write may still queue)
             stream.lifetime.on_ending(lambda _state: plan.end())
             stream.lifetime.on_ended(lambda _state: plan.end())
+        self._lifetime = stream.lifetime
         return stream
 
 
@@ -267,6 +276,8 @@ class InteractionTarget:
         self._original_id = original_id
         self._original_used = False
         self._followups: dict[str, discord.WebhookMessage] = {}
+        self._lifetime: ReplyLifetime | None = None   # the reply's (its buttons: bots/discord/controls.py)
+        self._latest: str | None = None
         # Interaction webhooks have their own bucket per token (outside the global limit).
         self._pacer = Pacer(5, 2.0)
         self._file_limit = interaction.filesize_limit or DEFAULT_FILE_LIMIT
@@ -283,29 +294,36 @@ class InteractionTarget:
         async with self._pacer.slot():
             return await self._post(text)
 
-    async def _post(self, text: str) -> str:
+    async def _post(self, text: str, *, controls: bool = True) -> str:
+        view = controls_view(self._lifetime, latest=True, final=False) if controls else MISSING
         if not self._original_used:
             self._original_used = True
-            msg = await self._interaction.edit_original_response(content=to_discord(text), allowed_mentions=NO_PINGS)
+            msg = await self._interaction.edit_original_response(content=to_discord(text), allowed_mentions=NO_PINGS,
+                                                                 view=view)
             self._original_id = msg.id
             await self._remember(msg.id)
+            self._latest = str(msg.id)
             return str(msg.id)
-        msg = await self._interaction.followup.send(content=to_discord(text), wait=True, allowed_mentions=NO_PINGS)
+        msg = await self._interaction.followup.send(content=to_discord(text), wait=True, allowed_mentions=NO_PINGS,
+                                                    view=view)
         self._followups[str(msg.id)] = msg
         await self._remember(msg.id)
+        self._latest = str(msg.id)
         return str(msg.id)
 
     async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         async with self._pacer.slot():
-            await self._edit(message_id, text)
+            await self._edit(message_id, text, final=final)
         return True
 
-    async def _edit(self, message_id: str, text: str) -> None:
+    async def _edit(self, message_id: str, text: str, *, final: bool = False) -> None:
+        view = controls_view(self._lifetime, latest=message_id == self._latest, final=final)
         if self._original_id is not None and message_id == str(self._original_id):
-            await self._interaction.edit_original_response(content=to_discord(text), allowed_mentions=NO_PINGS)
+            await self._interaction.edit_original_response(content=to_discord(text), allowed_mentions=NO_PINGS,
+                                                           view=view)
         else:
             await self._interaction.followup.edit_message(int(message_id), content=to_discord(text),
-                                                          allowed_mentions=NO_PINGS)
+                                                          allowed_mentions=NO_PINGS, view=view)
 
     async def upload(self, file: OutboundFile) -> None:
         if (refusal := _too_big(file, self._file_limit)) is not None:
@@ -324,7 +342,8 @@ class InteractionTarget:
         parts = split(text)
         if not self._original_used:
             # The defer was public, so the "thinking…" message can't turn ephemeral: the notice replaces it.
-            await self.post(parts[0])
+            async with self._pacer.slot():
+                await self._post(parts[0], controls=False)
             parts = parts[1:]
         for part in parts:
             async with self._pacer.slot():
@@ -335,4 +354,6 @@ class InteractionTarget:
         return None  # the deferred response already shows "<bot> is thinking…"
 
     def open_stream(self, on_posted) -> ReplyStream | None:
-        return None
+        stream = EditStream(self, on_posted=on_posted)
+        self._lifetime = stream.lifetime
+        return stream

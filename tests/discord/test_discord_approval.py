@@ -66,7 +66,8 @@ async def world(tmp_path, *, timeout: float = 300):
 
 async def approval_request(discord, channel):
     return await discord.wait_for(
-        lambda: next((m for m in discord.messages_in(channel, by_bot=True) if m.buttons()), None), timeout=20)
+        lambda: next((m for m in discord.messages_in(channel, by_bot=True)
+                      if any(b.get("label") == "Approve" for b in m.buttons())), None), timeout=20)
 
 
 async def answered(discord, channel, text):

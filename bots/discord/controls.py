@@ -1,0 +1,104 @@
+"""Controls on answers in Discord: buttons (message components) on the answer's message, and what a click does.
+
+- While the answer is written, its current message has a **Stop** button; once it has ended, its last message
+  has **👍**, **👎** and **Retry** (a failed answer: Retry only). The buttons ride on the edits and posts the
+  reply makes anyway (an action row in `components`; `components: []` takes them off a finished part), so they
+  cost no request of their own.
+- A click arrives as INTERACTION_CREATE type 3 (MESSAGE_COMPONENT) with `data.custom_id`
+  ("tb_answer:<action>:<answer id>", well under Discord's 100 characters) and the clicking member. The buttons
+  belong to no discord.py View in the view store (a View per answer kept forever would be a leak, and none
+  survives a restart anyway): the adapter's `on_interaction` hands them here, core.reply.controls decides, and
+  the answer goes back within Discord's 3 s: an ephemeral line (type 4, flag 64) for the clicker when there is
+  something to say (a stale message, someone who may not press it, a double click, a rating), otherwise a
+  deferred update (type 6) — the reply's own next edit shows what happened.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+import discord
+
+from bots.discord.events import author_of
+from core.model import InboundMessage
+from core.reply.controls import Click, parse_action
+from core.reply.lifetime import ReplyLifetime
+
+log = logging.getLogger("teambridge.discord.controls")
+
+PREFIX = "tb_answer:"
+
+
+class _Buttons(discord.ui.View):
+    """Only serialises the buttons: clicks reach DiscordControls through on_interaction, never a View."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    def is_dispatchable(self) -> bool:  # discord.py would otherwise keep it in its view store, per message
+        return False
+
+
+def _button(label: str, action: str, answer_id: str, style: discord.ButtonStyle) -> discord.ui.Button:
+    return discord.ui.Button(label=label, style=style, custom_id=f"{PREFIX}{action}:{answer_id}")
+
+
+def controls_view(lifetime: ReplyLifetime | None, *, latest: bool, final: bool, edited: bool = True):
+    """The components for one message of an answer: Stop on the message being written, 👍 / 👎 and Retry on
+    the last one once the answer has ended, none on the others (None: take away any it had). MISSING when the
+    answer has no controls (its components are left as they are)."""
+    if lifetime is None or not lifetime.answer_id:
+        return discord.utils.MISSING
+    view = _Buttons()
+    answer = lifetime.answer_id
+    if lifetime.state == "streaming":
+        if latest and not final and edited:
+            view.add_item(_button("Stop", "stop", answer, discord.ButtonStyle.secondary))
+            return view
+        return None
+    if not latest:
+        return None
+    if lifetime.state != "failed":
+        view.add_item(_button("👍", "up", answer, discord.ButtonStyle.secondary))
+        view.add_item(_button("👎", "down", answer, discord.ButtonStyle.secondary))
+    view.add_item(_button("Retry", "retry", answer, discord.ButtonStyle.secondary))
+    return view
+
+
+class DiscordControls:
+    """Handles clicks on answers' buttons for one Discord adapter."""
+
+    def __init__(self, service, *,
+                 answer: Callable[[InboundMessage, discord.Interaction], Awaitable[None]]) -> None:
+        self._service = service
+        self._answer = answer   # answers a message where the clicked answer is (the adapter's)
+
+    @staticmethod
+    def handles(interaction: discord.Interaction) -> bool:
+        data = interaction.data or {}
+        return (interaction.type == discord.InteractionType.component
+                and str(data.get("custom_id", "")).startswith(PREFIX))
+
+    async def on_click(self, interaction: discord.Interaction) -> None:
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        kind, _, answer_id = custom_id.removeprefix(PREFIX).partition(":")
+        action = parse_action(kind)
+        if action is None or not answer_id:
+            log.info("Discord answer control dropped: unreadable custom_id %r", custom_id[:100])
+            await _quietly(interaction.response.defer())
+            return
+        result = await self._service.controls.click(Click(action, answer_id, author_of(interaction.user),
+                                                          "discord"))
+        if result.note:
+            await _quietly(interaction.response.send_message(result.note, ephemeral=True))
+        else:
+            await _quietly(interaction.response.defer())
+        if result.retry is not None:
+            await self._answer(result.retry, interaction)
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except discord.HTTPException as exc:   # e.g. 10062: the 3 s passed; the click still did what it said
+        log.warning("could not answer a click on an answer: %s", exc)
