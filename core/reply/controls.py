@@ -8,7 +8,9 @@ each click here as a `Click`; the answer is named by the id its buttons carry (`
   the asker or an admin can ask again, in any process and after a restart.
 - Stop acts on the reply's lifetime (core.reply.lifetime): the stream's next text raises ReplyStopped, the service
   closes the model's stream, the text so far stays with a short "stopped" note. Answers streaming are known only
-  to the process streaming them: a Stop click that reaches another process is told the answer is not streaming.
+  to the process streaming them: a Stop click that reaches another process sharing the store is passed on as a
+  signal (core/store/signals.py); the process writing that answer decides and sends back what to tell the clicker.
+  No reply within a moment means no process is writing it.
 - Rating: one per person per answer (the store's upsert); a second click changes it.
 - Retry: the same question asked again in the same place (a new answer; the old one stays). Each answer is
   asked again once (a claim in the store): a double click, or a click in a second process, starts one retry.
@@ -18,6 +20,7 @@ each click here as a `Click`; the answer is named by the id its buttons carry (`
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -37,6 +40,8 @@ ACTIONS: tuple[Action, ...] = ("stop", "retry", "up", "down")
 RATINGS = {"up": 1, "down": -1}
 RECENT = 2_000            # ended answers whose original message is kept in memory (for a faithful retry)
 SAVE_WAIT = 5.0           # a click that races the answer's own record waits this long for it
+STOPS, STOP_NOTES = "answers.stop", "answers.stop.note"   # signal topics: a Stop for another process, its answer
+STOP_WAIT = 2.0           # how long a Stop passed on waits for the process writing the answer
 
 NOT_YOURS_STOP = "Only the person who asked or an admin can stop this answer."
 NOT_YOURS_RETRY = "Only the person who asked or an admin can ask this again."
@@ -93,6 +98,8 @@ class AnswerControls:
         self._on_rated = on_rated           # (platform, assistant, rating): metrics
         self._live: dict[str, _Live] = {}   # answers begun and not yet recorded
         self._recent: OrderedDict[str, InboundMessage] = OrderedDict()  # ended answers' original messages
+        self._listening = False             # to Stop clicks other processes pass on (from the first answer on)
+        self._waiting: dict[str, asyncio.Future[str]] = {}   # Stops passed on: request id -> the clicker's note
 
     # ---- the service's side: an answer's life ------------------------------------------------------------
 
@@ -101,6 +108,7 @@ class AnswerControls:
         answer_id = uuid.uuid4().hex[:20]
         lifetime.answer_id = answer_id
         self._live[answer_id] = _Live(msg, assistant, lifetime)
+        self._listen()
         return answer_id
 
     def posted(self, answer_id: str, message_id: str) -> None:
@@ -139,7 +147,9 @@ class AnswerControls:
         try:
             match click.action:
                 case "stop":
-                    return self._stop(click)
+                    if click.answer_id in self._live:
+                        return self._stop(click)
+                    return await self._stop_elsewhere(click)
                 case "retry":
                     return await self._retry(click)
                 case "up" | "down":
@@ -164,6 +174,73 @@ class AnswerControls:
         log.info("answer %s stopped by %s", click.answer_id, click.clicker.id)
         live.lifetime.stop()
         return ClickResult(ok=True)
+
+    # ---- a Stop for an answer another process is writing -------------------------------------------------
+
+    def _listen(self) -> None:
+        if self._listening:
+            return
+        self._listening = True
+        signals = self._store.signals()
+        if signals.shared:
+            signals.listen(STOPS, self._heard_stop)
+            signals.listen(STOP_NOTES, self._heard_note)
+
+    async def _stop_elsewhere(self, click: Click) -> ClickResult:
+        signals = self._store.signals()
+        if not signals.shared:
+            return ClickResult(NOT_STREAMING)
+        self._listen()
+        request = uuid.uuid4().hex
+        note = self._waiting[request] = asyncio.get_running_loop().create_future()
+        who = click.clicker
+        try:
+            await signals.publish(STOPS, json.dumps({
+                "request": request, "answer": click.answer_id, "platform": click.platform,
+                "user": who.id, "name": who.name[:100], "roles": list(who.roles)[:50], "admin": who.is_admin}))
+            text = await asyncio.wait_for(note, STOP_WAIT)
+        except TimeoutError:   # no process is writing that answer
+            return ClickResult(NOT_STREAMING)
+        except Exception:
+            log.exception("could not pass a Stop on to the other processes")
+            return ClickResult(NOT_STREAMING)
+        finally:
+            self._waiting.pop(request, None)
+        return ClickResult(text, ok=not text)
+
+    def _heard_stop(self, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            clicker = Author(str(data["user"]), str(data.get("name", "")),
+                             tuple(str(r) for r in data.get("roles", ())), bool(data.get("admin")))
+            click = Click("stop", str(data["answer"]), clicker, str(data.get("platform", "")))
+            request = str(data["request"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("dropped a malformed stop signal")
+            return
+        if click.answer_id not in self._live:
+            return   # another process's answer (or none): that process answers
+        note = self._stop(click).note
+        asyncio.ensure_future(self._quietly_publish(STOP_NOTES, json.dumps({"request": request, "note": note})))
+
+    def _heard_note(self, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            waiting = self._waiting.get(str(data["request"]))
+            note = str(data.get("note", ""))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("dropped a malformed stop note signal")
+            return
+        if waiting is not None and not waiting.done():
+            waiting.set_result(note)
+
+    async def _quietly_publish(self, topic: str, payload: str) -> None:
+        try:
+            await self._store.signals().publish(topic, payload)
+        except Exception:
+            log.exception("could not send a %s signal", topic)
+
+    # ---- ratings and retries ----------------------------------------------------------------------------
 
     async def _answer(self, answer_id: str) -> AnswerRecord | None:
         live = self._live.get(answer_id)
