@@ -9,7 +9,7 @@ import os
 import sys
 
 from tests.console_harness import REPO, openai_env, teambridge
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 
 CONFIG = str(REPO / "config.yaml")
 LONG = "".join(f"word{i} " for i in range(400))   # ~20 s at 5 characters per 0.25 s: it only ends if stopped

@@ -17,8 +17,8 @@ from core.chat.service import ChatService
 from core.config.schema import Config
 from core.store.sqlite import SqliteStore
 from core.tools.registry import ToolRegistry
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.discord_server import FakeDiscord
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 
 LONG = "".join(f"word{i} " for i in range(300))   # ~15 s at 8 characters per 0.2 s: ends only if stopped
 

@@ -12,9 +12,9 @@ from openai import AsyncOpenAI
 from core.backends.openai.backend import OpenAIBackend
 from core.config.schema import Config
 from core.tools.registry import ToolRegistry
-from tests.fakes.openai_server import FakeOpenAI, ScriptedResponse
+from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 from tests.fakes.slack_harness import running_bot
-from tests.fakes.slack_server import FakeSlack
+from bots.standins.slack_server import FakeSlack
 
 LONG = "".join(f"word{i} " for i in range(300))   # ~15 s at 8 characters per 0.2 s: ends only if stopped
 
