@@ -61,3 +61,16 @@ def ended_blocks(answer_id: str, text: str, *, rate: bool = True) -> list[dict]:
 
 def fallback_text(text: str) -> str:
     return to_mrkdwn(text)[:FALLBACK_MAX] or "…"
+
+
+def shown_text(message: dict) -> tuple[str, bool]:
+    """What a message of ours shows, from conversations.history / replies: the text of its `markdown` blocks when it
+    has them (its `text` is then only the fallback), else its markdown `text`; and whether it had blocks."""
+    blocks = message.get("blocks")
+    if isinstance(blocks, list):
+        texts = [b["text"] for b in blocks
+                 if isinstance(b, dict) and b.get("type") == "markdown" and isinstance(b.get("text"), str)]
+        if texts:
+            return "\n".join(texts), True
+    text = message.get("text")
+    return (text if isinstance(text, str) else ""), False

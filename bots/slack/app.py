@@ -26,6 +26,7 @@ from core.admin.observe import NullObserver
 from core.model import Author, InboundMessage, UserFacingError
 from core.reply.tail import interrupted
 from bots.slack.approval import APPROVE, DENY, SlackApprovals
+from bots.slack.answer_blocks import fallback_text, plain_blocks, shown_text
 from bots.slack.controls import ACTION_IDS, SlackControls
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
@@ -206,19 +207,23 @@ class SlackAdapter:
     # ---- interrupted replies ---------------------------------------------------------------------
 
     async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None:
-        text = await self._message_text(channel, message_id, thread)
+        shown = await self._message_text(channel, message_id, thread)
         try:
-            if text is None:  # unreadable: replacing it would lose the answer's text
+            if shown is None:  # unreadable: replacing it would lose the answer's text
                 raise SlackApiError("message not readable", {"ok": False, "error": "message_not_found"})
-            await self.client.chat_update(channel=channel, ts=message_id,
-                                          markdown_text=interrupted(text))
+            text, had_blocks = shown
+            if had_blocks:   # its text is in blocks (and its Stop button must go): replace them
+                await self.client.chat_update(channel=channel, ts=message_id, text=fallback_text(interrupted(text)),
+                                              blocks=plain_blocks(interrupted(text)))
+            else:
+                await self.client.chat_update(channel=channel, ts=message_id, markdown_text=interrupted(text))
         except SlackApiError as e:
             log.warning("could not edit interrupted message %s (%s); saying it in the thread",
                         message_id, e.response.get("error"))
             await self.client.chat_postMessage(channel=channel, thread_ts=thread or message_id,
                                                markdown_text=interrupted(""))
 
-    async def _message_text(self, channel: str, ts: str, thread: str | None) -> str | None:
+    async def _message_text(self, channel: str, ts: str, thread: str | None) -> tuple[str, bool] | None:
         try:
             if thread and thread != ts:
                 r = await self.client.conversations_replies(channel=channel, ts=thread, oldest=ts, latest=ts,
@@ -231,7 +236,7 @@ class SlackAdapter:
             return None
         for m in r.get("messages", []):
             if isinstance(m, dict) and m.get("ts") == ts:
-                return m.get("text") if isinstance(m.get("text"), str) else ""
+                return shown_text(m)
         return None
 
     # ---- listeners (run after bolt acked) ---------------------------------------------------------

@@ -105,6 +105,8 @@ class Message:
             m["thread_ts"] = self.thread_ts
         if self.files:
             m["files"] = self.files
+        if self.blocks:
+            m["blocks"] = self.blocks
         return m
 
 

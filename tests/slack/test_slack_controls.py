@@ -145,3 +145,17 @@ async def test_ratings_outlive_a_restart_and_unknown_answers_are_told_so_in_http
             assert await slack.click(garbled, "Retry", user="U1") == "200"   # dropped with one log line
             await bot.adapter.wait_idle()
             assert len(slack.bot_messages("C1", thread)) == 1 and len(openai.response_requests()) == 1
+
+
+async def test_an_answer_cut_off_by_a_crash_loses_its_stop_button_and_keeps_its_text(tmp_path):
+    from bots.slack.answer_blocks import fallback_text, streaming_blocks
+
+    async with FakeSlack() as slack, world(tmp_path, slack=slack) as (bot, _):
+        # what a crash leaves of an answer being written in a DM: its text (in a markdown block) and Stop
+        posted = await bot.adapter.client.chat_postMessage(
+            channel="D1", text=fallback_text("Half an **ans**"), blocks=streaming_blocks("a1", "Half an **ans**"))
+        await bot.store.add_inflight("slack", "D1", posted["ts"], None)
+        assert await bot.service.recover_interrupted(bot.adapter) == 1
+        m = slack.message("D1", posted["ts"])
+        assert m.text == "Half an **ans**\n\n⚠️ This answer was cut off — please ask again."
+        assert labels(m) == []
