@@ -301,12 +301,13 @@ class DiscordAdapter:
             msg = await self._last_part(partial, msg)
             text = interrupted(msg.content)
             async with self._pacers.for_channel(int(place)):
+                # view=None: a Stop button the answer showed goes with it (bots/discord/controls.py)
                 if len(text) <= LIMITS.max_chars:
-                    await msg.edit(content=text)
+                    await msg.edit(content=text, view=None)
                 else:  # no room left in that message: without its cursor, and the notice right below
                     bare = undecorated(msg.content)
-                    if bare != msg.content:
-                        await msg.edit(content=bare)
+                    if bare != msg.content or msg.components:
+                        await msg.edit(content=bare, view=None)
                     await msg.reply(interrupted(""), mention_author=False)
             return
         log.warning("interrupted reply %s in %s no longer exists", message_id, channel)

@@ -42,6 +42,7 @@ async def world(tmp_path):
             adapter = DiscordAdapter.from_env(service, discord.env(), guild_ready_timeout=0.05,
                                               pacers=Pacers(channel_limit=5, channel_period=0.5), store=store)
             await adapter.start()
+            discord.adapter = adapter
             try:
                 yield discord, discord.channel_id(discord.guild, "general"), openai, store
             finally:
@@ -134,3 +135,21 @@ async def test_ratings_change_retry_is_the_askers_and_happens_once(tmp_path):
             for button in row["components"]:
                 button["custom_id"] = "tb_answer:up:no-such-answer"
         await told(discord, await discord.click(forged, "👍", discord.boss), "This answer's buttons no longer work")
+
+
+async def test_an_answer_cut_off_by_a_crash_loses_its_stop_button(tmp_path):
+    from bots.discord.controls import controls_view
+    from core.reply.lifetime import ReplyLifetime
+
+    async with world(tmp_path) as (discord, channel, openai, store):
+        adapter = discord.adapter
+        lifetime = ReplyLifetime()
+        lifetime.answer_id = "a1"
+        # what a crash leaves of an answer being written: its text with the cursor, and Stop
+        sent = await adapter.client.get_partial_messageable(int(channel)).send(
+            "Half an ans ▌", view=controls_view(lifetime, latest=True, final=False))
+        message = discord.messages[str(sent.id)]
+        assert labels(message) == ["Stop"]
+        await adapter.mark_interrupted(channel, str(sent.id), None)
+        assert message.content == "Half an ans\n\n⚠️ This answer was cut off — please ask again."
+        assert labels(message) == []
