@@ -42,6 +42,7 @@ class ConsoleChat:
         self._pending: list[Attachment] = []
         self._answering = False     # an answer is being written: /stop and Ctrl-C stop it
         self._source: LineSource | None = None
+        self._approver: ConsoleApprover | None = None
 
     def _message(self, text: str) -> InboundMessage:
         # The person at the keyboard runs this process: with no admins configured, they are the admin.
@@ -54,7 +55,7 @@ class ConsoleChat:
     async def run(self, lines: AsyncIterator[str]) -> None:
         source = LineSource(lines)
         self._source = source
-        approver = ConsoleApprover(source, self._out, user=self._user)
+        approver = self._approver = ConsoleApprover(source, self._out, user=self._user)
         if self._terminal is not None:
             await self._banner()
             await self._prompt()
@@ -142,7 +143,7 @@ class ConsoleChat:
         if result.note:
             self._say(result.note)
         if result.retry is not None:
-            await self._answer(result.retry)
+            await self._answer(result.retry, self._approver)
         return result.note
 
     async def _command(self, line: str) -> None:
@@ -192,21 +193,21 @@ class ConsoleChat:
 
 @contextmanager
 def _ctrl_c_stops(stop: Callable[[], None]) -> Iterator[None]:
-    """While an answer is written, Ctrl-C (SIGINT) stops it instead of ending the session; left alone where
-    someone else handles SIGINT (e.g. `teambridge run`)."""
+    """While an answer is written, Ctrl-C (SIGINT) stops it instead of ending the session. Between answers the
+    handler from before (asyncio.run's: Ctrl-C ends the session) is back."""
     loop = asyncio.get_running_loop()
-    mine = False
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            loop.add_signal_handler(signal.SIGINT, stop)
-            mine = True
+        loop.add_signal_handler(signal.SIGINT, stop)
     except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
-        pass
+        yield
+        return
     try:
         yield
     finally:
-        if mine:
-            loop.remove_signal_handler(signal.SIGINT)   # back to the default: Ctrl-C ends the session
+        loop.remove_signal_handler(signal.SIGINT)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 async def stdin_lines(stream: TextIO = sys.stdin) -> AsyncIterator[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 
 from tests.console_harness import REPO, openai_env, teambridge
@@ -13,6 +14,11 @@ from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 
 CONFIG = str(REPO / "config.yaml")
 LONG = "".join(f"word{i} " for i in range(400))   # ~20 s at 5 characters per 0.25 s: it only ends if stopped
+
+
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.02)
 
 
 class Session:
@@ -64,7 +70,8 @@ async def chat(fake, tmp_path) -> Session:
 async def test_stop_retry_and_rate_at_the_console_and_the_ratings_outlive_the_process(tmp_path):
     async with FakeOpenAI() as fake:
         fake.script(ScriptedResponse(text=LONG, delta_size=5, delay=0.25),
-                    ScriptedResponse(text="A short second answer."))
+                    ScriptedResponse(text="A short second answer."),
+                    ScriptedResponse(text=LONG, delta_size=5, delay=0.25))
         session = await chat(fake, tmp_path)
         await session.type("Tell me everything about bread.")
         await session.wait_for("word3 ")
@@ -92,24 +99,35 @@ async def test_stop_retry_and_rate_at_the_console_and_the_ratings_outlive_the_pr
         await session.wait_for("A short second answer.\n")   # its end: the console ends an answer with a newline
         await session.type("/stop")             # nothing is being written now: said so, nothing breaks
         await session.wait_for("This answer is not being written any more.")
+
+        await session.type("And about rye?")   # Ctrl-C while an answer is written stops it, the session goes on
+        await asyncio.wait_for(_until(lambda: session.out.count("word1 ") == 2), 30)
+        session.proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(_until(lambda: session.out.count("⏹️ stopped") == 2), 30)
+        except TimeoutError:
+            raise AssertionError(f"Ctrl-C did not stop the answer:\n{session.out}\n{session.proc.returncode}") from None
+        await session.type("/rate down")
+        await session.wait_for("Thanks — you rated this answer 👎.")
         err = await session.end()
+        assert session.proc.returncode == 0, err
         assert "Traceback" not in err
 
         requests = fake.response_requests()
-        assert len(requests) == 2 and requests[0]["conversation"] == requests[1]["conversation"]
+        assert len(requests) == 3 and requests[0]["conversation"] == requests[1]["conversation"]
         assert requests[1]["input"] == requests[0]["input"]          # the same question, asked again
-        assert fake.stream_ends == ["closed early", "complete"]
+        assert fake.stream_ends == ["closed early", "complete", "closed early"]
 
         # `teambridge feedback` in a later process: the rating is stored (the last click counts)
         env = openai_env(fake, tmp_path)
         table = await teambridge("feedback", "--config", CONFIG, cwd=tmp_path, env=env)
         assert table.code == 0, table.err
         lines = table.out.splitlines()
-        assert lines[0] == "Feedback (7d): 1 rating (1 up, 0 down)."
-        row = [c.strip() for c in lines[-1].strip("|").split("|")]
+        assert lines[0] == "Feedback (7d): 2 ratings (1 up, 1 down)."
+        row = [c.strip() for c in lines[-1].strip("|").split("|")]   # newest first: the oldest is last
         assert row[1:5] == ["console", "food", "alice", "up"] and row[5].startswith("console console:alice")
         as_json = await teambridge("feedback", "--config", CONFIG, "--period", "1d", "--json", cwd=tmp_path, env=env)
-        [rating] = json.loads(as_json.out)["ratings"]
+        rating = json.loads(as_json.out)["ratings"][-1]
         assert rating["rating"] == "up" and rating["user"] == "alice" and rating["model"] == "gpt-4.1-mini"
         assert rating["asked_by"] == "alice" and rating["where"]["channel"] == "console:alice"
         bad = await teambridge("feedback", "--config", CONFIG, "--period", "last tuesday", cwd=tmp_path, env=env)
@@ -118,4 +136,4 @@ async def test_stop_retry_and_rate_at_the_console_and_the_ratings_outlive_the_pr
         usage = await teambridge("usage", "--config", CONFIG, "--by", "assistant", cwd=tmp_path, env=env)
         header = [c.strip() for c in next(l for l in usage.out.splitlines() if l.startswith("|")).strip("|").split("|")]
         food = [c.strip() for c in next(l for l in usage.out.splitlines() if l.startswith("| food")).strip("|").split("|")]
-        assert header[-1] == "feedback" and food[-1] == "+1 -0"
+        assert header[-1] == "feedback" and food[-1] == "+1 -1"
