@@ -177,6 +177,8 @@ class ConversationAdmin:
         forgotten = 0
         if forget_user:
             forgotten = await self._store.forget_usage_user(forget_user, user_digest(forget_user))
+            # their questions go, their ratings stay as numbers under the digest
+            await self._store.forget_answers_user(forget_user, user_digest(forget_user))
         return DeleteReport(tuple(deleted), vector_stores, files, forgotten)
 
     async def erase(self, record: ConversationRecord) -> None:
@@ -195,6 +197,7 @@ class ConversationAdmin:
         cutoff = self._clock() - days * 86400
         idle = [r for r in await self.list() if r.last_used < cutoff]
         report = await self.delete(idle) if idle else DeleteReport(())
+        await self._store.forget_questions(cutoff)   # answers older than that keep their ratings, not their text
         if idle:
             log.info("retention: deleted %d conversations idle for more than %d days", len(idle), days)
         return report

@@ -43,6 +43,21 @@ class PostgresAnswers:
             " RETURNING (SELECT rating FROM old)", answer_id, user, int(rating), self._clock())
         return None if row is None or row[0] is None else int(row[0])
 
+    async def forget_answers_user(self, user: str, replacement: str) -> int:
+        pool = self._require()
+        asked = await pool.fetch("UPDATE answers SET \"user\" = $1, user_name = '', question = ''"
+                                 ' WHERE "user" = $2 RETURNING 1', replacement, user)
+        # One rating per person per answer: a digest that rated the same answer already keeps its rating.
+        rated = await pool.fetch('UPDATE feedback SET "user" = $1 WHERE "user" = $2 AND NOT EXISTS'
+                                 ' (SELECT 1 FROM feedback f WHERE f.answer_id = feedback.answer_id'
+                                 ' AND f."user" = $1) RETURNING 1', replacement, user)
+        return len(asked) + len(rated)
+
+    async def forget_questions(self, before: float) -> int:
+        rows = await self._require().fetch("UPDATE answers SET question = '' WHERE at < $1 AND question != ''"
+                                           " RETURNING 1", float(before))
+        return len(rows)
+
     async def feedback_rows(self, since: float, until: float) -> list[FeedbackRow]:
         rows = await self._require().fetch(
             'SELECT f.at, f.answer_id, a.platform, a.workspace, a.channel, a.thread, a.message_id, a.assistant,'

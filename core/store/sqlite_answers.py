@@ -41,6 +41,19 @@ class SqliteAnswers:
             (answer_id, user, int(rating), self._clock()))
         return int(before[0][0]) if before else None
 
+    async def forget_answers_user(self, user: str, replacement: str) -> int:
+        asked = await self._fetch("UPDATE answers SET \"user\" = ?, user_name = '', question = '' WHERE \"user\" = ?"
+                                  " RETURNING 1", (replacement, user))
+        rated = await self._fetch('UPDATE feedback SET "user" = ? WHERE "user" = ? AND NOT EXISTS'
+                                  ' (SELECT 1 FROM feedback f WHERE f.answer_id = feedback.answer_id AND f."user" = ?)'
+                                  " RETURNING 1", (replacement, user, replacement))
+        return len(asked) + len(rated)
+
+    async def forget_questions(self, before: float) -> int:
+        rows = await self._fetch("UPDATE answers SET question = '' WHERE at < ? AND question != '' RETURNING 1",
+                                 (before,))
+        return len(rows)
+
     async def feedback_rows(self, since: float, until: float) -> list[FeedbackRow]:
         rows = await self._fetch(
             'SELECT f.at, f.answer_id, a.platform, a.workspace, a.channel, a.thread, a.message_id, a.assistant,'

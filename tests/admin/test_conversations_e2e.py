@@ -131,6 +131,11 @@ async def test_delete_by_user_with_forget_user_keeps_the_cost_under_a_digest(fak
     usage = await cli(fake, tmp_path, "usage", "--by", "user", "--period", "24h", "--json")
     users = {row["key"] for row in json.loads(usage.out)["rows"]}
     assert users == {"bob", user_digest("alice")}
+    # the answers alice got keep no question of hers and no id of hers (their ratings could stay, as numbers)
+    async with SqliteStore(tmp_path / "teambridge.db") as store:
+        rows = await store._fetch('SELECT "user", user_name, question FROM answers ORDER BY at')
+    assert [tuple(r) for r in rows] == [(user_digest("alice"), "", ""), (user_digest("alice"), "", ""),
+                                        ("bob", "bob", "Thyme?")]
 
     without = await cli(fake, tmp_path, "conversations", "delete", "--user", "bob", "--yes")
     assert without.code == 0 and without.out.strip() == "Deleted 1 conversation."

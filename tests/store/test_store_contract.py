@@ -663,3 +663,31 @@ async def test_concurrent_clicks_of_one_person_leave_one_rating(stores):
                                for i, s in enumerate([store, other] * 10)))
         rows = await store.feedback_rows(0, 4e9)
         assert len(rows) == 1 and rows[0].user == "U2" and rows[0].rating in (1, -1)
+
+
+async def test_a_forgotten_persons_questions_go_and_their_ratings_stay_under_a_digest(stores):
+    async with stores.open() as store:
+        await store.save_answer(answer("a1", user="U1", user_name="alice", question="my secret recipe?"))
+        await store.save_answer(answer("a2", user="U2", user_name="bob", question="bob's question"))
+        await store.rate_answer("a1", "U2", 1)
+        await store.rate_answer("a2", "U1", -1)
+        assert await store.forget_answers_user("U1", "digest-1") == 2     # one answer asked, one rating given
+    async with stores.open() as store:
+        forgotten = await store.get_answer("a1")
+        assert (forgotten.user, forgotten.user_name, forgotten.question) == ("digest-1", "", "")
+        assert (await store.get_answer("a2")).question == "bob's question"
+        rows = await store.feedback_rows(0, 4e9)
+        assert sorted((r.answer_id, r.asker, r.user, r.rating) for r in rows) == [
+            ("a1", "digest-1", "U2", 1), ("a2", "U2", "digest-1", -1)]
+
+
+async def test_retention_blanks_old_questions_and_keeps_the_ratings(stores):
+    async with stores.open() as store:
+        await store.save_answer(answer("old", at=1000.0, question="old question"))
+        await store.save_answer(answer("new", at=5000.0, question="new question"))
+        await store.rate_answer("old", "U2", 1)
+        assert await store.forget_questions(2000.0) == 1
+        assert await store.forget_questions(2000.0) == 0
+        assert (await store.get_answer("old")).question == ""
+        assert (await store.get_answer("new")).question == "new question"
+        assert len(await store.feedback_rows(0, 4e9)) == 1
