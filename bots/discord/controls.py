@@ -9,8 +9,9 @@
   belong to no discord.py View in the view store (a View per answer kept forever would be a leak, and none
   survives a restart anyway): the adapter's `on_interaction` hands them here, core.reply.controls decides, and
   the answer goes back within Discord's 3 s: an ephemeral line (type 4, flag 64) for the clicker when there is
-  something to say (a stale message, someone who may not press it, a double click, a rating), otherwise a
-  deferred update (type 6) — the reply's own next edit shows what happened.
+  something to say (a stale message, someone who may not press it, a double click, a rating); for a Retry that
+  goes ahead, an update of the clicked message (type 7) that takes its Retry away; otherwise a deferred update
+  (type 6) — the reply's own next edit shows what happened.
 """
 from __future__ import annotations
 
@@ -65,6 +66,20 @@ def controls_view(lifetime: ReplyLifetime | None, *, latest: bool, final: bool, 
     return view
 
 
+def _without_retry(interaction: discord.Interaction, answer_id: str):
+    """The clicked message's controls after its Retry was used: 👍 / 👎 if it had them, else none."""
+    message = interaction.message
+    rated = message is not None and any(
+        isinstance(child, discord.Button) and child.custom_id == f"{PREFIX}up:{answer_id}"
+        for row in message.components if isinstance(row, discord.ActionRow) for child in row.children)
+    if not rated:
+        return None
+    view = _Buttons()
+    view.add_item(_button("👍", "up", answer_id, discord.ButtonStyle.secondary))
+    view.add_item(_button("👎", "down", answer_id, discord.ButtonStyle.secondary))
+    return view
+
+
 class DiscordControls:
     """Handles clicks on answers' buttons for one Discord adapter."""
 
@@ -91,6 +106,9 @@ class DiscordControls:
                                                           "discord"))
         if result.note:
             await _quietly(interaction.response.send_message(result.note, ephemeral=True))
+        elif result.retry is not None:
+            # Retry no longer applies to this answer: the click's own answer (type 7) takes the button away
+            await _quietly(interaction.response.edit_message(view=_without_retry(interaction, answer_id)))
         else:
             await _quietly(interaction.response.defer())
         if result.retry is not None:

@@ -119,7 +119,8 @@ async def test_ratings_change_retry_is_the_askers_and_happens_once(tmp_path):
         first, second = await asyncio.gather(discord.click(answer, "Retry", discord.alice),
                                              discord.click(answer, "Retry", discord.alice))
         await discord.wait_for(lambda: first.callbacks and second.callbacks, timeout=10)
-        assert sorted(c.callbacks[0]["type"] for c in (first, second)) == [4, 6]   # one retry, one note
+        assert sorted(c.callbacks[0]["type"] for c in (first, second)) == [4, 7]   # one retry, one note
+        assert labels(answer) == ["👍", "👎"]                                 # Retry no longer applies
         note = next(c for c in (first, second) if c.callbacks[0]["type"] == 4).callbacks[0]["content"]
         assert note == "This question was asked again already."
         again = await discord.wait_for(lambda: next((m for m in discord.messages_in(channel, by_bot=True)
