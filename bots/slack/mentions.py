@@ -59,7 +59,21 @@ def neutralise_call(args: Any) -> Any:
     for key in _TEXT_FIELDS:
         if isinstance(out.get(key), str):
             out[key] = neutralise(out[key])
+    if isinstance(out.get("blocks"), list):   # a `markdown` block holds the answer's text (bots/slack/answer_blocks)
+        out["blocks"] = [_neutralise_block(b) for b in out["blocks"]]
     if isinstance(out.get("chunks"), list):
         out["chunks"] = [({**c, "text": neutralise(c["text"])} if isinstance(c, dict) and isinstance(c.get("text"), str)
                           else c) for c in out["chunks"]]
     return out
+
+
+def _neutralise_block(block: Any) -> Any:
+    """A Block Kit block with the text it shows defused: a `markdown` block's `text`, a section's text object."""
+    if not isinstance(block, dict):
+        return block
+    text = block.get("text")
+    if isinstance(text, str):
+        return {**block, "text": neutralise(text)}
+    if isinstance(text, dict) and isinstance(text.get("text"), str):
+        return {**block, "text": {**text, "text": neutralise(text["text"])}}
+    return block
