@@ -138,7 +138,9 @@ def strip_mentions(message: discord.Message, me_id: int) -> str:
 def author_of(user: discord.abc.User) -> Author:
     roles: tuple[str, ...] = ()
     admin = False
-    if isinstance(user, discord.Member):
+    # A member whose guild discord.py does not know (a payload with a member but no usable guild_id) has no
+    # roles to read: treated as a plain user, not an error.
+    if isinstance(user, discord.Member) and user.guild is not None:
         roles = tuple(str(r.id) for r in user.roles if not r.is_default())
         admin = user.guild_permissions.administrator
     return Author(id=str(user.id), name=getattr(user, "display_name", user.name), roles=roles, is_admin=admin)

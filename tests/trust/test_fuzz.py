@@ -271,3 +271,21 @@ async def test_fuzzed_discord_dispatches_never_break_the_bot(discord_bot, data):
 def test_fuzz_counts_reported(capsys):
     """Not a check: prints how many events the fuzz tests above sent (visible with -s)."""
     print(f"\nfuzzed events: {COUNTS}")
+
+
+async def test_a_member_without_a_usable_guild_is_answered_as_a_plain_user(discord_bot):
+    # Found by the fuzz test above: `guild_id: false` beside a member object made discord.py build a Member
+    # without a guild, and reading its roles raised (the message was not answered, a traceback was logged).
+    w = discord_bot
+    ch = w.channel("general")
+    mid = w.discord.ids.next()
+    payload = P.message(message_id=mid, channel_id=ch, author=w.discord.alice, content=f"<@{w.discord.bot['id']}> hello",
+                        guild_id=w.discord.guild["id"], member_data=w.discord._member(w.discord.guild["id"],
+                                                                                      w.discord.alice),
+                        mentions=[w.discord.bot])
+    payload["guild_id"] = False
+    with logbook() as book:
+        await w.discord.dispatch("MESSAGE_CREATE", payload)
+        await w.discord.wait_for(lambda: any(m.reference_id == mid and "You said: hello" in m.content
+                                             for m in w.discord.messages_in(ch, by_bot=True)), 20)
+    assert book.bad == []
