@@ -85,7 +85,8 @@ class ReplyTarget(Protocol):
     # `final`: the message will show this text from now on. A target may skip a progress edit (final=False),
     # e.g. when a newer text is on its way anyway, and then returns False; final edits are always made.
     async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool: ...
-    async def upload(self, file: OutboundFile) -> None: ...
+    # where the posted file can be opened (a permalink, an attachment URL, a path), or None
+    async def upload(self, file: OutboundFile) -> str | None: ...
     async def notice(self, text: str, *, ephemeral: bool = False) -> None: ...  # short one-off reply
     async def typing(self) -> None: ...                           # "is typing" / thinking status; may no-op
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None: ...  # native stream, or None for EditStream

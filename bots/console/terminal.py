@@ -107,11 +107,12 @@ class TerminalTarget:
     async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
         raise NotImplementedError("the console streams append-only")
 
-    async def upload(self, file: OutboundFile) -> None:
+    async def upload(self, file: OutboundFile) -> str | None:
         self._files_dir.mkdir(parents=True, exist_ok=True)
         path = _free_path(self._files_dir / Path(file.name).name)
         path.write_bytes(file.data)
         self._console.print(Text(f"📎 {file.name} saved to {path}", style="cyan"))
+        return str(path)
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
         self._console.print(Text(text, style="yellow"))

@@ -34,6 +34,13 @@ TYPING_MAX = 120.0
 NO_PINGS = discord.AllowedMentions.none()  # model output must never ping @everyone or users
 
 
+def _attachment_url(message: dict) -> str | None:
+    """The CDN address of the file a message carries (Discord's clients refresh its signature when opened)."""
+    attachments = message.get("attachments") or []
+    url = attachments[0].get("url") if attachments and isinstance(attachments[0], dict) else None
+    return url if isinstance(url, str) and url else None
+
+
 def _too_big(file: OutboundFile, limit: int) -> str | None:
     """The notice for a file over Discord's upload limit here (Discord would answer 413 / 40005)."""
     if len(file.data) <= limit:
@@ -175,6 +182,10 @@ class ChannelTarget:
 
     async def _send(self, *, content: str | None = None, file: discord.File | None = None,
                     view=MISSING) -> int:
+        return int((await self._deliver(content=content, file=file, view=view))["id"])
+
+    async def _deliver(self, *, content: str | None = None, file: discord.File | None = None,
+                       view=MISSING) -> dict:
         """POST the message through discord.py's HTTPClient route (its bucket and 429 handling included) and
         keep only the id: `channel.send()` would build a full Message (author, member, mentions, embeds…)
         from every response, which nothing here reads — a measurable share of the bot's CPU per answer."""
@@ -195,7 +206,7 @@ class ChannelTarget:
                                                   guild_id=self._guild_id, fail_if_not_exists=False).to_dict()
         if self._root is not None:
             await self._chains.remember_bot_message(message_id, self._root)
-        return message_id
+        return data
 
     async def post(self, text: str) -> str:
         view = controls_view(self._lifetime, latest=True, final=False)
@@ -237,11 +248,11 @@ class ChannelTarget:
         for ticket in self._waiting.values():
             ticket.withdraw()
 
-    async def upload(self, file: OutboundFile) -> None:
+    async def upload(self, file: OutboundFile) -> str | None:
         if (refusal := _too_big(file, self._file_limit)) is not None:
             await self.notice(refusal)
-            return
-        await self._send(file=discord.File(io.BytesIO(file.data), filename=file.name))
+            return None
+        return _attachment_url(await self._deliver(file=discord.File(io.BytesIO(file.data), filename=file.name)))
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
         # Only interaction replies can be ephemeral; in a channel a notice is a normal reply.
@@ -325,18 +336,19 @@ class InteractionTarget:
             await self._interaction.followup.edit_message(int(message_id), content=to_discord(text),
                                                           allowed_mentions=NO_PINGS, view=view)
 
-    async def upload(self, file: OutboundFile) -> None:
+    async def upload(self, file: OutboundFile) -> str | None:
         if (refusal := _too_big(file, self._file_limit)) is not None:
             await self.notice(refusal)
-            return
+            return None
         dfile = discord.File(io.BytesIO(file.data), filename=file.name)
         async with self._pacer.slot():
             if not self._original_used:
                 self._original_used = True
-                await self._interaction.edit_original_response(attachments=[dfile])
-                return
+                msg = await self._interaction.edit_original_response(attachments=[dfile])
+                return msg.attachments[0].url if msg.attachments else None
             msg = await self._interaction.followup.send(file=dfile, wait=True)
         await self._remember(msg.id)
+        return msg.attachments[0].url if msg.attachments else None
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
         parts = split(text)

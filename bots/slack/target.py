@@ -144,10 +144,14 @@ class SlackReplyTarget:
                                            **self._content(text, message_id))
         return True
 
-    async def upload(self, file: OutboundFile) -> None:
-        # files_upload_v2: files.getUploadURLExternal -> POST bytes -> files.completeUploadExternal
-        await self._client.files_upload_v2(channel=self.place.channel, thread_ts=self.place.thread_ts,
-                                           content=file.data, filename=file.name, title=file.name)
+    async def upload(self, file: OutboundFile) -> str | None:
+        # files_upload_v2: files.getUploadURLExternal -> POST bytes -> files.completeUploadExternal, whose
+        # files[] carry each file's permalink (the SDK names a single one `file`).
+        done = await self._client.files_upload_v2(channel=self.place.channel, thread_ts=self.place.thread_ts,
+                                                  content=file.data, filename=file.name, title=file.name)
+        posted = done.get("file")
+        permalink = posted.get("permalink") if isinstance(posted, dict) else None
+        return permalink if isinstance(permalink, str) and permalink.startswith("https://") else None
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
         if ephemeral:

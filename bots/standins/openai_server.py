@@ -504,9 +504,14 @@ class FakeOpenAI:
                                            container_id=container.id, created_at=self._now(), path=path,
                                            source="assistant"))
                 container.files[cfid] = (obj, plan.code.file.data)
+                # Like the service: the citation spans the Markdown link to the file's sandbox path, when the
+                # text has one ([Download the chart](sandbox:/mnt/data/chart.png)).
+                at = plan.text.find(f"(sandbox:{path})")
+                start = plan.text.rfind("[", 0, at) if at >= 0 else -1
+                span = (start, at + len(f"(sandbox:{path})")) if start >= 0 else (len(plan.text), len(plan.text))
                 annotations.append({"type": "container_file_citation", "container_id": container.id,
                                     "file_id": cfid, "filename": plan.code.file.name,
-                                    "start_index": 0, "end_index": 0})
+                                    "start_index": span[0], "end_index": span[1]})
         if plan.image_png is not None:
             ev, item = E.image_generation_events(w, output_index=len(output),
                                                  b64=base64.b64encode(plan.image_png).decode())

@@ -614,7 +614,9 @@ class FakeSlack:
             up["title"] = item.get("title") or up["name"]
             up["channel"], up["thread_ts"] = a.get("channel_id"), a.get("thread_ts")
             f = prune(sample("api", "files.completeUploadExternal"))["files"][0]
-            f.update(id=item["id"], name=up["name"], title=up["title"], size=len(up["data"]))
+            f.update(id=item["id"], name=up["name"], title=up["title"], size=len(up["data"]),
+                     permalink=f"https://teambridge-test.slack.com/files/{self.bot_user_id}/{item['id']}/{up['name']}")
+            up["permalink"] = f["permalink"]
             out.append(f)
         if a.get("channel_id"):
             m = Message(channel=a["channel_id"], ts=self._new_ts(), user=self.bot_user_id,

@@ -17,6 +17,7 @@ from core.chat.access import check_access, is_admin
 from core.chat.commands import AdminHandler, CommandSurface
 from core.reply.citations import footnotes, number_citations
 from core.reply.controls import AnswerControls
+from core.reply.filelinks import FileLinks
 from core.config.schema import Config
 from core.files.attachments import PreparedInputs, Refused
 from core.files.refusals import model_notes, not_supported, refusal_notice
@@ -215,6 +216,7 @@ class ChatService:
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
         answer_id = self.controls.begin(msg, assistant.name, stream.lifetime)
         citations: list[Citation] = []
+        links = FileLinks()  # sandbox: links in the text -> the files as posted (held back until decided)
         try:
             async with aclosing(backend.run(turn)) as events:  # leaving early closes the model's stream
                 async for event in events:
@@ -225,7 +227,9 @@ class ChatService:
                         await asyncio.wait((marking,))
                         marking = None
                     progress.saw(event)
-                    await self._relay(event, stream, target, citations, assistant, msg)
+                    await self._relay(event, stream, target, citations, assistant, msg, links)
+            if rest := links.flush():
+                await stream.text(rest)
             await stream.close(footnotes(number_citations(citations)))
             settled = True
             progress.outcome = ANSWERED
@@ -236,6 +240,8 @@ class ChatService:
         except BackendError as err:
             log.warning("backend error for %s: %s", key.as_string(), err.message)
             progress.outcome, progress.error = FAILED, err.message
+            if rest := links.flush():  # what was held back (a link waiting for its file) still shows
+                await _quietly(stream.text(rest))
             settled = await _shown(stream.fail(err.message))
         except asyncio.CancelledError:
             # shutdown past its grace period: say so in the reply, then let the cancellation through
@@ -287,15 +293,17 @@ class ChatService:
                     metadata=metadata), inputs.refused
 
     async def _relay(self, event, stream: ReplyStream, target: ReplyTarget, citations: list[Citation],
-                     assistant, msg: InboundMessage) -> None:
+                     assistant, msg: InboundMessage, links: FileLinks) -> None:
         """One backend event to where it shows: the reply, an upload, the footnotes, the usage records."""
         match event:
             case TextDelta(text=delta):
-                await stream.text(delta)
+                if shown := links.text(delta):
+                    await stream.text(shown)
             case ToolUpdate():
                 await stream.status(event)
             case OutboundFile():
-                await self._upload(target, event)
+                if shown := links.posted(event.name, await self._upload(target, event)):
+                    await stream.text(shown)
             case Citation():
                 citations.append(event)
             case Completed(usage=usage, containers=containers, model=billed):
@@ -345,12 +353,14 @@ class ChatService:
         return await self._files.prepare(assistant, msg.attachments, key, metadata,
                                          capabilities=backend.capabilities)
 
-    async def _upload(self, target: ReplyTarget, file: OutboundFile) -> None:
+    async def _upload(self, target: ReplyTarget, file: OutboundFile) -> str | None:
+        """Posts the file; where it can be opened, when the platform says."""
         try:
-            await target.upload(file)
+            return await target.upload(file)
         except Exception:
             log.exception("upload of %s failed", file.name)
             await _quietly(target.notice(notice_line(f"Could not post the file {file.name}.")))
+            return None
 
     # ---- commands ------------------------------------------------------------------------------------------
 

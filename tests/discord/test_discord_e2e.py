@@ -250,3 +250,17 @@ async def test_slash_ask_with_a_file_the_assistant_cannot_take_answers_the_promp
                                       if m.content.startswith("You said: a soup for winter")])
     assert w.discord.messages[rec.original_id].content.startswith(
         "⚠️ recipes.zip: this assistant can't read that kind of file.")
+
+
+async def test_a_link_to_a_generated_file_points_at_its_attachment_never_at_the_sandbox(world):
+    w = world
+    ch = w.channel("math")
+    answer = "The mean is 22.5 °C.\n\n[Download the chart](sandbox:/mnt/data/chart.png)"
+    w.openai.script(ScriptedResponse(text=answer, delta_size=4,
+                                     code=CodeRun("df.plot()", file=GeneratedFile("chart.png", PNG))))
+    await w.discord.user_message(ch, w.discord.alice, "plot the temperatures", mention_bot=True)
+    [chart] = await w.discord.wait_for(lambda: [m for m in w.discord.messages_in(ch, by_bot=True) if m.attachments])
+    url = chart.attachments[0]["url"]
+    await w.final_answer(ch, answer.replace("sandbox:/mnt/data/chart.png", url))
+    for m in w.discord.messages_in(ch, by_bot=True):
+        assert not any("sandb" in content for content in m.history), m.history

@@ -91,6 +91,15 @@ async def test_csv_goes_to_the_code_interpreter_and_the_chart_comes_back(console
     assert (console.files_dir / "chart.png").read_bytes() == PNG
 
 
+async def test_a_link_to_a_generated_file_becomes_the_path_it_was_saved_to(console):
+    console.fake.script(ScriptedResponse(text="Plotted.\n\n[Download the chart](sandbox:/mnt/data/chart.png)",
+                                         delta_size=3, code=CodeRun("df.plot()", file=GeneratedFile("chart.png", PNG))))
+    out = await console.says("math", "plot the temperatures")
+    saved = console.files_dir / "chart.png"
+    assert saved.read_bytes() == PNG
+    assert f"[Download the chart]({saved})" in out and "sandbox" not in out
+
+
 async def test_the_same_file_attached_twice_is_uploaded_once(console):
     path = console.file("temps.csv", CSV)
     await console.says("math", f"/attach {path}", "sum it", f"/attach {path}", "and the mean?")

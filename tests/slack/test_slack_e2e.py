@@ -3,6 +3,7 @@ OpenAIBackend + AttachmentRouter over the real AsyncOpenAI against the stand-in 
 from __future__ import annotations
 
 import contextlib
+import json
 
 from openai import AsyncOpenAI
 
@@ -163,3 +164,23 @@ async def test_a_file_alone_that_cannot_be_used_gets_the_notice_and_no_model_cal
         assert notice.text.startswith("⚠️ menu.csv: this assistant can't read that kind of file. It accepts images")
         assert "Answering" not in notice.text
         assert openai.response_requests() == []
+
+
+CHART_ANSWER = "The mean is 22.5 °C.\n\n[Download the chart](sandbox:/mnt/data/chart.png)"
+
+
+async def test_a_link_to_a_generated_file_points_at_the_file_as_posted_never_at_the_sandbox(tmp_path):
+    async with world(tmp_path, channels={"CMATH": {"assistant": "math"}}) as (bot, openai):
+        openai.script(ScriptedResponse(text=CHART_ANSWER, delta_size=5,
+                                       code=CodeRun("df.plot()", file=GeneratedFile("chart.png", PNG))))
+        ts = await bot.slack.user_says("CMATH", "<@UBOT> plot the temperatures")
+        await bot.slack.wait_for(lambda: "Download the chart" in bot.slack.thread_text("CMATH", ts)
+                                 and not any(m.streaming for m in bot.slack.bot_messages("CMATH", ts)), 15)
+        await bot.adapter.wait_idle()
+        [upload] = bot.slack.uploads.values()
+        assert upload["data"] == PNG and upload["thread_ts"] == ts
+        answer = next(m for m in bot.slack.bot_messages("CMATH", ts) if "Download" in m.text)
+        assert answer.text == CHART_ANSWER.replace("sandbox:/mnt/data/chart.png", upload["permalink"])
+        # Not one update along the way showed the sandbox address, or a piece of it.
+        sent = json.dumps([args for method, args in bot.slack.calls if method.startswith("chat.")])
+        assert "sandbox" not in sent and "sandb" not in "".join(answer.history)
