@@ -165,7 +165,8 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
         return await usage_text(store, service.config.prices, rest.split(), storage=storage)
 
     service.add_command("usage", usage_command)
-    service.add_command("forget", ForgetCommand(conversations))
+    forget = ForgetCommand(conversations)
+    service.commands.add("forget", forget, confirm=forget.confirm)
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
                    clients=list(clients.values()), env=dict(env), metrics=metrics,
                    backend_configs={name: (config.backends[name], client) for name, client in clients.items()},
@@ -215,10 +216,14 @@ async def sweep_retention(runtime: Runtime, every: float = RETENTION_SWEEP_SECON
     while True:
         days = runtime.config.retention.conversations_days
         if days is not None and runtime.conversations is not None:
+            observer = runtime.service.observer
             try:
                 report = await runtime.conversations().sweep(days)
-                if report.deleted:
-                    log.info("retention: %s", " ".join(report.lines()))
             except Exception:
                 log.exception("retention sweep failed; trying again in %.0f s", every)
+                observer.retention_swept(0, failed=True)
+            else:
+                observer.retention_swept(len(report.deleted))
+                log.info("retention: conversations idle for more than %d days: %s", days,
+                         " ".join(report.lines()) if report.deleted else "none to delete")
         await asyncio.sleep(every)

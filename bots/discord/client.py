@@ -22,6 +22,7 @@ from bots.discord.delivery import Delivery
 from bots.discord.controls import DiscordControls
 from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, discord_usage, sync_if_changed
 from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate, unreadable
+from bots.discord.confirm import confirm_items, confirm_view
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from bots.discord.invite import invite_url
 from bots.discord.pacing import Pacers
@@ -170,6 +171,8 @@ class DiscordAdapter:
                                 on_ask=self._on_ask, on_text=self._on_text_command)
         client.event(self.on_message)
         client.event(self.on_interaction)
+        self._confirm_items = confirm_items(self._service.commands.confirm)
+        client.add_dynamic_items(self._confirm_items)   # Confirm / Cancel under a command's reply
         _guard_parsers(client, self._parse_failed)
         self._dead = asyncio.get_running_loop().create_future()
         try:
@@ -462,9 +465,14 @@ class DiscordAdapter:
         if await self._defer(interaction, ephemeral=True) is False:
             return
         inbound = self._inbound(interaction, f"{command} {argument}".strip())
-        reply = (await self._service.commands.run(inbound, command, argument, style=discord_usage)).text
-        parts = split(reply or "Done.")
-        await interaction.edit_original_response(content=parts[0])
+        answer = await self._service.commands.run(inbound, command, argument, style=discord_usage)
+        parts = split(answer.text or "Done.")
+        if answer.confirm is not None:   # the command asks first: Confirm / Cancel under its reply
+            view = confirm_view(self._confirm_items, answer.confirm)
+            await interaction.edit_original_response(content=parts[0], view=view)
+            view.stop()   # clicks go to the DynamicItem, which also answers them after a restart
+        else:
+            await interaction.edit_original_response(content=parts[0])
         for part in parts[1:]:
             await interaction.followup.send(content=part, ephemeral=True)
 

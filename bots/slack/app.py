@@ -28,6 +28,7 @@ from core.reply.tail import interrupted
 from bots.slack.approval import APPROVE, DENY, SlackApprovals
 from bots.slack.answer_blocks import fallback_text, plain_blocks, shown_text
 from bots.slack.controls import ACTION_IDS, SlackControls
+from bots.slack.confirm import CANCEL, CONFIRM, SlackConfirmations
 from bots.slack.assistant import AssistantThreads
 from bots.slack.commands import SlashCommands
 from bots.slack.events import needs_thread_owner, reply_place, should_ignore, to_inbound, worth_passing_on
@@ -79,6 +80,7 @@ class SlackAdapter:
         self.approvals = SlackApprovals(self.client, config=lambda: self._service.config, author=self._author,
                                         signals=service.store.signals(), spawn=self._spawn)
         self.controls = SlackControls(self.client, service=service, author=self._author, answer=self._answer)
+        self._confirmations = SlackConfirmations(service, author=self._author)
         self.assistant_threads = AssistantThreads(service, self.client, author=self._author, accept=self._accept,
                                                   spawn=self._spawn, bot_user_id=lambda: self._bot_user_id)
 
@@ -138,6 +140,7 @@ class SlackAdapter:
         self._app.command(re.compile(r"^/.+"))(self._on_command)
         self._app.action(re.compile(f"^({APPROVE}|{DENY})$"))(self._on_approval)
         self._app.action(re.compile(ACTION_IDS))(self._on_control)   # Stop, Retry, 👍 / 👎 on answers
+        self._app.action(re.compile(f"^({CONFIRM}|{CANCEL})$"))(self._on_confirm)
         self._app.error(self._on_error)
         _seed_authorization(self._app, auth)
         if mode == "http":
@@ -256,6 +259,10 @@ class SlackAdapter:
     async def _on_command(self, ack: Any, body: dict, respond: Any) -> None:
         await ack()  # within Slack's 3 seconds; the reply goes to response_url
         self._spawn(self._commands.run(body, respond), f"slack-command-{body.get('trigger_id')}")
+
+    async def _on_confirm(self, ack: Any, body: dict, respond: Any = None) -> None:
+        await ack()  # within Slack's 3 seconds; the answer goes to the click's response_url
+        self._spawn(self._confirmations.on_action(body, respond), f"slack-confirm-{body.get('trigger_id')}")
 
     async def _on_approval(self, ack: Any, body: dict) -> None:
         await ack()  # within Slack's 3 seconds; the decision is applied after

@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.chat.commands import ERROR_NOTICE, CommandSpec, plain_usage
 from core.model import Author, InboundMessage
+from bots.slack.confirm import confirm_blocks
 from bots.slack.markdown import escape_mrkdwn, to_mrkdwn
 from bots.slack.target import ReplyPlace
 
@@ -67,6 +68,11 @@ class SlashCommands:
             return
         # Slack escapes a mention in command text as <@U123|name>: core wants the id.
         answer = await self._service.commands.run(msg, sub or "help", _MENTION.sub(r"\1", rest), style=style)
+        if answer.confirm is not None:   # the command asks first: Confirm / Cancel under its reply
+            text = to_mrkdwn(answer.text)
+            await respond(text=text, blocks=confirm_blocks(text, answer.confirm), response_type="ephemeral",
+                          replace_original=False)
+            return
         await reply(answer.text)
 
     async def _ask(self, msg: InboundMessage, question: str, *, respond: Callable[[str], Awaitable[None]]) -> None:

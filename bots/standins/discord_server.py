@@ -743,6 +743,9 @@ class FakeDiscord:
             clicked = self.messages[rec.message_id]
             self._apply_edit(clicked, data, files)
             resource["message"] = clicked.payload
+        if rtype in (6, 7) and rec.message_id in self.messages:
+            # A component interaction's "original" is the message the component is on: PATCH @original edits it.
+            rec.original_id = rec.message_id
         response = {"interaction": {
             "id": iid, "type": 2, "response_message_id": rec.original_id,
             "response_message_loading": rtype == 5, "response_message_ephemeral": bool(flags & FLAG_EPHEMERAL)},

@@ -140,7 +140,9 @@ class FakeSlack:
         self.call_peers: list[tuple[str, Any]] = []  # (method, the client's address): which TCP connection
         self.rate_limited: list[str] = []
         self.acks: dict[str, dict] = {}
-        self.responses: list[dict] = []        # posts to response_url
+        self.responses: list[dict] = []        # posts to response_url (replace_original updates the one clicked)
+        self._response_channels: dict[str, str] = {}   # response_url id -> the channel it answers in
+        self._clicked_on: dict[str, str] = {}           # a click's response_url id -> the response clicked on
         self.ephemerals: list[dict] = []
         self.statuses: list[dict] = []         # assistant.threads.setStatus calls, in order
         self.thread_status: dict[tuple[str, str], str] = {}   # (channel, thread_ts) -> status shown now
@@ -627,9 +629,50 @@ class FakeSlack:
 
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.responses.append({"rid": request.match_info["rid"], **body})
+        rid = request.match_info["rid"]
+        self.responses.append({"rid": rid, **body})
+        # A click's response_url with replace_original replaces the ephemeral message the button was on.
+        original = self._clicked_on.get(rid)
+        if body.get("replace_original") and original is not None:
+            shown = next(r for r in self.responses if r["rid"] == original)
+            shown["text"], shown["blocks"] = body.get("text", ""), body.get("blocks") or []
+            shown["replaced"] = shown.get("replaced", 0) + 1
         await self._notify()
         return web.Response(text="ok")
+
+    async def click_ephemeral(self, response: dict, text: str, *, user: str = "U1") -> str:
+        """A person clicks the button labelled `text` on an ephemeral message the app sent through a response_url
+        (a slash command's reply): a block_actions payload whose container says `is_ephemeral` and which carries
+        no `message` (Slack keeps no copy of an ephemeral message), and a response_url of its own that can
+        replace the message clicked on."""
+        [button] = [e for b in response.get("blocks") or [] if b.get("type") == "actions"
+                    for e in b.get("elements", []) if e.get("type") == "button" and e["text"]["text"] == text]
+        block_id = next(b.get("block_id", "") for b in response["blocks"] if button in b.get("elements", []))
+        channel = self._response_channels.get(response["rid"], "C1")
+        rid = uuid.uuid4().hex[:12]
+        self._clicked_on[rid] = response["rid"]
+        self._response_channels[rid] = channel
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": self.users.get(user, user), "name": self.users.get(user, user),
+                     "team_id": self.team_id},
+            "api_app_id": "A0APP", "token": "fake-verification-token",
+            "container": {"type": "message", "message_ts": self._new_ts(), "channel_id": channel,
+                          "is_ephemeral": True},
+            "trigger_id": f"{next(self._ids)}.{rid}",
+            "team": {"id": self.team_id, "domain": "teambridge-test"}, "enterprise": None,
+            "is_enterprise_install": False, "channel": {"id": channel, "name": "general"},
+            "state": {"values": {}}, "response_url": f"{self.base}/response/{rid}",
+            "actions": [{"action_id": button["action_id"], "block_id": block_id, "text": button["text"],
+                         "value": button.get("value", ""), **({"style": button["style"]} if "style" in button else {}),
+                         "type": "button", "action_ts": f"{time.time():.6f}"}],
+        }
+        if self.http_events_url:
+            status, _ = await self.post_http(self.http_events_url,
+                                             urllib.parse.urlencode({"payload": json.dumps(payload)}),
+                                             content_type="application/x-www-form-urlencoded")
+            return str(status)
+        return await self.send_envelope("interactive", payload)
 
     # ---- Socket Mode -----------------------------------------------------------------------
 
@@ -782,6 +825,7 @@ class FakeSlack:
     async def slash_command(self, text: str, *, command: str = "/teambridge", user: str = "U1",
                             channel: str = "C1") -> str:
         rid = uuid.uuid4().hex[:12]
+        self._response_channels[rid] = channel
         payload = {"token": "fake-verification-token", "team_id": self.team_id, "team_domain": "teambridge-test",
                    "channel_id": channel, "channel_name": "general", "user_id": user,
                    "user_name": self.users.get(user, user), "command": command, "text": text,

@@ -45,6 +45,11 @@ class Metrics(NullObserver):
                                            registry=registry)
         self.ratings = Counter("teambridge_feedback", "Ratings people gave answers (a changed rating counts again)",
                                (*by_answer, "rating"), registry=registry)
+        self.retention_sweeps = Counter("teambridge_retention_sweeps",
+                                        "Runs of the retention sweep (retention.conversations_days), by outcome",
+                                        ("outcome",), registry=registry)
+        self.retention_deleted = Counter("teambridge_retention_deleted_conversations",
+                                         "Conversations the retention sweep deleted", registry=registry)
         self.connected = Gauge("teambridge_platform_connected", "1 while the platform's connection is up",
                                ("platform",), registry=registry)
 
@@ -82,6 +87,11 @@ class Metrics(NullObserver):
 
     def feedback(self, platform: str, assistant: str, rating: int) -> None:
         self.ratings.labels(platform, assistant, "up" if rating > 0 else "down").inc()
+
+    def retention_swept(self, deleted: int, *, failed: bool = False) -> None:
+        self.retention_sweeps.labels("failed" if failed else "ok").inc()
+        if deleted:
+            self.retention_deleted.inc(deleted)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -49,6 +49,9 @@ class Observer(Protocol):
     def budget_wait(self, platform: str, seconds: float) -> None: ...
     def feedback(self, platform: str, assistant: str, rating: int) -> None: ...   # a person rated an answer
 
+    # the retention sweep (retention.conversations_days): how many conversations one run deleted, or that it failed
+    def retention_swept(self, deleted: int, *, failed: bool = False) -> None: ...
+
 
 class NullObserver:
     def turn_started(self, platform: str, assistant: str) -> None:
@@ -71,6 +74,9 @@ class NullObserver:
 
     def feedback(self, platform: str, assistant: str, rating: int) -> None:
         return None
+
+    def retention_swept(self, deleted: int, *, failed: bool = False) -> None:
+        pass
 
 
 class Observers:
@@ -106,6 +112,14 @@ class Observers:
 
     def feedback(self, platform: str, assistant: str, rating: int) -> None:
         self._each("feedback", platform, assistant, rating)
+
+    def retention_swept(self, deleted: int, *, failed: bool = False) -> None:
+        for observer in self._observers:
+            try:
+                observer.retention_swept(deleted, failed=failed)
+            except Exception:
+                logging.getLogger("teambridge").exception("observer %s.retention_swept failed",
+                                                          type(observer).__name__)
 
 
 class TurnLog(NullObserver):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Literal, Protocol
 
 from core.chat.access import is_admin
+from core.chat.confirm import Confirmation, ConfirmReply, Confirmer
 from core.config.schema import Config
 from core.model import InboundMessage
 
@@ -55,7 +56,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("usage", "tokens and cost by user, channel, assistant or day",
                 (Arg("period", required=False, help="e.g. today, 7d, 30d"),), audience="admins"),
     CommandSpec("reload", "reload config.yaml now", audience="admins"),
-    CommandSpec("forget", "delete a person's conversations (run it twice to confirm)",
+    CommandSpec("forget", "delete a person's conversations (asks to confirm)",
                 (Arg("user", "user", help="The member whose conversations to delete"),), audience="admins"),
 )
 
@@ -70,11 +71,13 @@ class InvocationStyle(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CommandReply:
-    """What a command answers: shown only to the person who ran it (ephemeral where the platform has it)."""
+    """What a command answers: shown only to the person who ran it (ephemeral where the platform has it).
+    `confirm`: the command asks first; platforms with buttons show Confirm / Cancel (core/chat/confirm.py)."""
     text: str
+    confirm: Confirmation | None = None
 
 
-AdminHandler = Callable[[InboundMessage, str], Awaitable[str]]
+AdminHandler = Callable[[InboundMessage, str], Awaitable["str | CommandReply"]]
 
 
 class CommandHost(Protocol):
@@ -91,8 +94,10 @@ class CommandSurface:
         self._host = host
         self._specs: dict[str, CommandSpec] = {spec.name: spec for spec in COMMANDS}
         self._handlers: dict[str, AdminHandler] = dict(handlers or {})
+        self._confirmers: dict[str, Confirmer] = {}
 
-    def add(self, name: str, handler: AdminHandler, *, summary: str = "", args: tuple[Arg, ...] = ()) -> None:
+    def add(self, name: str, handler: AdminHandler, *, summary: str = "", args: tuple[Arg, ...] = (),
+            confirm: Confirmer | None = None) -> None:
         """The handler of an admin command. A name the table has (usage, reload) keeps its entry; a new name
         becomes an admin command with this summary — register it before the platforms start, so Discord's
         slash commands include it."""
@@ -100,6 +105,8 @@ class CommandSurface:
         if name not in self._specs:
             self._specs[name] = CommandSpec(name, summary or name, args, audience="admins")
         self._handlers[name] = handler
+        if confirm is not None:   # answers the clicks on the Confirm / Cancel buttons its replies carry
+            self._confirmers[name] = confirm
 
     def specs(self, platform: str) -> tuple[CommandSpec, ...]:
         """The commands a platform offers, in table order (Discord registers exactly these as slash commands)."""
@@ -111,12 +118,30 @@ class CommandSurface:
         name = name.strip().lower()
         argument = argument.strip()
         try:
-            return CommandReply(await self._dispatch(msg, name, argument, style))
+            reply = await self._dispatch(msg, name, argument, style)
         except Exception:
             log.exception("command %r failed for %s in %s", name, msg.author.id, msg.channel)
             return CommandReply(ERROR_NOTICE)
+        return reply if isinstance(reply, CommandReply) else CommandReply(reply)
 
-    async def _dispatch(self, msg: InboundMessage, name: str, argument: str, style: InvocationStyle) -> str:
+    async def confirm(self, msg: InboundMessage, token: str, accepted: bool) -> ConfirmReply:
+        """A click on a Confirm (accepted) or Cancel button; `msg.author` clicked, `token` is the button's.
+        Never raises: a failure is logged and answered with one line (the question stays open)."""
+        name, _, key = token.partition(":")
+        confirmer, spec = self._confirmers.get(name), self._specs.get(name)
+        if confirmer is None or spec is None or not key:
+            log.info("a confirmation click with an unknown token from %s dropped", msg.author.id)
+            return ConfirmReply("This question is no longer open — nothing was done.")
+        if spec.audience == "admins" and not is_admin(self._host.config, msg.author):
+            return ConfirmReply(f"Only admins can use “{name}”.", settled=False)
+        try:
+            return await confirmer(msg, key, accepted)
+        except Exception:
+            log.exception("confirming %r failed for %s in %s", name, msg.author.id, msg.channel)
+            return ConfirmReply(ERROR_NOTICE, settled=False)
+
+    async def _dispatch(self, msg: InboundMessage, name: str, argument: str,
+                        style: InvocationStyle) -> "str | CommandReply":
         spec = self._specs.get(name)
         if spec is None:
             return f"Unknown command “{name}”. Try {style(self._specs['help'])}."

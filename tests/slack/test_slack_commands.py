@@ -5,6 +5,8 @@ config file) behind the real ChatService, reached through slack_bolt and the sta
 """
 from __future__ import annotations
 
+import copy
+
 import contextlib
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from tests.support.ports import ScriptedBackend
 
 CONFIG = """\
 default_assistant: food
-admins: [U1]
+admins: [U1, U4]
 assistants:
   food:
     description: A food expert.
@@ -131,21 +133,66 @@ class RecordingConversations:
         return True
 
 
-async def test_forget_is_for_admins_and_is_confirmed_by_running_it_again(tmp_path):
+async def click(bot, response: dict, label: str, *, user: str) -> dict:
+    before = len(bot.slack.responses)
+    env = await bot.slack.click_ephemeral(response, label, user=user)
+    await bot.slack.wait_ack(env)
+    await bot.slack.wait_for(lambda: len(bot.slack.responses) > before, what=f"answer to a click on {label}")
+    return bot.slack.responses[before]
+
+
+def buttons(response: dict) -> list[str]:
+    return [e["text"]["text"] for b in response.get("blocks") or [] if b.get("type") == "actions"
+            for e in b["elements"]]
+
+
+async def forget_bot(tmp_path):
     from core.admin.conversations import ConversationAdmin, ForgetCommand
 
-    async with admin_bot(tmp_path, ScriptedBackend()) as (bot, _):
-        backend = RecordingConversations()
-        bot.service.add_command("forget", ForgetCommand(
-            lambda: ConversationAdmin(bot.service.config, bot.store, {"openai": backend})))
-        ts = await bot.slack.user_says("C1", "<@UBOT> dinner?", user="U2")
-        await bot.slack.wait_for(lambda: bot.slack.thread_text("C1", ts) == "You said: dinner?")
-        await bot.adapter.wait_idle()
+    bot_cm = admin_bot(tmp_path, ScriptedBackend())
+    bot, _ = await bot_cm.__aenter__()
+    backend = RecordingConversations()
+    forget = ForgetCommand(lambda: ConversationAdmin(bot.service.config, bot.store, {"openai": backend}))
+    bot.service.commands.add("forget", forget, confirm=forget.confirm)
+    ts = await bot.slack.user_says("C1", "<@UBOT> dinner?", user="U2")
+    await bot.slack.wait_for(lambda: bot.slack.thread_text("C1", ts) == "You said: dinner?")
+    await bot.adapter.wait_idle()
+    return bot_cm, bot, backend
 
+
+async def test_forget_is_for_admins_and_asks_with_buttons_only_the_asking_admin_can_press(tmp_path):
+    bot_cm, bot, backend = await forget_bot(tmp_path)
+    try:
         refused = await command(bot, "forget <@U2>", user="U3")
         assert refused["text"] == "Only admins can use “forget”." and refused["response_type"] == "ephemeral"
+
         asked = await command(bot, "forget <@U2|bob>", user="U1")
-        assert asked["text"].startswith("This deletes 1 conversation of U2") and backend.deleted == []
-        done = await command(bot, "forget <@U2|bob>", user="U1")
-        assert done["text"].startswith("Deleted 1 conversation.") and done["response_type"] == "ephemeral"
+        assert asked["text"].startswith("This deletes 1 conversation of U2") and asked["response_type"] == "ephemeral"
+        assert "Confirm or cancel below" in asked["text"] and buttons(asked) == ["Delete", "Cancel"]
+        stale = copy.deepcopy(asked)   # what a slow client still shows after the first click
+        # Asking again does not delete: it asks again (the buttons decide)
+        again = await command(bot, "forget <@U2|bob>", user="U1")
+        assert buttons(again) == ["Delete", "Cancel"] and backend.deleted == []
+
+        # Another admin's click decides nothing, privately, and the buttons stay for the one who asked
+        other = await click(bot, asked, "Delete", user="U4")
+        assert other["text"] == "Only the admin who asked can confirm this." and other["replace_original"] is False
+        assert buttons(asked) == ["Delete", "Cancel"] and backend.deleted == []
+        # A member who is no admin at all
+        member = await click(bot, asked, "Delete", user="U3")
+        assert member["text"] == "Only admins can use “forget”." and backend.deleted == []
+
+        done = await click(bot, asked, "Delete", user="U1")
+        assert done["text"].startswith("Deleted 1 conversation.") and done["replace_original"] is True
+        assert asked["text"].startswith("Deleted 1 conversation.") and buttons(asked) == []   # question replaced
         assert backend.deleted == ["conv_1"] and await bot.store.list_conversations() == []
+
+        # A double click (the same buttons, clicked again before Slack redrew them) deletes nothing twice
+        twice = await click(bot, stale, "Delete", user="U1")
+        assert twice["text"] == "This was already confirmed." and backend.deleted == ["conv_1"]
+        # Cancel on the second question: nothing deleted, the question says so
+        cancelled = await click(bot, again, "Cancel", user="U1")
+        assert cancelled["text"] == "Cancelled — nothing of U2 was deleted." and buttons(again) == []
+    finally:
+        await bot_cm.__aexit__(None, None, None)
+
