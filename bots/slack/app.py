@@ -25,6 +25,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from core.admin.observe import NullObserver
 from core.model import Author, InboundMessage, UserFacingError
 from core.reply.tail import interrupted
+from bots.slack.agent import AgentView
 from bots.slack.approval import APPROVE, DENY, SlackApprovals
 from bots.slack.answer_blocks import fallback_text, plain_blocks, shown_text
 from bots.slack.controls import ACTION_IDS, SlackControls
@@ -83,6 +84,8 @@ class SlackAdapter:
         self._confirmations = SlackConfirmations(service, author=self._author)
         self.assistant_threads = AssistantThreads(service, self.client, author=self._author, accept=self._accept,
                                                   spawn=self._spawn, bot_user_id=lambda: self._bot_user_id)
+        self.agent = AgentView(service, self.client, author=self._author,
+                               thread_context=self.assistant_threads.contexts.get)
 
     def _observer(self):
         """The service's observer (logs, metrics), looked up when used: told about 429s and budget waits."""
@@ -135,7 +138,9 @@ class SlackAdapter:
         self._app.assistant(self.assistant_threads.middleware())
         self._app.event("app_mention")(self._on_app_mention)
         self._app.event("message")(self._on_message)
-        self._app.event("app_home_opened")(self._ignore)
+        # The agent surface (agent_view): the DM opened (suggested prompts), what the person is looking at
+        self._app.event("app_home_opened")(self._on_home_opened)
+        self._app.event("app_context_changed")(self._on_context_changed)
         # any command name: the configured one may change on reload; the manifest decides what Slack sends
         self._app.command(re.compile(r"^/.+"))(self._on_command)
         self._app.action(re.compile(f"^({APPROVE}|{DENY})$"))(self._on_approval)
@@ -247,6 +252,12 @@ class SlackAdapter:
     async def _ignore(self) -> None:
         return None
 
+    async def _on_home_opened(self, event: dict, body: dict) -> None:
+        self._spawn(self.agent.home_opened(event, str(body.get("team_id") or "")), "slack-home-opened")
+
+    async def _on_context_changed(self, event: dict, body: dict) -> None:
+        self.agent.context_changed(event, str(body.get("team_id") or ""))
+
     async def _on_error(self, error: Exception, body: dict) -> None:
         log.error("Slack listener error: %s (%s)", error, (body or {}).get("type"), exc_info=error)
 
@@ -318,7 +329,8 @@ class SlackAdapter:
 
     async def _process(self, event: dict, *, team: str, bot_user_id: str, assistant: str | None = None,
                        follow_up: bool = False) -> None:
-        place = reply_place(event, team=team)
+        dm_threads = self._service.config.slack.agent_view
+        place = reply_place(event, team=team, dm_threads=dm_threads)
         if follow_up and not await self._bot_owns_thread(event):
             return  # a thread reply without a mention, in a thread the bot is not in: people talking
         try:
@@ -328,6 +340,7 @@ class SlackAdapter:
             max_mb = self._service.config.slack.max_file_mb
             attachments = await self._files.attachments(event.get("files") or [], max_mb=max_mb)
             msg = to_inbound(event, team=team, bot_user_id=bot_user_id, author=author, attachments=attachments,
+                             dm_threads=dm_threads,
                              assistant=assistant)
         except UserFacingError as e:
             if await self._first_delivery(event):
@@ -350,6 +363,10 @@ class SlackAdapter:
         return await self._service.claim("slack", f"{event['channel']}:{event['ts']}")
 
     async def _answer(self, msg: InboundMessage, place: ReplyPlace) -> None:
+        try:   # a DM about "this channel": what the person is looking at, when the bot may read it
+            msg = await self.agent.with_context(msg)
+        except Exception:
+            log.exception("could not add what the person is looking at to their message; answering without it")
         approver = self.approvals.approver(channel=place.channel, thread_ts=place.thread_ts)
         await self._service.handle(msg, self._target(place), approver=approver)
 

@@ -64,16 +64,18 @@ def needs_thread_owner(event: dict, *, kind: str, bot_user_id: str, config: Conf
                                                           config=config, bot_owns_thread=False)
 
 
-def reply_place(event: dict, *, team: str) -> ReplyPlace:
+def reply_place(event: dict, *, team: str, dm_threads: bool = False) -> ReplyPlace:
     """Channel messages are answered in a thread (started on the message itself); DMs in place,
-    or in their thread when the user wrote in one."""
-    thread = event.get("thread_ts") or (None if is_direct(event) else event["ts"])
+    or in their thread when the user wrote in one. `dm_threads` (slack.agent_view, Slack's Agent messaging
+    experience): each DM message is a thread root, answered in its own thread like a channel message."""
+    thread = event.get("thread_ts") or (None if is_direct(event) and not dm_threads else event["ts"])
     return ReplyPlace(channel=event["channel"], thread_ts=thread, user=event["user"], team=team)
 
 
 def to_inbound(event: dict, *, team: str, bot_user_id: str, author: Author,
-               attachments: tuple[Attachment, ...] = (), assistant: str | None = None) -> InboundMessage:
-    place = reply_place(event, team=team)
+               attachments: tuple[Attachment, ...] = (), assistant: str | None = None,
+               dm_threads: bool = False) -> InboundMessage:
+    place = reply_place(event, team=team, dm_threads=dm_threads)
     text = event.get("text", "")
     return InboundMessage(
         platform="slack", workspace=team, channel=event["channel"], author=author,

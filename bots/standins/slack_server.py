@@ -157,6 +157,7 @@ class FakeSlack:
         self.file_redirects: dict[str, str] = {}     # file_id -> where its download redirects to
         self.connections_opened = 0
         self.http_events_url: str | None = None  # set by tests for HTTP mode delivery
+        self.outside: set[str] = set()           # channels the bot is not a member of (history: not_in_channel)
 
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
@@ -502,9 +503,10 @@ class FakeSlack:
         return self._ok("assistant.threads.setTitle")
 
     async def _m_assistant_threads_setSuggestedPrompts(self, a: dict) -> dict:
-        place = self._thread_args(a)
-        if isinstance(place, dict):
-            return place
+        # With agent_view the prompts may sit at the top of the DM itself: no thread_ts (kept under thread "").
+        place = self._thread_args(a) if a.get("thread_ts") else (a.get("channel_id") or "", "")
+        if isinstance(place, dict) or not place[0]:
+            return place if isinstance(place, dict) else self._err("invalid_arguments")
         prompts = a.get("prompts")
         if isinstance(prompts, str):
             prompts = json.loads(prompts)
@@ -529,6 +531,8 @@ class FakeSlack:
 
     async def _m_conversations_history(self, a: dict) -> dict:
         channel = a.get("channel", "")
+        if channel in self.outside:
+            return self._err("not_in_channel")
         msgs = [m for m in self.messages if m.channel == channel and not m.thread_ts]
         return {"ok": True, "messages": [m.as_api() for m in reversed(self._window(msgs, a))], "has_more": False}
 
@@ -812,6 +816,20 @@ class FakeSlack:
         event["event_ts"] = self._new_ts()
         event = prune(event)  # drops enterprise_id: not a Grid workspace
         return self.event_callback(event)
+
+    async def view(self, entities: list[dict], *, user: str = "U1") -> str:
+        """With the agent surface (manifest `agent_view`), the person moves to something else in Slack:
+        app_context_changed with what they see, most relevant first (https://docs.slack.dev/reference/events/
+        app_context_changed); `entities` like [{"type": "slack#/types/channel_id", "value": "C1"}]."""
+        event = {"type": "app_context_changed", "user": user, "event_ts": self._new_ts(),
+                 "context": {"entities": [{**e, "team_id": self.team_id} for e in entities]} if entities else {}}
+        return await self.deliver(self.event_callback(event))
+
+    async def open_messages_tab(self, *, user: str = "U1", channel: str = "D1") -> str:
+        """The person opens the DM with the app (agent_view): app_home_opened with tab "messages"."""
+        event = {"type": "app_home_opened", "user": user, "channel": channel, "tab": "messages",
+                 "event_ts": self._new_ts()}
+        return await self.deliver(self.event_callback(event))
 
     def press_stop(self, channel: str, ts: str) -> None:
         """A reader presses "stop" on a streaming message: later appends and stops get stopped_by_user."""

@@ -309,6 +309,8 @@ class SlackConfig(_Strict):
     allow_dms: bool = True
     follow_threads: bool = True
     native_streaming: bool = True
+    # Slack's Agent messaging experience (manifest features.agent_view): each DM message starts a thread of its own
+    agent_view: bool = False
     slash_command: str = "/teambridge"
     channels: dict[str, ChannelRoute] = {}
     max_file_mb: float = Field(50, gt=0)

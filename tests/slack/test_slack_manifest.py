@@ -27,7 +27,8 @@ METHOD_SCOPES: dict[str, set[str]] = {
 EVENT_SCOPES: dict[str, set[str]] = {
     "app_mention": {"app_mentions:read"}, "message.channels": {"channels:history"},
     "message.groups": {"groups:history"}, "message.im": {"im:history"}, "message.mpim": {"mpim:history"},
-    "assistant_thread_started": {"assistant:write"}, "assistant_thread_context_changed": {"assistant:write"},
+    # agent_view's events (docs.slack.dev/reference/events/app_home_opened, .../app_context_changed): no scope
+    "app_home_opened": set(), "app_context_changed": set(),
 }
 
 
@@ -56,9 +57,9 @@ def test_the_manifest_asks_for_exactly_the_scopes_used():
     assert set(events) == set(EVENT_SCOPES)
 
 
-def test_the_manifest_has_the_assistant_container_and_the_configured_command():
+def test_the_manifest_has_the_agent_surface_and_the_configured_command():
     m = manifest()
-    assert m["features"]["assistant_view"]["assistant_description"]
+    assert m["features"]["agent_view"]["agent_description"] and "assistant_view" not in m["features"]
     assert m["features"]["app_home"]["messages_tab_enabled"] is True   # DMs
     assert [c["command"] for c in m["features"]["slash_commands"]] == [SlackConfig().slash_command]
     assert m["settings"]["socket_mode_enabled"] is True
