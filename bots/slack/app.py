@@ -30,9 +30,10 @@ from bots.slack.approval import APPROVE, DENY, SlackApprovals
 from bots.slack.answer_blocks import fallback_text, plain_blocks, shown_text
 from bots.slack.controls import ACTION_IDS, SlackControls
 from bots.slack.confirm import CANCEL, CONFIRM, SlackConfirmations
-from bots.slack.assistant import AssistantThreads
+from bots.slack.assistant import AssistantThreads, chosen_assistant
 from bots.slack.commands import SlashCommands
-from bots.slack.events import needs_thread_owner, reply_place, should_ignore, to_inbound, worth_passing_on
+from bots.slack.events import (is_direct, needs_thread_owner, reply_place, should_ignore, to_inbound,
+                               worth_passing_on)
 from bots.slack.files import SlackFiles
 from bots.slack.http import SignedEndpoint
 from bots.slack.parse import Drop, envelope_problem, parse_message
@@ -265,7 +266,10 @@ class SlackAdapter:
         self._accept(event, body, context, kind="app_mention")
 
     async def _on_message(self, event: dict, body: dict, context: dict) -> None:
-        self._accept(event, body, context, kind="message")
+        # With agent_view the suggested prompts sit on the DM itself: picking one sends a top-level DM message,
+        # which chooses its assistant (assistant_view threads arrive through AssistantThreads instead).
+        chosen = chosen_assistant(self._service.config, event.get("text", "")) if is_direct(event) else None
+        self._accept(event, body, context, kind="message", assistant=chosen)
 
     async def _on_command(self, ack: Any, body: dict, respond: Any) -> None:
         await ack()  # within Slack's 3 seconds; the reply goes to response_url

@@ -76,3 +76,19 @@ async def test_with_agent_view_each_dm_message_is_answered_in_its_own_thread(tmp
         await bot.slack.user_says("D1", "and more", thread_ts=ts)
         await bot.slack.wait_for(lambda: "You said: and more" in bot.slack.thread_text("D1", ts), what="follow-up")
         assert len(backend.conversations) == 1
+
+
+async def test_a_suggested_prompt_picked_in_the_dm_is_answered_by_its_assistant(tmp_path):
+    from core.config.schema import AssistantConfig, Config, SlackConfig
+    config = Config(default_assistant="food", slack=SlackConfig(agent_view=True), assistants={
+        "food": AssistantConfig(name="food", model="gpt-test", description="a food expert"),
+        "math": AssistantConfig(name="math", model="gpt-test", description="sums")})
+    backend = ScriptedBackend()
+    async with running_bot(tmp_path / "db", backend, config=config) as bot:
+        await bot.slack.open_messages_tab(user="U1", channel="D1")
+        shown = await bot.slack.wait_for(lambda: bot.slack.suggested_prompts.get(("D1", "")), what="prompts")
+        pick = next(p for p in shown["prompts"] if p["title"].startswith("math"))
+        await bot.slack.user_says("D1", pick["message"])
+        await bot.slack.wait_for(lambda: backend.turns, what="the answer")
+        await bot.adapter.wait_idle()
+        assert backend.turns[0].assistant.name == "math"
