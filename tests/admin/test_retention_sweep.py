@@ -59,7 +59,7 @@ async def test_the_sweep_deletes_idle_conversations_and_is_logged_and_counted(tm
         idle = await old_conversation(fake, tmp_path, "old", days_ago=40)
         recent = await old_conversation(fake, tmp_path, "new", days_ago=2)
         runtime = await open_runtime(load_config(tmp_path / "config.yaml"), openai_env(fake, tmp_path))
-        caplog.set_level(logging.INFO)
+        caplog.set_level(logging.INFO, logger="teambridge")   # whatever an earlier test left the level at
         sweeper = asyncio.create_task(sweep_retention(runtime, every=3600))
         try:
             await until(lambda: sample(runtime, "teambridge_retention_sweeps_total", outcome="ok") == 1)
