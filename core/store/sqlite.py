@@ -1,10 +1,10 @@
 """SQLite persistence (the embedded default behind core.store.protocol.Store).
 
-One connection per store, on a worker thread of its own (core.store.sqlite_worker) that runs every statement in
-the order it was queued, so single statements never interleave; the connection is in autocommit mode
+One connection per store (aiosqlite: sqlite3 on a thread of its own; core.store.sqlite_worker) that runs every
+statement in the order it was queued, so single statements never interleave; the connection is in autocommit mode
 (``isolation_level=None``), and statements queued together are handed over together and their writes committed
 as one transaction (group commit: a statement's future resolves after its commit). That keeps the hot paths
-(``claim_event``, ``get_conversation``, ``record_usage``) at one hand-off to the worker thread shared with
+(``claim_event``, ``get_conversation``, ``record_usage``) at one job on the connection's thread shared with
 whatever else is queued at that moment, with no lock, and lets hundreds of coroutines pipeline their statements.
 
 The few operations that need several statements (migrations) run inside ``_transaction()``, which holds
@@ -222,7 +222,7 @@ class SqliteStore(SqliteAnswers):
         return self._conn
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """Run one statement (autocommit) and return its rows, in one hop to the worker thread."""
+        """Run one statement (autocommit) and return its rows (grouped with what else is queued now)."""
         while self._tx_open:
             # A multi-statement transaction is open on our one connection: wait, so that this statement is
             # not executed (and possibly rolled back) inside it. An Event, not the lock, so that all waiters
