@@ -51,7 +51,7 @@ class RunProcess:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         return self
 
-    async def wait_running(self, timeout: float = 30) -> None:
+    async def wait_running(self, timeout: float = 60) -> None:
         """Until the process logs that every platform is up (or it exits)."""
         assert self.proc is not None and self.proc.stderr is not None
 

@@ -699,7 +699,7 @@ class FakeSlack:
             self._sockets.remove(ws)
         return ws
 
-    async def wait_connected(self, timeout: float = 10.0, *, count: int = 1) -> None:
+    async def wait_connected(self, timeout: float = 30.0, *, count: int = 1) -> None:
         await self.wait_for(lambda: sum(not ws.closed for ws in self._sockets) >= count, timeout, "socket connection")
 
     async def send_envelope(self, kind: str, payload: dict, *, retry_attempt: int = 0,

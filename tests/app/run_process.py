@@ -42,7 +42,7 @@ class RunningBot:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    async def wait_log(self, pattern: str, timeout: float = 30) -> re.Match:
+    async def wait_log(self, pattern: str, timeout: float = 60) -> re.Match:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             found = re.search(pattern, self.log)

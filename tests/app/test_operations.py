@@ -71,7 +71,7 @@ async def ask_three(slack: FakeSlack, openai: FakeOpenAI) -> None:
     for question in QUESTIONS:
         openai.script(ScriptedResponse(text=f"Answer to: {question}", delta_size=8))
         ts = await slack.user_says("C1", f"<@{slack.bot_user_id}> {question}")
-        await slack.wait_for(lambda: slack.thread_text("C1", ts).endswith(f"Answer to: {question}"), timeout=20)
+        await slack.wait_for(lambda: slack.thread_text("C1", ts).endswith(f"Answer to: {question}"), timeout=45)
 
 
 async def test_one_log_line_per_answered_message_and_metrics_that_rise(tmp_path, slack, openai, bots):

@@ -50,7 +50,7 @@ class Bot:
             sys.executable, "-m", "bots.app", "run", "--config", str(self.config), cwd=self.cwd, env=self.env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         STARTED.append(self.proc)
-        await slack.wait_connected(timeout=20)
+        await slack.wait_connected(timeout=60)
 
     async def stop(self, sig: int) -> tuple[int, str]:
         assert self.proc is not None

@@ -47,7 +47,7 @@ async def two_processes(tmp_path, postgres_url: str, *, timeout: float = 300):
                 store = await stack.enter_async_context(PostgresStore(postgres_url, owner=name))
                 bots.append(await stack.enter_async_context(
                     running_bot(tmp_path / name, backend, slack=slack, config=config, store=store)))
-            await slack.wait_connected(count=2)
+            await slack.wait_connected(timeout=60, count=2)
             for bot in bots:   # both processes hear the other's signals before the first click
                 await bot.store.signals().start()
             openai.script(ScriptedResponse(function_calls=(FunctionCall("create_ticket", TICKET),)))

@@ -27,7 +27,7 @@ async def three(tmp_path, postgres_url):
             # one after the other: the first migrates, the others find the schema in place
             for proc in procs:
                 await (await proc.start()).wait_running(timeout=60)
-            await slack.wait_connected(timeout=20, count=3)
+            await slack.wait_connected(timeout=60, count=3)
             yield slack, openai, procs
         finally:
             for proc in procs:
