@@ -29,6 +29,10 @@ from openai.types.completion_usage import CompletionUsage
 from bots.standins import openai_events as E
 from bots.standins.openai_server import HttpFailure, RecordedRequest, ScriptedResponse, _consume, _err
 
+# A real API takes any number of connections at once: a burst of 200 new ones must not overflow the listen
+# queue (aiohttp's default is 128) and wait out a SYN retry on a loaded machine.
+BACKLOG = 1024
+
 _REQUEST_ADAPTER = TypeAdapter(CompletionCreateParamsStreaming)   # module level: see openai_server.py
 _REQUEST_KEYS = frozenset(CompletionCreateParamsBase.__required_keys__ | CompletionCreateParamsBase.__optional_keys__
                           | {"stream"})
@@ -72,7 +76,7 @@ class FakeChatCompletions:
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=BACKLOG)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self

@@ -29,6 +29,10 @@ from aiohttp import WSMsgType, web
 from bots.standins import discord_payloads as P
 from bots.standins.discord_ratelimit import RateLimiter
 
+# A real API takes any number of connections at once: a burst of 200 new ones must not overflow the listen
+# queue (aiohttp's default is 128) and wait out a SYN retry on a loaded machine.
+BACKLOG = 1024
+
 INTENT_MESSAGE_CONTENT = 1 << 15
 ADMINISTRATOR = 1 << 3
 FLAG_EPHEMERAL = 1 << 6
@@ -144,7 +148,7 @@ class FakeDiscord:
         app.router.add_route("*", "/api/v10/{path:.+}", self._rest)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=BACKLOG)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self

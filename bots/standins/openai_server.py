@@ -35,6 +35,10 @@ from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 
 from bots.standins import openai_events as E
 
+# A real API takes any number of connections at once: a burst of 200 new ones must not overflow the listen
+# queue (aiohttp's default is 128) and wait out a SYN retry on a loaded machine.
+BACKLOG = 1024
+
 # Kept at module level: a TypeAdapter that is garbage-collected while its lazy validators are still being
 # consumed makes pydantic-core panic.
 _REQUEST_ADAPTER = TypeAdapter(ResponseCreateParamsStreaming)
@@ -289,7 +293,7 @@ class FakeOpenAI:
         r.add_get("/v1/containers/{cid}/files/{fid}/content", self._container_file_content)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=BACKLOG)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self

@@ -28,6 +28,10 @@ from aiohttp import web
 
 from bots.standins import SPECS as _ALL_SPECS
 
+# A real API takes any number of connections at once: a burst of 200 new ones must not overflow the listen
+# queue (aiohttp's default is 128) and wait out a SYN retry on a loaded machine.
+BACKLOG = 1024
+
 SPECS = _ALL_SPECS / "slack"
 
 # Slack's published tiers, calls per minute per workspace (docs.slack.dev/apis/web-api/rate-limits).
@@ -191,7 +195,7 @@ class FakeSlack:
         app.router.add_post("/response/{rid}", self._response_url)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=BACKLOG)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
