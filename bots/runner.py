@@ -39,8 +39,10 @@ def plan_platforms(config: Config, env: Mapping[str, str]) -> tuple[list[tuple[s
 
 
 async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str]) -> int:
-    from bots.runtime import open_runtime, sweep_orphaned_replies, sweep_retention, sync_knowledge
+    from bots.runtime import (lease_seconds, open_runtime, orphan_sweep_seconds, sweep_orphaned_replies,
+                              sweep_retention, sync_knowledge)
 
+    lease = lease_seconds(env)   # a bad TEAMBRIDGE_LEASE_SECONDS stops the start before anything else
     ready, problems = plan_platforms(config, env)
     for line in problems:
         print(f"teambridge: {line}", file=sys.stderr)
@@ -87,7 +89,8 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
             recovered = await runtime.service.recover_interrupted(adapter)
             if recovered:
                 log.info("%s: marked %d interrupted replies from the last run", name, recovered)
-        sweeper = asyncio.create_task(sweep_orphaned_replies(runtime.service, adapters))
+        sweeper = asyncio.create_task(sweep_orphaned_replies(runtime.service, adapters,
+                                                             every=orphan_sweep_seconds(lease)))
         retention = asyncio.create_task(sweep_retention(runtime))
         if reloader is not None:
             await reloader.start()

@@ -17,6 +17,7 @@ from core.backends.openai.conversations import OpenAIConversations
 from core.backends.openai.files import OpenAIFileBackend
 from core.backends.tokens import encoding_for
 from core.config.schema import Config
+from core.errors import ConfigError
 from core.files.attachments import AttachmentRouter
 from core.admin.housekeeping import vector_storage
 from core.files.knowledge import KnowledgeSync
@@ -31,13 +32,34 @@ from core.admin.usage import usage_text
 log = logging.getLogger("teambridge")
 
 USAGE_REFRESH_SECONDS = 10.0
-ORPHAN_SWEEP_SECONDS = 15.0   # half the store lease: a dead process's replies are marked within ~45 s
+DEFAULT_LEASE_SECONDS = 30.0   # TEAMBRIDGE_LEASE_SECONDS changes it (see lease_seconds)
 
 
 def env_value(env: Mapping[str, str], name: str) -> str | None:
     """An empty variable counts as unset."""
     value = env.get(name)
     return value if value else None
+
+
+def lease_seconds(env: Mapping[str, str]) -> float:
+    """TEAMBRIDGE_LEASE_SECONDS: how long a process may stay silent before the others take it for dead and mark
+    its replies in flight as cut off (default 30; it renews every third of that). Shorter: a crash is cleaned up
+    sooner, but a process stalled that long (a long GC pause, a frozen VM) is taken for dead while it lives."""
+    raw = env_value(env, "TEAMBRIDGE_LEASE_SECONDS")
+    if raw is None:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 1.0 <= value <= 3600.0:   # (a NaN fails this too)
+        raise ConfigError(f"teambridge: TEAMBRIDGE_LEASE_SECONDS={raw!r}: use a number of seconds from 1 to 3600")
+    return value
+
+
+def orphan_sweep_seconds(lease: float) -> float:
+    """Every process looks for a dead one's replies every half lease: marked within 1.5 leases of the death."""
+    return lease / 2
 
 
 def database_location(config: Config, env: Mapping[str, str]) -> str:
@@ -130,7 +152,7 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
     # TEAMBRIDGE_INSTANCE: a stable name for this process (several processes on one PostgreSQL database), so that
     # after a restart it marks its own cut replies at once; unset, they are marked after its lease runs out.
     location = database_location(config, env)
-    store = make_store(location, owner=env_value(env, "TEAMBRIDGE_INSTANCE"))
+    store = make_store(location, owner=env_value(env, "TEAMBRIDGE_INSTANCE"), lease=lease_seconds(env))
     await store.open()
     mcp = McpServers(config.mcp_servers, env, base_dir=config.base_dir)
     tools = ToolRegistry.from_config(config, mcp=mcp, audit=store)
@@ -192,7 +214,8 @@ async def sync_knowledge(runtime: Runtime) -> None:
                 print(line, file=sys.stderr)
 
 
-async def sweep_orphaned_replies(service: ChatService, adapters: list, every: float = ORPHAN_SWEEP_SECONDS) -> None:
+async def sweep_orphaned_replies(service: ChatService, adapters: list,
+                                 every: float = DEFAULT_LEASE_SECONDS / 2) -> None:
     """Several processes on one database: a process that died leaves replies cut off mid-answer. Every `every`
     seconds each live process takes those whose owner's lease ran out and marks them (each is taken once)."""
     while True:

@@ -86,6 +86,14 @@ async def test_run_without_an_openai_key_says_so_before_anything_else(tmp_path):
     assert "starting the console" not in run.err
 
 
+async def test_a_bad_lease_setting_is_one_line_and_nothing_starts(fake, tmp_path):
+    env = {**openai_env(fake, tmp_path), "TEAMBRIDGE_LEASE_SECONDS": "soon"}
+    run = await teambridge("run", "--config", CONFIG, cwd=tmp_path, env=env)
+    assert run.code == 2 and "Traceback" not in run.err
+    assert run.err.strip().splitlines() == [
+        "teambridge: TEAMBRIDGE_LEASE_SECONDS='soon': use a number of seconds from 1 to 3600"], run.err
+
+
 async def test_chat_with_a_rejected_key_prints_one_line(fake, tmp_path):
     env = {**openai_env(fake, tmp_path), "OPENAI_API_KEY": "not-a-key"}
     run = await teambridge("chat", "--config", CONFIG, "--assistant", "food", cwd=tmp_path, stdin="hello\n", env=env)

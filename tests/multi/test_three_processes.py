@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from contextlib import asynccontextmanager
 
+import asyncpg
 import pytest
 
 from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
@@ -12,10 +14,11 @@ from bots.standins.slack_server import FakeSlack
 from tests.run_harness import RunProcess
 
 
-@pytest.fixture
-async def three(tmp_path, postgres_url):
+@asynccontextmanager
+async def three_processes(tmp_path, postgres_url, env: dict[str, str] | None = None, slack: FakeSlack | None = None):
     async with FakeOpenAI() as openai:
-        slack = await FakeSlack().start()
+        slack = slack or FakeSlack()
+        await slack.start()
         slack.spread = True
         procs: list[RunProcess] = []
         try:
@@ -23,7 +26,8 @@ async def three(tmp_path, postgres_url):
                 home = tmp_path / f"p{i}"
                 home.mkdir()
                 procs.append(RunProcess(home, openai, slack=slack, grace=5,
-                                        extra_env={"TEAMBRIDGE_DB": postgres_url, "TEAMBRIDGE_INSTANCE": f"p{i}"}))
+                                        extra_env={"TEAMBRIDGE_DB": postgres_url, "TEAMBRIDGE_INSTANCE": f"p{i}",
+                                                   **(env or {})}))
             # one after the other: the first migrates, the others find the schema in place
             for proc in procs:
                 await (await proc.start()).wait_running(timeout=60)
@@ -33,6 +37,12 @@ async def three(tmp_path, postgres_url):
             for proc in procs:
                 await proc.kill()
             await slack.close()
+
+
+@pytest.fixture
+async def three(tmp_path, postgres_url):
+    async with three_processes(tmp_path, postgres_url) as running:
+        yield running
 
 
 def answers(slack: FakeSlack, channel: str, ts: str) -> list[str]:
@@ -89,3 +99,49 @@ async def test_two_messages_of_one_conversation_at_once_on_two_processes_are_ans
     assert len(requests) == 3 and len({r["conversation"] for r in requests}) == 1
     text = slack.thread_text("C1", ts)
     assert text.index("first answer, slowly") < text.index("second answer")
+
+
+CUT = "This answer was cut off"
+
+
+async def test_kill_9_of_one_process_mid_answer_its_reply_is_marked_by_another_after_the_lease(
+        tmp_path, postgres_url):
+    # A short lease (documented: TEAMBRIDGE_LEASE_SECONDS) so the survivors notice the death within seconds.
+    async with three_processes(tmp_path, postgres_url, env={"TEAMBRIDGE_LEASE_SECONDS": "2"}) as (slack, openai, procs):
+        openai.script(ScriptedResponse(text="A long braise starts with browning the meat. " * 40, delta_size=10,
+                                       delay=0.2))
+        slow = await slack.user_says("C1", f"<@{slack.bot_user_id}> how do I braise?")
+        await slack.wait_for(lambda: "A long braise" in slack.thread_text("C1", slow), timeout=30)
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            owners = [r["owner"] for r in await conn.fetch("SELECT owner FROM inflight")]
+        finally:
+            await conn.close()
+        assert len(owners) == 1, owners   # the reply being streamed belongs to the process streaming it
+        victim = procs[int(owners[0].removeprefix("p"))]
+        await victim.stop(signal.SIGKILL)
+        cut_text = slack.thread_text("C1", slow)
+        assert CUT not in cut_text
+
+        # the others answer as usual meanwhile (Slack keeps spreading over the two connections left)
+        others = [p for p in procs if p is not victim]
+        asked = {}
+        for i in range(4):
+            asked[f"C{10 + i}"] = await slack.user_says(f"C{10 + i}", f"<@{slack.bot_user_id}> pie number {i}?")
+        for i, (channel, ts) in enumerate(asked.items()):
+            await slack.wait_for(lambda c=channel, t=ts, i=i: f"You said: pie number {i}?" in slack.thread_text(c, t)
+                                 and not slack.thread_text(c, t).endswith("▌"), timeout=30)
+        # after the lease ran out, one survivor marks the dead process's reply as cut off, once
+        await slack.wait_for(lambda: CUT in slack.thread_text("C1", slow), timeout=30)
+        await asyncio.sleep(1.5)   # a sweep of the other survivor, time enough for a second mark to show
+        text = slack.thread_text("C1", slow)
+        assert text.count(CUT) == 1 and text.startswith("A long braise") and "▌" not in text, text[-200:]
+        assert len(openai.response_requests()) == 5
+        for i, (channel, ts) in enumerate(asked.items()):
+            assert answers(slack, channel, ts) == [f"You said: pie number {i}?"]
+        logs = []
+        for proc in others:
+            code, log = await proc.stop(signal.SIGTERM)
+            assert code == 0, log
+            logs.append(log)
+        assert sum("marked 1 replies cut off by a process that stopped" in log for log in logs) == 1, logs
