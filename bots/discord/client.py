@@ -30,6 +30,7 @@ from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, Interaction
 from bots.discord.text import split
 from core.model import InboundMessage
 from core.reply.tail import CURSOR, interrupted, undecorated
+from core.store.shares import RateShares
 
 log = logging.getLogger("teambridge.discord")
 
@@ -87,6 +88,8 @@ def _guard_parsers(client: discord.Client, on_error) -> None:
 class DiscordStore(RootStore, SyncDigests, Protocol):
     """What the adapter keeps in core's Store (core.store.protocol.Store has it)."""
 
+    def rate_shares(self, scope: str, *, window: float, refresh: float = 1.0) -> RateShares: ...
+
 
 class DiscordStartupError(RuntimeError):
     """Discord can't be started; the message says what to do."""
@@ -106,6 +109,8 @@ class DiscordAdapter:
         # What was last synced (slash commands) and which conversation each bot message belongs to: in the store,
         # so they survive a restart and every process on a shared database sees them; without one, for this run.
         self._state = store if store is not None else MemoryDigests()
+        self._store = store
+        self._shares: RateShares | None = None
         self._pacers = pacers or Pacers()
         # per answer: stream now, or post whole when done (from the global budget's room)
         self._delivery = Delivery(self._pacers.global_)
@@ -183,6 +188,10 @@ class DiscordAdapter:
         except Exception:
             await self._abort()
             raise
+        if self._store is not None:   # the 50 requests/s are per bot: processes on one database split them
+            self._shares = self._store.rate_shares(f"discord:{client.application_id}",
+                                                   window=self._pacers.global_.period, refresh=0.25)
+            await self._pacers.share_with(self._shares)
         self.invite_url = invite_url(client.application_id)
         log.info("Discord: logged in as %s. Invite the bot with: %s", client.user, self.invite_url)
         try:
@@ -287,6 +296,9 @@ class DiscordAdapter:
                 await self._task
             except (Exception, asyncio.CancelledError) as exc:  # already reported by _gateway_ended
                 log.debug("gateway task ended with %r", exc)
+        if self._shares is not None:
+            await self._shares.close()
+            self._shares = None
         if self._saved is not None:
             endpoints.restore(self._saved)
             self._saved = None

@@ -24,6 +24,8 @@ from collections import deque
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
+from core.store.shares import RateShares
+
 
 class Ticket:
     """A request's place in the pacers' queues that its owner may give up while it still waits."""
@@ -52,11 +54,11 @@ class Pacer:
     in flight or finished within the period, no window of `period` seconds at Discord ever holds more.
     """
 
-    __slots__ = ("limit", "period", "_clock", "_done", "_inflight", "_first", "_urgent", "_normal", "_timer")
+    __slots__ = ("limit", "full", "period", "_clock", "_done", "_inflight", "_first", "_urgent", "_normal", "_timer")
 
     def __init__(self, limit: int, period: float, *, clock: Callable[[], float] = time.monotonic,
                  margin: float = 0.05) -> None:
-        self.limit = limit
+        self.limit = self.full = limit   # limit: this process's share of `full` (see Pacers.share_with)
         self.period = period * (1 + margin) + 0.01  # a little slack for clock and network jitter
         self._clock = clock
         self._done: deque[float] = deque()           # finish times within the period, oldest first
@@ -162,6 +164,17 @@ class Pacer:
                 continue
         fut.set_result(False)
 
+    def used(self) -> int:
+        """Requests in flight or finished within the period: what another process must leave us."""
+        self._expire(self._clock())
+        return self._inflight + len(self._done)
+
+    def set_limit(self, limit: int) -> None:
+        """A new share of the budget (other processes took or gave back some): waiters get what is free now."""
+        self.limit = limit
+        if self._first or self._urgent or self._normal:
+            self._pump()
+
     @property
     def waiting(self) -> int:
         return len(self._first) + len(self._urgent) + len(self._normal)
@@ -251,6 +264,19 @@ class Pacers:
         self._sweep_every = channel_period
         self._next_sweep = clock() + channel_period
         self.on_wait: Callable[[float], None] | None = None  # told the seconds a request waited for its slots
+
+    async def share_with(self, shares: RateShares) -> None:
+        """Other processes run the same bot: the global budget is per bot, so from now on this process uses
+        its share of it (core/store/shares.py); progress requests keep a third of that share."""
+        pacer = self.global_
+        share = shares.track("global", pacer.full, pacer.used,
+                             on_change=lambda: self._reshare(share()))  # noqa: F821 (bound before it is called)
+        await shares.start()
+        self._reshare(share())
+
+    def _reshare(self, limit: int) -> None:
+        self.global_.set_limit(limit)
+        self.progress.set_limit(min(self.progress.full, max(1, limit // 3)) if limit else 0)
 
     def channel(self, channel_id: int) -> Pacer:
         now = self._clock()

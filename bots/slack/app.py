@@ -26,6 +26,7 @@ from core.admin.observe import NullObserver
 from core.model import Author, InboundMessage, UserFacingError
 from core.reply.tail import interrupted
 from bots.slack.agent import AgentView
+from core.store.shares import RateShares
 from bots.slack.approval import APPROVE, DENY, SlackApprovals
 from bots.slack.answer_blocks import fallback_text, plain_blocks, shown_text
 from bots.slack.controls import ACTION_IDS, SlackControls
@@ -66,6 +67,7 @@ class SlackAdapter:
         self.budget.on_wait = lambda seconds: self._observer().budget_wait("slack", seconds)
         self.client = make_client(bot_token, api_url, self.budget, on_429=lambda: _rate_limited(self._observer()))
         self._session: aiohttp.ClientSession | None = None
+        self._shares: RateShares | None = None
         self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session, api_url=api_url)
         self.users = UserDirectory(self.client, ttl=user_ttl)
         self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
@@ -127,6 +129,10 @@ class SlackAdapter:
         self._http_session()
         auth = await self.client.auth_test()
         self._team, self._bot_user_id = str(auth.get("team_id", "")), str(auth.get("user_id", ""))
+        # Slack's tiers count per app per workspace: processes on one database split them (core/store/shares.py)
+        self._shares = self._service.store.rate_shares(f"slack:{self._team}:{self._bot_user_id}",
+                                                       window=self.budget.window)
+        await self.budget.share_with(self._shares)
         self._app = AsyncApp(
             client=self.client, name="teambridge",
             signing_secret=self._signing_secret or "",
@@ -203,6 +209,9 @@ class SlackAdapter:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        if self._shares is not None:
+            await self._shares.close()
+            self._shares = None
         if self._session is not None:
             self.client.session = None
             await self._session.close()

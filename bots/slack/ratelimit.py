@@ -33,6 +33,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.mentions import neutralise_call
+from core.store.shares import RateShares
 
 # calls per minute (docs.slack.dev/reference/methods/<name>, "Rate limits")
 TIER2, TIER3, TIER4 = 20, 50, 100
@@ -64,13 +65,24 @@ class SlidingWindow:
     a reply choosing its transport sees the budget that replies decided a moment earlier will spend.
     """
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self._clock = limit, window, clock
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic, *,
+                 share: Callable[[], int] | None = None) -> None:
+        self.full, self.window, self._clock = limit, window, clock
+        # share: this process's part of the app's limit, when other processes use the same app (core/store/shares)
+        self._share = share
         self._times: deque[float] = deque()   # when calls in the window finished
         self._lock = asyncio.Lock()
         self.inflight = 0       # calls sent, response not back yet
         self.waiting = 0        # callers queued in acquire()
         self.reserved = 0       # calls promised but not made yet
+
+    @property
+    def limit(self) -> int:
+        return self.full if self._share is None else self._share()
+
+    def used(self) -> int:
+        """Calls in the window now, those in flight included (what another process must leave us)."""
+        return self._live(self._clock())
 
     def _live(self, now: float) -> int:
         while self._times and self._times[0] <= now - self.window:
@@ -108,10 +120,13 @@ class SlidingWindow:
         queued or reserved. 0.0: it goes at once."""
         now = self._clock()
         live = [t for t in self._times if t > now - self.window]
-        excess = len(live) + self.inflight + self.waiting + self.reserved + n - self.limit
+        limit = self.limit
+        excess = len(live) + self.inflight + self.waiting + self.reserved + n - limit
         if excess <= 0:
             return 0.0
-        rounds, index = divmod(excess - 1, self.limit)
+        if limit <= 0:   # no share of the budget right now (other processes use it all): a window at least
+            return self.window
+        rounds, index = divmod(excess - 1, limit)
         if index < len(live):
             return max(0.0, live[index] + self.window * (rounds + 1) - now)
         return self.window * (rounds + 1)
@@ -164,19 +179,45 @@ class RateBudget:
         self._tiers = {**METHOD_TIERS, **(tiers or {})}
         self._default = default_tier
         self._buckets: dict[str, SlidingWindow] = {}
+        self._shares: RateShares | None = None
         self.edited_replies = 0   # replies delivered as post + edits right now (they share chat.update)
         self.streaming_replies = 0  # native streams open right now (they share chat.appendStream)
         self.on_wait: Callable[[float], None] | None = None  # told the seconds a call waited for its budget
 
-    def _bucket(self, key: str, limit: int) -> SlidingWindow:
+    def _bucket(self, key: str, limit: int, *, shared: bool = True) -> SlidingWindow:
         b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = SlidingWindow(limit, self._window)
+            if shared and self._shares is not None:
+                self._share(key, b)
         return b
+
+    def _share(self, key: str, bucket: SlidingWindow) -> None:
+        assert self._shares is not None
+        bucket._share = self._shares.track(key, bucket.full, bucket.used)
+
+    async def share_with(self, shares: RateShares) -> None:
+        """Other processes use the same app on this workspace: from now on each method's budget is this
+        process's share (core/store/shares.py). Every tiered method is tracked from the start, so that the
+        others count this process in before it makes its first call. Returns once the shares are known."""
+        self._shares = shares
+        for method in self._tiers:
+            self.bucket_for(method)
+        for key, bucket in self._buckets.items():
+            if bucket._share is None and not key.startswith("chat.postMessage:"):
+                self._share(key, bucket)
+        await shares.start()
+
+    @property
+    def window(self) -> float:
+        """Seconds a call stays counted (Slack's minute and the headroom)."""
+        return self._window
 
     def bucket_for(self, method: str, channel: str | None = None) -> SlidingWindow:
         if method == "chat.postMessage":
-            return self._bucket(f"{method}:{channel}", POST_MESSAGE_PER_CHANNEL_PER_MINUTE)
+            # per channel, not shared: two processes answer in one channel at the same second only rarely,
+            # and Slack tolerates short bursts there
+            return self._bucket(f"{method}:{channel}", POST_MESSAGE_PER_CHANNEL_PER_MINUTE, shared=False)
         return self._bucket(method, self._tiers.get(method, self._default))
 
     @asynccontextmanager

@@ -42,6 +42,7 @@ from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, In
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.chat.locks import TurnLocks
+    from core.store.shares import RateShares
     from core.store.protocol import Store
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,13 @@ class PostgresStore(PostgresAnswers):
                 return max(current, len(migrations))
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", postgres_schema.MIGRATION_LOCK)
+
+    def rate_shares(self, scope: str, *, window: float, refresh: float = 1.0) -> "RateShares":
+        """This process's shares of the app's rate budgets in `scope` (a Slack workspace, a Discord bot), split
+        with the other processes on this database (core/store/postgres_shares.py)."""
+        from core.store.postgres_shares import PgRateShares
+        return PgRateShares(self._require, owner=self.owner, scope=scope, window=window, refresh=refresh,
+                            clock=self._clock, lock_key=_lock_key)
 
     def turn_locks(self) -> "TurnLocks":
         if self._locks is None:

@@ -177,5 +177,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX feedback_at ON feedback (at)",
     ),
+    # 5: each process's share of the app-wide rate budgets (core/store/postgres_shares.py); PostgreSQL only
+    (
+        """CREATE TABLE rate_shares (
+            scope TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            bucket TEXT NOT NULL,
+            share INTEGER NOT NULL,
+            used INTEGER NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (scope, owner, bucket)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

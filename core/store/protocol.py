@@ -17,6 +17,7 @@ from core.model import ConversationKey, Usage
 if TYPE_CHECKING:  # pragma: no cover
     from core.chat.locks import TurnLocks
     from core.store.signals import Signals
+    from core.store.shares import RateShares
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,8 @@ class Store(Protocol):
     async def schema_version(self) -> int: ...
     def turn_locks(self) -> "TurnLocks": ...   # one turn at a time per conversation, for every process sharing it
     def signals(self) -> "Signals": ...         # nudges between the processes sharing it (button clicks)
+    # this process's part of the app's rate budgets in `scope` (core/store/shares.py), `window` seconds long
+    def rate_shares(self, scope: str, *, window: float, refresh: float = 1.0) -> "RateShares": ...
 
     # ---- conversations: (conversation key, assistant) -> the backend's conversation ---------------------
     async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None: ...

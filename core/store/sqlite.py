@@ -34,6 +34,7 @@ from core.store.sqlite_answers import SqliteAnswers
 from core.store.protocol import (ConversationRecord, FileRecord, HistoryItem, InflightReply, KnowledgeFile,
                                  ToolCallRecord, UsageRow)
 from core.store.signals import LocalSignals
+from core.store.shares import WholeBudget
 from core.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from core.store.sqlite_worker import SqliteWorker
 
@@ -158,6 +159,10 @@ class SqliteStore(SqliteAnswers):
         # Let a transaction in progress finish rather than closing under it.
         async with self._tx_lock:
             await conn.close()
+
+    def rate_shares(self, scope: str, *, window: float, refresh: float = 1.0) -> WholeBudget:
+        """One process on its own file: its rate budgets are the app's whole budgets."""
+        return WholeBudget()
 
     def turn_locks(self) -> KeyedLocks:
         """One process owns an SQLite database: asyncio locks serialize its turns."""

@@ -145,3 +145,30 @@ async def test_kill_9_of_one_process_mid_answer_its_reply_is_marked_by_another_a
             assert code == 0, log
             logs.append(log)
         assert sum("marked 1 replies cut off by a process that stopped" in log for log in logs) == 1, logs
+
+
+async def test_fifty_mentions_at_once_over_three_processes_provoke_no_429_and_every_answer_is_whole(
+        tmp_path, postgres_url):
+    # The stand-in enforces Slack's tiers per app per workspace over a real minute: chat.startStream and
+    # chat.stopStream 20, chat.update 50, ... The three processes split each budget through the database.
+    slack = FakeSlack(rate_minute=60.0, retry_after=1)
+    async with three_processes(tmp_path, postgres_url, slack=slack) as (slack, openai, procs):
+        n = 50
+        roots = await asyncio.gather(*(slack.user_says(f"C{i:02d}", f"<@{slack.bot_user_id}> recipe number {i}?",
+                                                       user=("U1", "U2")[i % 2]) for i in range(n)))
+
+        def whole(i: int, ts: str) -> bool:
+            msgs = slack.bot_messages(f"C{i:02d}", ts)
+            return bool(msgs) and not any(m.streaming for m in msgs) \
+                and slack.thread_text(f"C{i:02d}", ts) == f"You said: recipe number {i}?"
+        await slack.wait_for(lambda: all(whole(i, ts) for i, ts in enumerate(roots)), timeout=55,
+                             what="every answer, whole")
+        assert slack.rate_limited == []                       # zero 429s, over all three processes
+        for i, ts in enumerate(roots):
+            assert answers(slack, f"C{i:02d}", ts) == [f"You said: recipe number {i}?"]
+        assert len(openai.response_requests()) == n
+        served = [log for log in (proc.log for proc in procs)]
+        for proc in procs:
+            code, log = await proc.stop(signal.SIGTERM)
+            assert code == 0, log
+        assert all("Traceback" not in log for log in served)
