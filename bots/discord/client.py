@@ -24,6 +24,7 @@ from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, discor
 from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate, unreadable
 from bots.discord.confirm import confirm_items, confirm_view
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
+from bots.discord.gateway import describe, fatal, gateway_intents, gateway_open, guard_parsers, make_client
 from bots.discord.invite import invite_url
 from bots.discord.pacing import Pacers
 from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, InteractionTarget
@@ -39,50 +40,6 @@ INTENT_HELP = ("Discord refused the Message Content intent: enable it in the Dev
 TOKEN_HELP = ("Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): copy the bot token again from the "
               "Developer Portal → Bot → Reset Token.")
 ERROR_NOTICE = "Sorry, something went wrong on our side — please try again."
-
-
-def gateway_intents() -> discord.Intents:
-    """Only the gateway events the bot reads. Discord's default set would also send every typing
-    keystroke, reaction, voice state, emoji and invite change of every guild the bot is in — each one
-    decoded and turned into objects by discord.py, for nothing. Slash commands need no intent."""
-    intents = discord.Intents.none()
-    intents.guilds = True            # guilds, channels, threads and roles (GUILD_CREATE, THREAD_*)
-    intents.guild_messages = True    # MESSAGE_CREATE in guild channels and threads
-    intents.dm_messages = True       # MESSAGE_CREATE in DMs
-    intents.message_content = True   # privileged: without it guild message text arrives empty
-    return intents
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
-
-
-def _fatal(exc: BaseException) -> bool:
-    """Errors retrying cannot heal: a missing intent, a revoked token, a shard setup Discord refuses."""
-    if isinstance(exc, (discord.PrivilegedIntentsRequired, discord.LoginFailure)):
-        return True
-    return isinstance(exc, discord.ConnectionClosed) and exc.code in (4004, 4010, 4011, 4012, 4013, 4014)
-
-
-def _guard_parsers(client: discord.Client, on_error) -> None:
-    """A gateway event discord.py cannot parse (a malformed MESSAGE_CREATE, say `mentions: [1, 2]`) raises
-    inside its websocket reader and ends the whole connection. Each parser is wrapped so that such an event
-    is dropped with one log line and the connection lives on. READY stays unguarded: without it nothing
-    works, and the connection is made again (see DiscordAdapter._supervise).
-    The gateway reads this very dict (`DiscordWebSocket._discord_parsers` is `ConnectionState.parsers`)."""
-    parsers = client._connection.parsers
-
-    def guarded(event: str, parse):
-        def parse_or_drop(data) -> None:
-            try:
-                parse(data)
-            except Exception as exc:
-                on_error(event, exc)
-        return parse_or_drop
-
-    for event, parse in list(parsers.items()):
-        if event != "READY":
-            parsers[event] = guarded(event, parse)
 
 
 class DiscordStore(RootStore, SyncDigests, Protocol):
@@ -159,17 +116,18 @@ class DiscordAdapter:
 
     async def start(self) -> None:
         self._saved = endpoints.apply(self._endpoints)
-        client = discord.Client(intents=gateway_intents(), guild_ready_timeout=self._guild_ready_timeout,
-                                allowed_mentions=discord.AllowedMentions.none(),
-                                # discord.py keeps the last 1,000 messages (with their authors) by default
-                                # and, for a cached one, copies it on every MESSAGE_UPDATE. Nothing here
-                                # reads that cache: a reply's parent arrives with the event itself
-                                # (`referenced_message`) and ReplyChains keeps its own roots.
-                                max_messages=None,
-                                member_cache_flags=discord.MemberCacheFlags.none(),
-                                chunk_guilds_at_startup=False,
-                                # discord.py retries a 429 by itself and offers no hook: count them here
-                                http_trace=_rate_limit_trace(getattr(self._service, "observer", None)))
+        client = make_client(self._config(), intents=gateway_intents(),
+                              guild_ready_timeout=self._guild_ready_timeout,
+                              allowed_mentions=discord.AllowedMentions.none(),
+                              # discord.py keeps the last 1,000 messages (with their authors) by default
+                              # and, for a cached one, copies it on every MESSAGE_UPDATE. Nothing here
+                              # reads that cache: a reply's parent arrives with the event itself
+                              # (`referenced_message`) and ReplyChains keeps its own roots.
+                              max_messages=None,
+                              member_cache_flags=discord.MemberCacheFlags.none(),
+                              chunk_guilds_at_startup=False,
+                              # discord.py retries a 429 by itself and offers no hook: count them here
+                              http_trace=_rate_limit_trace(getattr(self._service, "observer", None)))
         self._client = client
         self._tree = build_tree(client, specs=self._service.commands.specs("discord"),
                                 assistants=list(self._service.config.assistants),
@@ -178,7 +136,7 @@ class DiscordAdapter:
         client.event(self.on_interaction)
         self._confirm_items = confirm_items(self._service.commands.confirm)
         client.add_dynamic_items(self._confirm_items)   # Confirm / Cancel under a command's reply
-        _guard_parsers(client, self._parse_failed)
+        guard_parsers(client, self._parse_failed)
         self._dead = asyncio.get_running_loop().create_future()
         try:
             await client.login(self._token)
@@ -194,11 +152,14 @@ class DiscordAdapter:
             await self._pacers.share_with(self._shares)
         self.invite_url = invite_url(client.application_id)
         log.info("Discord: logged in as %s. Invite the bot with: %s", client.user, self.invite_url)
-        try:
-            self.synced_scopes = await sync_if_changed(self._tree, client.application_id,
-                                                       list(self._config().guilds), self._state)
-        except discord.HTTPException as exc:  # the bot still works for mentions and DMs
-            log.error("Discord: syncing slash commands failed: %s", exc)
+        if not self._config().runs_shard_zero:   # several shard processes: one of them syncs, not each
+            log.info("Discord: slash commands are synced by the process that runs shard 0")
+        else:
+            try:
+                self.synced_scopes = await sync_if_changed(self._tree, client.application_id,
+                                                           list(self._config().guilds), self._state)
+            except discord.HTTPException as exc:  # the bot still works for mentions and DMs
+                log.error("Discord: syncing slash commands failed: %s", exc)
 
         ready = asyncio.create_task(client.wait_until_ready())
         self._task = asyncio.create_task(self._supervise(client), name="discord-gateway")
@@ -230,9 +191,9 @@ class DiscordAdapter:
                 if self._stopping:
                     return
                 # discord.py closes the client itself on close codes it cannot recover from (4004, ...)
-                if not client.is_ready() or _fatal(exc) or client.is_closed():
+                if not client.is_ready() or fatal(exc) or client.is_closed():
                     raise
-                log.error("Discord: gateway connection ended (%s); reconnecting in %.1f s", _describe(exc), delay)
+                log.error("Discord: gateway connection ended (%s); reconnecting in %.1f s", describe(exc), delay)
                 if client.ws is not None:
                     with contextlib.suppress(Exception):
                         await client.ws.close(code=4000)
@@ -249,21 +210,21 @@ class DiscordAdapter:
             return
         exc = task.exception()
         reason = INTENT_HELP if isinstance(exc, discord.PrivilegedIntentsRequired) else \
-            f"gateway connection ended: {_describe(exc)}"
+            f"gateway connection ended: {describe(exc)}"
         log.error("Discord: %s", reason)
         if self._dead is not None and not self._dead.done():
             self._dead.set_result(reason)
 
     def _parse_failed(self, event: str, exc: BaseException) -> None:
         self.dropped_events += 1
-        log.warning("Discord: dropped a %s event discord.py could not read (%s)", event, _describe(exc))
+        log.warning("Discord: dropped a %s event discord.py could not read (%s)", event, describe(exc))
 
     @property
     def connected(self) -> bool:
         """Connected to the gateway and past READY: what a readiness probe reports for Discord."""
         client, task = self._client, self._task
         return (client is not None and task is not None and not task.done() and not client.is_closed()
-                and client.is_ready() and client.ws is not None and client.ws.open)
+                and client.is_ready() and gateway_open(client))
 
     async def wait_dead(self) -> str:
         """Returns (the reason) once the gateway has given up for good; a supervisor should then restart us."""

@@ -25,6 +25,16 @@ class Snowflakes:
         self._last = value
         return str(value)
 
+    def next_on_shard(self, shard: int, count: int) -> str:
+        """An id (a guild's) that Discord's formula puts on `shard` of `count`: (id >> 22) % count == shard.
+        The timestamp part moves forward to the next millisecond that fits; ids stay increasing."""
+        value = int(self.next())
+        ms = value >> 22
+        ms += (shard - ms) % count
+        value = max((ms << 22) + (value & 0x3FFFFF), value)
+        self._last = value
+        return str(value)
+
 
 def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat()

@@ -10,6 +10,9 @@ Drives the real discord.py. What it covers:
 - Gateway: HELLO, IDENTIFY -> READY (+ GUILD_CREATE with channels/roles/members), heartbeats ACKed, RESUME
   replaying missed events, INVALID_SESSION for unknown sessions; close codes 4004 (bad token) and 4014
   (Message Content intent not enabled for the app) like the real one.
+- Sharding: IDENTIFY's `shard` [shard_id, num_shards] (4010 when invalid); one live session per shard; READY,
+  GUILD_CREATE and every guild event go to shard (guild_id >> 22) % num_shards, DMs to shard 0; GET /gateway/bot
+  recommends `shards` (constructor argument).
 - A message store with each message's final content, attachments, channel and edit count.
 
 Tests talk to it through helpers: user_message(), slash(), messages_in(), drop_gateway(), ...
@@ -88,6 +91,7 @@ class InteractionRecord:
 class _Session:
     id: str
     intents: int
+    shard: tuple[int, int] = (0, 1)       # IDENTIFY's [shard_id, num_shards]; (0, 1): not sharded
     seq: int = 0
     events: list[dict] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
@@ -104,8 +108,10 @@ class FakeDiscord:
         global_limit: int = 50,
         rate_limit_headers: bool = True,
         max_upload_bytes: int = 10 * 1024 * 1024,
+        shards: int = 1,
     ) -> None:
         self.token = token
+        self.shards = shards            # what GET /gateway/bot recommends
         self.message_content_intent = message_content_intent
         self.max_upload_bytes = max_upload_bytes
         self.limiter = RateLimiter(channel_limit=channel_limit, channel_period=channel_period,
@@ -184,8 +190,10 @@ class FakeDiscord:
         self.users[u["id"]] = u
         return u
 
-    def add_guild(self, name: str = "Team", channels: tuple[str, ...] = ("general",)) -> dict:
-        gid = self.ids.next()
+    def add_guild(self, name: str = "Team", channels: tuple[str, ...] = ("general",), *,
+                  shard: int | None = None) -> dict:
+        """`shard`: an id that puts the guild on this shard of `self.shards` (Discord's formula)."""
+        gid = self.ids.next() if shard is None else self.ids.next_on_shard(shard, self.shards)
         everyone = P.role(gid, "@everyone", 0x0000_0000_0064_0E41 | (1 << 11) | (1 << 15) | (1 << 35), 0)
         admin = P.role(self.ids.next(), "admins", ADMINISTRATOR, 1)
         guild = {"id": gid, "name": name, "roles": [everyone, admin], "channel_ids": []}
@@ -404,8 +412,24 @@ class FakeDiscord:
 
     # ---- gateway ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def shard_of(guild_id: str | None, count: int) -> int:
+        """Discord's formula: a guild's events go to shard (guild_id >> 22) % num_shards; DMs to shard 0."""
+        return (int(guild_id) >> 22) % count if guild_id else 0
+
+    def _on_shard(self, session: _Session, event: str, data: dict) -> bool:
+        shard, count = session.shard
+        guild_id = data.get("guild_id") or (data.get("id") if event.startswith("GUILD_") else None)
+        return self.shard_of(guild_id, count) == shard
+
+    def shard_sessions(self) -> list[tuple[int, int]]:
+        """The [shard_id, num_shards] of every live gateway session."""
+        return sorted(s.shard for s in self._sessions.values() if s.ws is not None and not s.ws.closed)
+
     async def dispatch(self, event: str, data: dict) -> None:
         for s in list(self._sessions.values()):
+            if not self._on_shard(s, event, data):
+                continue
             s.seq += 1
             frame = {"op": 0, "t": event, "s": s.seq, "d": data}
             s.events.append(frame)
@@ -451,11 +475,18 @@ class FakeDiscord:
                 if d.get("intents", 0) & INTENT_MESSAGE_CONTENT and not self.message_content_intent:
                     await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
-                session = _Session(secrets.token_hex(16), d.get("intents", 0), ws=ws)
-                self._sessions = {session.id: session}  # one bot, one live session
+                shard = tuple(d.get("shard") or (0, 1))
+                if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+                    await ws.close(code=4010, message=b"Invalid shard.")
+                    break
+                session = _Session(secrets.token_hex(16), d.get("intents", 0), shard=shard, ws=ws)
+                # one live session per shard: a new IDENTIFY for a shard replaces its old session
+                self._sessions = {sid: s for sid, s in self._sessions.items() if s.shard[0] != shard[0]}
+                self._sessions[session.id] = session
+                guilds = [g for g in self.guilds if self.shard_of(g, shard[1]) == shard[0]]
                 ready = {
                     "v": 10, "user": {**self.bot, "verified": True, "mfa_enabled": False},
-                    "guilds": [{"id": g, "unavailable": True} for g in self.guilds],
+                    "guilds": [{"id": g, "unavailable": True} for g in guilds],
                     "session_id": session.id, "resume_gateway_url": self.gateway_url,
                     "application": {"id": self.application_id, "flags": 0},
                     "private_channels": [], "relationships": [], "presences": [],
@@ -463,7 +494,7 @@ class FakeDiscord:
                 if "shard" in d:
                     ready["shard"] = d["shard"]
                 await self._send_event(session, "READY", ready)
-                for gid in self.guilds:
+                for gid in guilds:
                     await self._send_event(session, "GUILD_CREATE", self._guild_create(gid))
             elif op == 6:
                 old = self._sessions.get(d.get("session_id"))
@@ -577,7 +608,7 @@ class FakeDiscord:
         })
 
     async def _get_gateway(self, request: web.Request) -> web.Response:
-        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {
+        return _json({"url": self.gateway_url, "shards": self.shards, "session_start_limit": {
             "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}})
 
     async def _get_commands(self, request: web.Request, app: str, guild: str | None = None) -> web.Response:

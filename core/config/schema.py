@@ -325,6 +325,32 @@ class DiscordConfig(_Strict):
     guilds: list[str] = []                 # sync slash commands per guild (instant); empty = global
     channels: dict[str, ChannelRoute] = {}
     max_file_mb: float = Field(10, gt=0)
+    # Sharding (large bots, or several processes): the total number of shards, and the ones this process runs
+    # (default: all of them). Each process on one PostgreSQL database runs its own shards; the one with shard 0
+    # also gets the DMs and syncs the slash commands. Read at start (a reload does not re-shard).
+    shard_count: int | None = Field(None, ge=1)
+    shard_ids: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> "DiscordConfig":
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("shard_ids needs shard_count (the total number of shards)")
+        if not self.shard_ids:
+            raise ValueError("shard_ids: list at least one shard (or leave it out for all of them)")
+        wrong = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if wrong:
+            raise ValueError(f"shard_ids {wrong} are not shards of shard_count {self.shard_count} "
+                             f"(0 to {self.shard_count - 1})")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids lists a shard twice")
+        return self
+
+    @property
+    def runs_shard_zero(self) -> bool:
+        """This process gets the DMs and syncs the slash commands (one process does, not each)."""
+        return self.shard_ids is None or 0 in self.shard_ids
 
 
 class ConsoleConfig(_Strict):

@@ -90,6 +90,21 @@ def test_minimal_config_gets_defaults_name_and_base_dir(tmp_path):
     assert list(config.backends) == ["openai"]
 
 
+def test_discord_shards_this_process_runs_and_the_one_that_gets_dms(tmp_path):
+    plain = load_config(write(tmp_path, MINIMAL))
+    assert plain.discord.shard_count is None and plain.discord.runs_shard_zero
+    every = load_config(write(tmp_path, MINIMAL + "discord: {shard_count: 4}\n"))
+    assert every.discord.shard_ids is None and every.discord.runs_shard_zero
+    later = load_config(write(tmp_path, MINIMAL + "discord: {shard_count: 4, shard_ids: [2, 3]}\n"))
+    assert later.discord.shard_ids == [2, 3] and not later.discord.runs_shard_zero
+    for bad, says in (("{shard_ids: [0]}", "shard_ids needs shard_count"),
+                      ("{shard_count: 2, shard_ids: [2]}", "shard_ids [2] are not shards of shard_count 2 (0 to 1)"),
+                      ("{shard_count: 2, shard_ids: [1, 1]}", "lists a shard twice"),
+                      ("{shard_count: 0}", "shard_count")):
+        [error] = errors_of(write(tmp_path, MINIMAL + f"discord: {bad}\n"))
+        assert says in error and "discord" in error, error
+
+
 def test_unquoted_discord_ids_are_read_as_strings(tmp_path):
     config = load_config(write(tmp_path, MINIMAL + """\
 discord:
