@@ -276,6 +276,8 @@ class DiscordAdapter:
                 continue
             msg = await self._last_part(partial, msg)
             text = interrupted(msg.content)
+            if text == msg.content:   # marked already (two records of one reply led here)
+                return
             async with self._pacers.for_channel(int(place)):
                 # view=None: a Stop button the answer showed goes with it (bots/discord/controls.py)
                 if len(text) <= LIMITS.max_chars:

@@ -99,6 +99,10 @@ def undecorated(shown: str) -> str:
 
 
 def interrupted(text: str) -> str:
-    """A message whose reply was cut off by a restart: its text (without the cursor), then the notice."""
+    """A message whose reply was cut off by a restart: its text (without the cursor), then the notice. Marking a
+    message that already carries the notice changes nothing: a crash between recording a reply's new part and
+    forgetting the one before leaves two records that lead to the same last part."""
     text = undecorated(text)
+    if text.endswith(notice_line(INTERRUPTED_NOTICE)):
+        return text
     return text + ending(text, notice=INTERRUPTED_NOTICE)

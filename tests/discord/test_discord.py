@@ -320,6 +320,11 @@ async def test_interrupted_reply_is_marked(fake, bot):
     await bot.mark_interrupted(ch, msg.id, msg.reference_id)
     assert fake.messages[msg.id].content == ("You said: tell me a story\n\n"
                                              "⚠️ This answer was cut off — please ask again.")
+    # a second record leading to the same message (a crash between recording a reply's next part and
+    # forgetting the one before) marks nothing more: one notice, no edit
+    edits = fake.messages[msg.id].edits
+    await bot.mark_interrupted(ch, msg.id, msg.reference_id)
+    assert fake.messages[msg.id].content.count("cut off") == 1 and fake.messages[msg.id].edits == edits
 
 
 # ---- typing and pacing: what a reader sees first --------------------------------------------------
