@@ -175,7 +175,9 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
         return ConversationAdmin(service.config, store, conversation_stores, file_backend)
 
     # Several processes on one PostgreSQL database: budgets count every process's turns (re-read every 10 s).
-    limiter = UsageLimiter(store, refresh=USAGE_REFRESH_SECONDS if is_postgres_url(location) else None)
+    # ... and the per-minute message rate counts a user's messages on every process (store.message_rates()).
+    limiter = UsageLimiter(store, refresh=USAGE_REFRESH_SECONDS if is_postgres_url(location) else None,
+                           rates=store.message_rates())
     metrics = Metrics(CollectorRegistry())  # this process's own registry, never prometheus_client's global one
     service = ChatService(config, store, backends, files=AttachmentRouter(file_backend, store), knowledge=knowledge,
                           turn_locks=store.turn_locks(), claims=store, limiter=limiter,

@@ -3,7 +3,9 @@
 Flow in the service, per message:  refusal = await limiter.admit(limits, msg)  (check + note_message) -> refuse,
 or run the turn, store.record_usage(...), limiter.add_tokens(user, channel, input_tokens + output_tokens).
 
-- The message rate is a sliding 60 s window kept in memory (per process; restarting forgives it).
+- The message rate is a sliding 60 s window kept in memory (per process; restarting forgives it) — or, when
+  several processes share a PostgreSQL store, counted in the database (`MessageRates`), so a user's messages
+  count the same whichever process receives them.
 - Daily budgets count input + output tokens (cached input tokens are part of input_tokens in the Responses API)
   over the current UTC day. The totals are read once per day from `store.usage_rows` and then kept up to date by
   `add_tokens`, so a check costs no query. A turn already running when the budget is reached finishes; the next
@@ -32,13 +34,25 @@ class UsageRows(Protocol):
     async def usage_rows(self, since: float, until: float) -> list[UsageRow]: ...
 
 
+class MessageRates(Protocol):
+    """Each user's message rate, counted across every process sharing the store."""
+
+    async def admit(self, user: str, limit: int, window: float, now: float) -> float | None:
+        """Count this message when fewer than `limit` of the user's were counted in the `window` seconds before
+        `now`: None. Otherwise nothing is counted, and the result is when the user may write again (the time
+        the oldest of those `limit` messages leaves the window)."""
+        ...
+
+
 class UsageLimiter:
     """`refresh`: when several processes share the store, each re-reads today's totals from it at most this many
-    seconds after its last read, so the turns the others answered count too (None: one process, read once a day)."""
+    seconds after its last read, so the turns the others answered count too (None: one process, read once a day).
+    `rates`: the message rate counted across those processes (None: in this process's memory)."""
 
     def __init__(self, store: UsageRows, clock: Callable[[], float] = time.time, *,
-                 refresh: float | None = None) -> None:
+                 refresh: float | None = None, rates: MessageRates | None = None) -> None:
         self._store = store
+        self._rates = rates
         self._clock = clock
         self._refresh = refresh
         self._loaded_at = -math.inf
@@ -118,6 +132,13 @@ class UsageLimiter:
         """check() and, when allowed, note_message() with no await in between, so concurrent messages from one
         user cannot all slip through the rate limit. Prefer this in the service."""
         refusal = await self.check(limits, msg)
+        if refusal is None and self._rates is not None:
+            if limits.messages_per_minute is not None:
+                now = self._clock()
+                until = await self._rates.admit(msg.author.id, limits.messages_per_minute, WINDOW, now)
+                if until is not None:
+                    return _rate_text(limits.messages_per_minute, until - now)
+            return None
         if refusal is None:
             refusal = self._rate_refusal(limits, msg, self._clock())
         if refusal is None:
@@ -154,13 +175,16 @@ class UsageLimiter:
         if not window:
             del self._recent[msg.author.id]   # idle users do not pile up in memory
         elif len(window) >= limits.messages_per_minute:
-            wait = max(1, math.ceil(window[-limits.messages_per_minute] + WINDOW - now))
-            return f"You've reached {limits.messages_per_minute} messages per minute — try again in {wait} s."
+            return _rate_text(limits.messages_per_minute, window[-limits.messages_per_minute] + WINDOW - now)
         return None
 
     @staticmethod
     def _day_of(ts: float) -> int:
         return int(ts // DAY)
+
+
+def _rate_text(limit: int, wait: float) -> str:
+    return f"You've reached {limit} messages per minute — try again in {max(1, math.ceil(wait))} s."
 
 
 def _until_midnight(now: float) -> str:

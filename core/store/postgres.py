@@ -52,6 +52,7 @@ EVENT_PRUNE_INTERVAL = 3600.0
 LEASE_SECONDS = 30.0           # a process silent this long is taken for dead: others mark its replies
 POOL_SIZE = 10
 _PRUNED = ("thread_markers", "reply_roots", "containers")
+MESSAGE_TIMES_KEPT = 3600.0    # a per-minute rate needs the last minute; older rows are pruned hourly
 
 
 class PostgresStore(PostgresAnswers):
@@ -158,6 +159,10 @@ class PostgresStore(PostgresAnswers):
         from core.store.postgres_shares import PgRateShares
         return PgRateShares(self._require, owner=self.owner, scope=scope, window=window, refresh=refresh,
                             clock=self._clock, lock_key=_lock_key)
+
+    def message_rates(self) -> "PgMessageRates":
+        """Each user's message rate counted across every process on this database."""
+        return PgMessageRates(self._require)
 
     def turn_locks(self) -> "TurnLocks":
         if self._locks is None:
@@ -322,6 +327,7 @@ class PostgresStore(PostgresAnswers):
         pool = self._require()
         status = await pool.execute("DELETE FROM processed_events WHERE created_at < $1",
                                     now - EVENT_RETENTION_SECONDS)
+        await pool.execute("DELETE FROM message_times WHERE at <= $1", now - MESSAGE_TIMES_KEPT)
         for table in _PRUNED:  # our own constant names, not input
             await pool.execute(f"DELETE FROM {table} WHERE expires_at <= $1", now)
         return int(status.split()[-1])
@@ -491,6 +497,27 @@ async def _insert_history(conn: asyncpg.Connection, conversation: str, items: Se
 def _lock_key(text: str) -> int:
     """A signed 64-bit advisory lock key for a string (a collision only makes two keys wait for each other)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class PgMessageRates:
+    """core.chat.limits.MessageRates on PostgreSQL: one short transaction per message (only when a per-minute
+    limit is configured), under an advisory lock on the user, so that two processes admitting the same user's
+    messages at once count both."""
+
+    def __init__(self, pool: Callable[[], asyncpg.Pool]) -> None:
+        self._pool = pool
+
+    async def admit(self, user: str, limit: int, window: float, now: float) -> float | None:
+        async with self._pool().acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("rate-user:" + user))
+            await conn.execute("DELETE FROM message_times WHERE user_id = $1 AND at <= $2", user, now - window)
+            oldest = await conn.fetchval(
+                "SELECT at FROM message_times WHERE user_id = $1 ORDER BY at DESC OFFSET $2 LIMIT 1",
+                user, max(0, limit - 1))
+            if oldest is not None:
+                return float(oldest) + window
+            await conn.execute("INSERT INTO message_times (user_id, at) VALUES ($1, $2)", user, now)
+            return None
 
 
 class PgTurnLocks:

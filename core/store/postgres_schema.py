@@ -189,5 +189,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (scope, owner, bucket)
         )""",
     ),
+    # 5: when each user's recent messages were admitted, for the per-minute rate across processes (PostgreSQL only)
+    (
+        """CREATE TABLE message_times (
+            user_id TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX message_times_user_at ON message_times (user_id, at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

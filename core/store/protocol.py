@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.chat.locks import TurnLocks
     from core.store.signals import Signals
     from core.store.shares import RateShares
+    from core.chat.limits import MessageRates
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,8 @@ class Store(Protocol):
     def signals(self) -> "Signals": ...         # nudges between the processes sharing it (button clicks)
     # this process's part of the app's rate budgets in `scope` (core/store/shares.py), `window` seconds long
     def rate_shares(self, scope: str, *, window: float, refresh: float = 1.0) -> "RateShares": ...
+    # each user's message rate across the processes sharing it; None: one process counts in memory
+    def message_rates(self) -> "MessageRates | None": ...
 
     # ---- conversations: (conversation key, assistant) -> the backend's conversation ---------------------
     async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None: ...

@@ -160,6 +160,10 @@ class SqliteStore(SqliteAnswers):
         async with self._tx_lock:
             await conn.close()
 
+    def message_rates(self) -> None:
+        """One process on its own file: the limiter counts message rates in its memory."""
+        return None
+
     def rate_shares(self, scope: str, *, window: float, refresh: float = 1.0) -> WholeBudget:
         """One process on its own file: its rate budgets are the app's whole budgets."""
         return WholeBudget()

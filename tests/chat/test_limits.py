@@ -215,3 +215,27 @@ async def test_budgets_count_the_turns_of_other_processes_on_a_shared_store(tmp_
         clock.now += 10
         refusal = await here.admit(limits, msg())
         assert refusal is not None and "daily budget of 1,000 tokens" in refusal
+
+
+async def test_with_several_processes_on_postgresql_a_users_messages_count_on_every_process(postgres_url):
+    from core.store.postgres import PostgresStore
+
+    clock = Clock(ts("2026-11-20T22:00:00"))
+    start = clock.now
+    async with PostgresStore(postgres_url, owner="p0", clock=clock) as one, \
+            PostgresStore(postgres_url, owner="p1", clock=clock) as other:
+        first = UsageLimiter(one, clock=clock, refresh=10, rates=one.message_rates())
+        second = UsageLimiter(other, clock=clock, refresh=10, rates=other.message_rates())
+        limits = LimitsConfig(messages_per_minute=2)
+        assert await first.admit(limits, msg()) is None
+        clock.now = start + 10
+        assert await second.admit(limits, msg()) is None           # the other process, the same person
+        clock.now = start + 20
+        assert await first.admit(limits, msg()) == "You've reached 2 messages per minute — try again in 40 s."
+        assert await second.admit(limits, msg("U2")) is None       # someone else is not affected
+        # two at once on two processes: only one of them fits
+        clock.now = start + 60
+        results = await asyncio.gather(first.admit(limits, msg()), second.admit(limits, msg()))
+        assert sorted(r is None for r in results) == [False, True], results
+        clock.now = start + 71
+        assert await second.admit(limits, msg()) is None            # +10 left the window at +70
