@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.harness import BotProcess, Scenario, _metrics, bot_env, proc_cpu, proc_mem, write_config
 from bench.standins import AnswerShape, BenchOpenAI, BenchSlack, Ledger, now
+from bots.standins.postgres import PostgresServer, bin_dir   # a throwaway server, as the tests use
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETUPS = (("sqlite", 1), ("postgres", 1), ("postgres", 3))
@@ -157,15 +158,14 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from tests.support.postgres import PostgresServer, _bin_dir   # the tests' throwaway server
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     shape = AnswerShape(chars=args.chars, delta_chars=20, interval=0.025, first_delay=0.2)
-    bin_dir = _bin_dir()
-    if bin_dir is None:
+    binaries = bin_dir()
+    if binaries is None:
         print("no PostgreSQL server binaries (apt-get install postgresql)", file=sys.stderr)
         return 2
-    server = PostgresServer(bin_dir)
+    server = PostgresServer(binaries)
     server.start()
     results: list[dict[str, Any]] = []
     started = dt.datetime.now()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import signal
 
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI
+from bots.standins.discord_server import FakeDiscord
+from bots.standins.openai_server import FakeOpenAI
 from tests.run_harness import RunProcess
 
 CONFIG = """
