@@ -413,12 +413,18 @@ class FakeDiscord:
     # ---- gateway ---------------------------------------------------------------------------------
 
     @staticmethod
-    def shard_of(guild_id: str | None, count: int) -> int:
-        """Discord's formula: a guild's events go to shard (guild_id >> 22) % num_shards; DMs to shard 0."""
-        return (int(guild_id) >> 22) % count if guild_id else 0
+    def shard_of(guild_id: Any, count: int) -> int:
+        """Discord's formula: a guild's events go to shard (guild_id >> 22) % num_shards; DMs to shard 0. (A
+        guild id that is no snowflake — the fuzz tests dispatch broken payloads — goes to shard 0.)"""
+        try:
+            return (int(guild_id) >> 22) % count if guild_id else 0
+        except (TypeError, ValueError):
+            return 0
 
-    def _on_shard(self, session: _Session, event: str, data: dict) -> bool:
+    def _on_shard(self, session: _Session, event: str, data: Any) -> bool:
         shard, count = session.shard
+        if count == 1 or not isinstance(data, dict):   # not sharded: every event
+            return shard == 0
         guild_id = data.get("guild_id") or (data.get("id") if event.startswith("GUILD_") else None)
         return self.shard_of(guild_id, count) == shard
 

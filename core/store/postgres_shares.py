@@ -16,8 +16,8 @@ process that joins starts at 0 and grows as the others shrink and their windows 
 window's wait when the others had used everything. A process that stops (or dies) keeps its rows counted until
 one window after its last refresh's expiry, because its calls are still in Slack's (or Discord's) window.
 
-A process that could not refresh for `stale` seconds (its database away, or the process stalled so long that
-the others may have counted it out) makes no budgeted call until a refresh succeeds.
+A process that could not refresh for ten seconds (its database away, or the process stalled) makes no budgeted
+call until a refresh succeeds; the others keep counting its share that long and one window more.
 
 Why not one shared token bucket: a bucket refilled at full/window lets 2 × full through in a sliding window,
 and a round trip per call (or a batch handed out ahead) both cost the hot path; dividing the limit keeps every
@@ -54,7 +54,9 @@ class PgRateShares:
         self._pool, self.owner, self.scope = pool, owner, scope
         self._window, self._refresh, self._clock = window, refresh, clock
         self._ttl = max(10 * refresh, 10.0)   # a process silent this long is no longer counted as live
-        self._stale = self._ttl / 2           # ... and stops calling well before the others could count it out
+        # A process that could not publish for this long stops calling. Safe up to here and beyond: the others
+        # count its published share until its rows expire (ttl) and a window more.
+        self._stale = self._ttl
         self._lock = lock_key("rate:" + scope)
         self._buckets: dict[str, _Bucket] = {}
         self._last_ok = -float("inf")         # time.monotonic() of the last successful refresh

@@ -53,6 +53,7 @@ async def test_two_shard_processes_answer_each_guilds_mention_and_a_dm_exactly_o
                 texts = [m.content for m in discord.messages_in(channel, by_bot=True)]
                 assert texts == [f"You said: what to cook in the {name}?"], (name, texts)
             assert len(openai.response_requests()) == 3
+            assert discord.rate_limited == []   # the global budget is shared, not used twice
             # the slash commands were synced by one process (the one with shard 0), not by each
             assert sum(discord.command_syncs.values()) == 1, discord.command_syncs
             logs = []
