@@ -169,6 +169,8 @@ async def _main(args: argparse.Namespace) -> int:
     server.start()
     results: list[dict[str, Any]] = []
     started = dt.datetime.now()
+    out = Path(args.out) if args.out else RESULTS / f"{started:%Y%m%d-%H%M%S}-fleet.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         for size in sizes:
             minute = 60.0 if size <= 50 else 6.0
@@ -184,11 +186,12 @@ async def _main(args: argparse.Namespace) -> int:
                         except Exception as exc:
                             print(f"  failed: {exc!r}", file=sys.stderr, flush=True)
                             results.append({"setup": fleet.name, "size": size, "error": repr(exc)})
+                    # after every row: a long run that is stopped still leaves what it measured
+                    out.write_text(json.dumps({"date": started.isoformat(timespec="seconds"), "results": results},
+                                              indent=2))
+            print(table(results), flush=True)
     finally:
         server.stop()
-    out = Path(args.out) if args.out else RESULTS / f"{started:%Y%m%d-%H%M%S}-fleet.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": started.isoformat(timespec="seconds"), "results": results}, indent=2))
     print(table(results))
     print(f"\nJSON: {out}", file=sys.stderr)
     return 0
