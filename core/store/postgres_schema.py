@@ -189,7 +189,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (scope, owner, bucket)
         )""",
     ),
-    # 5: when each user's recent messages were admitted, for the per-minute rate across processes (PostgreSQL only)
+    # 6: when each user's recent messages were admitted, for the per-minute rate across processes (PostgreSQL only)
     (
         """CREATE TABLE message_times (
             user_id TEXT NOT NULL,
