@@ -42,6 +42,7 @@ class _Bucket:
     used: Callable[[], int]
     on_change: Callable[[], None] | None
     share: int = 0
+    fair: int = 0        # full // live processes, at the last refresh
 
 
 class PgRateShares:
@@ -77,6 +78,12 @@ class PgRateShares:
 
     async def start(self) -> None:
         await self.refresh()
+        # A newcomer's part frees up as the others lower theirs at their next refresh: wait for that (a few
+        # refreshes at most), so that the first answers see the share this process will have, not 0.
+        deadline = time.monotonic() + 3 * self._refresh
+        while any(b.share < b.fair for b in self._buckets.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(self._refresh / 2)
+            await self.refresh()
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name=f"teambridge-rate-shares-{self.scope}")
 
@@ -132,7 +139,8 @@ class PgRateShares:
             rises: list[tuple[_Bucket, int]] = []
             publish = []
             for name, b in self._buckets.items():
-                share = max(0, min(b.full // (len(live) + 1), b.full - taken.get(name, 0)))
+                b.fair = b.full // (len(live) + 1)
+                share = max(0, min(b.fair, b.full - taken.get(name, 0)))
                 if share < b.share:
                     b.share = share
                     self._changed(b)
