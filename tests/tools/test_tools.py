@@ -219,6 +219,22 @@ async def test_tool_that_raises(registry, caplog):
     assert "broken" in record.getMessage() and record.exc_info is not None
 
 
+async def test_a_result_that_is_not_json_becomes_an_error_for_the_model(caplog):
+    class Opaque:
+        def __init__(self) -> None:
+            self.me = self   # nothing pydantic can turn into JSON
+
+    def opaque() -> object:
+        """Returns something that is not JSON."""
+        return Opaque()
+
+    registry = ToolRegistry()
+    registry.register(opaque)
+    caplog.set_level(logging.ERROR, logger="teambridge.tools")
+    answer = await call(registry, "opaque", {})
+    assert answer["error"].startswith("tool opaque returned a Opaque that cannot be turned into JSON")
+
+
 async def test_async_tool_past_its_timeout(registry):
     assert await call(registry, "hang", {}) == {"error": "tool hang timed out after 0.2s"}
 
