@@ -13,12 +13,12 @@ import openai
 from openai import AsyncOpenAI
 
 from core.backends import errors
+from core.backends.base import BackendBase
 from core.backends.capabilities import BY_TYPE
 from core.backends.chat_completions import messages as m
 from core.backends.chat_completions.stream import ChatRound, ChatStream, usage_of
 from core.backends.history import (CONDENSE_INSTRUCTIONS, CONDENSE_MAX_OUTPUT, HistoryStore, HistoryWindow,
-                                   LocalSession, LocalSessions, budget, with_summary)
-from core.backends.tokens import Tokens
+                                   LocalSession, LocalSessions, with_summary)
 from core.backends.tool_calls import ToolRegistryLike, call_function, done_update, function_specs, rounds_exhausted
 from core.model import (AssistantItem, BackendEvent, Capabilities, Completed, FunctionCallItem, FunctionOutputItem, HistoryItem, ToolUpdate, Usage, UserItem)
 from core.errors import BackendError
@@ -27,49 +27,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.ports import Turn
 
 
-class ChatCompletionsBackend:
+class ChatCompletionsBackend(BackendBase):
     capabilities: Capabilities = BY_TYPE["chat_completions"]
 
     def __init__(self, client: AsyncOpenAI, tools: ToolRegistryLike, store: HistoryStore, *, who: str,
                  context_tokens: int = 32000, max_retries: int = 3, headers: dict[str, Any] | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, capabilities: Capabilities | None = None,
                  model_label: Callable[[str], str] | None = None) -> None:
-        self._client = client
-        self._tools = tools
-        self._sessions = LocalSessions(store)
-        self._who = who
-        self._headers = headers or {}
-        self._context_tokens = context_tokens
-        self._tokens: dict[str, Tokens] = {}
-        self._model_label = model_label or (lambda model: model)
-        if capabilities is not None:
-            self.capabilities = capabilities
+        super().__init__(client, tools, LocalSessions(store), who=who, headers=headers,
+                         context_tokens=context_tokens, capabilities=capabilities, model_label=model_label)
         self._stream = ChatStream(client, who=who, max_retries=max_retries, headers=self._headers, sleep=sleep)
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def create_conversation(self, metadata: dict[str, str]) -> str:
-        return await self._sessions.create(metadata)
-
-    def session(self, conversation_id: str) -> LocalSession:
-        return self._sessions.open(conversation_id)
-
-    def tokens(self, model: str) -> Tokens:
-        counter = self._tokens.get(model)
-        if counter is None:
-            counter = self._tokens[model] = Tokens(model)
-        counter.start_loading()
-        return counter
 
     def _params(self, turn: "Turn") -> dict[str, Any]:
         a = turn.assistant
         # stream_options.include_usage: the last chunk carries the token counts (without it there are none).
-        p: dict[str, Any] = {"model": a.model, "stream_options": {"include_usage": True}}
-        if a.temperature is not None:
-            p["temperature"] = a.temperature
-        if a.top_p is not None:
-            p["top_p"] = a.top_p
+        p: dict[str, Any] = {"model": a.model, "stream_options": {"include_usage": True}, **self._sampling(turn)}
         if a.max_output_tokens is not None:
             # max_tokens, not OpenAI's newer max_completion_tokens: the one every compatible server knows.
             p["max_tokens"] = a.max_output_tokens
@@ -89,7 +61,7 @@ class ChatCompletionsBackend:
 
     async def run(self, turn: "Turn") -> AsyncIterator[BackendEvent]:
         a = turn.assistant
-        session = self._sessions.open(turn.conversation_id)
+        session: LocalSession = self._sessions.open(turn.conversation_id)
         specs = function_specs(self._tools, a)
         known = {s.name for s in specs}
         tools = [m.tool(s) for s in specs]
@@ -98,9 +70,7 @@ class ChatCompletionsBackend:
             base["tools"] = tools
         counter = self.tokens(a.model)
         session.count = counter.count
-        room = budget(self._context_tokens, counter, instructions=a.instructions,
-                      text=turn.text + "".join(d.text for d in turn.documents), tools=tools,
-                      images=len(turn.images), max_output=a.max_output_tokens)
+        room = self._room(turn, counter, tools)
         window = await HistoryWindow(counter, lambda t: self._summarize(a.model, t),
                                      self._context_tokens).fit(session, room)
         usage = window.usage

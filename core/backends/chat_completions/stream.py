@@ -1,23 +1,19 @@
 """One streamed POST /chat/completions: text deltas out, tool calls assembled from their pieces, usage.
 
-Read from the raw SSE body like the Responses stream (core.backends.sse): chunks are plain dicts here, since
+Read from the raw SSE body like the Responses stream (core.backends.streaming): chunks are plain dicts here, since
 compatible servers differ in what they add (reasoning_content, extra ids) and only a few keys matter.
 Tool calls stream as fragments keyed by `index`: the first carries id and name, later ones append arguments.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator
 
-import openai
-from openai import AsyncOpenAI
-
-from core.backends import errors
-from core.backends.retry import Retryable, delay_for
-from core.backends.sse import SSEDecoder
+from core.backends.retry import Retryable
+from core.backends.streaming import RetryingStream, sdk_body
 from core.model import BackendEvent, TextDelta, ToolUpdate, Usage
 from core.errors import BackendError
 
@@ -55,56 +51,20 @@ def usage_of(u: dict[str, Any]) -> Usage:
                  output_tokens=int(u.get("completion_tokens") or 0))
 
 
-class ChatStream:
-    def __init__(self, client: AsyncOpenAI, *, who: str, max_retries: int, headers: dict[str, Any] | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        self._client = client.with_options(max_retries=0)
-        self._who = who
-        self._max_retries = max_retries
-        self._headers = headers or {}
-        self._sleep = sleep
-
-    async def round(self, params: dict[str, Any], rnd: ChatRound) -> AsyncIterator[BackendEvent]:
-        attempt = 0
-        while True:
-            try:
-                async for ev in self._stream(params, rnd):
-                    yield ev
-                return
-            except Retryable as exc:
-                if rnd.visible:
-                    raise BackendError(exc.message) from exc
-                if attempt >= self._max_retries:
-                    raise BackendError(exc.message + (f" (gave up after {attempt + 1} attempts)" if attempt else ""))
-                attempt += 1
-                delay = delay_for(attempt, exc.retry_after)
-                log.warning("%s request failed (%s); retry %d/%d in %.2fs", self._who, exc.message, attempt,
-                            self._max_retries, delay)
-                rnd.restart()
-                await self._sleep(delay)
+class ChatStream(RetryingStream):
+    def round(self, params: dict[str, Any], rnd: ChatRound) -> AsyncIterator[BackendEvent]:
+        return self._retrying(lambda p: self._stream(p, rnd), params, rnd)
 
     async def _stream(self, params: dict[str, Any], rnd: ChatRound) -> AsyncIterator[BackendEvent]:
-        try:
-            # messages and the rest go as plain JSON in extra_body (it wins over the typed argument): the SDK's
-            # TypedDict transform of a long history costs more CPU than the whole answer.
-            body = {k: v for k, v in params.items() if k != "model"}
-            async with self._client.chat.completions.with_streaming_response.create(
-                    model=params["model"], messages=[], stream=True, extra_body=body,
-                    extra_headers=self._headers) as raw:
-                decoder = SSEDecoder()
-                async for chunk in raw.iter_bytes():
-                    for payload in decoder.feed(chunk):
-                        for out in self._chunk(payload, rnd):
-                            yield out
-                    if decoder.done:
-                        break
-        except openai.APIStatusError as exc:
-            raise errors.classify(exc, self._who) from exc
-        except Exception as exc:
-            retry = errors.transport(exc, self._who)
-            if retry is None:
-                raise
-            raise retry from exc
+        # messages and the rest go as plain JSON in extra_body (it wins over the typed argument): the SDK's
+        # TypedDict transform of a long history costs more CPU than the whole answer.
+        body = {k: v for k, v in params.items() if k != "model"}
+        response = sdk_body(self._client.chat.completions.with_streaming_response.create(
+            model=params["model"], messages=[], stream=True, extra_body=body, extra_headers=self._headers))
+        async with self._failures(), aclosing(self._payloads(response)) as payloads:
+            async for payload in payloads:
+                for out in self._chunk(payload, rnd):
+                    yield out
         match rnd.finish:
             case None:
                 raise Retryable("The connection to the model was lost mid-answer")
@@ -118,9 +78,9 @@ class ChatStream:
             ev = json.loads(payload)
         except ValueError as exc:
             log.error("%s sent an event that is not JSON: %r", self._who, payload[:200])
-            raise BackendError(f"{errors.cap(self._who)} sent an unreadable event") from exc
+            raise self._unreadable() from exc
         if not isinstance(ev, dict):
-            raise BackendError(f"{errors.cap(self._who)} sent an unreadable event")
+            raise self._unreadable()
         if (err := ev.get("error")) is not None:
             # Compatible servers report a failure mid-stream as a data event with an error object.
             msg = err.get("message") if isinstance(err, dict) else str(err)

@@ -8,19 +8,19 @@ to it when the answer is complete. `type: openai` (core.backends.openai.backend)
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 import openai
 from openai import AsyncOpenAI
 
 from core.backends import errors
+from core.backends.base import BackendBase, Sessions
 from core.backends.capabilities import BY_TYPE
 from core.backends.history import (CONDENSE_INSTRUCTIONS, CONDENSE_MAX_OUTPUT, HistoryWindow, LocalSession, Window,
-                                   budget, with_summary)
+                                   with_summary)
 from core.backends.responses.events import DownloadContainerFile, EventMapper, Round, TurnState, usage_of
 from core.backends.responses.items import document_text, to_input, user_message
 from core.backends.responses.stream import Fallback, ResponsesStream
-from core.backends.tokens import Tokens
 from core.backends.tool_calls import ToolRegistryLike, call_function, done_update, function_specs, rounds_exhausted
 from core.model import (AssistantItem, BackendEvent, Capabilities, Completed, FunctionCallItem, FunctionOutputItem, HistoryItem, Usage, UserItem)
 from core.errors import BackendError
@@ -30,16 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.ports import Turn
 
 
-class Sessions(Protocol):
-    """Makes and opens a backend's conversations."""
-
-    async def create(self, metadata: dict[str, str]) -> str: ...
-    def open(self, conversation_id: str) -> Session: ...
-    async def ready(self, conversation_id: str) -> None: ...   # anything started by create() finished
-    async def aclose(self) -> None: ...
-
-
-class ResponsesBackend:
+class ResponsesBackend(BackendBase):
     """core.ports.AssistantBackend on a Responses API server whose Session says where the history lives."""
 
     capabilities: Capabilities = BY_TYPE["responses"]
@@ -49,37 +40,15 @@ class ResponsesBackend:
                  download: DownloadContainerFile | None = None, headers: dict[str, Any] | None = None,
                  context_tokens: int = 32000, capabilities: Capabilities | None = None,
                  model_label: Callable[[str], str] | None = None, fallback: Fallback | None = None) -> None:
-        self._client = client
-        self._tools = tools
-        self._sessions = sessions
-        self._who = who
-        self._headers = headers or {}
-        self._context_tokens = context_tokens
-        self._tokens: dict[str, Tokens] = {}
-        self._model_label = model_label or (lambda model: model)
-        if capabilities is not None:
-            self.capabilities = capabilities
+        super().__init__(client, tools, sessions, who=who, headers=headers, context_tokens=context_tokens,
+                         capabilities=capabilities, model_label=model_label)
         self._stream = ResponsesStream(client, EventMapper(who, download), who=who, max_retries=max_retries,
                                        sleep=sleep, headers=self._headers, fallback=fallback)
 
     async def aclose(self) -> None:
         await self._sessions.aclose()
-        await self._stream.aclose()
+        await self._stream.aclose()   # its own HTTP session for the direct requests
         await self._client.close()
-
-    async def create_conversation(self, metadata: dict[str, str]) -> str:
-        return await self._sessions.create(metadata)
-
-    def session(self, conversation_id: str) -> Session:
-        return self._sessions.open(conversation_id)
-
-    def tokens(self, model: str) -> Tokens:
-        """The token counter of one model, its encoding loading in the background from the first use on."""
-        counter = self._tokens.get(model)
-        if counter is None:
-            counter = self._tokens[model] = Tokens(model)
-        counter.start_loading()
-        return counter
 
     # ---- what differs per server (overridden by the openai type) ----------------------------------------
 
@@ -92,10 +61,7 @@ class ResponsesBackend:
             p["store"] = False          # nothing to keep at the server: the history is ours
         if a.instructions:
             p["instructions"] = a.instructions  # never persisted by the server: every turn
-        if a.temperature is not None:
-            p["temperature"] = a.temperature
-        if a.top_p is not None:
-            p["top_p"] = a.top_p
+        p.update(self._sampling(turn))
         if a.max_output_tokens is not None:
             p["max_output_tokens"] = a.max_output_tokens
         if a.reasoning_effort is not None:
@@ -110,9 +76,7 @@ class ResponsesBackend:
     async def _window(self, session: LocalSession, turn: "Turn", tools: list[Any]) -> Window:
         a = turn.assistant
         counter = self.tokens(a.model)
-        room = budget(self._context_tokens, counter, instructions=a.instructions,
-                      text=turn.text + "".join(d.text for d in turn.documents), tools=tools,
-                      images=len(turn.images), max_output=a.max_output_tokens)
+        room = self._room(turn, counter, tools)
 
         async def summarize(transcript: str) -> tuple[str, Usage]:
             try:

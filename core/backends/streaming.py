@@ -1,0 +1,126 @@
+"""What a streamed request of either API (Responses, Chat Completions) does the same way: read the raw SSE
+body payload by payload, map the SDK's and the transport's failures, and retry a round while nothing of it
+reached the user. The API-specific part — what a payload means — stays with each API's stream.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncContextManager, AsyncIterator, Awaitable, Callable, Protocol
+
+import openai
+from openai import AsyncOpenAI
+
+from core.backends import errors
+from core.backends.retry import Retryable, delay_for
+from core.backends.sse import SSEDecoder
+from core.errors import BackendError
+from core.model import BackendEvent
+
+log = logging.getLogger(__name__)
+
+# A request refused for an option the server does not know -> the request without it (None: not that case).
+Fallback = Callable[[BackendError, dict[str, Any]], "dict[str, Any] | None"]
+
+
+class Body(Protocol):
+    """A streamed response body read like aiohttp's (core.backends.direct); the SDK's through sdk_body()."""
+
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class _SDKChunks:
+    """The SDK's streamed response, read like aiohttp's body stream (`iter_any`)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def iter_any(self) -> AsyncIterator[bytes]:
+        return self._raw.iter_bytes()
+
+
+@asynccontextmanager
+async def sdk_body(response: AsyncContextManager[Any]) -> AsyncIterator[Body]:
+    """An SDK `with_streaming_response.create(...)` as a Body."""
+    async with response as raw:
+        yield _SDKChunks(raw)
+
+
+class RoundState(Protocol):
+    """A round's progress as the retry loop needs it."""
+
+    visible: bool                 # some of its text already reached the user: a retry would repeat it
+
+    def restart(self) -> None: ...
+
+
+class RetryingStream:
+    """One round = one streamed request, retried (with backoff) while nothing was shown. Stateless between
+    rounds: everything a round learns is in its RoundState."""
+
+    def __init__(self, client: AsyncOpenAI, *, who: str, max_retries: int, headers: dict[str, Any] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, fallback: Fallback | None = None) -> None:
+        # Retried here, not in the SDK: only we know whether text already reached the user.
+        self._client = client.with_options(max_retries=0)
+        self._who = who
+        self._max_retries = max_retries
+        self._headers = headers or {}
+        self._sleep = sleep
+        self._fallback = fallback
+
+    async def _retrying(self, attempt: Callable[[dict[str, Any]], AsyncIterator[BackendEvent]],
+                        params: dict[str, Any], rnd: RoundState) -> AsyncIterator[BackendEvent]:
+        tries = 0
+        while True:
+            try:
+                async for ev in attempt(params):
+                    yield ev
+                return
+            except BackendError as exc:
+                changed = None if rnd.visible or self._fallback is None else self._fallback(exc, params)
+                if changed is None:
+                    raise
+                log.warning("%s refused a request option (%s); sending without it", self._who, exc.message)
+                params = changed
+                rnd.restart()
+            except Retryable as exc:
+                if rnd.visible:
+                    # Text is already on the user's screen: a second request would repeat it.
+                    raise BackendError(exc.message) from exc
+                if tries >= self._max_retries:
+                    raise BackendError(exc.message + (f" (gave up after {tries + 1} attempts)" if tries else ""))
+                tries += 1
+                delay = delay_for(tries, exc.retry_after)
+                log.warning("%s request failed (%s); retry %d/%d in %.2fs", self._who, exc.message, tries,
+                            self._max_retries, delay)
+                rnd.restart()
+                await self._sleep(delay)
+
+    @asynccontextmanager
+    async def _failures(self) -> AsyncIterator[None]:
+        """The SDK's HTTP errors as BackendError/Retryable; transport failures as Retryable."""
+        try:
+            yield
+        except openai.APIStatusError as exc:
+            raise errors.classify(exc, self._who) from exc
+        except Exception as exc:
+            retry = errors.transport(exc, self._who)
+            if retry is None:
+                raise
+            raise retry from exc
+
+    async def _payloads(self, response: AsyncContextManager[Body]) -> AsyncIterator[bytes]:
+        """The data payloads of a streamed response's SSE body, until `[DONE]` or the body's end. After the
+        terminal event the body is read to its end (only the final chunk is left): a body left unread makes
+        the HTTP client drop the keep-alive connection."""
+        async with response as raw:
+            decoder = SSEDecoder()
+            async for chunk in raw.iter_any():
+                for payload in decoder.feed(chunk):
+                    yield payload
+                if decoder.done:
+                    break
+
+    def _unreadable(self, what: str = "event") -> BackendError:
+        return BackendError(f"{errors.cap(self._who)} sent an unreadable {what}")
