@@ -27,11 +27,8 @@ from openai.types.chat.completion_create_params import CompletionCreateParamsBas
 from openai.types.completion_usage import CompletionUsage
 
 from bots.standins import openai_events as E
-from bots.standins.openai_server import HttpFailure, RecordedRequest, ScriptedResponse, _consume, _err
-
-# A real API takes any number of connections at once: a burst of 200 new ones must not overflow the listen
-# queue (aiohttp's default is 128) and wait out a SYN retry on a loaded machine.
-BACKLOG = 1024
+from bots.standins.http import BACKLOG, HttpFailure, RecordedRequest, RecordingServer, consume, error
+from bots.standins.openai_server import ScriptedResponse
 
 _REQUEST_ADAPTER = TypeAdapter(CompletionCreateParamsStreaming)   # module level: see openai_server.py
 _REQUEST_KEYS = frozenset(CompletionCreateParamsBase.__required_keys__ | CompletionCreateParamsBase.__optional_keys__
@@ -57,37 +54,20 @@ def default_policy(body: dict[str, Any]) -> ScriptedResponse:
     return ScriptedResponse(text="You said: " + (message_text(users[-1]) if users else ""))
 
 
-class FakeChatCompletions:
+class FakeChatCompletions(RecordingServer):
     def __init__(self, *, api_key: str | None = None, model_name: str | None = None) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[RecordedRequest] = []
-        self.headers: list[dict[str, str]] = []              # request headers, per request
         self.contexts: list[list[dict[str, Any]]] = []       # per completion request: its messages
         self.responder: Responder | None = None
         self._queue: deque[ScriptedResponse] = deque()
-        self._failures: list[list[Any]] = []
-        self._runner: web.AppRunner | None = None
         self._n = 0
-        self.port = 0
 
-    async def __aenter__(self) -> "FakeChatCompletions":
+    def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=BACKLOG)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return app
 
     def script(self, *responses: ScriptedResponse) -> None:
         self._queue.extend(responses)
@@ -109,18 +89,14 @@ class FakeChatCompletions:
         try:
             body = json.loads(raw)
         except ValueError:
-            return _err(400, "We could not parse the JSON body of your request.")
-        self.requests.append(RecordedRequest(request.method, request.path, body))
-        self.headers.append(dict(request.headers))
+            return error(400, "We could not parse the JSON body of your request.")
+        self._record(request, body)
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _err(401, "Invalid API key.", code="invalid_api_key")
-        for entry in self._failures:
-            failure, remaining = entry
-            if remaining > 0:
-                entry[1] -= 1
-                headers = {"retry-after": failure.retry_after} if failure.retry_after is not None else None
-                return _err(failure.status, failure.message or "Internal server error", type_="server_error",
-                            headers=headers)
+            return error(401, "Invalid API key.", code="invalid_api_key")
+        if (failure := self._scripted_failure(request.path)) is not None:
+            headers = {"retry-after": failure.retry_after} if failure.retry_after is not None else None
+            return error(failure.status, failure.message or "Internal server error", type_="server_error",
+                         headers=headers)
         problem = self._validate(body)
         if problem is not None:
             return problem
@@ -137,20 +113,20 @@ class FakeChatCompletions:
 
     def _validate(self, body: Any) -> web.Response | None:
         if not isinstance(body, dict):
-            return _err(400, "Request body must be a JSON object.")
+            return error(400, "Request body must be a JSON object.")
         unknown = sorted(set(body) - _REQUEST_KEYS)
         if unknown:
-            return _err(400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter", param=unknown[0])
+            return error(400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter", param=unknown[0])
         for key in ("model", "messages"):
             if key not in body:
-                return _err(400, f"Missing required parameter: '{key}'.", param=key)
+                return error(400, f"Missing required parameter: '{key}'.", param=key)
         if not body["messages"]:
-            return _err(400, "'messages' must not be empty.", param="messages")
+            return error(400, "'messages' must not be empty.", param="messages")
         try:
-            _consume(_REQUEST_ADAPTER.validate_python({**body, "stream": True}))
+            consume(_REQUEST_ADAPTER.validate_python({**body, "stream": True}))
         except ValidationError as exc:
             first = exc.errors()[0]
-            return _err(400, f"Invalid request: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+            return error(400, f"Invalid request: {'.'.join(map(str, first['loc']))}: {first['msg']}")
         # What servers check beyond the types: each tool message answers a call of the assistant before it.
         open_calls: set[str] = set()
         for msg in body["messages"]:
@@ -158,7 +134,7 @@ class FakeChatCompletions:
                 open_calls = {c["id"] for c in msg.get("tool_calls") or []}
             elif msg.get("role") == "tool":
                 if msg.get("tool_call_id") not in open_calls:
-                    return _err(400, f"tool message {msg.get('tool_call_id')!r} answers no tool call", param="messages")
+                    return error(400, f"tool message {msg.get('tool_call_id')!r} answers no tool call", param="messages")
         return None
 
     def _chunk(self, body: dict[str, Any], cid: str, delta: dict[str, Any], finish: str | None = None,

@@ -21,7 +21,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
@@ -34,10 +34,8 @@ from openai.types.vector_store import VectorStore
 from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 
 from bots.standins import openai_events as E
-
-# A real API takes any number of connections at once: a burst of 200 new ones must not overflow the listen
-# queue (aiohttp's default is 128) and wait out a SYN retry on a loaded machine.
-BACKLOG = 1024
+from bots.standins.http import BACKLOG, HttpFailure, RecordedRequest, RecordingServer  # noqa: F401  (HttpFailure: re-exported)
+from bots.standins.http import consume as _consume, error as _err
 
 # Kept at module level: a TypeAdapter that is garbage-collected while its lazy validators are still being
 # consumed makes pydantic-core panic.
@@ -134,21 +132,6 @@ class ScriptedResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class HttpFailure:
-    status: int
-    times: int = 1
-    retry_after: str | None = None
-    message: str = ""
-    path: str = "/v1/responses"
-
-
-class RecordedRequest(NamedTuple):
-    method: str
-    path: str
-    body: Any          # parsed JSON, the form fields of a multipart upload, or None
-
-
-@dataclass(frozen=True, slots=True)
 class DefaultUsage:
     input_tokens: int = 50
     cached_tokens: int = 0
@@ -172,23 +155,6 @@ class _Container:
     id: str
     files: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
     expired: bool = False
-
-
-def _err(status: int, message: str, *, type_: str = "invalid_request_error", code: str | None = None,
-         param: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": type_, "param": param, "code": code}},
-                             status=status, headers=headers)
-
-
-def _consume(value: Any) -> Any:
-    """Pydantic validates `Iterable[...]` TypedDict fields lazily: walk them so errors surface now."""
-    if isinstance(value, dict):
-        return {k: _consume(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_consume(v) for v in value]
-    if type(value).__name__ == "ValidatorIterator":
-        return [_consume(v) for v in value]
-    return value
 
 
 def default_policy(body: dict[str, Any]) -> ScriptedResponse:
@@ -224,17 +190,16 @@ def last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-class FakeOpenAI:
+class FakeOpenAI(RecordingServer):
     """`stateless=True`: a Responses server that keeps nothing (Ollama, vLLM, llama.cpp, OpenRouter): the
     Conversations, Files, Vector Stores and Containers routes answer 404, and a request asking for state
     (`previous_response_id`, `conversation`, `store: true`) or for a hosted tool answers 400."""
 
     def __init__(self, *, stateless: bool = False, api_key: str | None = None) -> None:
+        super().__init__()
         self.stateless = stateless
         self.api_key = api_key        # stateless: the one key accepted (None: no key needed, like a local server)
-        self.headers: list[dict[str, str]] = []   # request headers, per request
         self.unsupported: set[str] = set()         # request parameters refused as unknown (an older server)
-        self.requests: list[RecordedRequest] = []
         self.responder: Responder | None = None
         self.usage = DefaultUsage()
         self.poll_steps = 1                       # vector store file retrievals that still say in_progress
@@ -252,16 +217,13 @@ class FakeOpenAI:
         self._queue: deque[ScriptedResponse] = deque()
         self._running: dict[str, int] = {}
         self.max_concurrent_per_conversation = 0
-        self._failures: list[list[Any]] = []      # [HttpFailure, remaining]
         self._failing_files: dict[str, tuple[str, str]] = {}
         self._polls: dict[tuple[str, str], int] = {}
         self._pending_calls: dict[str, set[str]] = {}   # conversation id -> call ids awaiting output
         self._seq = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ---- lifecycle ----
-    async def __aenter__(self) -> "FakeOpenAI":
+    def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._middleware])
         r = app.router
         r.add_post("/v1/responses", self._create_response)
@@ -291,20 +253,7 @@ class FakeOpenAI:
         r.add_get("/v1/containers/{cid}/files", self._list_container_files)
         r.add_get("/v1/containers/{cid}/files/{fid}", self._get_container_file)
         r.add_get("/v1/containers/{cid}/files/{fid}/content", self._container_file_content)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=BACKLOG)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return app
 
     # ---- test controls ----
     def script(self, *responses: ScriptedResponse) -> None:
@@ -350,9 +299,7 @@ class FakeOpenAI:
                     self.requests.append(RecordedRequest(request.method, request.path, raw.decode(errors="replace")))
                     return _err(400, "We could not parse the JSON body of your request.")
         request[_JSON] = body
-        record = RecordedRequest(request.method, request.path, body)
-        self.requests.append(record)
-        self.headers.append(dict(request.headers))
+        self._record(request, body)
         if self.stateless and request.path.split("/")[2:3] in (["conversations"], ["files"], ["vector_stores"],
                                                                  ["containers"]):
             return web.json_response({"error": "404 page not found"}, status=404)
@@ -361,16 +308,13 @@ class FakeOpenAI:
                 return _err(401, "Invalid API key.", code="invalid_api_key")
         elif not request.headers.get("Authorization", "").startswith("Bearer sk-"):
             return _err(401, "Incorrect API key provided.", code="invalid_api_key")
-        for entry in self._failures:
-            failure, remaining = entry
-            if remaining > 0 and request.path == failure.path:
-                entry[1] -= 1
-                headers = {"retry-after": failure.retry_after} if failure.retry_after is not None else None
-                if failure.status == 429:
-                    return _err(429, failure.message or "Rate limit reached for requests", type_="requests",
-                                code="rate_limit_exceeded", headers=headers)
-                return _err(failure.status, failure.message or "The server had an error while processing your request.",
-                            type_="server_error", headers=headers)
+        if (failure := self._scripted_failure(request.path)) is not None:
+            headers = {"retry-after": failure.retry_after} if failure.retry_after is not None else None
+            if failure.status == 429:
+                return _err(429, failure.message or "Rate limit reached for requests", type_="requests",
+                            code="rate_limit_exceeded", headers=headers)
+            return _err(failure.status, failure.message or "The server had an error while processing your request.",
+                        type_="server_error", headers=headers)
         return await handler(request)
 
     def _now(self) -> int:
