@@ -133,7 +133,8 @@ def _safe_url(url: str) -> str:
 
 
 def _label_of(tail: str) -> str:
-    """An unfinished link's label (`[Download the chart](sandb` -> `Download the chart`); other text as it is."""
-    if "](" in tail:
+    """An unfinished sandbox link's label (`[Download the chart](sandbox:/mnt/da` -> `Download the chart`); other
+    text as it is — a target that never got as far as `sandbox:` is not one, and every character stays."""
+    if "](" in tail and tail[tail.find("](") + 2:].startswith(SCHEME):
         return tail.lstrip("!")[1:tail.lstrip("!").find("]")]
     return tail

@@ -22,6 +22,7 @@ Fetch = Callable[..., Awaitable[list[Any]]]
 
 CLAIM_MANY = ("INSERT INTO processed_events (platform, event_key, created_at)"
               " SELECT platform, event_key, $3 FROM unnest($1::text[], $2::text[]) AS t(platform, event_key)"
+              " ORDER BY platform, event_key"
               " ON CONFLICT (platform, event_key) DO NOTHING RETURNING platform, event_key")
 
 
@@ -52,7 +53,11 @@ class ClaimBatcher:
 
     async def _send(self, batch: list[tuple[str, str, asyncio.Future[bool]]]) -> None:
         try:
-            rows = await self._fetch(CLAIM_MANY, [p for p, _, _ in batch], [k for _, k, _ in batch], self._clock())
+            # Distinct and in one order everywhere: two processes claiming overlapping events (Slack's app_mention
+            # and message.* of one mention share a key) take the row locks in the same order, so neither can wait
+            # on the other in a cycle (PostgreSQL would abort one batch as a deadlock).
+            keys = sorted({(p, k) for p, k, _ in batch})
+            rows = await self._fetch(CLAIM_MANY, [p for p, _ in keys], [k for _, k in keys], self._clock())
         except BaseException as exc:  # noqa: BLE001 - every claim of the batch fails with it
             for _, _, fut in batch:
                 if not fut.done():

@@ -39,21 +39,29 @@ class PgSignals:
         self._closed = False
 
     async def start(self) -> None:
-        """Opens the listening connection (idempotent); `listen` starts it too, in the background."""
-        if self._started is None:
-            self._started = asyncio.ensure_future(self._connect())
+        """Opens the listening connection (idempotent; a failed first attempt is tried again); `listen` starts
+        it too, in the background."""
+        self._begin()
         await asyncio.shield(self._started)
+
+    def _begin(self) -> None:
+        started = self._started
+        if started is None or (started.done() and self._conn is None and not self._closed):
+            self._started = asyncio.ensure_future(self._connect())
+            self._started.add_done_callback(_log_failure)
 
     async def publish(self, topic: str, payload: str) -> None:
         message = json.dumps({"topic": topic, "payload": payload}, separators=(",", ":"))
         if len(message.encode()) > MAX_PAYLOAD:
             raise ValueError(f"a {topic} signal of {len(message)} bytes is over NOTIFY's limit")
-        await self.start()   # a process that publishes before listening must still hear its own signals
+        if self._conn is None and (self._started is None or self._started.done()):
+            # never connected (or the first attempt failed): a process that publishes before listening must
+            # still hear its own signals. While a lost connection is being remade, publish without waiting.
+            await self.start()
         await self._pool().execute("SELECT pg_notify($1, $2)", CHANNEL, message)
 
     def listen(self, topic: str, handler: Handler) -> Callable[[], None]:
-        if self._started is None:
-            self._started = asyncio.ensure_future(self._connect())
+        self._begin()
         return self._topics.add(topic, handler)
 
     async def close(self) -> None:
@@ -100,3 +108,9 @@ class PgSignals:
                 return
             except (OSError, asyncpg.PostgresError) as exc:
                 log.debug("signal connection attempt failed: %s", exc)
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not listen for signals from other processes: %s (tried again on the next use)",
+                    task.exception())

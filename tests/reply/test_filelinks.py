@@ -77,3 +77,8 @@ def test_an_answer_ending_inside_a_link_shows_the_label():
 def test_ordinary_brackets_and_links_pass_unchanged():
     text = "a[0] = b[i]; see [the docs](https://example.com) or [x] (y). The sandbox is fun."
     assert "".join(stream(list(text))) == text
+
+
+@pytest.mark.parametrize("ending", ["see [1](s", "see [1](sand", "see [the docs](", "see [x]"])
+def test_an_answer_ending_in_what_only_might_have_become_a_link_keeps_every_character(ending):
+    assert "".join(stream(list(ending))) == ending
