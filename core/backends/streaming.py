@@ -116,11 +116,29 @@ class RetryingStream:
         the HTTP client drop the keep-alive connection."""
         async with response as raw:
             decoder = SSEDecoder()
-            async for chunk in raw.iter_any():
+            chunks = aiter(raw.iter_any())
+            async for chunk in chunks:
                 for payload in decoder.feed(chunk):
                     yield payload
                 if decoder.done:
+                    await _drain(chunks)
                     break
 
     def _unreadable(self, what: str = "event") -> BackendError:
         return BackendError(f"{errors.cap(self._who)} sent an unreadable {what}")
+
+
+DRAIN_SECONDS = 1.0
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Reads what follows the terminal event (at most the body's last chunk) so the keep-alive connection goes
+    back to the pool; a server that keeps the body open after it is left to the client's close. The answer is
+    complete by now: a failure while draining changes nothing for it."""
+    async def rest() -> None:
+        async for _ in chunks:
+            pass
+    try:
+        await asyncio.wait_for(rest(), DRAIN_SECONDS)
+    except Exception:  # noqa: BLE001 - see above
+        pass
