@@ -354,7 +354,7 @@ class DiscordAdapter:
             return
         root = int(inbound.thread) if inbound.thread and inbound.thread != str(channel.id) else None
         target = ChannelTarget(channel, pacers=self._pacers, chains=self._chains, reply_to=interaction.message,
-                               root=root, typing_delay=self._typing_delay)
+                               root=root, typing_delay=self._typing_delay, delivery=self._delivery)
         await self._service.handle(inbound, target, approver=self.approvals.approver(channel))
 
     async def _start_thread(self, message: discord.Message, text: str) -> discord.Thread | None:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
@@ -35,7 +35,7 @@ NOT_YOURS = "This tool call is not yours to approve: only the person who asked o
 NOT_WAITING = "This approval request is no longer waiting for an answer."
 CLICKS = "slack.approval.click"   # signal topics: a click for a request some process waits on ...
 ACKS = "slack.approval.ack"       # ... and that process saying it took it
-ACK_WAIT = 3.0
+ACK_WAIT = 10.0   # Slack was acked at once; this only bounds how long the clicker waits to hear "no longer waiting"
 
 
 def escape(text: str) -> str:
@@ -53,6 +53,7 @@ class Click:
     team: str
     channel: str
     thread_ts: str | None
+    click_id: str = ""   # this click, when passed on: the waiting process acknowledges it by this id
 
     @classmethod
     def from_body(cls, body: dict) -> "Click":
@@ -127,7 +128,8 @@ class SlackApprovals:
             await self._decide(click)
             return
         if self._signals.shared and click.key:   # another process may be the one waiting
-            ack = self._acks[click.key] = asyncio.get_running_loop().create_future()
+            click = replace(click, click_id=uuid.uuid4().hex)
+            ack = self._acks[click.click_id] = asyncio.get_running_loop().create_future()
             try:
                 await self._signals.publish(CLICKS, json.dumps(asdict(click)))
                 await asyncio.wait_for(ack, ACK_WAIT)
@@ -137,7 +139,7 @@ class SlackApprovals:
             except Exception:
                 log.exception("could not pass an approval click on to the other processes")
             finally:
-                self._acks.pop(click.key, None)
+                self._acks.pop(click.click_id, None)
         await self._ephemeral(click.channel, click.user, click.thread_ts, NOT_WAITING)
 
     def _heard_click(self, payload: str) -> None:
@@ -155,7 +157,7 @@ class SlackApprovals:
             ack.set_result(None)
 
     async def _decide_for_another(self, click: Click) -> None:
-        await self._signals.publish(ACKS, click.key)
+        await self._signals.publish(ACKS, click.click_id)
         await self._decide(click)
 
     async def _decide(self, click: Click) -> None:

@@ -80,7 +80,7 @@ async def test_clicks_are_decided_by_the_waiting_process_whichever_process_slack
 
 
 async def test_a_click_nobody_waits_for_any_more_is_told_so_by_either_process(tmp_path, postgres_url):
-    async with two_processes(tmp_path, postgres_url, timeout=0.5) as (slack, seen):
+    async with two_processes(tmp_path, postgres_url, timeout=5) as (slack, seen):
         thread = await slack.user_says("C1", "<@UBOT> please file a ticket", user="U1")
         request = await approval_message(slack, thread)
         stale = dataclasses.replace(request)   # as a client that has not refreshed still shows it
