@@ -31,3 +31,14 @@ class Invocation:
 
 
 Handler = Callable[[Invocation], Awaitable[int]]
+
+
+def period(text: str) -> str:
+    """A `--period` argument, checked while the arguments are parsed: a bad period is a usage error (exit 2),
+    not an empty report."""
+    from core.admin.usage import parse_period
+    try:
+        parse_period(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text

@@ -3,26 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-from bots.cli.base import EXIT_OK, Invocation
+from bots.cli.base import EXIT_OK, Invocation, period
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("feedback", parents=[common],
                             help="ratings of answers: time, platform, assistant, user, rating, where the answer is")
-    parser.add_argument("--period", default="7d", type=_period,
+    parser.add_argument("--period", default="7d", type=period,
                         help="e.g. 24h, 7d, 30d or 2026-11-01..2026-11-25 (default: 7d)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=_feedback)
-
-
-def _period(text: str) -> str:
-    """Checked while the arguments are parsed: a bad period is a usage error (exit 2), not an empty report."""
-    from core.admin.usage import parse_period
-    try:
-        parse_period(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
 
 
 async def _feedback(inv: Invocation) -> int:
