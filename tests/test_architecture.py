@@ -7,6 +7,9 @@ Only `if TYPE_CHECKING:` imports are left out (they never run).
 from __future__ import annotations
 
 import ast
+import pickle
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,8 +55,22 @@ def _imports(path: Path, known: dict[str, Path]) -> set[str]:
                     found.add(sub if sub in known else base)
             visit(child)
 
-    visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    visit(_parse(path))
     return {m for m in found if m in known and m != name}
+
+
+def _parse(path: Path) -> ast.AST:
+    """ast.parse, sheltered from CPython 3.11's "AST constructor recursion depth mismatch" (gh-106905: a counter
+    in the interpreter-wide AST state that other threads' parsing can upset): a parse that hits it is done again
+    in a separate interpreter, which has nothing else running."""
+    source = path.read_text(encoding="utf-8")
+    try:
+        return ast.parse(source, filename=str(path))
+    except SystemError:
+        code = "import ast, pickle, sys; sys.stdout.buffer.write(pickle.dumps(ast.parse(sys.stdin.read(), sys.argv[1])))"
+        out = subprocess.run([sys.executable, "-c", code, str(path)], input=source.encode(), capture_output=True,
+                             check=True).stdout
+        return pickle.loads(out)
 
 
 def _graph() -> dict[str, set[str]]:
@@ -141,7 +158,7 @@ def _imports_of_tests(root: Path) -> list[str]:
     """Every `import tests…` / `from tests… import` in the .py files under root, function-level ones included."""
     found = []
     for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        for node in ast.walk(_parse(path)):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             found += [f"{path.relative_to(root.parent)}:{node.lineno} imports {n}" for n in names
