@@ -190,7 +190,7 @@ async def open_runtime(config: Config, env: Mapping[str, str]) -> Runtime:
 
     service.add_command("usage", usage_command)
     forget = ForgetCommand(conversations)
-    service.commands.add("forget", forget, confirm=forget.confirm)
+    service.commands.add("forget", forget, confirm=forget)
     return Runtime(config=config, store=store, service=service, knowledge=knowledge, file_backend=file_backend,
                    clients=list(clients.values()), env=dict(env), metrics=metrics,
                    backend_configs={name: (config.backends[name], client) for name, client in clients.items()},

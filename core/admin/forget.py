@@ -50,6 +50,9 @@ class ForgetCommand:
                             f"in the usage record with a digest. {hint}",
                             confirm=Confirmation(f"{NAME}:{key}", "Delete", "Cancel"))
 
+    def knows(self, key: str) -> bool:
+        return self._questions.knows(key)
+
     async def confirm(self, msg: InboundMessage, key: str, accepted: bool) -> ConfirmReply:
         """A click on Delete (accepted) or Cancel; `msg.author` clicked."""
         match self._questions.answer(key, msg.author.id, accepted):

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Literal, Protocol
 
 from core.chat.access import is_admin
-from core.chat.confirm import Confirmation, ConfirmReply, Confirmer
+from core.chat.confirm import UNKNOWN, Confirmation, ConfirmReply, Confirmer, closed_text
+from core.chat.confirm_relay import ConfirmRelay
 from core.config.schema import Config
 from core.model import InboundMessage
+from core.store.signals import Signals
 
 log = logging.getLogger("teambridge.commands")
 
@@ -90,11 +92,15 @@ class CommandHost(Protocol):
 
 
 class CommandSurface:
-    def __init__(self, host: CommandHost, handlers: dict[str, AdminHandler] | None = None) -> None:
+    def __init__(self, host: CommandHost, handlers: dict[str, AdminHandler] | None = None, *,
+                 signals: Signals | None = None) -> None:
         self._host = host
         self._specs: dict[str, CommandSpec] = {spec.name: spec for spec in COMMANDS}
         self._handlers: dict[str, AdminHandler] = dict(handlers or {})
         self._confirmers: dict[str, Confirmer] = {}
+        # clicks on questions another process asked go there (and theirs on ours come here)
+        self._relay = (ConfirmRelay(signals, knows=self._knows, decide=self._confirm_here)
+                       if signals is not None and signals.shared else None)
 
     def add(self, name: str, handler: AdminHandler, *, summary: str = "", args: tuple[Arg, ...] = (),
             confirm: Confirmer | None = None) -> None:
@@ -107,6 +113,8 @@ class CommandSurface:
         self._handlers[name] = handler
         if confirm is not None:   # answers the clicks on the Confirm / Cancel buttons its replies carry
             self._confirmers[name] = confirm
+            if self._relay is not None:
+                self._relay.listen()
 
     def specs(self, platform: str) -> tuple[CommandSpec, ...]:
         """The commands a platform offers, in table order (Discord registers exactly these as slash commands)."""
@@ -126,16 +134,29 @@ class CommandSurface:
 
     async def confirm(self, msg: InboundMessage, token: str, accepted: bool) -> ConfirmReply:
         """A click on a Confirm (accepted) or Cancel button; `msg.author` clicked, `token` is the button's.
-        Never raises: a failure is logged and answered with one line (the question stays open)."""
+        A question another process asked is decided there. Never raises: a failure is logged and answered with
+        one line (the question stays open)."""
+        if self._relay is not None and not self._knows(token):
+            reply = await self._relay.elsewhere(msg, token, accepted)
+            if reply is not None:
+                return reply
+        return await self._confirm_here(msg, token, accepted)
+
+    def _knows(self, token: str) -> bool:
+        name, _, key = token.partition(":")
+        confirmer = self._confirmers.get(name)
+        return confirmer is not None and bool(key) and confirmer.knows(key)
+
+    async def _confirm_here(self, msg: InboundMessage, token: str, accepted: bool) -> ConfirmReply:
         name, _, key = token.partition(":")
         confirmer, spec = self._confirmers.get(name), self._specs.get(name)
         if confirmer is None or spec is None or not key:
             log.info("a confirmation click with an unknown token from %s dropped", msg.author.id)
-            return ConfirmReply("This question is no longer open — nothing was done.")
+            return ConfirmReply(closed_text(UNKNOWN, again="Run the command again to start over."))
         if spec.audience == "admins" and not is_admin(self._host.config, msg.author):
             return ConfirmReply(f"Only admins can use “{name}”.", settled=False)
         try:
-            return await confirmer(msg, key, accepted)
+            return await confirmer.confirm(msg, key, accepted)
         except Exception:
             log.exception("confirming %r failed for %s in %s", name, msg.author.id, msg.channel)
             return ConfirmReply(ERROR_NOTICE, settled=False)

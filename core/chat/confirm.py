@@ -5,15 +5,15 @@ token, and hands a click back to `CommandSurface.confirm(msg, token, accepted)`,
 `Questions` keeps what was asked: who may answer (only the person who asked), until when, and — so a double click
 or a click on a stale message gets a clear answer instead of acting twice — how each question ended.
 
-The questions live in the process that asked (a click that reaches another process finds nothing and is told the
-question is no longer open: the admin runs the command again).
+The questions live in the process that asked; a click that reaches another process is passed to it
+(core/chat/confirm_relay.py).
 """
 from __future__ import annotations
 
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Callable, Protocol
 
 from core.model import InboundMessage
 
@@ -34,7 +34,16 @@ class ConfirmReply:
     settled: bool = True
 
 
-Confirmer = Callable[[InboundMessage, str, bool], Awaitable[ConfirmReply]]  # (clicker's msg, key, accepted)
+class Confirmer(Protocol):
+    """What answers the clicks on a command's questions (core/admin/forget.py's ForgetCommand)."""
+
+    def knows(self, key: str) -> bool:
+        """The question `key` was asked in this process (open, or answered or expired lately)."""
+        ...
+
+    async def confirm(self, msg: InboundMessage, key: str, accepted: bool) -> ConfirmReply:
+        """A click on Confirm (`accepted`) or Cancel; `msg.author` clicked."""
+        ...
 
 
 # ---- what became of a question, for the command that asked it -------------------------------------------------
@@ -90,6 +99,10 @@ class Questions:
         """The open question this person asked about `subject`, if any."""
         self._expire()
         return next((k for k, q in self._open.items() if q.asker == asker and q.subject == subject), None)
+
+    def knows(self, key: str) -> bool:
+        self._expire()
+        return key in self._open or key in self._closed
 
     def answer(self, key: str, clicker: str, accepted: bool) -> Outcome:
         self._expire()

@@ -59,7 +59,8 @@ class ChatService:
         # (database-backed when several processes share the store); the one-process defaults otherwise.
         self._locks: TurnLocks = turn_locks if turn_locks is not None else KeyedLocks()
         self._claims: EventClaims = claims if claims is not None else store
-        self.commands = CommandSurface(self, commands)  # help, reset, assistant and the admin commands
+        # help, reset, assistant and the admin commands; clicks on their questions pass between processes
+        self.commands = CommandSurface(self, commands, signals=store.signals())
         self._erase = erase            # deletes a conversation at its backend (assistants with reset_deletes)
         self._turns: set[asyncio.Task] = set()
         self._accepting = True

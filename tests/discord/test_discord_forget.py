@@ -36,7 +36,7 @@ async def test_forget_asks_with_buttons_that_only_the_asking_admin_can_press(tmp
         root, other_admin, bob = d.add_user("root", admin=True), d.add_user("ops", admin=True), d.add_user("bob")
         backend = RecordingConversations()
         forget = ForgetCommand(lambda: ConversationAdmin(w.service.config, w.store, {"openai": backend}))
-        w.service.commands.add("forget", forget, confirm=forget.confirm)
+        w.service.commands.add("forget", forget, confirm=forget)
         await d.user_message(ch, d.alice, "basil?", mention_bot=True)
         await d.wait_for(lambda: "You said: basil?" in d.bot_text(ch), timeout=30)
         assert len(await w.store.list_conversations()) == 1

@@ -153,7 +153,7 @@ async def forget_bot(tmp_path):
     bot, _ = await bot_cm.__aenter__()
     backend = RecordingConversations()
     forget = ForgetCommand(lambda: ConversationAdmin(bot.service.config, bot.store, {"openai": backend}))
-    bot.service.commands.add("forget", forget, confirm=forget.confirm)
+    bot.service.commands.add("forget", forget, confirm=forget)
     ts = await bot.slack.user_says("C1", "<@UBOT> dinner?", user="U2")
     await bot.slack.wait_for(lambda: bot.slack.thread_text("C1", ts) == "You said: dinner?")
     await bot.adapter.wait_idle()
