@@ -27,8 +27,8 @@ from openai.types.chat.completion_create_params import CompletionCreateParamsBas
 from openai.types.completion_usage import CompletionUsage
 
 from bots.standins import openai_events as E
-from bots.standins.http import BACKLOG, HttpFailure, RecordedRequest, RecordingServer, consume, error
-from bots.standins.openai_server import ScriptedResponse
+from bots.standins.http import HttpFailure, RecordedRequest, RecordingServer, SseStream, consume, error
+from bots.standins.openai_script import ScriptedResponse
 
 _REQUEST_ADAPTER = TypeAdapter(CompletionCreateParamsStreaming)   # module level: see openai_server.py
 _REQUEST_KEYS = frozenset(CompletionCreateParamsBase.__required_keys__ | CompletionCreateParamsBase.__optional_keys__
@@ -154,58 +154,43 @@ class FakeChatCompletions(RecordingServer):
     async def _stream(self, request: web.Request, body: dict[str, Any], plan: ScriptedResponse) -> web.StreamResponse:
         self._n += 1
         cid = f"chatcmpl-{self._n:06d}"
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
-
-        async def send(data: dict[str, Any] | str) -> None:
-            text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-            await resp.write(f"data: {text}\n\n".encode())
-
-        await send(self._chunk(body, cid, {"role": "assistant", "content": ""}))
+        sse = SseStream(request)
+        await sse.open()
+        await sse.send(self._chunk(body, cid, {"role": "assistant", "content": ""}))
         if plan.first_delay:
             await asyncio.sleep(plan.first_delay)
         text = plan.refusal if plan.refusal is not None else plan.text
         n = 0
         for i, piece in enumerate(plan.chunks(text)):
             if plan.cut_after is not None and i == plan.cut_after:
-                return await self._cut(request, resp, plan)
+                return await sse.cut(plan.cut_mode)
             if i and plan.delay:
                 await asyncio.sleep(plan.delay)
-            await send(self._chunk(body, cid, {"content": piece}))
+            await sse.send(self._chunk(body, cid, {"content": piece}))
             n += 1
         if plan.cut_after is not None:
-            return await self._cut(request, resp, plan)
+            return await sse.cut(plan.cut_mode)
         for index, call in enumerate(plan.function_calls):
             call_id = call.call_id or f"call_{self._n}_{index}"
             # the id and name first, then the arguments in pieces, as OpenAI and vLLM stream them
-            await send(self._chunk(body, cid, {"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                                                "function": {"name": call.name, "arguments": ""}}]}))
+            await sse.send(self._chunk(body, cid, {"tool_calls": [
+                {"index": index, "id": call_id, "type": "function",
+                 "function": {"name": call.name, "arguments": ""}}]}))
             args = call.arguments
             for start in range(0, len(args), 5):
-                await send(self._chunk(body, cid, {"tool_calls": [{"index": index,
-                                                                    "function": {"arguments": args[start:start + 5]}}]}))
+                await sse.send(self._chunk(body, cid, {"tool_calls": [
+                    {"index": index, "function": {"arguments": args[start:start + 5]}}]}))
         if plan.error is not None or plan.fail is not None:
             code, message = plan.error or plan.fail  # type: ignore[misc]
-            await send({"error": {"message": message, "type": "server_error", "code": code}})
-            await resp.write_eof()
-            return resp
+            await sse.send({"error": {"message": message, "type": "server_error", "code": code}})
+            return await sse.end()
         finish = ("length" if plan.incomplete == "max_output_tokens" else plan.incomplete) if plan.incomplete else \
             ("tool_calls" if plan.function_calls else "stop")
-        await send(self._chunk(body, cid, {}, finish=finish))
+        await sse.send(self._chunk(body, cid, {}, finish=finish))
         if (body.get("stream_options") or {}).get("include_usage"):
-            await send(self._chunk(body, cid, {}, usage=self._usage(plan, n), choices=False))
-        await send("[DONE]")
-        await resp.write_eof()
-        return resp
-
-    @staticmethod
-    async def _cut(request: web.Request, resp: web.StreamResponse, plan: ScriptedResponse) -> web.StreamResponse:
-        if plan.cut_mode == "eof":
-            await resp.write_eof()
-        else:
-            assert request.transport is not None
-            request.transport.abort()
-        return resp
+            await sse.send(self._chunk(body, cid, {}, usage=self._usage(plan, n), choices=False))
+        await sse.send("[DONE]")
+        return await sse.end()
 
     def _whole(self, body: dict[str, Any], plan: ScriptedResponse) -> dict[str, Any]:
         self._n += 1

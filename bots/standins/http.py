@@ -1,8 +1,10 @@
-"""What the OpenAI-shaped stand-ins (Responses, Chat Completions) share: serving on 127.0.0.1 (an ephemeral
-port: several test runs share the machine), recording every request with its headers, OpenAI's error body,
-and failures a test scripts ahead (`fail_next`)."""
+"""What the stand-ins share: serving on 127.0.0.1 (an ephemeral port: several test runs share the machine).
+And what the OpenAI-shaped ones (Responses, Chat Completions) share: recording every request with its headers,
+OpenAI's error body, failures a test scripts ahead (`fail_next`), and the server-sent-events body of a streamed
+answer."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -11,6 +13,16 @@ from aiohttp import web
 # A real API takes any number of connections at once: a burst of 200 new ones must not overflow the listen
 # queue (aiohttp's default is 128) and wait out a SYN retry on a loaded machine.
 BACKLOG = 1024
+
+JSON_BODY = web.RequestKey("json", object)   # a request's parsed JSON body, as the middleware read it
+
+
+async def listen(runner: web.AppRunner) -> int:
+    """Set `runner` up and serve it on 127.0.0.1 at an ephemeral port; returns the port."""
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=BACKLOG)
+    await site.start()
+    return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +73,7 @@ class RecordingServer:
 
     async def __aenter__(self):  # noqa: ANN204 - the subclass
         self._runner = web.AppRunner(self._app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=BACKLOG)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = await listen(self._runner)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -87,3 +96,34 @@ class RecordingServer:
                 entry[1] -= 1
                 return failure
         return None
+
+
+class SseStream:
+    """The text/event-stream body of one streamed answer: one frame per event (`data: <json>`, after an
+    `event: <type>` line when given), and the two ways a test ends it early (`cut`)."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+
+    async def open(self) -> None:
+        await self.response.prepare(self.request)
+
+    async def send(self, data: dict[str, Any] | str, *, event: str | None = None) -> None:
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        frame = f"event: {event}\ndata: {text}\n\n" if event is not None else f"data: {text}\n\n"
+        await self.response.write(frame.encode())
+
+    async def end(self) -> web.StreamResponse:
+        await self.response.write_eof()
+        return self.response
+
+    async def cut(self, mode: str) -> web.StreamResponse:
+        """"abort" drops the TCP connection mid-body (the client sees an incomplete chunked read); "eof" ends
+        the body cleanly but without the terminal event."""
+        if mode == "eof":
+            await self.response.write_eof()
+        else:
+            assert self.request.transport is not None
+            self.request.transport.abort()
+        return self.response

@@ -7,7 +7,6 @@ explicitly to None, stay present as JSON nulls (the spec demands them; plain exc
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -66,10 +65,6 @@ def new_id(prefix: str) -> str:
 
 def dump(model: _SDKModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_unset=True, by_alias=True)
-
-
-def sse(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
 def usage(input_tokens: int, cached_tokens: int, output_tokens: int) -> ResponseUsage:
