@@ -222,17 +222,11 @@ async def test_fifty_simultaneous_mentions_get_complete_answers_and_zero_429s(tm
 
 async def test_a_429_is_retried_after_retry_after_and_nothing_is_lost(tmp_path):
     # Our budget thinks chat.postMessage may go 60/min per channel, but this Slack allows 2 per window.
-    async with FakeSlack(rate_minute=0.3, retry_after=0) as slack:
-        import bots.standins.slack_server as srv
-        old = srv.POST_MESSAGE_PER_CHANNEL
-        srv.POST_MESSAGE_PER_CHANNEL = 2
-        try:
-            backend = ScriptedBackend()
-            async with running_bot(tmp_path / "db", backend, slack=slack, rate_minute=0.3) as bot:
-                results = await asyncio.gather(*(bot.adapter.client.chat_postMessage(
-                    channel="C1", markdown_text=f"note {i}") for i in range(4)))
-        finally:
-            srv.POST_MESSAGE_PER_CHANNEL = old
+    async with FakeSlack(rate_minute=0.3, retry_after=0, post_message_per_channel=2) as slack:
+        backend = ScriptedBackend()
+        async with running_bot(tmp_path / "db", backend, slack=slack, rate_minute=0.3) as bot:
+            results = await asyncio.gather(*(bot.adapter.client.chat_postMessage(
+                channel="C1", markdown_text=f"note {i}") for i in range(4)))
         assert all(r["ok"] for r in results)
         assert slack.rate_limited  # Slack did say 429...
         assert sorted(m.text for m in slack.bot_messages("C1")) == [f"note {i}" for i in range(4)]  # ...none lost
