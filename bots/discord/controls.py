@@ -7,11 +7,14 @@
 - A click arrives as INTERACTION_CREATE type 3 (MESSAGE_COMPONENT) with `data.custom_id`
   ("tb_answer:<action>:<answer id>", well under Discord's 100 characters) and the clicking member. The buttons
   belong to no discord.py View in the view store (a View per answer kept forever would be a leak, and none
-  survives a restart anyway): the adapter's `on_interaction` hands them here, core.reply.controls decides, and
-  the answer goes back within Discord's 3 s: an ephemeral line (type 4, flag 64) for the clicker when there is
-  something to say (a stale message, someone who may not press it, a double click, a rating); for a Retry that
-  goes ahead, an update of the clicked message (type 7) that takes its Retry away; otherwise a deferred update
-  (type 6) — the reply's own next edit shows what happened.
+  survives a restart anyway): the adapter's `on_interaction` hands them here and core.reply.controls decides.
+- Discord shows "This interaction failed" unless a click is acknowledged within 3 s, and deciding may take
+  longer (a Retry racing the answer's own record waits up to 5 s for it, a Stop passed on to another process up
+  to 2 s). So every click is acknowledged first with a deferred update (type 6: nothing changes yet), and what
+  the clicker sees follows on the interaction's webhook, which is outside the bot's global rate limit: an
+  ephemeral followup (flag 64) when there is something to say (a stale message, someone who may not press it,
+  a double click, a rating); for a Retry that goes ahead, an edit of the clicked message (PATCH @original) that
+  takes its Retry away; otherwise nothing — the reply's own next edit shows what happened.
 """
 from __future__ import annotations
 
@@ -96,21 +99,23 @@ class DiscordControls:
 
     async def on_click(self, interaction: discord.Interaction) -> None:
         custom_id = str((interaction.data or {}).get("custom_id", ""))
+        try:
+            await interaction.response.defer()   # first: deciding may take longer than Discord's 3 s
+        except discord.HTTPException as exc:     # expired, or acknowledged already (a redelivered event)
+            log.info("a click on an answer could not be acknowledged (%s): not acted on", exc)
+            return
         kind, _, answer_id = custom_id.removeprefix(PREFIX).partition(":")
         action = parse_action(kind)
         if action is None or not answer_id:
             log.info("Discord answer control dropped: unreadable custom_id %r", custom_id[:100])
-            await _quietly(interaction.response.defer())
             return
         result = await self._service.controls.click(Click(action, answer_id, author_of(interaction.user),
                                                           "discord"))
         if result.note:
-            await _quietly(interaction.response.send_message(result.note, ephemeral=True))
+            await _quietly(interaction.followup.send(result.note, ephemeral=True))
         elif result.retry is not None:
-            # Retry no longer applies to this answer: the click's own answer (type 7) takes the button away
-            await _quietly(interaction.response.edit_message(view=_without_retry(interaction, answer_id)))
-        else:
-            await _quietly(interaction.response.defer())
+            # Retry no longer applies to this answer: the clicked message loses the button
+            await _quietly(interaction.edit_original_response(view=_without_retry(interaction, answer_id)))
         if result.retry is not None:
             await self._answer(result.retry, interaction)
 
@@ -118,5 +123,5 @@ class DiscordControls:
 async def _quietly(awaitable) -> None:
     try:
         await awaitable
-    except discord.HTTPException as exc:   # e.g. 10062: the 3 s passed; the click still did what it said
+    except discord.HTTPException as exc:   # the interaction's webhook lives 15 minutes: the click still did its part
         log.warning("could not answer a click on an answer: %s", exc)

@@ -42,7 +42,7 @@ async def world(tmp_path):
             adapter = DiscordAdapter.from_env(service, discord.env(), guild_ready_timeout=0.05,
                                               pacers=Pacers(channel_limit=5, channel_period=0.5), store=store)
             await adapter.start()
-            discord.adapter = adapter
+            discord.adapter, discord.service = adapter, service
             try:
                 yield discord, discord.channel_id(discord.guild, "general"), openai, store
             finally:
@@ -61,11 +61,19 @@ def stale(message):
     return dataclasses.replace(message, payload=copy.deepcopy(message.payload))
 
 
-async def told(discord: FakeDiscord, click, text: str) -> None:
+async def acknowledged(discord: FakeDiscord, click) -> None:
+    """The click was acknowledged with a deferred update (type 6): no "This interaction failed", nothing shown yet."""
     await discord.wait_for(lambda: click.callbacks, timeout=10)
-    [answer] = click.callbacks
-    assert answer["type"] == 4 and answer["flags"] & 64, answer          # ephemeral: only the clicker sees it
-    assert text in answer["content"], answer["content"]
+    assert [c["type"] for c in click.callbacks] == [6], click.callbacks
+
+
+async def told(discord: FakeDiscord, click, text: str) -> None:
+    """What the clicker alone sees: an ephemeral followup on the interaction's webhook, after the acknowledgement."""
+    await acknowledged(discord, click)
+    await discord.wait_for(lambda: click.followup_ids, timeout=10)
+    [note] = [discord.messages[i] for i in click.followup_ids]
+    assert note.ephemeral, note                                        # only the clicker sees it
+    assert text in note.content, note.content
 
 
 async def test_the_asker_stops_an_answer_a_stranger_cannot_and_nothing_more_arrives(tmp_path):
@@ -82,8 +90,7 @@ async def test_the_asker_stops_an_answer_a_stranger_cannot_and_nothing_more_arri
         assert openai.stream_ends == []
 
         click = await discord.click(reply, "Stop", discord.alice)
-        await discord.wait_for(lambda: click.callbacks, timeout=10)
-        assert click.callbacks[0]["type"] == 6                               # a deferred update: no message
+        await acknowledged(discord, click)                                   # a deferred update: no message
         await discord.wait_for(lambda: reply.content.endswith("⏹️ stopped"), timeout=20)
         await discord.wait_for(lambda: openai.stream_ends == ["closed early"], timeout=10)
         await discord.wait_for(lambda: labels(reply) == ["👍", "👎", "Retry"], timeout=10)
@@ -118,11 +125,12 @@ async def test_ratings_change_retry_is_the_askers_and_happens_once(tmp_path):
                    "Only the person who asked or an admin can ask this again.")
         first, second = await asyncio.gather(discord.click(answer, "Retry", discord.alice),
                                              discord.click(answer, "Retry", discord.alice))
-        await discord.wait_for(lambda: first.callbacks and second.callbacks, timeout=10)
-        assert sorted(c.callbacks[0]["type"] for c in (first, second)) == [4, 7]   # one retry, one note
-        assert labels(answer) == ["👍", "👎"]                                 # Retry no longer applies
-        note = next(c for c in (first, second) if c.callbacks[0]["type"] == 4).callbacks[0]["content"]
-        assert note == "This question was asked again already."
+        for click in (first, second):
+            await acknowledged(discord, click)
+        await discord.wait_for(lambda: labels(answer) == ["👍", "👎"], timeout=10)   # Retry no longer applies
+        await discord.wait_for(lambda: first.followup_ids or second.followup_ids, timeout=10)
+        [note] = [discord.messages[i] for c in (first, second) for i in c.followup_ids]   # one retry, one note
+        assert note.ephemeral and note.content == "This question was asked again already."
         again = await discord.wait_for(lambda: next((m for m in discord.messages_in(channel, by_bot=True)
                                                      if "wild yeast" in m.content and labels(m)), None), timeout=20)
         assert again.reference_id == answer.id                              # a reply to the answer it retries
@@ -136,6 +144,33 @@ async def test_ratings_change_retry_is_the_askers_and_happens_once(tmp_path):
             for button in row["components"]:
                 button["custom_id"] = "tb_answer:up:no-such-answer"
         await told(discord, await discord.click(forged, "👍", discord.boss), "This answer's buttons no longer work")
+
+
+async def test_a_click_that_takes_long_to_decide_is_acknowledged_at_once_and_its_result_follows(tmp_path):
+    async with world(tmp_path) as (discord, channel, openai, store):
+        openai.script(ScriptedResponse(text="Rye bread is dense."), ScriptedResponse(text="Rye bread is sour."))
+        await discord.user_message(channel, discord.alice, "what is rye bread?", mention_bot=True)
+        answer = await discord.wait_for(lambda: next((m for m in discord.messages_in(channel, by_bot=True)
+                                                      if labels(m) == ["👍", "👎", "Retry"]), None), timeout=20)
+        # Deciding a Retry may take seconds (it waits for the answer's record): here it waits until the test
+        # says so, longer than Discord's 3 s would allow before the clicker saw "This interaction failed".
+        controls, decided = discord.service.controls, asyncio.Event()
+        click_now = controls.click
+
+        async def slow_click(click):
+            await decided.wait()
+            return await click_now(click)
+        controls.click = slow_click
+
+        retry = await discord.click(answer, "Retry", discord.alice)
+        await acknowledged(discord, retry)                                   # acknowledged while undecided
+        assert labels(answer) == ["👍", "👎", "Retry"] and len(openai.response_requests()) == 1
+        decided.set()
+        await discord.wait_for(lambda: labels(answer) == ["👍", "👎"], timeout=10)   # its edit of the message
+        again = await discord.wait_for(lambda: next((m for m in discord.messages_in(channel, by_bot=True)
+                                                     if m.content == "Rye bread is sour." and labels(m)), None),
+                                       timeout=20)
+        assert again.reference_id == answer.id and retry.followup_ids == []
 
 
 async def test_an_answer_cut_off_by_a_crash_loses_its_stop_button(tmp_path):
