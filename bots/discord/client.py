@@ -69,8 +69,8 @@ class DiscordAdapter:
         self._store = store
         self._shares: RateShares | None = None
         self._pacers = pacers or Pacers()
-        # per answer: stream now, or post whole when done (from the global budget's room)
-        self._delivery = Delivery(self._pacers.global_)
+        # per answer: its first message queued with its first text; the whole answer if it ended meanwhile
+        self._delivery = Delivery(self._pacers)
         observer = getattr(service, "observer", None)
         if observer is not None:
             self._pacers.on_wait = lambda seconds: observer.budget_wait("discord", seconds)

@@ -1,59 +1,60 @@
-"""Per answer: stream it now, or hold it and post it whole when it is done.
+"""Per answer: when its first message goes out, and whether that message is already the whole answer.
 
 Every answer in a channel costs at least one write (its message), and a streamed one at least two (the first
-post and the final edit), all from the bot's global budget (~50 requests/s, bots/discord/pacing). When many
-answers run at once, the writes readers wait for are the ones that show an answer finished; a first post or a
-progress edit made within the budget's window before many answers end takes a slot that one of their final
-writes needed. So an answer starts streaming only when the budget has room for it now *and* for the final
-writes of the answers expected to end within that window. Otherwise it is held (the typing indicator shows)
-and posted whole when done — one write instead of two or more — unless room appears earlier, when it starts
-streaming from there. Progress edits follow the same rule.
+post and the final edit), all from the bot's global budget (~50 requests/s, bots/discord/pacing) and from its
+channel's bucket (about 5 writes per 5 s). When many answers run at once, their first messages queue.
 
-When answers end is estimated from how long recent answers took from their first text to their end (an answer
-already a window past its expected end counts as unpredictable, not as ending); with nothing to go by yet (a
-fresh process), an answer streams whenever the budget has room.
+An answer takes its place in that queue with its first text (`may_start`), channel slot first, then global, the
+same order as any first message: the answer does not wait to be shown any longer than if everything streamed.
+When its turn comes, it shows what it has: if the model is still writing, it streams from there (post now,
+final edit later); if the model finished while it waited, its message is the whole answer — one write instead
+of two or more. So an answer is held exactly when it ended before its first message could have gone out anyway,
+decided when the slot is there rather than guessed ahead, per-channel waits included; meanwhile the channel
+shows "is typing…". The queue's order is the pacer's: first messages (a held answer's whole text, a stream's
+first post) before final edits of answers whose beginning already shows, and those before progress edits.
 
-How the budget counts (this process's share of it, its window) stays with the pacer: this module only reads
-`free_now()` and `period` from it. The order of the queue is the pacer's too: the first message of a reply (a
-held answer's whole text, or a stream's first post) goes before final edits of answers whose beginning already
-shows, and those before progress edits — so an answer nobody has seen yet is shown first.
+Progress edits are made only when there is room now: the global budget must keep room for the final writes of
+the answers expected to end within its window (estimated from how long recent answers took from their first
+text to their end; one already a window past its expected end counts as unpredictable, not as ending), and the
+channel's bucket must keep a slot for the final edit of each answer streaming in that channel — five writes
+per five seconds are soon spent by one answer's progress edits otherwise, and its last words would wait.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from bisect import bisect_left, bisect_right, insort
-from typing import Callable, Protocol
+from typing import Callable
 
+from bots.discord.pacing import Pacers, Slots
 
-class Budget(Protocol):
-    """What the decision reads from the global pacer (bots.discord.pacing.Pacer)."""
-
-    period: float
-
-    def free_now(self) -> int: ...
+log = logging.getLogger("teambridge.discord")
 
 
 class Delivery:
-    """The answers in progress on one bot's global budget, and how long answers take."""
+    """The answers in progress on one bot's budgets, and how long answers take."""
 
-    def __init__(self, budget: Budget, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, pacers: Pacers, *, clock: Callable[[], float] = time.monotonic,
                  smoothing: float = 0.2) -> None:
-        self._budget = budget
+        self._pacers = pacers
         self._clock = clock
         self._smoothing = smoothing
         self._starts: list[float] = []       # first-text times of the answers in progress, sorted
+        self._streaming: dict[int, int] = {}  # channel -> answers showing there whose final write is still due
         self.duration: float | None = None   # typical first text -> end of an answer (seconds), once known
         self.held = 0                        # answers posted whole so far (for tests and logs)
+        self.streamed = 0                    # answers that showed before they were done
 
-    def open(self) -> "AnswerPlan":
-        return AnswerPlan(self)
+    def open(self, channel_id: int) -> "AnswerPlan":
+        return AnswerPlan(self, channel_id)
 
-    def room(self) -> bool:
-        """A write now leaves enough of the window for the answers about to end."""
-        free = self._budget.free_now()
-        if free <= 0:
+    def room(self, channel_id: int) -> bool:
+        """A progress edit in this channel now leaves enough for the final writes about to be needed."""
+        free = self._pacers.global_.free_now()
+        if free <= 0 or free - self._ending_soon() < 1:
             return False
-        return free - self._ending_soon() >= 1
+        return self._pacers.channel(channel_id).free_now() - self._streaming.get(channel_id, 0) >= 1
 
     def _ending_soon(self) -> int:
         if self.duration is None or not self._starts:
@@ -61,7 +62,7 @@ class Delivery:
         # An answer that began at s is expected to end at s + duration: count those whose expected end is within
         # the window from now. One already more than a window past it is no longer predictable (the model is
         # slower today, or this answer is long): it does not hold the others back.
-        now, window = self._clock(), self._budget.period
+        now, window = self._clock(), self._pacers.global_.period
         return (bisect_right(self._starts, now + window - self.duration)
                 - bisect_left(self._starts, now - window - self.duration))
 
@@ -69,6 +70,13 @@ class Delivery:
         now = self._clock()
         insort(self._starts, now)
         return now
+
+    def _shows(self, channel_id: int, change: int) -> None:
+        count = self._streaming.get(channel_id, 0) + change
+        if count > 0:
+            self._streaming[channel_id] = count
+        else:
+            self._streaming.pop(channel_id, None)
 
     def _ended(self, start: float) -> None:
         i = bisect_left(self._starts, start)
@@ -79,29 +87,69 @@ class Delivery:
 
 
 class AnswerPlan:
-    """One answer's side of the decision: ask before the first post and before each progress edit; end()."""
+    """One answer's side: `may_start()` with each change before it shows, `first_slots()` for its first message,
+    `progress()` before each progress edit, `end()` when its final text is ready, `close()` once it has ended.
+    `on_ready` is called when its turn comes while it waits (the stream shows what it has then)."""
 
-    __slots__ = ("_delivery", "_start", "streaming", "_ended")
+    __slots__ = ("_delivery", "_channel", "_start", "streaming", "_ended", "_closed", "_slots", "_waiter",
+                 "on_ready")
 
-    def __init__(self, delivery: Delivery) -> None:
+    def __init__(self, delivery: Delivery, channel_id: int) -> None:
         self._delivery = delivery
+        self._channel = channel_id
         self._start: float | None = None     # when its first text came
         self.streaming = False
         self._ended = False
+        self._closed = False
+        self._slots: Slots | None = None     # its first message's slots, once its turn came
+        self._waiter: asyncio.Task[None] | None = None
+        self.on_ready: Callable[[], None] | None = None
 
     def may_start(self) -> bool:
-        """Asked with each change before the answer shows: True once it may post its beginning now."""
+        """True once the answer's first message may go out now. The first call queues it for a slot."""
+        if self.streaming:
+            return True
         if self._start is None:
             self._start = self._delivery._started()
-        if self._delivery.room():
-            self.streaming = True
-        return self.streaming
+            self._queue()
+        if self._slots is None or self._ended:
+            return False
+        self.streaming = True
+        self._delivery.streamed += 1
+        self._delivery._shows(self._channel, 1)
+        return True
+
+    def _queue(self) -> None:
+        pacers = self._delivery._pacers
+        self._slots = pacers.take_now(self._channel)
+        if self._slots is None:
+            self._waiter = asyncio.get_running_loop().create_task(self._wait(pacers), name="discord-first-slot")
+
+    async def _wait(self, pacers: Pacers) -> None:
+        slots = await pacers.take(self._channel, first=True)
+        if self._closed or slots is None:   # ended meanwhile without a message (close() could not cancel us)
+            if slots is not None:
+                slots.give_back()
+            return
+        self._slots = slots
+        if self.on_ready is not None and not self._ended:
+            self.on_ready()
+
+    async def first_slots(self) -> Slots | None:
+        """The slots queued for the answer's first message — waiting for its turn if that has not come — or None
+        when it queued for none (the caller then queues as usual). The caller releases them after the request."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            await asyncio.wait([waiter])   # never cancels the waiter: the place in the queue stays the answer's
+        slots, self._slots = self._slots, None
+        return slots
 
     def progress(self) -> bool:
         """A progress edit now? (The final edit never asks.)"""
-        return self._delivery.room()
+        return self._delivery.room(self._channel)
 
     def end(self) -> None:
+        """The answer's final text is ready (its last write may still queue)."""
         if self._ended:
             return
         self._ended = True
@@ -109,3 +157,18 @@ class AnswerPlan:
             if not self.streaming:
                 self._delivery.held += 1
             self._delivery._ended(self._start)
+
+    def close(self) -> None:
+        """The reply has ended (its final write was made): slots queued for a first message it never made go
+        back."""
+        self.end()
+        if self._closed:
+            return
+        self._closed = True
+        if self.streaming:
+            self._delivery._shows(self._channel, -1)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+        if self._slots is not None:
+            slots, self._slots = self._slots, None
+            slots.give_back()

@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
+from contextlib import asynccontextmanager, contextmanager
+from typing import AsyncIterator, Callable, Iterator
 
 from core.store.shares import RateShares
 
@@ -43,6 +43,34 @@ class Ticket:
         self.withdrawn = True
         if self._pacer is not None and self._future is not None:
             self._pacer.withdraw(self._future)
+
+
+class Slots:
+    """Slots one request holds on several pacers (a channel's, then the global one), taken ahead of the request:
+    release() once it was made, give_back() if it never was (then it does not count against the windows)."""
+
+    __slots__ = ("_pacers",)
+
+    def __init__(self, pacers: list["Pacer"]) -> None:
+        self._pacers = pacers
+
+    @contextmanager
+    def use(self) -> Iterator[None]:
+        """Around the request: released after it (counted against the windows from when it finished)."""
+        try:
+            yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        pacers, self._pacers = self._pacers, []
+        for pacer in reversed(pacers):
+            pacer.release()
+
+    def give_back(self) -> None:
+        pacers, self._pacers = self._pacers, []
+        for pacer in reversed(pacers):
+            pacer.give_back()
 
 
 class Pacer:
@@ -123,8 +151,9 @@ class Pacer:
 
     # ---- lower level --------------------------------------------------------------------------
 
-    def try_acquire(self) -> bool:
-        if self._first or self._urgent or self._normal:
+    def try_acquire(self, *, first: bool = False) -> bool:
+        """A slot now if one is free and nobody it would overtake waits (`first`: only other first messages)."""
+        if self._first or (not first and (self._urgent or self._normal)):
             return False  # never ahead of someone already waiting
         self._expire(self._clock())
         if self._inflight + len(self._done) < self.limit:
@@ -300,12 +329,12 @@ class Pacers:
     def channel_count(self) -> int:
         return len(self._channels)
 
-    @asynccontextmanager
-    async def for_channel(self, channel_id: int, *, urgent: bool = False, ticket: Ticket | None = None,
-                          first: bool = False) -> AsyncIterator[bool]:
-        """A send/edit slot in this channel, then (not urgent) a progress slot, then a global slot (always
-        in this order: no deadlock). Yields False, holding nothing, when `ticket` was withdrawn first.
-        `first`: the first message of a reply (urgent, and ahead of the other urgent requests)."""
+    async def take(self, channel_id: int, *, urgent: bool = False, ticket: Ticket | None = None,
+                   first: bool = False) -> "Slots | None":
+        """A send/edit slot in this channel, then (not urgent) a progress slot, then a global slot (always in
+        this order: no deadlock), held until the returned Slots are released or given back. None, holding
+        nothing, when `ticket` was withdrawn first. `first`: the first message of a reply (urgent, and ahead
+        of the other urgent requests)."""
         urgent = urgent or first
         pacers = (self.channel(channel_id), self.global_) if urgent else \
             (self.channel(channel_id), self.progress, self.global_)
@@ -323,16 +352,32 @@ class Pacers:
         if len(held) < len(pacers):
             for pacer in held:
                 pacer.give_back()
-            yield False
-            return
+            return None
         waited = self._clock() - asked
         if waited > 0.001 and self.on_wait is not None:
             self.on_wait(waited)
-        try:
+        return Slots(held)
+
+    def take_now(self, channel_id: int) -> "Slots | None":
+        """A first message's slots (channel, then global) if both are free this moment, else None at once."""
+        channel = self.channel(channel_id)
+        if not channel.try_acquire(first=True):
+            return None
+        if not self.global_.try_acquire(first=True):
+            channel.give_back()
+            return None
+        return Slots([channel, self.global_])
+
+    @asynccontextmanager
+    async def for_channel(self, channel_id: int, *, urgent: bool = False, ticket: Ticket | None = None,
+                          first: bool = False) -> AsyncIterator[bool]:
+        """take()'s slots around a request: yields False, holding nothing, when `ticket` was withdrawn first."""
+        slots = await self.take(channel_id, urgent=urgent, ticket=ticket, first=first)
+        if slots is None:
+            yield False
+            return
+        with slots.use():
             yield True
-        finally:
-            for pacer in reversed(held):
-                pacer.release()
 
     def for_global(self, *, urgent: bool = False):
         return self.global_.slot(urgent=urgent)

@@ -6,6 +6,8 @@ import io
 import json
 import logging
 import secrets
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 import discord
 from discord.http import handle_message_parameters
@@ -144,8 +146,8 @@ class ChannelTarget:
     (`final=True`) and later parts, then progress edits of a reply still streaming. Once the reply's final
     text is ready (its lifetime says so), its progress edits still waiting for a slot are dropped: edit()
     returns False and core's EditStream sends the final text in their place. With a `delivery`, the reply
-    streams only when the global budget has room for it (bots/discord/delivery); otherwise it is posted whole
-    when done."""
+    queues for its first message with its first text and shows what it has when its turn comes — the whole
+    answer if it ended meanwhile (bots/discord/delivery)."""
 
     limits = LIMITS
 
@@ -180,6 +182,18 @@ class ChannelTarget:
     def _pace(self, *, urgent: bool = True, ticket: Ticket | None = None, first: bool = False):
         return self._pacers.for_channel(self._channel.id, urgent=urgent, ticket=ticket, first=first)
 
+    @asynccontextmanager
+    async def _first_or_paced(self, *, first: bool) -> AsyncIterator[None]:
+        """A first message goes out on the slots its answer queued for with its first text (bots/discord/delivery),
+        keeping that place in the queue; any other message queues now."""
+        slots = await self._plan.first_slots() if first and self._plan is not None else None
+        if slots is None:
+            async with self._pace(first=first):
+                yield
+            return
+        with slots.use():
+            yield
+
     async def _send(self, *, content: str | None = None, file: discord.File | None = None,
                     view=MISSING) -> int:
         return int((await self._deliver(content=content, file=file, view=view))["id"])
@@ -198,7 +212,7 @@ class ChannelTarget:
                                        message_reference=self._reply_to if self._reply_to is not None else MISSING,
                                        previous_allowed_mentions=state.allowed_mentions,
                                        mention_author=False) as params:
-            async with self._pace(first=not self._posted):
+            async with self._first_or_paced(first=not self._posted):
                 data = await state.http.send_message(self._channel.id, params=per_spec(params, edit=False))
         self._posted = True
         message_id = int(data["id"])
@@ -263,12 +277,13 @@ class ChannelTarget:
         await self._typing.start(self._typing_delay)
 
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
-        plan = self._plan = self._delivery.open() if self._delivery is not None else None
+        plan = self._plan = self._delivery.open(self._channel.id) if self._delivery is not None else None
         stream = EditStream(self, on_posted=on_posted, may_start=plan.may_start if plan is not None else None)
         stream.lifetime.on_ending(self._final_text_ready)
         if plan is not None:  # the answer is done once its final text is ready (its last write may still queue)
+            plan.on_ready = stream.resume
             stream.lifetime.on_ending(lambda _state: plan.end())
-            stream.lifetime.on_ended(lambda _state: plan.end())
+            stream.lifetime.on_ended(lambda _state: plan.close())
         self._lifetime = stream.lifetime
         return stream
 

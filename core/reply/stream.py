@@ -18,8 +18,9 @@ per channel; Slack chat.update: ~50/min), so deltas from the model are never sen
 - the reply's lifetime (core.reply.lifetime) tells watchers when the final text is about to go out and
   when the reply has ended;
 - `may_start` (optional) is asked before the first post: while it says no, the text is kept and it is asked
-  again with each change; a reply it never lets start is posted whole when it closes (one post per part, no
-  edits) — for a platform whose shared budget has no room for a post and edits right now.
+  again with each change (and at `resume()`: the platform says it would now say yes); a reply it never lets
+  start is posted whole when it closes (one post per part, no edits) — for a platform whose shared budget has
+  no room for a post and edits right now.
 
 Nothing the model wrote is lost: a failed post/edit is retried once; an edit that keeps failing makes
 the stream post the text of that message again as a new message; if even that fails, close()/fail()
@@ -98,6 +99,7 @@ class EditStream:
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()            # one request in flight per reply
         self._flusher: asyncio.Task[None] | None = None
+        self._resumer: asyncio.Task[None] | None = None
 
     # ---- ReplyStream ---------------------------------------------------------------------------
 
@@ -129,6 +131,21 @@ class EditStream:
 
     async def close(self, footer: str = "") -> None:
         await self._finish(footer=footer, notice=None)
+
+    def resume(self) -> None:
+        """`may_start` would say yes now: show what is held without waiting for the model's next change (which
+        may be seconds away, e.g. during a tool call). Nothing happens once the reply shows or is closing."""
+        if self._started or self._closing or self._resumer is not None or not (self._text or self._status_line()):
+            return
+        self._resumer = asyncio.get_running_loop().create_task(self._resume(), name="EditStream.resume")
+
+    async def _resume(self) -> None:
+        async with self._lock:
+            self._resumer = None
+            if self._started or self._closing or (self._may_start is not None and not self._may_start()):
+                return
+            self._started = True
+            await self._try_render()
 
     async def fail(self, notice: str) -> None:
         await self._finish(footer="", notice=notice)

@@ -12,9 +12,8 @@ import pytest
 from bots.discord.client import INTENT_HELP, TOKEN_HELP, DiscordAdapter, DiscordStartupError
 from bots.discord.pacing import Pacers
 from core.model import OutboundFile
-from core.ports import Limits
 from core.store.sqlite import SqliteStore
-from tests.fakes.discord_chat import FakeChatService, discord_config
+from tests.fakes.discord_chat import FakeChatService, StreamingService, discord_config
 from bots.standins.discord_server import FakeDiscord
 
 # Short rate windows keep the tests fast; the bot's pacers are told the same budget as the stand-in.
@@ -354,39 +353,6 @@ async def test_typing_is_shown_only_when_the_answer_takes_longer_than_the_typing
         await adapter.stop()
 
 
-class StreamingService(FakeChatService):
-    """Hands each question's reply stream (the target's own, as the real service uses it) to the test,
-    which plays the model; the reply ends when the test closes the stream."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.streams: dict[str, asyncio.Future] = {}
-        self.closed: set[str] = set()
-
-    def stream_for(self, question: str) -> asyncio.Future:
-        return self.streams.setdefault(question, asyncio.get_running_loop().create_future())
-
-    async def handle(self, msg, target, *, approver=None) -> None:
-        # Edits of a streaming reply at most every 20 ms here instead of every second: keeps the test short.
-        target.limits = Limits(max_chars=target.limits.max_chars, edit_interval=0.02)
-        stream = target.open_stream(self._posted)
-        closed = asyncio.Event()
-        close = stream.close
-
-        async def close_and_finish(footer: str = "") -> None:
-            self.closed.add(msg.text)
-            try:
-                await close(footer)
-            finally:
-                closed.set()
-        stream.close = close_and_finish
-        self.stream_for(msg.text).set_result(stream)
-        await closed.wait()
-
-    async def _posted(self, message_id: str) -> None:
-        return None
-
-
 async def test_a_final_edit_goes_before_other_replies_edits_and_replaces_its_own_waiting_edit(fake, tmp_path):
     service = StreamingService()
     pacers = Pacers(channel_limit=5, channel_period=WINDOW, global_limit=3, global_period=WINDOW, progress_limit=3)
@@ -398,8 +364,9 @@ async def test_a_final_edit_goes_before_other_replies_edits_and_replaces_its_own
         await fake.user_message(ch_a, fake.alice, "a", mention_bot=True)
         await fake.user_message(ch_b, fake.alice, "b", mention_bot=True)
         a, b = await service.stream_for("a"), await service.stream_for("b")
-        await a.text("Basil")                      # first words: posted at once
+        await a.text("Basil")                      # first words: posted as soon as there is room
         await b.text("Mint")
+        await fake.wait_for(lambda: fake.messages_in(ch_a, by_bot=True) and fake.messages_in(ch_b, by_bot=True))
 
         # Discord's global budget is used up (by other answers, say): a progress edit finds no room and is
         # skipped (tried again later, bots/discord/delivery); a final edit waits its turn.

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from core.config.schema import AssistantConfig, Config, DiscordConfig
 from core.model import InboundMessage, OutboundFile, UserFacingError
+from core.ports import Limits
 from core.chat.commands import CommandSurface
 from core.chat.routing import is_addressed
 
@@ -79,3 +80,36 @@ class FakeChatService:
     async def choose_assistant(self, msg: InboundMessage, name: str) -> str:
         self.handled.append(msg)
         return f"You are now talking to {name}."
+
+
+class StreamingService(FakeChatService):
+    """Hands each question's reply stream (the target's own, as the real service uses it) to the test,
+    which plays the model; the reply ends when the test closes the stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams: dict[str, asyncio.Future] = {}
+        self.closed: set[str] = set()
+
+    def stream_for(self, question: str) -> asyncio.Future:
+        return self.streams.setdefault(question, asyncio.get_running_loop().create_future())
+
+    async def handle(self, msg, target, *, approver=None) -> None:
+        # Edits of a streaming reply at most every 20 ms here instead of every second: keeps the test short.
+        target.limits = Limits(max_chars=target.limits.max_chars, edit_interval=0.02)
+        stream = target.open_stream(self._posted)
+        closed = asyncio.Event()
+        close = stream.close
+
+        async def close_and_finish(footer: str = "") -> None:
+            self.closed.add(msg.text)
+            try:
+                await close(footer)
+            finally:
+                closed.set()
+        stream.close = close_and_finish
+        self.stream_for(msg.text).set_result(stream)
+        await closed.wait()
+
+    async def _posted(self, message_id: str) -> None:
+        return None
