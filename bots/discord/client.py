@@ -26,6 +26,7 @@ from bots.discord.confirm import confirm_items, confirm_view
 from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from bots.discord.gateway import describe, fatal, gateway_intents, gateway_open, guard_parsers, make_client
 from bots.discord.invite import invite_url
+from bots.discord.paced_http import pace_requests
 from bots.discord.pacing import Pacers
 from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, InteractionTarget
 from bots.discord.text import split
@@ -129,6 +130,7 @@ class DiscordAdapter:
                               # discord.py retries a 429 by itself and offers no hook: count them here
                               http_trace=_rate_limit_trace(getattr(self._service, "observer", None)))
         self._client = client
+        pace_requests(client.http, self._pacers.global_)   # its own requests (login, command sync) count too
         self._tree = build_tree(client, specs=self._service.commands.specs("discord"),
                                 assistants=list(self._service.config.assistants),
                                 on_ask=self._on_ask, on_text=self._on_text_command)

@@ -22,9 +22,24 @@ import asyncio
 import time
 from collections import deque
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import AsyncIterator, Callable, Iterator
 
 from core.store.shares import RateShares
+
+
+# True while the running task holds a global slot for the request it is making: discord.py's own requests that
+# reach the HTTP client without one are paced there (bots/discord/paced_http.py), these go straight through.
+HOLDING: ContextVar[bool] = ContextVar("discord_slot_held", default=False)
+
+
+@contextmanager
+def holding() -> Iterator[None]:
+    token = HOLDING.set(True)
+    try:
+        yield
+    finally:
+        HOLDING.reset(token)
 
 
 class Ticket:
@@ -58,7 +73,8 @@ class Slots:
     def use(self) -> Iterator[None]:
         """Around the request: released after it (counted against the windows from when it finished)."""
         try:
-            yield
+            with holding():
+                yield
         finally:
             self.release()
 
@@ -102,7 +118,8 @@ class Pacer:
     async def slot(self, *, urgent: bool = False, first: bool = False) -> AsyncIterator[None]:
         await self.acquire(urgent=urgent, first=first)
         try:
-            yield
+            with holding():
+                yield
         finally:
             self.release()
 
@@ -112,7 +129,11 @@ class Pacer:
         others are waiting. For cosmetic requests (the typing indicator) that must never delay an answer."""
         acquired = self.try_acquire()
         try:
-            yield acquired
+            if acquired:
+                with holding():
+                    yield True
+            else:
+                yield False
         finally:
             if acquired:
                 self.release()

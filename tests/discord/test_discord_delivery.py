@@ -21,8 +21,6 @@ from bots.standins.discord_server import FakeDiscord
 from bots.standins.openai_server import ScriptedResponse, last_user_text
 
 BUDGET = 3
-# discord.py's own start-up requests (who am I, the slash commands) are not paced: let them leave the window
-SETTLE = 1.1
 PACERS = {"channel_limit": 5, "channel_period": WINDOW, "global_limit": BUDGET, "global_period": 1.0}
 
 
@@ -37,7 +35,6 @@ async def test_with_the_budget_saturated_answers_are_posted_whole_complete_and_w
         channels = [w.channel(n) for n in names]
         answer = {f"question {i}": f"Answer to question {i}: basil, tomato and a pinch of salt." for i in range(8)}
         w.openai.responder = lambda body: ScriptedResponse(text=answer[last_user_text(body)], deltas=4, delay=0.02)
-        await asyncio.sleep(SETTLE)
         await asyncio.gather(*(w.discord.user_message(c, w.discord.alice, q, mention_bot=True)
                                for c, q in zip(channels, answer)))
 
@@ -63,7 +60,6 @@ async def test_a_long_answer_held_back_arrives_whole_in_parts_without_losing_a_c
         answer = {f"question {i}": long_answer(f"question {i}") for i in range(5)}
         w.openai.responder = lambda body: ScriptedResponse(text=answer[last_user_text(body)], delta_size=400,
                                                            delay=0.01)
-        await asyncio.sleep(SETTLE)
         await asyncio.gather(*(w.discord.user_message(c, w.discord.alice, q, mention_bot=True)
                                for c, q in zip(channels, answer)))
 
@@ -72,6 +68,25 @@ async def test_a_long_answer_held_back_arrives_whole_in_parts_without_losing_a_c
         assert w.discord.rate_limited == []
         # At least one answer found no room at all: its three parts were posted complete, none of them edited.
         assert any(len(msgs) == 3 and all(m.edits == 0 for m in msgs) for msgs in shown.values())
+
+
+async def test_discord_py_s_own_start_up_requests_share_the_budget_with_answers_that_come_at_once(tmp_path):
+    names = tuple(f"room-{i}" for i in range(6))
+    async with world(tmp_path, channels=names, discord_kwargs={"global_limit": BUDGET}, pacers=PACERS) as w:
+        # Who the bot is, the application, the slash-command sync: as many requests as the budget allows in one
+        # second, made by discord.py itself while the bot starts...
+        startup = [r for r in w.discord.requests if r["method"] == "GET" or "/commands" in r["path"]]
+        assert len(startup) >= BUDGET
+        channels = [w.channel(n) for n in names]
+        answer = {f"question {i}": f"Answer to question {i}." for i in range(6)}
+        w.openai.responder = lambda body: ScriptedResponse(text=answer[last_user_text(body)], deltas=2)
+        # ...and the first messages arrive the moment it is up (they waited while it was down, say)
+        await asyncio.gather(*(w.discord.user_message(c, w.discord.alice, q, mention_bot=True)
+                               for c, q in zip(channels, answer)))
+        for c, q in zip(channels, answer):
+            await w.final_answer(c, answer[q])
+
+        assert w.discord.rate_limited == []
 
 
 async def test_an_answer_nobody_sees_yet_goes_before_final_edits_and_those_before_progress():
@@ -235,7 +250,6 @@ async def test_answers_in_line_show_their_beginnings_in_turn_and_one_that_ended_
         adapter = make_adapter(discord, service, tmp_path, pacers=Pacers(**PACERS))
         await adapter.start()
         try:
-            await asyncio.sleep(SETTLE)
             for i, channel in enumerate(channels):
                 await discord.user_message(channel, alice, f"q{i}", mention_bot=True)
             streams = [await service.stream_for(f"q{i}") for i in range(6)]

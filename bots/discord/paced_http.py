@@ -1,0 +1,34 @@
+"""discord.py's own REST requests go through the bot's global budget too.
+
+Answers ask the pacers for their slots before they send (bots/discord/target.py), but discord.py also makes
+requests of its own — at start-up who the bot is (`GET /users/@me`), the application (`GET
+/oauth2/applications/@me`), the slash-command sync (`PUT .../commands`); on a real connection also the gateway's
+address (`GET /gateway/bot`) — and some of ours reach it without a slot (fetching a message to mark it interrupted, an
+approval's message). Discord counts every one of them against the same 50 requests/s, so a burst of answers
+right after start-up (messages that waited while the bot was down, say) would find the window partly spent by
+requests the pacer never saw, and get 429s.
+
+Every request that reaches discord.py's HTTP client without a slot is therefore given one here (urgent: behind
+first messages, ahead of progress edits). Interaction callbacks and webhooks (slash-command answers, clicks)
+don't pass through this client, and Discord does not count them against the global limit either.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from discord.http import HTTPClient, Route
+
+from bots.discord.pacing import HOLDING, Pacer
+
+
+def pace_requests(http: HTTPClient, budget: Pacer) -> None:
+    """From now on `http`'s requests made without a slot (pacing.HOLDING) wait for one from `budget`."""
+    request = http.request
+
+    async def paced(route: Route, **kwargs: Any) -> Any:
+        if HOLDING.get():
+            return await request(route, **kwargs)
+        async with budget.slot(urgent=True):
+            return await request(route, **kwargs)
+
+    http.request = paced  # type: ignore[method-assign]  # discord.py calls self.request for every REST route
