@@ -124,6 +124,36 @@ def running(title: str, item: str = "t1", tool: str = "code_interpreter") -> Too
     return ToolUpdate(item_id=item, tool=tool, status="running", title=title)
 
 
+# ---- a platform that holds the first post until its budget has room (may_start / resume) --------------
+
+
+async def test_a_held_reply_shows_what_it_has_when_resumed_without_waiting_for_more_text() -> None:
+    clock = FakeClock()
+    target = FakeTarget(clock)
+    room = False
+    stream = EditStream(target, clock=clock, sleep=clock.sleep, cursor=CURSOR, may_start=lambda: room)
+    await stream.text("Hello")
+    await stream.text(" there")
+    assert target.thread() == []                     # held: no room for a first post yet
+    room = True
+    stream.resume()                                  # the platform's turn came: the model is silent (a tool runs)
+    await clock.advance(0)
+    assert target.thread() == ["Hello there" + CURSOR]
+    await stream.close()
+    assert target.thread() == ["Hello there"]
+
+
+async def test_a_reply_that_closed_before_its_turn_is_posted_whole_and_a_late_resume_changes_nothing() -> None:
+    clock = FakeClock()
+    target = FakeTarget(clock)
+    stream = EditStream(target, clock=clock, sleep=clock.sleep, cursor=CURSOR, may_start=lambda: False)
+    await stream.text("All of it")
+    await stream.close()
+    stream.resume()
+    await clock.advance(0)
+    assert [(s.kind, s.text) for s in target.log] == [("post", "All of it")]    # one write, no edit
+
+
 # ---- first text, coalescing, throttling ---------------------------------------------------------
 
 
