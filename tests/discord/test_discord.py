@@ -369,7 +369,9 @@ async def test_a_final_edit_goes_before_other_replies_edits_and_replaces_its_own
         await fake.wait_for(lambda: fake.messages_in(ch_a, by_bot=True) and fake.messages_in(ch_b, by_bot=True))
 
         # Discord's global budget is used up (by other answers, say): a progress edit finds no room and is
-        # skipped (tried again later, bots/discord/delivery); a final edit waits its turn.
+        # skipped (tried again later, bots/discord/delivery); a final edit waits its turn. (Taken once the
+        # window is clear, so all of it is held here: no slot comes free when an older request leaves the window.)
+        await fake.wait_for(lambda: pacers.global_.used() == 0)
         while pacers.global_.try_acquire():
             held += 1
         await b.text(" and lime")                  # B's progress edit: no room now
