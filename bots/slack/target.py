@@ -14,8 +14,13 @@ from core.reply.lifetime import ReplyLifetime
 from core.reply.stream import EditStream
 from bots.slack.answer_blocks import ended_blocks, ended_controls, fallback_text, plain_blocks, streaming_blocks
 from bots.slack.markdown import to_mrkdwn
+from bots.slack.post_when_ready import PostWhenReady
 from bots.slack.ratelimit import RateBudget
-from bots.slack.stream import NativeStream, PostWhenReady
+from bots.slack.stream import NativeStream
+from bots.slack.transport import EDIT, NATIVE, POST, StreamSettings, TransportChoice
+
+# The transports and their settings are chosen in bots/slack/transport.py; the adapter and its callers name them here.
+__all__ = ["EDIT", "LIMITS", "NATIVE", "POST", "ReplyPlace", "SlackReplyTarget", "StreamSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -33,40 +38,9 @@ class ReplyPlace:
     team: str
 
 
-@dataclass(frozen=True, slots=True)
-class StreamSettings:
-    flush_chars: int = 300
-    flush_interval: float = 1.0
-    max_chars: int = 11_000     # a streamed message ends at ~12k (msg_too_long); roll over before
-    max_age: float = 240.0      # Slack finalises a stream ~5 min after start; roll over before
-    # Choosing the transport of each reply from the workspace's budgets (see SlackReplyTarget.open_stream):
-    budget_wait: float = 1.0    # a call that would wait longer than this for its budget is "no room"
-    edit_calls: int = 2         # chat.update calls an edited reply reserves: one while it streams, the final
-    # A native stream is chosen only while its share of chat.appendStream (every open stream gets an even share)
-    # lets it append at least this often; otherwise the reader would see its first words and then long silence.
-    max_append_interval: float = 15.0
-    post_max_chars: int = 11_000  # post when ready: messages are never edited, so markdown_text's 12k applies
-    first_post_after: float = 2.0  # post when ready: an answer still being written by then shows what is ready
-    post_interval: float = 10.0    # ...and again this often
-
-
-NATIVE, EDIT, POST = "native stream", "post + edits", "post when ready"
-
-
 class SlackReplyTarget:
-    """One answer's place in Slack, and how it gets there.
-
-    Every reply in a workspace draws from the same per-method budgets (bots/slack/ratelimit), so each reply
-    picks its transport when it opens, from what the budgets have room for *now* (counting what the replies
-    opened a moment earlier have reserved):
-    - NATIVE (chat.startStream/appendStream/stopStream) when Tier 2 has a start and a stop to spare soon:
-      the reader watches the answer being written;
-    - EDIT (chat.postMessage, then chat.update) when Tier 3 has room for the reply's edits;
-    - POST (chat.postMessage only, limited per channel, not per workspace) otherwise: the answer appears
-      whole when it is complete, long answers in parts (bots/slack/stream.PostWhenReady).
-    So a burst of answers never queues behind a per-workspace minute: the first ones stream, the rest are
-    posted when ready, and no reply waits minutes for an edit slot.
-    """
+    """One answer's place in Slack, and how it gets there: a native stream, post + edits or post when ready,
+    chosen when the reply opens from the workspace's budgets (bots/slack/transport.py)."""
 
     def __init__(self, client: AsyncWebClient, place: ReplyPlace, *,
                  native_streaming: Callable[[], bool], on_refused: Callable[[str], None],
@@ -80,10 +54,10 @@ class SlackReplyTarget:
         self._on_status_refused = on_status_refused
         self._stream = stream
         self._budget = budget
-        self._reservation = budget.reservation() if budget is not None else None
+        self._choice = TransportChoice(budget, stream)
+        self._reservation = self._choice.reservation
         self._status_tried = False
         self._status_shown = False
-        self._editing = False
         self.transport: str | None = None   # NATIVE, EDIT or POST once the reply opened (last choice wins)
         self._lifetime: ReplyLifetime | None = None   # the reply's (its controls: bots/slack/controls.py)
         self._latest: str | None = None               # the reply's latest message
@@ -118,7 +92,7 @@ class SlackReplyTarget:
 
     @property
     def limits(self) -> Limits:  # type: ignore[override]
-        if not self._editing or self._budget is None:
+        if not self._choice.editing or self._budget is None:
             return LIMITS
         # chat.update is one budget for every reply in the workspace: each edited reply gets an even share of
         # it, re-read before every edit, so progress edits slow down as more replies are edited at once.
@@ -208,48 +182,17 @@ class SlackReplyTarget:
 
     # ---- choosing the transport ---------------------------------------------------------------
 
-    def _room(self, method: str, n: int = 1) -> bool:
-        return self._budget is None or self._budget.delay(method, n) <= self._stream.budget_wait
-
-    def _reserve(self, method: str, n: int = 1) -> None:
-        if self._reservation is not None:
-            self._reservation.add(method, n)
-
-    def _choose(self, *, native_ok: bool) -> str:
-        """The transport for this reply's whole life, from the budgets as the replies already open will
-        spend them: a native stream needs its start and stop (reserved now) and a useful share of the
-        append budget; post + edits reserves its edits (one while it streams, the final); else post when
-        ready (chat.postMessage is limited per channel, not per workspace). Progress calls beyond what is
-        reserved are made only when their budget has room at that moment."""
-        if (native_ok and self._room("chat.startStream") and self._room("chat.stopStream")
-                and (self._budget is None or self._budget.share(
-                    "chat.appendStream", self._budget.streaming_replies + 1) <= self._stream.max_append_interval)):
-            self._reserve("chat.startStream")
-            self._reserve("chat.stopStream")
-            return NATIVE
-        if self._budget is None or self._room("chat.update", self._stream.edit_calls):
-            self._reserve("chat.update", self._stream.edit_calls)
-            return EDIT
-        return POST
-
-    def _release(self) -> None:
-        if self._reservation is not None:
-            self._reservation.release()
-        if self._editing and self._budget is not None:
-            self._editing = False
-            self._budget.edited_replies -= 1
-
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
         stream = self._open(on_posted)
         self._lifetime = stream.lifetime
         # However the reply ends, what it reserved and did not use goes back to the workspace's budgets.
-        stream.lifetime.on_ended(lambda _state: self._release())
+        stream.lifetime.on_ended(lambda _state: self._choice.release())
         return stream
 
     def _open(self, on_posted: OnPosted) -> ReplyStream:
         # Native streams exist only as thread replies (thread_ts is required).
         native_ok = bool(self.place.thread_ts) and self._native()
-        self.transport = self._choose(native_ok=native_ok)
+        self.transport = self._choice.choose(native_ok=native_ok)
         if self.transport != NATIVE:
             log.debug("reply in %s: %s", self.place.channel, self.transport)
             return self._plain_stream(on_posted)
@@ -274,15 +217,13 @@ class SlackReplyTarget:
         return ended_controls(life.answer_id, rate=life.state != "failed")
 
     def _fallback(self, on_posted: OnPosted) -> ReplyStream:
-        self._release()  # the stream's start and stop will not be made
-        self.transport = self._choose(native_ok=False)
+        self._choice.release()  # the stream's start and stop will not be made
+        self.transport = self._choice.choose(native_ok=False)
         return self._plain_stream(on_posted)
 
     def _plain_stream(self, on_posted: OnPosted) -> ReplyStream:
         if self.transport == EDIT:
-            if self._budget is not None:
-                self._editing = True
-                self._budget.edited_replies += 1
+            self._choice.start_editing()
             return EditStream(self, on_posted=on_posted)
         s = self._stream
         return PostWhenReady(self.post, on_posted=on_posted, max_chars=s.post_max_chars,
