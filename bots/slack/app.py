@@ -8,27 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections import OrderedDict
 from typing import Any, Mapping
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
-from slack_bolt.response import BoltResponse
 from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
-from slack_sdk.errors import SlackApiError
-from slack_sdk.socket_mode.response import SocketModeResponse
 
 from core.admin.observe import NullObserver
 from core.model import Author, InboundMessage, UserFacingError
-from core.reply.tail import interrupted
 from bots.slack.agent import AgentView
 from core.store.shares import RateShares
 from bots.slack.approval import APPROVE, DENY, SlackApprovals
-from bots.slack.answer_blocks import fallback_text, plain_blocks, shown_text
 from bots.slack.controls import ACTION_IDS, SlackControls
 from bots.slack.confirm import CANCEL, CONFIRM, SlackConfirmations
 from bots.slack.assistant import AssistantThreads, chosen_assistant
@@ -37,8 +28,10 @@ from bots.slack.events import (is_direct, needs_thread_owner, reply_place, shoul
                                worth_passing_on)
 from bots.slack.files import SlackFiles
 from bots.slack.http import SignedEndpoint
-from bots.slack.parse import Drop, envelope_problem, parse_message
+from bots.slack.interrupted import mark_interrupted
+from bots.slack.parse import Drop, parse_message
 from bots.slack.ratelimit import RateBudget, make_client
+from bots.slack.socket_mode import CheckedSocketHandler, seed_authorization
 from bots.slack.target import ReplyPlace, SlackReplyTarget, StreamSettings
 from bots.slack.users import UserDirectory
 
@@ -77,7 +70,7 @@ class SlackAdapter:
         self._team = ""
         self._bot_user_id = ""
         self._app: AsyncApp | None = None
-        self._socket: AsyncSocketModeHandler | None = None
+        self._socket: CheckedSocketHandler | None = None
         self._runner: web.AppRunner | None = None
         self.http_url: str | None = None      # http://host:port/slack/events once started in HTTP mode
         self._commands = SlashCommands(service, self.client, answer=self._answer, author=self._author)
@@ -154,7 +147,7 @@ class SlackAdapter:
         self._app.action(re.compile(ACTION_IDS))(self._on_control)   # Stop, Retry, 👍 / 👎 on answers
         self._app.action(re.compile(f"^({CONFIRM}|{CANCEL})$"))(self._on_confirm)
         self._app.error(self._on_error)
-        _seed_authorization(self._app, auth)
+        seed_authorization(self._app, auth)
         if mode == "http":
             port = slack.http_port if self._http_port is None else self._http_port
             self.endpoint = SignedEndpoint(self._app, self._signing_secret or "")
@@ -170,7 +163,7 @@ class SlackAdapter:
             if not self._app_token:
                 raise RuntimeError("Slack Socket Mode needs SLACK_APP_TOKEN")
             # apps.connections.open goes through app.client, so SLACK_API_URL applies to it as well
-            self._socket = _CheckedSocketHandler(self._app, self._app_token, ping_interval=self._ping_interval)
+            self._socket = CheckedSocketHandler(self._app, self._app_token, ping_interval=self._ping_interval)
             await self._socket.connect_async()
             log.info("Slack Socket Mode connected (team %s)", self._team)
 
@@ -225,37 +218,7 @@ class SlackAdapter:
     # ---- interrupted replies ---------------------------------------------------------------------
 
     async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None:
-        shown = await self._message_text(channel, message_id, thread)
-        try:
-            if shown is None:  # unreadable: replacing it would lose the answer's text
-                raise SlackApiError("message not readable", {"ok": False, "error": "message_not_found"})
-            text, had_blocks = shown
-            if had_blocks:   # its text is in blocks (and its Stop button must go): replace them
-                await self.client.chat_update(channel=channel, ts=message_id, text=fallback_text(interrupted(text)),
-                                              blocks=plain_blocks(interrupted(text)))
-            else:
-                await self.client.chat_update(channel=channel, ts=message_id, markdown_text=interrupted(text))
-        except SlackApiError as e:
-            log.warning("could not edit interrupted message %s (%s); saying it in the thread",
-                        message_id, e.response.get("error"))
-            await self.client.chat_postMessage(channel=channel, thread_ts=thread or message_id,
-                                               markdown_text=interrupted(""))
-
-    async def _message_text(self, channel: str, ts: str, thread: str | None) -> tuple[str, bool] | None:
-        try:
-            if thread and thread != ts:
-                r = await self.client.conversations_replies(channel=channel, ts=thread, oldest=ts, latest=ts,
-                                                            inclusive=True, limit=1)
-            else:
-                r = await self.client.conversations_history(channel=channel, oldest=ts, latest=ts,
-                                                            inclusive=True, limit=1)
-        except SlackApiError as e:
-            log.warning("could not read message %s in %s (%s)", ts, channel, e.response.get("error"))
-            return None
-        for m in r.get("messages", []):
-            if isinstance(m, dict) and m.get("ts") == ts:
-                return shown_text(m)
-        return None
+        await mark_interrupted(self.client, channel, message_id, thread)
 
     # ---- listeners (run after bolt acked) ---------------------------------------------------------
 
@@ -399,51 +362,6 @@ class SlackAdapter:
     async def _author(self, user_id: str, fallback_name: str, *, team: str = "",
                       wait: float | None = None) -> Author:
         return await self.users.author(user_id, team=team or self._team, fallback_name=fallback_name, wait=wait)
-
-
-class _CheckedSocketHandler(AsyncSocketModeHandler):
-    """Socket Mode envelopes go through the same shape check as HTTP requests before bolt reads them: a
-    malformed one is acked (Slack would redeliver it otherwise) and dropped with one log line."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        sockets = self.client   # the Socket Mode client (named so: tests list the Web API methods by `client.`)
-        run_listeners = sockets.run_message_listeners
-
-        async def checked(message: dict, raw_message: str) -> None:
-            # slack_sdk builds a SocketModeRequest from every envelope and raises (with a traceback) when its
-            # payload is not an object, before any listener of ours runs
-            if isinstance(message, dict) and message.get("envelope_id") and not isinstance(message.get("payload"),
-                                                                                          dict):
-                log.warning("Slack %s envelope dropped: the payload is not an object", message.get("type"))
-                await sockets.send_socket_mode_response(SocketModeResponse(envelope_id=message["envelope_id"]))
-                return
-            await run_listeners(message, raw_message)
-
-        sockets.run_message_listeners = checked  # type: ignore[method-assign]
-
-    async def handle(self, socket: Any, req: Any) -> None:  # type: ignore[override]
-        problem = envelope_problem(req.payload)
-        if problem is not None:
-            log.warning("Slack %s envelope dropped: %s", req.type, problem)
-            await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-            return
-        start = time.time()
-        response = await run_async_bolt_app(self.app, req)
-        if response.status != 200:
-            # bolt leaves an envelope no listener matched unacknowledged, and Slack resends it three times
-            log.info("Slack %s envelope not handled (bolt: %s); acknowledged", req.type, response.status)
-            response = BoltResponse(status=200, body="")
-        await send_async_response(socket, req, response, start)
-
-
-def _seed_authorization(app: AsyncApp, auth: Any) -> None:
-    """bolt's single-workspace authorization calls auth.test at the first event and keeps the answer; every
-    event that arrives before that answer (a burst right after start-up) calls it again. start() has just
-    asked the same question with the same token: hand bolt that answer, so no event waits for auth.test."""
-    for middleware in getattr(app, "_async_middleware_list", ()):
-        if isinstance(middleware, AsyncSingleTeamAuthorization) and middleware.auth_test_result is None:
-            middleware.auth_test_result = auth
 
 
 def _rate_limited(observer) -> None:

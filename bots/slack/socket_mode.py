@@ -1,0 +1,63 @@
+"""How bolt receives: Socket Mode envelopes checked before bolt reads them (HTTP requests are checked by
+bots/slack/http.py), and, in either mode, bolt's authorization handed the auth.test answer start() already has."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
+from slack_bolt.response import BoltResponse
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from bots.slack.parse import envelope_problem
+
+log = logging.getLogger("teambridge.slack")
+
+
+class CheckedSocketHandler(AsyncSocketModeHandler):
+    """Socket Mode envelopes go through the same shape check as HTTP requests before bolt reads them: a
+    malformed one is acked (Slack would redeliver it otherwise) and dropped with one log line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        sockets = self.client   # the Socket Mode client (named so: tests list the Web API methods by `client.`)
+        run_listeners = sockets.run_message_listeners
+
+        async def checked(message: dict, raw_message: str) -> None:
+            # slack_sdk builds a SocketModeRequest from every envelope and raises (with a traceback) when its
+            # payload is not an object, before any listener of ours runs
+            if isinstance(message, dict) and message.get("envelope_id") and not isinstance(message.get("payload"),
+                                                                                          dict):
+                log.warning("Slack %s envelope dropped: the payload is not an object", message.get("type"))
+                await sockets.send_socket_mode_response(SocketModeResponse(envelope_id=message["envelope_id"]))
+                return
+            await run_listeners(message, raw_message)
+
+        sockets.run_message_listeners = checked  # type: ignore[method-assign]
+
+    async def handle(self, socket: Any, req: Any) -> None:  # type: ignore[override]
+        problem = envelope_problem(req.payload)
+        if problem is not None:
+            log.warning("Slack %s envelope dropped: %s", req.type, problem)
+            await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        start = time.time()
+        response = await run_async_bolt_app(self.app, req)
+        if response.status != 200:
+            # bolt leaves an envelope no listener matched unacknowledged, and Slack resends it three times
+            log.info("Slack %s envelope not handled (bolt: %s); acknowledged", req.type, response.status)
+            response = BoltResponse(status=200, body="")
+        await send_async_response(socket, req, response, start)
+
+
+def seed_authorization(app: AsyncApp, auth: Any) -> None:
+    """bolt's single-workspace authorization calls auth.test at the first event and keeps the answer; every
+    event that arrives before that answer (a burst right after start-up) calls it again. start() has just
+    asked the same question with the same token: hand bolt that answer, so no event waits for auth.test."""
+    for middleware in getattr(app, "_async_middleware_list", ()):
+        if isinstance(middleware, AsyncSingleTeamAuthorization) and middleware.auth_test_result is None:
+            middleware.auth_test_result = auth
