@@ -1,4 +1,4 @@
-"""DiscordAdapter: discord.py Client + slash commands, wired to core's ChatService.
+"""DiscordAdapter: discord.py Client + slash commands (bots/discord/slash.py), wired to core's ChatService.
 
 Composition root usage:
     adapter = DiscordAdapter.from_env(service, os.environ)   # None when DISCORD_BOT_TOKEN is missing
@@ -20,18 +20,18 @@ from bots.discord import endpoints
 from bots.discord.approval import DiscordApprovals
 from bots.discord.delivery import Delivery
 from bots.discord.controls import DiscordControls
-from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, discord_usage, sync_if_changed
-from bots.discord.events import ReplyChains, RootStore, author_of, channel_place, translate, unreadable
-from bots.discord.confirm import confirm_items, confirm_view
-from bots.discord.files import CdnFetcher, max_bytes, to_attachment
+from bots.discord.commands import MemoryDigests, SyncDigests, build_tree, sync_if_changed
+from bots.discord.events import ReplyChains, RootStore, translate, unreadable
+from bots.discord.confirm import confirm_items
+from bots.discord.files import CdnFetcher
 from bots.discord.gateway import describe, fatal, gateway_intents, gateway_open, guard_parsers, make_client
+from bots.discord.interrupted import mark_interrupted
 from bots.discord.invite import invite_url
 from bots.discord.paced_http import pace_requests
 from bots.discord.pacing import Pacers
-from bots.discord.target import LIMITS, TYPING_DELAY, ChannelTarget, InteractionTarget
-from bots.discord.text import split
+from bots.discord.slash import SlashCommands
+from bots.discord.target import TYPING_DELAY, ChannelTarget
 from core.model import InboundMessage
-from core.reply.tail import CURSOR, interrupted, undecorated
 from core.store.shares import RateShares
 
 log = logging.getLogger("teambridge.discord")
@@ -131,13 +131,15 @@ class DiscordAdapter:
                               http_trace=_rate_limit_trace(getattr(self._service, "observer", None)))
         self._client = client
         pace_requests(client.http, self._pacers.global_)   # its own requests (login, command sync) count too
+        confirmations = confirm_items(self._service.commands.confirm)
+        slash = SlashCommands(self._service, chains=self._chains, approvals=self.approvals, cdn=self._cdn,
+                              confirm_items=confirmations)
         self._tree = build_tree(client, specs=self._service.commands.specs("discord"),
                                 assistants=list(self._service.config.assistants),
-                                on_ask=self._on_ask, on_text=self._on_text_command)
+                                on_ask=slash.on_ask, on_text=slash.on_text_command)
         client.event(self.on_message)
         client.event(self.on_interaction)
-        self._confirm_items = confirm_items(self._service.commands.confirm)
-        client.add_dynamic_items(self._confirm_items)   # Confirm / Cancel under a command's reply
+        client.add_dynamic_items(confirmations)   # Confirm / Cancel under a command's reply
         guard_parsers(client, self._parse_failed)
         self._dead = asyncio.get_running_loop().create_future()
         try:
@@ -267,48 +269,7 @@ class DiscordAdapter:
             self._saved = None
 
     async def mark_interrupted(self, channel: str, message_id: str, thread: str | None) -> None:
-        # `thread` is either a Discord thread (a channel of its own) or the root message of a reply chain,
-        # so look for the message in the channel first, then in the thread.
-        client = self.client
-        for place in dict.fromkeys(p for p in (channel, thread) if p):
-            partial = client.get_partial_messageable(int(place))
-            try:
-                msg = await partial.fetch_message(int(message_id))
-            except discord.NotFound:
-                continue
-            msg = await self._last_part(partial, msg)
-            text = interrupted(msg.content)
-            if text == msg.content:   # marked already (two records of one reply led here)
-                return
-            async with self._pacers.for_channel(int(place)):
-                # view=None: a Stop button the answer showed goes with it (bots/discord/controls.py)
-                if len(text) <= LIMITS.max_chars:
-                    await msg.edit(content=text, view=None)
-                else:  # no room left in that message: without its cursor, and the notice right below
-                    bare = undecorated(msg.content)
-                    if bare != msg.content or msg.components:
-                        await msg.edit(content=bare, view=None)
-                    await msg.reply(interrupted(""), mention_author=False)
-            return
-        log.warning("interrupted reply %s in %s no longer exists", message_id, channel)
-
-    async def _last_part(self, partial, msg: discord.Message) -> discord.Message:
-        """The part of a reply that was cut. A crash right after a new part was posted, before it was recorded,
-        leaves the previous (complete) part recorded: the reply went on in messages that reply to it."""
-        if CURSOR in msg.content:
-            return msg
-        me = self.client.user.id if self.client.user else None
-        try:
-            later = {m.reference.message_id: m async for m in partial.history(limit=25)
-                     if m.author.id == me and m.reference is not None and m.reference.message_id}
-        except discord.HTTPException as exc:
-            log.info("could not read the messages after %s (%s)", msg.id, exc)
-            return msg
-        seen = {msg.id}
-        while msg.id in later and later[msg.id].id not in seen:
-            msg = later[msg.id]
-            seen.add(msg.id)
-        return msg
+        await mark_interrupted(self.client, self._pacers, channel, message_id, thread)
 
     # ---- messages ---------------------------------------------------------------------------------
 
@@ -377,81 +338,6 @@ class DiscordAdapter:
             await message.reply(text, mention_author=False)
         except discord.HTTPException as exc:
             log.warning("could not send a notice in %s: %s", message.channel.id, exc)
-
-    # ---- slash commands ---------------------------------------------------------------------------
-
-    def _inbound(self, interaction: discord.Interaction, text: str, *, thread: str | None = None,
-                 attachments=()) -> InboundMessage:
-        channel_obj = interaction.channel
-        if channel_obj is not None:
-            channel, in_thread, parents = channel_place(channel_obj)
-        else:
-            channel, in_thread, parents = str(interaction.channel_id), None, ()
-        return InboundMessage(
-            platform="discord",
-            workspace=str(interaction.guild_id or ""),
-            channel=channel,
-            author=author_of(interaction.user),
-            text=text,
-            thread=in_thread or thread,
-            attachments=tuple(attachments),
-            is_direct=interaction.guild_id is None,
-            mentions_bot=True,  # a slash command is always addressed to the bot
-            event_id=str(interaction.id),
-            message_id=str(interaction.id),
-            channel_parents=parents,
-        )
-
-    async def _defer(self, interaction: discord.Interaction, *, ephemeral: bool) -> int | None | bool:
-        """Acknowledge within Discord's 3 s. False when this interaction was acknowledged already
-        (redelivered after a gateway resume)."""
-        try:
-            response = await interaction.response.defer(thinking=True, ephemeral=ephemeral)
-        except discord.InteractionResponded:
-            return False
-        except discord.HTTPException as exc:
-            if exc.code in (40060, 10062):  # already acknowledged / expired: another delivery handles it
-                log.info("interaction %s was acknowledged already (%s)", interaction.id, exc.code)
-                return False
-            raise
-        return response.message_id if response is not None else None
-
-    async def _on_ask(self, interaction: discord.Interaction, prompt: str,
-                      file: discord.Attachment | None) -> None:
-        original = await self._defer(interaction, ephemeral=False)
-        if original is False:
-            return
-        limit = max_bytes(self._config().max_file_mb)
-        attachments = [to_attachment(file, max_bytes=limit, cdn=self._cdn)] if file is not None else []
-        in_thread = isinstance(interaction.channel, discord.Thread)
-        # In a plain channel or DM the answer's message roots the conversation, so replying to it continues.
-        root = original if (original and not in_thread and interaction.guild_id) else None
-        inbound = self._inbound(interaction, prompt, thread=str(root) if root else None, attachments=attachments)
-        target = InteractionTarget(interaction, chains=self._chains, root=root, original_id=original or None)
-        if root:
-            await self._chains.remember_bot_message(root, root)
-        approver = self.approvals.approver(interaction.channel) if interaction.channel is not None else None
-        await self._service.handle(inbound, target, approver=approver)
-        if not target.answered:  # nothing was said (e.g. duplicate): don't leave "thinking…" forever
-            try:
-                await interaction.delete_original_response()
-            except discord.HTTPException as exc:
-                log.info("could not remove the pending response of %s: %s", interaction.id, exc)
-
-    async def _on_text_command(self, interaction: discord.Interaction, command: str, argument: str) -> None:
-        if await self._defer(interaction, ephemeral=True) is False:
-            return
-        inbound = self._inbound(interaction, f"{command} {argument}".strip())
-        answer = await self._service.commands.run(inbound, command, argument, style=discord_usage)
-        parts = split(answer.text or "Done.")
-        if answer.confirm is not None:   # the command asks first: Confirm / Cancel under its reply
-            view = confirm_view(self._confirm_items, answer.confirm)
-            await interaction.edit_original_response(content=parts[0], view=view)
-            view.stop()   # clicks go to the DynamicItem, which also answers them after a restart
-        else:
-            await interaction.edit_original_response(content=parts[0])
-        for part in parts[1:]:
-            await interaction.followup.send(content=part, ephemeral=True)
 
 
 def _rate_limit_trace(observer) -> aiohttp.TraceConfig:
