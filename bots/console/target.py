@@ -1,4 +1,8 @@
-"""The console as a reply target: the answer streams straight to a text stream (stdout), append-only."""
+"""The console as a reply target: the answer streams straight to a text stream (stdout), append-only.
+
+What every console target shares (this one and the terminal's, bots/console/terminal.py) is here too: a stream
+that only appends and ends with core's tail, and a target with no edits and no typing indicator that saves files
+under a name not taken yet."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,14 +14,72 @@ from core.reply.lifetime import ReplyLifetime
 from core.reply.tail import ending, stopped
 
 
-class ConsoleStream:
-    """Writes deltas as they come. A terminal can't edit what it printed, so tool progress gets lines of its own;
-    the end of the reply (footnotes, a notice, "(no answer)") is core's tail, like on every platform."""
+class AppendOnlyStream:
+    """A ReplyStream that only appends (stdout, a terminal). Its end (footnotes, a notice, "(no answer)"; after
+    a reader's /stop or Ctrl-C the text so far and a note) is core's tail, like on every platform;
+    `_finish(more)` shows that tail and ends the output."""
 
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
+    def __init__(self) -> None:
         self.lifetime = ReplyLifetime()
         self._text = ""
+
+    async def close(self, footer: str = "") -> None:
+        await self._end(footer=footer, notice=None)
+
+    async def fail(self, notice: str) -> None:
+        await self._end(footer="", notice=notice)
+
+    async def _end(self, *, footer: str, notice: str | None) -> None:
+        with self.lifetime.ending("failed" if notice is not None else "finished"):
+            more = ending(self._text, footer=footer, notice=notice) if self.lifetime.state != "stopped" \
+                else stopped(self._text)
+            self._text += more
+            self._finish(more)
+
+    def _finish(self, more: str) -> None:
+        raise NotImplementedError
+
+
+class AppendOnlyTarget:
+    """A console ReplyTarget: no edits (the stream appends), no typing indicator, files saved to a folder under
+    a name not taken yet. `last` is the latest answer (what /stop, /retry and /rate act on)."""
+
+    limits = Limits(max_chars=1_000_000, edit_interval=0.0)
+
+    def __init__(self, files_dir: Path) -> None:
+        self._files_dir = files_dir
+        self.last: AppendOnlyStream | None = None
+
+    def open_stream(self, on_posted: OnPosted) -> AppendOnlyStream:
+        self.last = self._new_stream()
+        return self.last
+
+    def _new_stream(self) -> AppendOnlyStream:
+        raise NotImplementedError
+
+    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
+        raise NotImplementedError("the console streams append-only")
+
+    async def typing(self) -> None:
+        return None
+
+    async def upload(self, file: OutboundFile) -> str | None:
+        self._files_dir.mkdir(parents=True, exist_ok=True)
+        path = _free_path(self._files_dir / Path(file.name).name)
+        path.write_bytes(file.data)
+        self._saved(file, path)
+        return str(path)
+
+    def _saved(self, file: OutboundFile, path: Path) -> None:
+        raise NotImplementedError
+
+
+class ConsoleStream(AppendOnlyStream):
+    """Writes deltas as they come. A terminal can't edit what it printed, so tool progress gets lines of its own."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self._out = out
         self._at_line_start = True
         self._started: set[str] = set()
         self._finished: set[str] = set()
@@ -51,57 +113,32 @@ class ConsoleStream:
             self._details.add((update.item_id, update.detail))
             self._line(_indent(update.detail))
 
-    async def close(self, footer: str = "") -> None:
-        await self._end(footer=footer, notice=None)
-
-    async def fail(self, notice: str) -> None:
-        await self._end(footer="", notice=notice)
-
-    async def _end(self, *, footer: str, notice: str | None) -> None:
-        with self.lifetime.ending("failed" if notice is not None else "finished"):
-            # stopped by a reader (/stop, Ctrl-C): the text so far, and a note
-            more = ending(self._text, footer=footer, notice=notice) if self.lifetime.state != "stopped" \
-                else stopped(self._text)
-            self._text += more
-            self._write(more)
-            if not self._at_line_start:
-                self._write("\n")
+    def _finish(self, more: str) -> None:
+        self._write(more)
+        if not self._at_line_start:
+            self._write("\n")
 
 
-class ConsoleTarget:
-    limits = Limits(max_chars=1_000_000, edit_interval=0.0)
-
+class ConsoleTarget(AppendOnlyTarget):
     def __init__(self, out: TextIO, files_dir: Path) -> None:
+        super().__init__(files_dir)
         self._out = out
-        self._files_dir = files_dir
-        self.last: ConsoleStream | None = None   # the latest answer (what /stop, /retry and /rate act on)
 
-    def open_stream(self, on_posted: OnPosted) -> ConsoleStream:
-        self.last = ConsoleStream(self._out)
-        return self.last
+    def _new_stream(self) -> ConsoleStream:
+        return ConsoleStream(self._out)
 
     async def post(self, text: str) -> str:
         self._out.write(text + "\n")
         self._out.flush()
         return "console"
 
-    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
-        raise NotImplementedError("the console streams append-only")
-
-    async def upload(self, file: OutboundFile) -> str | None:
-        self._files_dir.mkdir(parents=True, exist_ok=True)
-        path = _free_path(self._files_dir / Path(file.name).name)
-        path.write_bytes(file.data)
+    def _saved(self, file: OutboundFile, path: Path) -> None:
         self._out.write(f"📎 {file.name} saved to {path}\n")
         self._out.flush()
-        return str(path)
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
         self._out.write(text + "\n")
         self._out.flush()
-
-    async def typing(self) -> None:
-        return None
 
 
 def _indent(text: str) -> str:

@@ -13,22 +13,17 @@ from rich.markdown import Markdown
 from rich.text import Text
 
 from core.model import OutboundFile, ToolUpdate
-from core.ports import Limits, OnPosted
-from core.reply.lifetime import ReplyLifetime
-from core.reply.tail import ending, stopped
-from bots.console.target import _free_path
+from bots.console.target import AppendOnlyStream, AppendOnlyTarget
 
 REFRESH_SECONDS = 1 / 15  # re-rendering Markdown on every delta would cost more than the terminal shows
 
 
-class TerminalStream:
-    """core's ReplyStream on a terminal: the text re-rendered as Markdown in place (rich.live) while it streams;
-    its end (footnotes, a notice, "(no answer)") is core's tail, as on every platform."""
+class TerminalStream(AppendOnlyStream):
+    """core's ReplyStream on a terminal: the text re-rendered as Markdown in place (rich.live) while it streams."""
 
     def __init__(self, console: Console) -> None:
+        super().__init__()
         self._console = console
-        self.lifetime = ReplyLifetime()
-        self._text = ""
         self._status: Text | None = None
         self._live: Live | None = None
         self._last = 0.0
@@ -64,22 +59,8 @@ class TerminalStream:
             self._status = Text(f"{mark} {update.title}{ellipsis}", style=style)
         self._show(now=True)
 
-    async def close(self, footer: str = "") -> None:
-        await self._end(footer=footer, notice=None)
-
-    async def fail(self, notice: str) -> None:
-        await self._end(footer="", notice=notice)
-
-    async def _end(self, *, footer: str, notice: str | None) -> None:
-        with self.lifetime.ending("failed" if notice is not None else "finished"):
-            self._status = None
-            if self.lifetime.state != "stopped":
-                self._text += ending(self._text, footer=footer, notice=notice)
-            else:  # stopped by a reader (Ctrl-C): the text so far, and a note
-                self._text += stopped(self._text)
-            self._stop()
-
-    def _stop(self) -> None:
+    def _finish(self, more: str) -> None:
+        self._status = None
         if self._live is not None:
             self._live.update(self._view(), refresh=True)
             self._live.stop()
@@ -88,37 +69,23 @@ class TerminalStream:
             self._console.print(Markdown(self._text))
 
 
-class TerminalTarget:
-    limits = Limits(max_chars=1_000_000, edit_interval=0.0)
-
+class TerminalTarget(AppendOnlyTarget):
     def __init__(self, console: Console, files_dir: Path) -> None:
+        super().__init__(files_dir)
         self._console = console
-        self._files_dir = files_dir
-        self.last: TerminalStream | None = None   # the latest answer (what /stop, /retry and /rate act on)
 
-    def open_stream(self, on_posted: OnPosted) -> TerminalStream:
-        self.last = TerminalStream(self._console)
-        return self.last
+    def _new_stream(self) -> TerminalStream:
+        return TerminalStream(self._console)
 
     async def post(self, text: str) -> str:
         self._console.print(Markdown(text))
         return "console"
 
-    async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
-        raise NotImplementedError("the console streams append-only")
-
-    async def upload(self, file: OutboundFile) -> str | None:
-        self._files_dir.mkdir(parents=True, exist_ok=True)
-        path = _free_path(self._files_dir / Path(file.name).name)
-        path.write_bytes(file.data)
+    def _saved(self, file: OutboundFile, path: Path) -> None:
         self._console.print(Text(f"📎 {file.name} saved to {path}", style="cyan"))
-        return str(path)
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
         self._console.print(Text(text, style="yellow"))
-
-    async def typing(self) -> None:
-        return None
 
 
 def terminal_console() -> Console | None:
