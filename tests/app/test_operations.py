@@ -3,68 +3,13 @@ subprocess, wired to the stand-in Slack, Discord and OpenAI."""
 from __future__ import annotations
 
 import json
+import signal
 
-import pytest
-
-from tests.app.run_process import RunningBot, get, sample
-from bots.standins.discord_server import FakeDiscord
+from tests.run_harness import get, run_config, sample
 from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 from bots.standins.slack_server import FakeSlack
 
-SLACK_CONFIG = """
-default_assistant: food
-monitoring: {port: 0, host: 127.0.0.1}
-assistants:
-  food:
-    model: gpt-4.1-mini
-    instructions: You are a food expert.
-slack:
-  enabled: true
-  mode: socket
-discord:
-  enabled: false
-"""
-
-DISCORD_CONFIG = """
-default_assistant: food
-monitoring: {port: 0, host: 127.0.0.1}
-assistants:
-  food:
-    model: gpt-4.1-mini
-    instructions: You are a food expert.
-slack:
-  enabled: false
-discord:
-  enabled: true
-"""
-
 QUESTIONS = ("Best way to cook rice?", "What goes with kimchi?", "How long to rest a steak?")
-
-
-@pytest.fixture
-async def openai():
-    async with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def slack():
-    fake = await FakeSlack().start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def bots():
-    started: list[RunningBot] = []
-    yield started
-    for bot in started:  # a failed assertion must not leave a bot running
-        await bot.kill()
-
-
-def slack_env(slack: FakeSlack, openai: FakeOpenAI, **extra: str) -> dict[str, str]:
-    return {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai.base_url, "SLACK_BOT_TOKEN": "xoxb-test",
-            "SLACK_APP_TOKEN": "xapp-test", "SLACK_API_URL": slack.api_url, **extra}
 
 
 async def ask_three(slack: FakeSlack, openai: FakeOpenAI) -> None:
@@ -74,12 +19,11 @@ async def ask_three(slack: FakeSlack, openai: FakeOpenAI) -> None:
         await slack.wait_for(lambda: slack.thread_text("C1", ts).endswith(f"Answer to: {question}"), timeout=45)
 
 
-async def test_one_log_line_per_answered_message_and_metrics_that_rise(tmp_path, slack, openai, bots):
-    bot = await RunningBot(tmp_path, SLACK_CONFIG, slack_env(slack, openai)).start()
-    bots.append(bot)
+async def test_one_log_line_per_answered_message_and_metrics_that_rise(slack, openai, run_processes):
+    bot = await run_processes.new(openai, slack=slack, monitoring=True).start()
     url = await bot.monitoring_url()
     await slack.wait_connected(timeout=30)
-    await bot.wait_log("teambridge is running")
+    await bot.wait_running()
     status, before = await get(url + "/metrics")
     assert status == 200 and "# TYPE teambridge_answers_total counter" in before
 
@@ -110,16 +54,16 @@ async def test_one_log_line_per_answered_message_and_metrics_that_rise(tmp_path,
     assert await get(url + "/healthz") == (200, "database: ok\n")
     status, body = await get(url + "/readyz")
     assert status == 200 and "slack: connected" in body
-    assert await bot.stop() == 0
+    assert (await bot.stop(signal.SIGTERM))[0] == 0
 
 
-async def test_json_log_lines_carry_the_answer_as_fields(tmp_path, slack, openai, bots):
-    bot = await RunningBot(tmp_path, SLACK_CONFIG, slack_env(slack, openai, TEAMBRIDGE_LOG_FORMAT="json")).start()
-    bots.append(bot)
+async def test_json_log_lines_carry_the_answer_as_fields(slack, openai, run_processes):
+    bot = await run_processes.new(openai, slack=slack, monitoring=True,
+                                  extra_env={"TEAMBRIDGE_LOG_FORMAT": "json"}).start()
     await slack.wait_connected(timeout=30)
     await ask_three(slack, openai)
     await bot.wait_log(r'(?s)("outcome": "answered".*){3}')
-    assert await bot.stop() == 0
+    assert (await bot.stop(signal.SIGTERM))[0] == 0
     records = [json.loads(line) for line in bot.lines]  # every line is one JSON object
     turns = [r for r in records if r.get("outcome")]
     assert len(turns) == 3, bot.log
@@ -130,35 +74,29 @@ async def test_json_log_lines_carry_the_answer_as_fields(tmp_path, slack, openai
     assert not any("HTTP Request" in r["message"] for r in records)
 
 
-async def test_readyz_says_503_while_discord_is_down(tmp_path, openai, bots):
-    discord = await FakeDiscord().start()
-    try:
-        discord.add_guild("Team", ("general",))
-        env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai.base_url, **discord.env()}
-        bot = await RunningBot(tmp_path, DISCORD_CONFIG, env).start()
-        bots.append(bot)
-        url = await bot.monitoring_url()
-        await bot.wait_log("teambridge is running")
-        status, body = await get(url + "/readyz")
-        assert status == 200, body
-        assert "voice will NOT" not in bot.log and " WARNING " not in bot.log, bot.log
-
-        await discord.go_down()
-        await discord.wait_for(lambda: not discord.connected())
-        status, body = await get(url + "/readyz")
-        assert status == 503 and "discord: disconnected" in body
-        assert (await get(url + "/healthz"))[0] == 200  # the process itself is fine
-        _, metrics = await get(url + "/metrics")
-        assert sample(metrics, "teambridge_platform_connected", platform="discord") == 0
-    finally:
-        await discord.stop()
-
-
-async def test_readyz_says_503_for_an_enabled_platform_without_credentials(tmp_path, slack, openai, bots):
-    config = SLACK_CONFIG.replace("discord:\n  enabled: false", "discord:\n  enabled: true")
-    bot = await RunningBot(tmp_path, config, slack_env(slack, openai)).start()
-    bots.append(bot)
+async def test_readyz_says_503_while_discord_is_down(openai, discord, run_processes):
+    discord.add_guild("Team", ("general",))
+    bot = await run_processes.new(openai, discord=discord, monitoring=True).start()
     url = await bot.monitoring_url()
-    await bot.wait_log("teambridge is running")
+    await bot.wait_running()
+    status, body = await get(url + "/readyz")
+    assert status == 200, body
+    assert "voice will NOT" not in bot.log and " WARNING " not in bot.log, bot.log
+
+    await discord.go_down()
+    await discord.wait_for(lambda: not discord.connected())
+    status, body = await get(url + "/readyz")
+    assert status == 503 and "discord: disconnected" in body
+    assert (await get(url + "/healthz"))[0] == 200  # the process itself is fine
+    _, metrics = await get(url + "/metrics")
+    assert sample(metrics, "teambridge_platform_connected", platform="discord") == 0
+
+
+async def test_readyz_says_503_for_an_enabled_platform_without_credentials(slack, openai, run_processes):
+    # Discord enabled in the config, but no DISCORD_BOT_TOKEN in the environment
+    config = run_config(slack=True, discord=True, monitoring=True)
+    bot = await run_processes.new(openai, slack=slack, config=config).start()
+    url = await bot.monitoring_url()
+    await bot.wait_running()
     status, body = await get(url + "/readyz")
     assert status == 503 and "slack: connected" in body and "discord: not started" in body

@@ -3,7 +3,6 @@ every reply ends finished or marked as cut off, none keeps the streaming cursor,
 the log says what really happened."""
 from __future__ import annotations
 
-import asyncio
 import signal
 
 import pytest
@@ -12,7 +11,7 @@ from core.reply.stream import CURSOR
 from bots.standins.discord_server import FakeDiscord
 from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 from bots.standins.slack_server import FakeSlack
-from tests.run_harness import RunProcess
+from tests.run_harness import RunProcess, RunProcesses
 
 CUT = "cut off"
 SLACK_CHANNELS = ("C1", "C2", "C3")
@@ -55,27 +54,13 @@ class Stage:
 
 
 @pytest.fixture
-async def stage():
-    async with FakeOpenAI() as openai:
-        slack = await FakeSlack().start()
-        discord = await FakeDiscord().start()
-        processes: list[RunProcess] = []
-        s = Stage(slack, discord, openai)
-        s.processes = processes
-        try:
-            yield s
-        finally:
-            for p in processes:
-                await p.kill()
-            await slack.close()
-            await discord.stop()
+def stage(slack, discord, openai) -> Stage:
+    return Stage(slack, discord, openai)
 
 
-async def run(stage: Stage, tmp_path, grace: float) -> RunProcess:
-    bot = RunProcess(tmp_path, stage.openai, slack=stage.slack, discord=stage.discord, grace=grace)
-    stage.processes.append(bot)
-    await (await bot.start()).wait_running()
-    return bot
+async def run(processes: RunProcesses, stage: Stage, grace: float) -> RunProcess:
+    """`teambridge run` on both platforms, on the test's one database (every start sees the last one's)."""
+    return await processes.running(stage.openai, slack=stage.slack, discord=stage.discord, grace=grace)
 
 
 def assert_settled(parts: list[str]) -> None:
@@ -85,9 +70,9 @@ def assert_settled(parts: list[str]) -> None:
         assert text.count(CUT) <= 1, text[-200:]
 
 
-async def test_sigterm_lets_every_answer_in_flight_finish(tmp_path, stage):
+async def test_sigterm_lets_every_answer_in_flight_finish(stage, run_processes):
     stage.openai.responder = lambda body: ScriptedResponse(text=SHORT, delta_size=20, delay=0.1)   # ~3 s each
-    bot = await run(stage, tmp_path, grace=30)
+    bot = await run(run_processes, stage, grace=30)
     await stage.ask_everywhere()
     await stage.all_under_way()
     code, log = await bot.stop(signal.SIGTERM)
@@ -99,9 +84,9 @@ async def test_sigterm_lets_every_answer_in_flight_finish(tmp_path, stage):
     assert "Session is closed" not in log and "Traceback" not in log
 
 
-async def test_sigterm_past_the_grace_period_marks_every_answer_once(tmp_path, stage):
+async def test_sigterm_past_the_grace_period_marks_every_answer_once(stage, run_processes):
     stage.openai.responder = lambda body: ScriptedResponse(text=SHORT, delta_size=5, delay=0.2)    # ~23 s each
-    bot = await run(stage, tmp_path, grace=1)
+    bot = await run(run_processes, stage, grace=1)
     await stage.ask_everywhere()
     await stage.all_under_way()
     code, log = await bot.stop(signal.SIGTERM)
@@ -113,17 +98,17 @@ async def test_sigterm_past_the_grace_period_marks_every_answer_once(tmp_path, s
     assert "Session is closed" not in log and "Traceback" not in log
     # nothing was left for the next start to mark again
     before = stage.replies()
-    again = await run(stage, tmp_path, grace=1)
+    again = await run(run_processes, stage, grace=1)
     code, log = await again.stop(signal.SIGTERM)
     assert code == 0 and "interrupted replies from the last run" not in log
     assert stage.replies() == before
 
 
-async def test_after_kill_9_the_next_start_marks_only_the_part_that_was_cut(tmp_path, stage):
+async def test_after_kill_9_the_next_start_marks_only_the_part_that_was_cut(stage, run_processes):
     def respond(body):
         return ScriptedResponse(text=LONG, delta_size=40, delay=0.25)   # Discord part 1 done after ~12 s
     stage.openai.responder = respond
-    bot = await run(stage, tmp_path, grace=5)
+    bot = await run(run_processes, stage, grace=5)
     await stage.ask_everywhere()
     await stage.discord.wait_for(lambda: all(len(parts) >= 2 for parts in stage.discord_replies()), timeout=60)
     await bot.stop(signal.SIGKILL)
@@ -131,7 +116,7 @@ async def test_after_kill_9_the_next_start_marks_only_the_part_that_was_cut(tmp_
     assert not any(CUT in text for parts in crashed for text in parts)
     assert any(CURSOR in parts[-1] for parts in crashed)   # the crash left replies mid-stream
 
-    again = await run(stage, tmp_path, grace=5)
+    again = await run(run_processes, stage, grace=5)
     await stage.discord.wait_for(lambda: all(CUT in parts[-1] for parts in stage.replies()), timeout=30)
     code, log = await again.stop(signal.SIGTERM)
     assert code == 0, log
