@@ -31,6 +31,7 @@ from bots.discord.paced_http import pace_requests
 from bots.discord.pacing import Pacers
 from bots.discord.slash import SlashCommands
 from bots.discord.target import TYPING_DELAY, ChannelTarget
+from core.admin.observe import Observer
 from core.model import InboundMessage
 from core.store.shares import RateShares
 
@@ -72,9 +73,8 @@ class DiscordAdapter:
         self._pacers = pacers or Pacers()
         # per answer: its first message queued with its first text; the whole answer if it ended meanwhile
         self._delivery = Delivery(self._pacers)
-        observer = getattr(service, "observer", None)
-        if observer is not None:
-            self._pacers.on_wait = lambda seconds: observer.budget_wait("discord", seconds)
+        observer: Observer = service.observer   # logs and metrics: told about 429s and budget waits
+        self._pacers.on_wait = lambda seconds: observer.budget_wait("discord", seconds)
         self._guild_ready_timeout = guild_ready_timeout
         self._typing_delay = typing_delay  # 0: "is typing…" at once, even when the answer is about to start
         self._chains = ReplyChains(store=store)
@@ -128,7 +128,7 @@ class DiscordAdapter:
                               member_cache_flags=discord.MemberCacheFlags.none(),
                               chunk_guilds_at_startup=False,
                               # discord.py retries a 429 by itself and offers no hook: count them here
-                              http_trace=_rate_limit_trace(getattr(self._service, "observer", None)))
+                              http_trace=_rate_limit_trace(self._service.observer))
         self._client = client
         pace_requests(client.http, self._pacers.global_)   # its own requests (login, command sync) count too
         confirmations = confirm_items(self._service.commands.confirm)
@@ -340,12 +340,12 @@ class DiscordAdapter:
             log.warning("could not send a notice in %s: %s", message.channel.id, exc)
 
 
-def _rate_limit_trace(observer) -> aiohttp.TraceConfig:
+def _rate_limit_trace(observer: Observer) -> aiohttp.TraceConfig:
     """Every 429 Discord answers is one rate limit and, as discord.py retries it after Retry-After, one retry."""
     trace = aiohttp.TraceConfig()
 
     async def on_request_end(session, context, params: aiohttp.TraceRequestEndParams) -> None:
-        if params.response.status == 429 and observer is not None:
+        if params.response.status == 429:
             observer.rate_limited("discord")
             observer.retried("discord")
 

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.app.async_app import AsyncApp
 
-from core.admin.observe import NullObserver
+from core.admin.observe import Observer
 from core.model import Author, InboundMessage, UserFacingError
 from bots.slack.agent import AgentView
 from core.store.shares import RateShares
@@ -83,9 +83,9 @@ class SlackAdapter:
         self.agent = AgentView(service, self.client, author=self._author,
                                thread_context=self.assistant_threads.contexts.get)
 
-    def _observer(self):
+    def _observer(self) -> Observer:
         """The service's observer (logs, metrics), looked up when used: told about 429s and budget waits."""
-        return getattr(self._service, "observer", None) or NullObserver()
+        return self._service.observer
 
     # ---- construction from the environment --------------------------------------------------------
 
@@ -364,7 +364,7 @@ class SlackAdapter:
         return await self.users.author(user_id, team=team or self._team, fallback_name=fallback_name, wait=wait)
 
 
-def _rate_limited(observer) -> None:
+def _rate_limited(observer: Observer) -> None:
     """A 429 from Slack that slack_sdk is about to retry after its Retry-After."""
     observer.rate_limited("slack")
     observer.retried("slack")

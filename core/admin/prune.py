@@ -22,6 +22,7 @@ from typing import Callable
 
 from core.config.schema import Config
 from core.files.attachments import PURPOSE_CODE, PURPOSE_SEARCH, PURPOSE_VISION, FileBackend, VectorStoreGone
+from core.store.protocol import FileRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,6 @@ Progress = Callable[[int, int, str], None]
 
 def _no_progress(done: int, total: int, what: str) -> None:
     pass
-
-
-def _get(row, name: str):
-    """A store row's field (the store returns frozen dataclasses; older ones returned dicts)."""
-    return row[name] if isinstance(row, dict) else getattr(row, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +62,10 @@ class RemoteStore:
 class Inventory:
     files: list[RemoteFile]
     stores: list[RemoteStore]
-    forgotten: list[dict]  # rows of our database whose file no longer exists at OpenAI
+    forgotten: list[FileRecord]  # rows of our database whose file no longer exists at OpenAI
 
 
-async def inventory(config: Config, store, files: FileBackend, progress: Progress = _no_progress) -> Inventory:
+async def inventory(config: Config, store: Store, files: FileBackend, progress: Progress = _no_progress) -> Inventory:
     knowledge_stores: dict[str, str] = {}     # vector store id -> assistant
     knowledge_files: dict[str, str] = {}      # file id -> assistant
     for name in config.assistants:
@@ -77,7 +73,7 @@ async def inventory(config: Config, store, files: FileBackend, progress: Progres
         if vs_id:
             knowledge_stores[vs_id] = name
         for row in await store.list_knowledge_files(name):
-            knowledge_files[_get(row, "file_id")] = name
+            knowledge_files[row.file_id] = name
     conversation_stores = {record.vector_store_id: record.assistant for record in await store.list_conversations()
                            if record.vector_store_id}
 
@@ -103,7 +99,7 @@ async def inventory(config: Config, store, files: FileBackend, progress: Progres
         except VectorStoreGone:
             continue
 
-    ours = {_get(row, "file_id"): row for row in await store.list_files()}
+    ours = {row.file_id: row for row in await store.list_files()}
     remote_files: list[RemoteFile] = []
     seen = set()
     for f in await files.list_files():
@@ -154,7 +150,7 @@ def remote_text(inv: Inventory) -> str:
     return _table(rows) + "\n" + summary
 
 
-async def prune_files(config: Config, store, files: FileBackend, *, apply: bool,
+async def prune_files(config: Config, store: Store, files: FileBackend, *, apply: bool,
                       progress: Progress = _no_progress) -> tuple[str, int]:
     """Delete files teambridge uploaded that nothing uses. Returns (text, how many failed)."""
     inv = await inventory(config, store, files, progress)
@@ -164,7 +160,7 @@ async def prune_files(config: Config, store, files: FileBackend, *, apply: bool,
         for f in unused:
             lines.append(f"would delete {f.id} ({f.name}, {f.purpose}, {_size(f.bytes)})")
         for row in inv.forgotten:
-            lines.append(f"would forget {_get(row, 'file_id')} ({_get(row, 'name')}): no longer at OpenAI")
+            lines.append(f"would forget {row.file_id} ({row.name}): no longer at OpenAI")
         if not unused and not inv.forgotten:
             return "No unused files.", 0
         lines.append(f"{len(unused)} unused file(s), {_size(sum(f.bytes for f in unused))}. "
@@ -183,14 +179,14 @@ async def prune_files(config: Config, store, files: FileBackend, *, apply: bool,
         await store.delete_file(f.id)
         lines.append(f"deleted {f.id} ({f.name})")
     for row in inv.forgotten:
-        await store.delete_file(_get(row, "file_id"))
-        lines.append(f"forgot {_get(row, 'file_id')} ({_get(row, 'name')}): no longer at OpenAI")
+        await store.delete_file(row.file_id)
+        lines.append(f"forgot {row.file_id} ({row.name}): no longer at OpenAI")
     lines.append(f"{len(unused) - failed} file(s) deleted, {_size(sum(f.bytes for f in unused))} freed."
                  if unused else "No unused files.")
     return "\n".join(lines), failed
 
 
-async def prune_knowledge(config: Config, store, files: FileBackend, *, apply: bool,
+async def prune_knowledge(config: Config, store: Store, files: FileBackend, *, apply: bool,
                           progress: Progress = _no_progress) -> tuple[str, int]:
     """Delete vector stores with teambridge's metadata that no assistant and no conversation uses."""
     inv = await inventory(config, store, files, progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from core.admin.observe import NullObserver, Observer
 from core.config.schema import AssistantConfig, Config, DiscordConfig
 from core.model import InboundMessage, OutboundFile, UserFacingError
 from core.ports import Limits
@@ -34,6 +35,7 @@ class FakeChatService:
     seen: set[str] = field(default_factory=set)
     gate: asyncio.Event | None = None
     store: None = None                                         # no persistence: reply chains stay in memory
+    observer: Observer = field(default_factory=NullObserver)   # what every service has: logs and metrics
     commands: CommandSurface = field(init=False)               # core's real command surface over this fake
 
     def __post_init__(self) -> None:
