@@ -43,16 +43,24 @@ class Delivery:
         self._starts: list[float] = []       # first-text times of the answers in progress, sorted
         self._streaming: dict[int, int] = {}  # channel -> answers showing there whose final write is still due
         self.duration: float | None = None   # typical first text -> end of an answer (seconds), once known
+        self.unshown = 0                     # answers opened whose first message has not gone out yet
         self.held = 0                        # answers posted whole so far (for tests and logs)
         self.streamed = 0                    # answers that showed before they were done
 
     def open(self, channel_id: int) -> "AnswerPlan":
+        self.unshown += 1
         return AnswerPlan(self, channel_id)
 
+    def spare(self) -> bool:
+        """The global budget has a slot no answer waiting to show needs — also none whose model is still about to
+        say its first word: what a cosmetic request (the typing indicator) may take without delaying an answer."""
+        return self._pacers.global_.free_now() - self.unshown >= 1
+
     def room(self, channel_id: int) -> bool:
-        """A progress edit in this channel now leaves enough for the final writes about to be needed."""
+        """A progress edit in this channel now leaves enough for the first messages of the answers not showing yet
+        and the final writes about to be needed."""
         free = self._pacers.global_.free_now()
-        if free <= 0 or free - self._ending_soon() < 1:
+        if free <= 0 or free - self.unshown - self._ending_soon() < 1:
             return False
         return self._pacers.channel(channel_id).free_now() - self._streaming.get(channel_id, 0) >= 1
 
@@ -92,7 +100,7 @@ class AnswerPlan:
     `on_ready` is called when its turn comes while it waits (the stream shows what it has then)."""
 
     __slots__ = ("_delivery", "_channel", "_start", "streaming", "_ended", "_closed", "_slots", "_waiter",
-                 "on_ready")
+                 "_unshown", "on_ready")
 
     def __init__(self, delivery: Delivery, channel_id: int) -> None:
         self._delivery = delivery
@@ -103,6 +111,7 @@ class AnswerPlan:
         self._closed = False
         self._slots: Slots | None = None     # its first message's slots, once its turn came
         self._waiter: asyncio.Task[None] | None = None
+        self._unshown = True                 # counted in delivery.unshown until its first message goes out
         self.on_ready: Callable[[], None] | None = None
 
     def may_start(self) -> bool:
@@ -117,7 +126,13 @@ class AnswerPlan:
         self.streaming = True
         self._delivery.streamed += 1
         self._delivery._shows(self._channel, 1)
+        self._shown()
         return True
+
+    def _shown(self) -> None:
+        if self._unshown:
+            self._unshown = False
+            self._delivery.unshown -= 1
 
     def _queue(self) -> None:
         pacers = self._delivery._pacers
@@ -142,6 +157,8 @@ class AnswerPlan:
         if waiter is not None and not waiter.done():
             await asyncio.wait([waiter])   # never cancels the waiter: the place in the queue stays the answer's
         slots, self._slots = self._slots, None
+        if slots is not None:
+            self._shown()
         return slots
 
     def progress(self) -> bool:
@@ -165,6 +182,7 @@ class AnswerPlan:
         if self._closed:
             return
         self._closed = True
+        self._shown()
         if self.streaming:
             self._delivery._shows(self._channel, -1)
         if self._waiter is not None and not self._waiter.done():

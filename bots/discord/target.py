@@ -7,7 +7,7 @@ import json
 import logging
 import secrets
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import discord
 from discord.http import handle_message_parameters
@@ -57,9 +57,11 @@ class _Typing:
     With a delay, the first trigger waits on a timer (no task, no request) and is dropped when the first
     message goes out before it fires."""
 
-    def __init__(self, channel: discord.abc.Messageable, pacers: Pacers) -> None:
+    def __init__(self, channel: discord.abc.Messageable, pacers: Pacers,
+                 spare: Callable[[], bool] | None = None) -> None:
         self._channel = channel
         self._pacers = pacers
+        self._spare = spare   # a slot no answer waiting to show needs (bots/discord/delivery), if known
         self._task: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._started = False
@@ -97,6 +99,9 @@ class _Typing:
         try:
             # Typing is cosmetic: when the global budget is used up right now (many answers at once), skip
             # it rather than queue it in front of the answers themselves; the next refresh tries again.
+            # With many answers starting at once, the slots free now are the first messages' that come next.
+            if self._spare is not None and not self._spare():
+                return True
             async with self._pacers.global_.slot_if_free() as free:
                 if free:
                     await self._channel._state.http.send_typing(self._channel.id)  # POST /channels/{id}/typing
@@ -164,7 +169,7 @@ class ChannelTarget:
         self._root = root
         guild = getattr(channel, "guild", None)
         self._guild_id: int | None = guild.id if guild is not None else None
-        self._typing = _Typing(channel, pacers)
+        self._typing = _Typing(channel, pacers, delivery.spare if delivery is not None else None)
         self._typing_delay = typing_delay
         self._waiting: dict[str, Ticket] = {}  # progress edits waiting for a slot, by message id
         self._ending = False                   # the reply's final text goes out next

@@ -236,6 +236,22 @@ async def test_progress_edits_leave_the_global_budget_to_answers_expected_to_end
     assert pacers.global_.free_now() == 2
 
 
+async def test_answers_that_do_not_show_yet_keep_the_free_slots_from_typing_and_progress_edits():
+    clock = Clock()
+    pacers, delivery = budgets(clock, global_limit=2)
+    a = delivery.open(1)
+    assert delivery.spare()                           # one answer to show, two slots: "is typing…" may go
+    b, c = delivery.open(2), delivery.open(3)         # two more asked their model: no word yet
+    assert not delivery.spare()                       # every free slot is a first message's soon
+    assert a.may_start()
+    (await a.first_slots()).release()
+    clock.now += 5.0                                  # (a's post has left the window: 2 slots free again)
+    assert not a.progress()                           # a shows; b's and c's first messages come first
+    b.close()
+    c.close()                                         # (their replies failed before a word)
+    assert a.progress() and delivery.spare()
+
+
 # ---- end to end: what the channels show ------------------------------------------------------------------
 
 
