@@ -140,9 +140,10 @@ class BotProcess:
         self.workdir, self.config, self.env = workdir, config, env
         self.log_path = workdir / "bot.log"
         self.proc: asyncio.subprocess.Process | None = None
+        self.module: str | None = None     # another entry point than `teambridge run` (bench.hotbot)
 
     async def start(self, timeout: float = 60.0) -> None:
-        module = "bench.botproc" if "BENCH_SLACK_MINUTE" in self.env else "bots.app"
+        module = self.module or ("bench.botproc" if "BENCH_SLACK_MINUTE" in self.env else "bots.app")
         log = open(self.log_path, "wb")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module, "run", "--config", str(self.config),
