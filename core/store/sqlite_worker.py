@@ -1,10 +1,16 @@
-"""One SQLite connection (aiosqlite: sqlite3 on a thread of its own), with group commit.
+"""One SQLite connection on a thread of its own, with group commit and one hand-off per batch.
 
 Every statement on its own would cost SQLite a commit (a WAL append) per write: a burst of 200 mentions makes
 ~1,500 of them before the first answer starts. Here statements queued while the connection is busy — or in
 the same event-loop turn — are taken together as one job, and consecutive single-statement writes of a job
 commit as one transaction (group commit). Nothing waits for a batch to fill: an idle connection takes a
 statement at once, so one message alone sees no extra latency.
+
+A job crosses to the connection's thread once and comes back once: the thread runs every statement of it
+(BEGIN and COMMIT included) in one go and then resolves all their futures in one call on the event loop.
+(aiosqlite, used before, crossed twice per statement — a queue put, a thread wake-up and a loop wake-up each
+way — which cost more CPU than the statements themselves.) SQLite calls stay off the event loop: a commit
+may wait up to busy_timeout for another process's lock, and a checkpoint writes the database file.
 
 Durability is unchanged: a statement's future resolves only after the transaction holding it has committed.
 Atomicity per statement is unchanged too: SQLite undoes a failing statement (a constraint, say) by itself
@@ -20,10 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
-
-import aiosqlite
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +47,30 @@ class _Statement:
 class SqliteWorker:
     """`await SqliteWorker.connect(path)`; `execute_fetchall(sql, params)`; `close()`."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+    def __init__(self, db: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+        self._db = db              # used on `thread` only
+        self._thread = thread
         self._pending: list[_Statement] = []
-        self._job: asyncio.Task | None = None   # the job with the connection now
-        self._scheduled = False                  # a flush is due in this loop turn
+        self._job: asyncio.Future | None = None   # the job with the connection now
+        self._scheduled = False                    # a flush is due in this loop turn
         self._closed = False
 
     @classmethod
     async def connect(cls, path: str | Path) -> "SqliteWorker":
-        # isolation_level=None: autocommit; transactions are begun here (groups) or by the caller (group=False)
-        db = await aiosqlite.connect(str(path), isolation_level=None)
-        db.row_factory = sqlite3.Row
-        return cls(db)
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teambridge-sqlite")
+
+        def open_() -> sqlite3.Connection:
+            # isolation_level=None: autocommit; transactions are begun here (groups) or by the caller (group=False)
+            db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            return db
+
+        try:
+            db = await asyncio.get_running_loop().run_in_executor(thread, open_)
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+        return cls(db, thread)
 
     def execute_fetchall(self, sql: str, params: Sequence[Any] = (), *, group: bool = True) -> asyncio.Future:
         """The statement's rows (a future). `group=False`: never wrapped in a group transaction."""
@@ -68,29 +84,33 @@ class SqliteWorker:
             loop.call_soon(self._flush)
         return fut
 
+    async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        """Every statement SQLite runs, as text (tests count the commits); called on the connection's thread."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._db.set_trace_callback, callback)
+
     def _flush(self) -> None:
         self._scheduled = False
         if self._job is not None or not self._pending:
             return
         job, self._pending = self._pending, []
-        self._job = asyncio.ensure_future(self._run(job))
+        self._job = asyncio.get_running_loop().run_in_executor(self._thread, self._execute, job)
+        self._job.add_done_callback(lambda done: self._finish(done, job))
 
-    async def _run(self, job: list[_Statement]) -> None:
-        try:
-            await self._execute(job)
-        finally:
-            self._job = None
-            for st in job:
-                if st.future.done():          # its caller was cancelled
-                    continue
-                if st.error is not None:
-                    st.future.set_exception(st.error)
-                elif st.result is None:       # the job itself was cancelled (closing)
-                    st.future.set_exception(sqlite3.ProgrammingError("Cannot operate on a closed database."))
-                else:
-                    st.future.set_result(st.result)
-            if self._pending and not self._closed:
-                self._flush()
+    def _finish(self, done: asyncio.Future, job: list[_Statement]) -> None:
+        self._job = None
+        if not done.cancelled() and done.exception() is not None:   # a bug here, not a statement's error
+            log.error("SQLite job failed", exc_info=done.exception())
+        for st in job:
+            if st.future.done():          # its caller was cancelled
+                continue
+            if st.error is not None:
+                st.future.set_exception(st.error)
+            elif st.result is None:       # the job never ran (closing)
+                st.future.set_exception(sqlite3.ProgrammingError("Cannot operate on a closed database."))
+            else:
+                st.future.set_result(st.result)
+        if self._pending and not self._closed:
+            self._flush()
 
     async def close(self) -> None:
         if self._closed:
@@ -100,39 +120,41 @@ class SqliteWorker:
             if self._job is None:
                 self._flush()
             if self._job is not None:
-                await asyncio.shield(self._job)
-        await self._db.close()
+                await asyncio.wait([self._job])
+                await asyncio.sleep(0)   # its done callback (resolving the futures) has run
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
+        self._thread.shutdown(wait=False)
 
-    # ---- one job: statements in order, runs of groupable ones in one transaction ---------------------------
+    # ---- one job, on the connection's thread: statements in order, runs of groupable ones in one transaction ----
 
-    async def _execute(self, job: list[_Statement]) -> None:
+    def _execute(self, job: list[_Statement]) -> None:
         i = 0
         while i < len(job):
             j = i
             while j < len(job) and job[j].group:
                 j += 1
             if j - i >= 2 and not self._db.in_transaction:
-                await self._group(job[i:j])
+                self._group(job[i:j])
             else:
                 for st in job[i:max(j, i + 1)]:
-                    await self._one(st)
+                    self._one(st)
                 j = max(j, i + 1)
             i = j
 
-    async def _group(self, group: list[_Statement]) -> None:
+    def _group(self, group: list[_Statement]) -> None:
         db = self._db
         writes = any(not st.sql.lstrip()[:6].lower().startswith(_READS) for st in group)
         try:
             # IMMEDIATE when writing: the write lock up front (another process waits on busy_timeout), never
             # a read lock that can't be upgraded
-            await db.execute_fetchall("BEGIN IMMEDIATE" if writes else "BEGIN")
+            db.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
         except sqlite3.Error:
             for st in group:           # no transaction: each on its own, as without grouping
-                await self._one(st)
+                self._one(st)
             return
         done: list[_Statement] = []
         for st in group:
-            await self._one(st)
+            self._one(st)
             if st.error is not None and not db.in_transaction:
                 # the error ended the transaction: what ran before it in the group is undone
                 for earlier in done:
@@ -143,17 +165,17 @@ class SqliteWorker:
                 done.append(st)
         if db.in_transaction:
             try:
-                await db.execute_fetchall("COMMIT")
+                db.execute("COMMIT")
             except sqlite3.Error as exc:
                 try:
-                    await db.execute_fetchall("ROLLBACK")
+                    db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 for st in done:
                     st.result, st.error = None, exc
 
-    async def _one(self, st: _Statement) -> None:
+    def _one(self, st: _Statement) -> None:
         try:
-            st.result = list(await self._db.execute_fetchall(st.sql, st.params))
+            st.result = self._db.execute(st.sql, st.params).fetchall()
         except Exception as exc:  # noqa: BLE001 - handed to the statement's caller
             st.error = exc

@@ -12,7 +12,7 @@ from core.store.sqlite_worker import SqliteWorker
 async def test_a_burst_of_claims_commits_in_a_few_transactions_and_each_event_is_won_once(tmp_path):
     async with SqliteStore(tmp_path / "tb.db") as store:
         statements: list[str] = []
-        await store._require()._db.set_trace_callback(statements.append)
+        await store._require().set_trace_callback(statements.append)
         events = [f"C1:{i}" for i in range(100)]
         first = await asyncio.gather(*(store.claim_event("slack", e) for e in events))
         again = await asyncio.gather(*(store.claim_event("slack", e) for e in events))
