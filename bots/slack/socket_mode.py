@@ -1,10 +1,11 @@
 """How bolt receives: Socket Mode envelopes checked before bolt reads them (HTTP requests are checked by
-bots/slack/http.py), and, in either mode, bolt's authorization handed the auth.test answer start() already has."""
+bots/slack/http.py) — a channel @mention's two envelopes then go straight to the adapter, past bolt — and, in
+either mode, bolt's authorization handed the auth.test answer start() already has."""
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
@@ -22,8 +23,9 @@ class CheckedSocketHandler(AsyncSocketModeHandler):
     """Socket Mode envelopes go through the same shape check as HTTP requests before bolt reads them: a
     malformed one is acked (Slack would redeliver it otherwise) and dropped with one log line."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, events: Callable[[dict], bool] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._events = events   # takes an events_api body past bolt (SlackAdapter._mention_event), or says no
         sockets = self.client   # the Socket Mode client (named so: tests list the Web API methods by `client.`)
         run_listeners = sockets.run_message_listeners
 
@@ -43,6 +45,9 @@ class CheckedSocketHandler(AsyncSocketModeHandler):
         problem = envelope_problem(req.payload)
         if problem is not None:
             log.warning("Slack %s envelope dropped: %s", req.type, problem)
+            await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        if req.type == "events_api" and self._events is not None and self._events(req.payload):
             await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
             return
         start = time.time()
