@@ -454,3 +454,27 @@ async def test_spare_conversations_let_a_new_thread_start_at_once_and_still_carr
     await backend.aclose()
     assert set(fake.conversations) == {first, second}  # the spare still unused was deleted, not left behind
     await client.close()
+
+
+async def test_after_a_burst_of_new_threads_the_next_burst_of_that_size_starts_from_spares(fake, tmp_path):
+    from core.store.sqlite import SqliteStore
+    client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test")
+    async with SqliteStore(tmp_path / "tb.db") as store:
+        backend = OpenAIBackend(client, StubRegistry(), spare_conversations=2, spare_ledger=store)
+        pool = fake.base_url.rstrip("/")
+        first = await asyncio.gather(*(backend.create_conversation({"channel": f"C{i}"}) for i in range(12)))
+        for _ in range(3000):   # once the burst is over the pool grows to its size, in the background
+            if await store.count_spares(pool) >= 12:
+                break
+            await asyncio.sleep(0.01)
+        spares = set(fake.conversations) - set(first)
+        assert await store.count_spares(pool) == len(spares) == 12
+        second = await asyncio.gather(*(backend.create_conversation({"channel": f"D{i}"}) for i in range(12)))
+        assert set(second) == spares                    # every thread of the second burst started from a spare
+        events, err = await converse(backend, Turn(assistant=FOOD, conversation_id=second[5], text="hi"))
+        assert err is None and text_of(events) == "You said: hi"
+        assert fake.conversations[second[5]]["metadata"] == {"channel": "D5"}
+        await backend.aclose()
+        assert set(fake.conversations) == set(first) | set(second)   # the spares made since were deleted
+        assert await store.count_spares(pool) == 0
+    await client.close()

@@ -6,6 +6,12 @@ ready instead: one is taken at once and labelled with its real metadata (convers
 answer streams. The pool fills lazily — only after the first conversation was needed — and refills in the
 background; when it is empty, a conversation is created the ordinary way.
 
+How many are kept follows demand: at least `spare_conversations`, and after a burst of new threads as many as
+were started in the last minute (at most MAX_SPARES), so the next burst of that size finds a spare for each
+thread instead of waiting for `POST /v1/conversations` in front of every first answer. The part above the
+configured number is made only once the burst is over (no take for QUIET_SECONDS): while it lasts, the event
+loop serves the burst, not the pool.
+
 Nothing is left behind at OpenAI (the Conversations API has no list call, so a forgotten spare could never be
 found again): each spare is written to a ledger (the store) as it is made, and a spare is taken by removing it
 from the ledger, atomically, so processes sharing a database never hand one spare to two chats. A clean
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Protocol
 from urllib.parse import quote
@@ -29,6 +36,10 @@ log = logging.getLogger(__name__)
 
 SPARE_LABEL = {"teambridge": "spare"}
 SHUTDOWN_SECONDS = 10.0  # deleting the pool at shutdown never holds the exit up longer than this
+DEMAND_SECONDS = 60.0    # the pool is sized by the new threads started within this long
+MAX_SPARES = 500         # never more made ahead than this, whatever the demand
+QUIET_SECONDS = 0.1      # the part above the configured size is made once no spare was taken for this long
+FILL_AT_ONCE = 8         # creates in flight while the pool fills
 
 
 class SpareLedger(Protocol):
@@ -70,9 +81,12 @@ class SpareConversations:
         self._filling: asyncio.Task | None = None
         self._labels: dict[str, asyncio.Task] = {}
         self._closing = False
+        self._takes: deque[float] = deque()   # when conversations were asked for (monotonic), DEMAND_SECONDS back
 
     async def take(self, metadata: dict[str, str]) -> str:
         """A conversation for `metadata`: a spare (labelled in the background) or a new one. Raises openai.APIError."""
+        if self._size:
+            self._takes.append(time.monotonic())
         conversation_id = await self._take_spare() if self._size else None
         self._refill()
         if conversation_id is None:
@@ -118,34 +132,73 @@ class SpareConversations:
 
     async def _delete_pool(self) -> int:
         deleted = 0
-        while (conversation_id := await self._ledger.take_spare(self._pool)) is not None:
-            try:
-                await self._client.conversations.delete(conversation_id)
-            except openai.NotFoundError:
-                pass  # gone already: what we wanted
-            except Exception as exc:  # put it back: the next start uses it (or deletes it)
-                log.warning("could not delete spare conversation %s: %r", conversation_id, exc)
-                await self._ledger.add_spare(self._pool, conversation_id)
-                break
-            deleted += 1
-        return deleted
+        while True:   # FILL_AT_ONCE at a time: a pool sized for a burst is deleted within SHUTDOWN_SECONDS too
+            batch = []
+            while len(batch) < FILL_AT_ONCE and (conversation_id := await self._ledger.take_spare(self._pool)):
+                batch.append(conversation_id)
+            done = await asyncio.gather(*(self._delete(c) for c in batch))
+            deleted += sum(done)
+            if not batch or not all(done):
+                return deleted
+
+    async def _delete(self, conversation_id: str) -> bool:
+        try:
+            await self._client.conversations.delete(conversation_id)
+        except openai.NotFoundError:
+            pass  # gone already: what we wanted
+        except Exception as exc:  # put it back: the next start uses it (or deletes it)
+            log.warning("could not delete spare conversation %s: %r", conversation_id, exc)
+            await self._ledger.add_spare(self._pool, conversation_id)
+            return False
+        return True
 
     def _refill(self) -> None:
         if self._size and not self._closing and (self._filling is None or self._filling.done()):
             self._filling = asyncio.ensure_future(self._fill())
 
+    def target(self) -> int:
+        """How many spares to keep now: the configured number, or the recent demand if that is higher."""
+        takes, since = self._takes, time.monotonic() - DEMAND_SECONDS
+        while takes and takes[0] < since:
+            takes.popleft()
+        return min(MAX_SPARES, max(self._size, len(takes)))
+
     async def _fill(self) -> None:
         try:
-            while not self._closing and await self._ledger.count_spares(self._pool) < self._size:
-                try:
-                    conversation_id = await self._create(SPARE_LABEL)
-                except openai.APIError as exc:  # the ordinary path still works; try again on the next demand
-                    log.warning("could not prepare a spare conversation: %s", exc)
+            while not self._closing:
+                have = await self._ledger.count_spares(self._pool)
+                missing = self.target() - have
+                if missing <= 0:
                     return
-                # recorded at once: a crash from here on leaves it in the ledger, not lost at OpenAI
-                await asyncio.shield(self._ledger.add_spare(self._pool, conversation_id))
+                at_once = 1   # up to the configured size one at a time, each recorded before the next is made
+                if have >= self._size:
+                    if not await self._burst_over():
+                        return
+                    at_once = min(missing, FILL_AT_ONCE)
+                made = await asyncio.gather(*(self._spare() for _ in range(at_once)))
+                if not all(made):   # the ordinary path still works; try again on the next demand
+                    return
         except Exception:
             log.exception("spare conversations: the ledger failed; no spares for now")
+
+    async def _burst_over(self) -> bool:
+        """Waits until no spare was taken for QUIET_SECONDS; False when closing."""
+        while not self._closing:
+            quiet = time.monotonic() - (self._takes[-1] if self._takes else 0.0)
+            if quiet >= QUIET_SECONDS:
+                return True
+            await asyncio.sleep(QUIET_SECONDS - quiet)
+        return False
+
+    async def _spare(self) -> bool:
+        try:
+            conversation_id = await self._create(SPARE_LABEL)
+        except openai.APIError as exc:
+            log.warning("could not prepare a spare conversation: %s", exc)
+            return False
+        # recorded at once: a crash from here on leaves it in the ledger, not lost at OpenAI
+        await asyncio.shield(self._ledger.add_spare(self._pool, conversation_id))
+        return True
 
     async def _create(self, metadata: dict[str, str]) -> str:
         """POST /v1/conversations: the new conversation's id. Raises openai.APIError."""
