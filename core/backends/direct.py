@@ -25,6 +25,7 @@ import aiohttp
 import httpx2
 import openai
 import orjson
+import yarl
 from openai import AsyncOpenAI
 
 # The SDK's mapping of an HTTP status to its exception type (openai._client.AsyncOpenAI._make_status_error).
@@ -60,6 +61,7 @@ class DirectJSON:
         self._headers: dict[str, str] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._urls: dict[str, yarl.URL] = {}    # parsed once per path (a new conversation's label: once per id)
 
     @staticmethod
     def for_client(client: AsyncOpenAI, headers: Mapping[str, Any] | None = None) -> "DirectJSON | None":
@@ -85,10 +87,21 @@ class DirectJSON:
     def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
-            # keep-alive for as many answers as stream at once; the SDK's aiohttp transport allows 1,000 too
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+            # keep-alive for as many answers as stream at once; the SDK's aiohttp transport allows 1,000 too.
+            # What every request carries is the session's: aiohttp merges it per request without parsing again.
+            # No cookie jar: the API sets none worth keeping, and the jar is walked on every request.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000), headers=self.headers(),
+                                                  timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar())
             self._loop = loop
         return self._session
+
+    def _url(self, path: str) -> yarl.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = yarl.URL(self._base + path)
+            if len(self._urls) < 64:   # the fixed paths; a label's path names its conversation
+                self._urls[path] = url
+        return url
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -104,7 +117,7 @@ class DirectJSON:
         body is read raises aiohttp's (core.backends.errors.transport words both)."""
         url = self._base + path
         try:
-            resp = await self._session_now().post(url, data=body, headers=self.headers(), timeout=self._timeout,
+            resp = await self._session_now().post(self._url(path), data=body,
                                                   allow_redirects=False)   # a token never follows a redirect
         except asyncio.TimeoutError as exc:
             raise openai.APITimeoutError(request=httpx2.Request("POST", url)) from exc
