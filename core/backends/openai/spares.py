@@ -3,7 +3,7 @@
 Every @mention that starts a Slack thread or a Discord conversation needs a new OpenAI Conversation before the
 model can start; that is one more round trip in front of the first word. A few empty conversations are kept
 ready instead: one is taken at once and labelled with its real metadata (conversations.update) while the first
-answer streams. The pool fills lazily — only after the first conversation was needed — and refills in the
+answer streams (once a burst of new threads is over: until then the event loop sends the burst's requests). The pool fills lazily — only after the first conversation was needed — and refills in the
 background; when it is empty, a conversation is created the ordinary way.
 
 How many are kept follows demand: at least `spare_conversations`, and after a burst of new threads as many as
@@ -40,6 +40,7 @@ DEMAND_SECONDS = 60.0    # the pool is sized by the new threads started within t
 MAX_SPARES = 500         # never more made ahead than this, whatever the demand
 QUIET_SECONDS = 0.1      # the part above the configured size is made once no spare was taken for this long
 FILL_AT_ONCE = 8         # creates in flight while the pool fills
+LABEL_WAIT_SECONDS = 1.0  # a taken spare's label waits for a burst to pass at most this long
 
 
 class SpareLedger(Protocol):
@@ -80,6 +81,8 @@ class SpareConversations:
         self._pool = pool or str(client.base_url).rstrip("/")
         self._filling: asyncio.Task | None = None
         self._labels: dict[str, asyncio.Task] = {}
+        self._unlabelled: dict[str, dict[str, str]] = {}   # taken, their label waiting for the burst to pass
+        self._labelling: asyncio.Task | None = None
         self._closing = False
         self._takes: deque[float] = deque()   # when conversations were asked for (monotonic), DEMAND_SECONDS back
 
@@ -91,20 +94,36 @@ class SpareConversations:
         self._refill()
         if conversation_id is None:
             return await self._create(metadata)
-        self._labels[conversation_id] = asyncio.ensure_future(self._label(conversation_id, metadata))
+        # Labelled once a burst of new threads is over (or LABEL_WAIT_SECONDS at the latest): meanwhile the
+        # event loop sends the burst's requests to the model; the labels are for admins and can wait.
+        self._unlabelled[conversation_id] = metadata
+        if self._labelling is None or self._labelling.done():
+            self._labelling = asyncio.ensure_future(self._label_pending())
         return conversation_id
 
     async def labelled(self, conversation_id: str) -> None:
         """Wait until a spare taken for this conversation carries its metadata (no-op otherwise)."""
+        metadata = self._unlabelled.pop(conversation_id, None)
+        if metadata is not None:   # its answer ended before the burst did: labelled now
+            await self._label(conversation_id, metadata)
+            return
         task = self._labels.pop(conversation_id, None)
         if task is not None:
             await task
+
+    async def _label_pending(self) -> None:
+        await self._quiet(LABEL_WAIT_SECONDS)
+        pending, self._unlabelled = self._unlabelled, {}
+        for conversation_id, metadata in pending.items():
+            self._labels[conversation_id] = asyncio.ensure_future(self._label(conversation_id, metadata))
 
     async def aclose(self) -> None:
         """Stop filling, finish labelling, and delete the spares still in the pool at OpenAI."""
         self._closing = True  # a create in flight finishes and is recorded: cancelling it could lose it at OpenAI
         if self._filling is not None:
             await asyncio.wait([self._filling], timeout=SHUTDOWN_SECONDS)
+        if self._labelling is not None:   # closing: what waits for its label is labelled now
+            await asyncio.wait([self._labelling], timeout=5)
         if self._labels:
             await asyncio.wait(list(self._labels.values()), timeout=5)
         try:
@@ -172,7 +191,7 @@ class SpareConversations:
                     return
                 at_once = 1   # up to the configured size one at a time, each recorded before the next is made
                 if have >= self._size:
-                    if not await self._burst_over():
+                    if not await self._quiet():
                         return
                     at_once = min(missing, FILL_AT_ONCE)
                 made = await asyncio.gather(*(self._spare() for _ in range(at_once)))
@@ -181,11 +200,13 @@ class SpareConversations:
         except Exception:
             log.exception("spare conversations: the ledger failed; no spares for now")
 
-    async def _burst_over(self) -> bool:
-        """Waits until no spare was taken for QUIET_SECONDS; False when closing."""
+    async def _quiet(self, limit: float | None = None) -> bool:
+        """Waits until no spare was taken for QUIET_SECONDS (or `limit` seconds passed); False when closing."""
+        deadline = None if limit is None else time.monotonic() + limit
         while not self._closing:
-            quiet = time.monotonic() - (self._takes[-1] if self._takes else 0.0)
-            if quiet >= QUIET_SECONDS:
+            now = time.monotonic()
+            quiet = now - (self._takes[-1] if self._takes else 0.0)
+            if quiet >= QUIET_SECONDS or (deadline is not None and now >= deadline):
                 return True
             await asyncio.sleep(QUIET_SECONDS - quiet)
         return False
