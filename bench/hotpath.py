@@ -148,6 +148,11 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                 await asyncio.sleep(0.3)   # the window is open before the first event (the bot idles)
                 await _burst(ledger, burst, slack, discord, people)
                 window = await _wait_file(out, bot, timeout=300)
+                if profiled and (out.parent / (out.name + ".pstats")).exists():
+                    keep = RESULTS / f"hotpath-{sc.platform}-{size}.pstats"
+                    RESULTS.mkdir(parents=True, exist_ok=True)
+                    (out.parent / (out.name + ".pstats")).replace(keep)
+                    window["pstats"] = str(keep)
                 openai.gate.set()
                 ledger.cpu_probe = None
                 e2m = [ledger.by_tag[t].model_request - ledger.by_tag[t].event_sent for t, _ in burst
@@ -160,7 +165,8 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                     window["calls_per_message"] = round(window["calls"] / size)
                 windows.append(window)
                 print(f"  burst {b + 1}{' (profiled)' if profiled else ''}: {window['cpu_us_per_message']} µs CPU "
-                      f"per message ({window['loop_cpu_us_per_message']} on the loop)"
+                      f"per message ({window['loop_cpu_us_per_message']} on the loop; {window['gc_collections']} "
+                      f"collections, {window['gc_cpu_s'] * 1e3:.1f} ms)"
                       + (f", {window['calls_per_message']} calls" if profiled else ""), file=sys.stderr, flush=True)
                 await _until_done(ledger, [t for t, _ in burst])
                 await asyncio.sleep(0.5)   # the answers' last writes settle before the next window
