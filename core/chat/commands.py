@@ -116,6 +116,11 @@ class CommandSurface:
             if self._relay is not None:
                 self._relay.listen()
 
+    @property
+    def tasks(self) -> frozenset:
+        """Clicks from other processes being acted on in this one (ChatService.shutdown waits for them)."""
+        return self._relay.tasks if self._relay is not None else frozenset()
+
     def specs(self, platform: str) -> tuple[CommandSpec, ...]:
         """The commands a platform offers, in table order (Discord registers exactly these as slash commands)."""
         return tuple(s for s in self._specs.values() if s.platforms is None or platform in s.platforms)

@@ -29,6 +29,9 @@ REPLIES = "confirm.reply"    # ... the asking process taking it, then what to te
 ACK_WAIT = 5.0        # how long the clicker's process waits to hear that some process asked the question
 RESULT_WAIT = 120.0   # and then for the answer (a delete at the model provider may take a while)
 
+TAKEN_NO_ANSWER = ("The teambridge process that asked this took your click but has not answered yet; it may still "
+                   "be at work. Check the result before you run the command again.")
+
 Decide = Callable[[InboundMessage, str, bool], Awaitable[ConfirmReply]]   # (clicker's msg, token, accepted)
 Knows = Callable[[str], bool]   # was the question behind this token asked in this process?
 
@@ -47,6 +50,11 @@ class ConfirmRelay:
     @property
     def shared(self) -> bool:
         return self._signals.shared
+
+    @property
+    def tasks(self) -> frozenset[asyncio.Task]:
+        """Other processes' clicks being acted on here (a shutdown gives them its grace, like answers)."""
+        return frozenset(self._tasks)
 
     def listen(self) -> None:
         """Answer other processes' clicks on this process's questions (idempotent)."""
@@ -74,9 +82,11 @@ class ConfirmRelay:
             await asyncio.wait_for(taken, ACK_WAIT)
             return await asyncio.wait_for(result, RESULT_WAIT)
         except TimeoutError:
-            if taken.done():
-                log.warning("the process that asked question %s took the click but did not answer", token[:60])
-            return None
+            if not taken.done() or taken.cancelled():   # wait_for cancels what it gave up on: nobody took it
+                return None
+            # the asking process took it and may still be acting on it: never say "nothing was done" then
+            log.warning("the process that asked question %s took the click but did not answer", token[:60])
+            return ConfirmReply(TAKEN_NO_ANSWER, settled=False)
         except Exception:
             log.exception("could not pass a confirmation click on to the other processes")
             return None
@@ -89,10 +99,10 @@ class ConfirmRelay:
         try:
             data = json.loads(payload)
             clicker = Author(str(data["user"]), str(data.get("name", "")),
-                             tuple(str(r) for r in data.get("roles", ())), bool(data.get("admin")))
+                             tuple(str(r) for r in data.get("roles", ())), data.get("admin") is True)
             msg = InboundMessage(platform=str(data["platform"]), workspace=str(data.get("workspace", "")),
                                  channel=str(data.get("channel", "")), author=clicker, text="", mentions_bot=True)
-            request, token, accepted = str(data["request"]), str(data["token"]), bool(data["accepted"])
+            request, token, accepted = str(data["request"]), str(data["token"]), data["accepted"] is True
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("dropped a malformed confirmation click signal")
             return
@@ -119,7 +129,7 @@ class ConfirmRelay:
         try:
             data = json.loads(payload)
             waiting = self._waiting.get(str(data["request"]))
-            reply = None if data.get("taken") else ConfirmReply(str(data["text"]), bool(data["settled"]))
+            reply = None if data.get("taken") else ConfirmReply(str(data["text"]), data["settled"] is True)
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("dropped a malformed confirmation reply signal")
             return

@@ -237,7 +237,8 @@ class ChatService:
         """Stop taking messages, let answers in flight finish within `grace` seconds, interrupt the rest."""
         self._accepting = False
         grace = self._config.shutdown_grace_seconds if grace is None else grace
-        pending = {t for t in self._turns if t is not asyncio.current_task()}
+        # answers in flight, and other processes' Delete clicks being carried out here (core/chat/confirm_relay.py)
+        pending = {t for t in self._turns | self.commands.tasks if t is not asyncio.current_task()}
         if pending:
             _, still_running = await asyncio.wait(pending, timeout=grace)
             for task in still_running:
