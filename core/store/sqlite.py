@@ -1,6 +1,6 @@
 """SQLite persistence (the embedded default behind core.store.protocol.Store).
 
-One connection per store (sqlite3 on a thread of its own: core.store.sqlite_worker) that runs every
+One connection per store (aiosqlite: sqlite3 on a thread of its own; core.store.sqlite_worker) that runs every
 statement in the order it was queued, so single statements never interleave; the connection is in autocommit mode
 (``isolation_level=None``), and statements queued together are handed over together and their writes committed
 as one transaction (group commit: a statement's future resolves after its commit). That keeps the hot paths

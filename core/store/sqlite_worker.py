@@ -1,4 +1,4 @@
-"""One SQLite connection on a thread of its own, with group commit and one hand-off per batch.
+"""One SQLite connection (aiosqlite: sqlite3 on a thread of its own), with group commit and one hand-off per batch.
 
 Every statement on its own would cost SQLite a commit (a WAL append) per write: a burst of 200 mentions makes
 ~1,500 of them before the first answer starts. Here statements queued while the connection is busy — or in
@@ -6,11 +6,14 @@ the same event-loop turn — are taken together as one job, and consecutive sing
 commit as one transaction (group commit). Nothing waits for a batch to fill: an idle connection takes a
 statement at once, so one message alone sees no extra latency.
 
-A job crosses to the connection's thread once and comes back once: the thread runs every statement of it
-(BEGIN and COMMIT included) in one go and then resolves all their futures in one call on the event loop.
-(aiosqlite, used before, crossed twice per statement — a queue put, a thread wake-up and a loop wake-up each
-way — which cost more CPU than the statements themselves.) SQLite calls stay off the event loop: a commit
-may wait up to busy_timeout for another process's lock, and a checkpoint writes the database file.
+The connection is aiosqlite's: sqlite3 on a thread of its own, fed by a queue. A job crosses to that thread once
+and comes back once: the thread runs every statement of it (BEGIN and COMMIT included) in one go and the loop then
+resolves all their futures in one call. aiosqlite's public methods cross twice per statement (a queue put, a thread
+wake-up and a loop wake-up each way), which cost more CPU than the statements themselves; so the job goes through
+`Connection._execute`, the one call every public aiosqlite method is built on (it queues a function for the
+connection's thread) — pinned in pyproject.toml to the versions that have it (every store test fails without
+it). SQLite calls stay off the event loop: a commit may wait up to busy_timeout for another process's lock, and
+a checkpoint writes the database file.
 
 Durability is unchanged: a statement's future resolves only after the transaction holding it has committed.
 Atomicity per statement is unchanged too: SQLite undoes a failing statement (a constraint, say) by itself
@@ -26,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import aiosqlite
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +51,9 @@ class _Statement:
 class SqliteWorker:
     """`await SqliteWorker.connect(path)`; `execute_fetchall(sql, params)`; `close()`."""
 
-    def __init__(self, db: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
-        self._db = db              # used on `thread` only
-        self._thread = thread
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._connection = db
+        self._db: sqlite3.Connection = db._conn   # used on aiosqlite's thread only (in the jobs it runs)
         self._pending: list[_Statement] = []
         self._job: asyncio.Future | None = None   # the job with the connection now
         self._scheduled = False                    # a flush is due in this loop turn
@@ -57,20 +61,10 @@ class SqliteWorker:
 
     @classmethod
     async def connect(cls, path: str | Path) -> "SqliteWorker":
-        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teambridge-sqlite")
-
-        def open_() -> sqlite3.Connection:
-            # isolation_level=None: autocommit; transactions are begun here (groups) or by the caller (group=False)
-            db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            return db
-
-        try:
-            db = await asyncio.get_running_loop().run_in_executor(thread, open_)
-        except BaseException:
-            thread.shutdown(wait=False)
-            raise
-        return cls(db, thread)
+        # isolation_level=None: autocommit; transactions are begun here (groups) or by the caller (group=False)
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return cls(db)
 
     def execute_fetchall(self, sql: str, params: Sequence[Any] = (), *, group: bool = True) -> asyncio.Future:
         """The statement's rows (a future). `group=False`: never wrapped in a group transaction."""
@@ -86,14 +80,14 @@ class SqliteWorker:
 
     async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
         """Every statement SQLite runs, as text (tests count the commits); called on the connection's thread."""
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._db.set_trace_callback, callback)
+        await self._connection.set_trace_callback(callback)
 
     def _flush(self) -> None:
         self._scheduled = False
         if self._job is not None or not self._pending:
             return
         job, self._pending = self._pending, []
-        self._job = asyncio.get_running_loop().run_in_executor(self._thread, self._execute, job)
+        self._job = asyncio.ensure_future(self._connection._execute(self._execute, job))
         self._job.add_done_callback(lambda done: self._finish(done, job))
 
     def _finish(self, done: asyncio.Future, job: list[_Statement]) -> None:
@@ -122,8 +116,7 @@ class SqliteWorker:
             if self._job is not None:
                 await asyncio.wait([self._job])
                 await asyncio.sleep(0)   # its done callback (resolving the futures) has run
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
-        self._thread.shutdown(wait=False)
+        await self._connection.close()
 
     # ---- one job, on the connection's thread: statements in order, runs of groupable ones in one transaction ----
 
