@@ -9,11 +9,13 @@ same order as any first message: the answer does not wait to be shown any longer
 When its turn comes, it shows what it has: if the model is still writing, it streams from there (post now,
 final edit later); if the model finished while it waited, its message is the whole answer — one write instead
 of two or more. So an answer is held exactly when it ended before its first message could have gone out anyway,
-decided when the slot is there rather than guessed ahead, per-channel waits included; meanwhile the channel
-shows "is typing…". The queue's order is the pacer's: first messages (a held answer's whole text, a stream's
+decided when the slot is there rather than guessed ahead, per-channel waits included; meanwhile "is typing…"
+shows when the budget has a slot to spare. The queue's order is the pacer's: first messages (a held answer's whole text, a stream's
 first post) before final edits of answers whose beginning already shows, and those before progress edits.
 
-Progress edits are made only when there is room now: the global budget must keep room for the final writes of
+Progress edits are made only when there is room now: the global budget must keep room for the first messages of
+the answers not showing yet (queued, or asked their model and waiting for its first word — a burst's later answers
+would otherwise find the window spent; the typing indicator keeps out of it likewise) and for the final writes of
 the answers expected to end within its window (estimated from how long recent answers took from their first
 text to their end; one already a window past its expected end counts as unpredictable, not as ending), and the
 channel's bucket must keep a slot for the final edit of each answer streaming in that channel — five writes
@@ -22,15 +24,11 @@ per five seconds are soon spent by one answer's progress edits otherwise, and it
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from bisect import bisect_left, bisect_right, insort
 from typing import Callable
 
 from bots.discord.pacing import Pacers, Slots
-
-log = logging.getLogger("teambridge.discord")
-
 
 class Delivery:
     """The answers in progress on one bot's budgets, and how long answers take."""
