@@ -172,6 +172,7 @@ class ConversationAdmin:
                     vector_stores += 1
                     files += removed
             await self._store.delete_conversation(_key(row.key), row.assistant)
+            await self._store.delete_answers(row.id)   # its answers and their ratings go with it
             deleted.append(row.id)
             log.info("deleted conversation %s (%s, %s)", row.id, row.assistant, row.key)
         forgotten = 0
@@ -190,6 +191,7 @@ class ConversationAdmin:
             records = await self._store.list_conversations()
             keep = await self._files_in_use(exclude={(record.key, record.assistant)}, records=records)
             await self._delete_vector_store(record.vector_store_id, keep)
+        await self._store.delete_answers(record.backend_id)
         log.info("deleted conversation %s at the backend (reset)", record.backend_id)
 
     async def sweep(self, days: int) -> DeleteReport:

@@ -95,7 +95,7 @@ class AnswerTurn:
             await records.posted(message_id)
 
         stream: ReplyStream = target.open_stream(on_posted) or EditStream(target, on_posted=on_posted)
-        answer_id = self._controls.begin(msg, assistant.name, stream.lifetime)
+        answer_id = self._controls.begin(msg, assistant.name, stream.lifetime, conversation_id=turn.conversation_id)
         citations: list[Citation] = []
         links = FileLinks()  # sandbox: links in the text -> the files as posted (held back until decided)
         try:

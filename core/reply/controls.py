@@ -77,12 +77,13 @@ def parse_action(value: str) -> Action | None:
 
 
 class _Live:
-    __slots__ = ("msg", "assistant", "lifetime", "message_id", "saved")
+    __slots__ = ("msg", "assistant", "lifetime", "message_id", "saved", "conversation_id")
 
-    def __init__(self, msg: InboundMessage, assistant: str, lifetime: ReplyLifetime) -> None:
+    def __init__(self, msg: InboundMessage, assistant: str, lifetime: ReplyLifetime, conversation_id: str) -> None:
         self.msg = msg
         self.assistant = assistant
         self.lifetime = lifetime
+        self.conversation_id = conversation_id
         self.message_id = ""
         self.saved = asyncio.Event()
 
@@ -103,11 +104,13 @@ class AnswerControls:
 
     # ---- the service's side: an answer's life ------------------------------------------------------------
 
-    def begin(self, msg: InboundMessage, assistant: str, lifetime: ReplyLifetime) -> str:
-        """A new answer to `msg` opens: its id, set on the reply's lifetime for the platform's buttons."""
+    def begin(self, msg: InboundMessage, assistant: str, lifetime: ReplyLifetime, *,
+              conversation_id: str = "") -> str:
+        """A new answer to `msg` opens: its id, set on the reply's lifetime for the platform's buttons.
+        `conversation_id`: the backend conversation it is part of (erasing that erases the answer)."""
         answer_id = uuid.uuid4().hex[:20]
         lifetime.answer_id = answer_id
-        self._live[answer_id] = _Live(msg, assistant, lifetime)
+        self._live[answer_id] = _Live(msg, assistant, lifetime, conversation_id)
         self._listen()
         return answer_id
 
@@ -127,7 +130,7 @@ class AnswerControls:
                 id=answer_id, platform=msg.platform, workspace=msg.workspace, channel=msg.channel,
                 thread=msg.thread, message_id=live.message_id, assistant=live.assistant, model=model,
                 user=msg.author.id, user_name=msg.author.name, question=msg.text, is_direct=msg.is_direct,
-                outcome=outcome, at=self._clock()))
+                outcome=outcome, at=self._clock(), conversation_id=live.conversation_id))
         except Exception:  # the answer was given; only its buttons will not work
             log.exception("could not record answer %s: its rate and retry buttons will say so", answer_id)
         finally:

@@ -197,5 +197,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX message_times_user_at ON message_times (user_id, at)",
     ),
+    # 7: the conversation each answer belongs to, so that erasing a conversation erases its answers and ratings
+    # (SQLite's version 8)
+    (
+        "ALTER TABLE answers ADD COLUMN conversation_id TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX answers_conversation ON answers (conversation_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -130,6 +130,7 @@ class AnswerRecord:
     is_direct: bool
     outcome: str               # answered | stopped | failed
     at: float                  # unix time the answer ended
+    conversation_id: str = ""  # the backend's conversation it belongs to ("": recorded before they were linked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,9 @@ class Store(Protocol):
     async def forget_answers_user(self, user: str, replacement: str) -> int: ...
     # Retention: the questions of answers that ended before `before` are blanked (they cannot be retried any more).
     async def forget_questions(self, before: float) -> int: ...
+    # A conversation erased (deleted by an admin, /forget, the retention sweep, a reset that deletes): its answers
+    # and their ratings go with it. Returns how many answers.
+    async def delete_answers(self, conversation_id: str) -> int: ...
 
     # ---- the audit trail of tool calls ----------------------------------------------------------------
     async def record_tool_call(self, record: ToolCallRecord) -> None: ...

@@ -205,5 +205,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX feedback_at ON feedback (at)",
     ),
+    # 8: the conversation each answer belongs to, so that erasing a conversation erases its answers and ratings
+    (
+        "ALTER TABLE answers ADD COLUMN conversation_id TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX answers_conversation ON answers (conversation_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -116,10 +116,23 @@ async def test_delete_needs_yes_off_a_terminal_and_then_deletes_at_openai_and_he
         ["user", "assistant"]
 
 
+async def feedback(fake, tmp_path: Path) -> dict:
+    run = await cli(fake, tmp_path, "feedback", "--period", "24h", "--json")
+    assert run.code == 0, run.err
+    return json.loads(run.out)
+
+
 async def test_delete_by_user_with_forget_user_keeps_the_cost_under_a_digest(fake, tmp_path):
     await say(fake, tmp_path, "alice", "Basil?\n")
     await say(fake, tmp_path, "alice", "Seven squared?\n", assistant="math")
     await say(fake, tmp_path, "bob", "Thyme?\n")
+    async with SqliteStore(tmp_path / "teambridge.db") as store:   # each rates the other's answer (👍 / 👎)
+        asked = {tuple(r) for r in await store._fetch('SELECT "user", id FROM answers ORDER BY at')}
+        [bobs] = [a for u, a in asked if u == "bob"]
+        alices = sorted(a for u, a in asked if u == "alice")
+        await store.rate_answer(bobs, "alice", 1)
+        await store.rate_answer(alices[0], "bob", -1)
+    assert (await feedback(fake, tmp_path))["total"] == {"up": 1, "down": 1}
 
     done = await cli(fake, tmp_path, "conversations", "delete", "--user", "alice", "--yes", "--forget-user")
     assert done.code == 0, done.err
@@ -131,11 +144,14 @@ async def test_delete_by_user_with_forget_user_keeps_the_cost_under_a_digest(fak
     usage = await cli(fake, tmp_path, "usage", "--by", "user", "--period", "24h", "--json")
     users = {row["key"] for row in json.loads(usage.out)["rows"]}
     assert users == {"bob", user_digest("alice")}
-    # the answers alice got keep no question of hers and no id of hers (their ratings could stay, as numbers)
+    # the answers alice got went with her conversations, and bob's rating of one with them; her rating of bob's
+    # answer stays, counted, under the digest
     async with SqliteStore(tmp_path / "teambridge.db") as store:
         rows = await store._fetch('SELECT "user", user_name, question FROM answers ORDER BY at')
-    assert [tuple(r) for r in rows] == [(user_digest("alice"), "", ""), (user_digest("alice"), "", ""),
-                                        ("bob", "bob", "Thyme?")]
+    assert [tuple(r) for r in rows] == [("bob", "bob", "Thyme?")]
+    report = await feedback(fake, tmp_path)
+    assert report["total"] == {"up": 1, "down": 0}
+    assert [(r["user"], r["rating"], r["asked_by"]) for r in report["ratings"]] == [(user_digest("alice"), "up", "bob")]
 
     without = await cli(fake, tmp_path, "conversations", "delete", "--user", "bob", "--yes")
     assert without.code == 0 and without.out.strip() == "Deleted 1 conversation."
@@ -169,10 +185,16 @@ async def test_retention_sweep_deletes_only_conversations_idle_past_the_limit(fa
         now[0] = rows["new"].created_at + 40 * 86400
         await store.record_usage(assistant="food", platform="console", workspace="", channel="console:new",
                                  user="new", model="gpt-test", usage=Usage(1, 0, 1))
+        answers = {tuple(r) for r in await store._fetch('SELECT "user", id FROM answers')}
+        for _, answer_id in answers:
+            await store.rate_answer(answer_id, "root", 1)
         admin = ConversationAdmin(config, store, {"openai": OpenAIConversations(client)},
                                   OpenAIFileBackend(client), clock=lambda: now[0])
         assert (await admin.sweep(config.retention.conversations_days)).deleted == (rows["old"].backend_id,)
         assert [r.user_id for r in await admin.list()] == ["new"]
+        # the idle conversation's answer and its rating went with it: `teambridge feedback` counts the rest
+        assert [(r.asker, r.user) for r in await store.feedback_rows(0, now[0] + 1)] == [("new", "root")]
+        assert [u for u, a in answers if await store.get_answer(a) is not None] == ["new"]
         assert rows["old"].backend_id not in fake.conversations and rows["new"].backend_id in fake.conversations
         now[0] += 29 * 86400
         assert (await admin.sweep(30)).deleted == ()
@@ -196,6 +218,10 @@ async def test_reset_deletes_the_old_conversation_at_openai_only_where_the_assis
         "Started a new conversation with math.\n"
     assert math["id"] in fake.conversations                      # the default: only a new conversation
     assert await listed(fake, tmp_path, "--user", "alice") == []
+    # the answers of the deleted conversation went with it; those of the one only left behind stay
+    async with SqliteStore(tmp_path / "teambridge.db") as store:
+        rows = await store._fetch("SELECT assistant, conversation_id FROM answers")
+    assert [tuple(r) for r in rows] == [("math", math["id"])]
 
 
 async def test_delete_removes_the_conversations_vector_store_and_files_no_one_else_uses(fake, tmp_path):

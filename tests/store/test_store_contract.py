@@ -691,3 +691,24 @@ async def test_retention_blanks_old_questions_and_keeps_the_ratings(stores):
         assert (await store.get_answer("old")).question == ""
         assert (await store.get_answer("new")).question == "new question"
         assert len(await store.feedback_rows(0, 4e9)) == 1
+
+
+async def test_an_erased_conversations_answers_and_ratings_go_with_it_and_the_others_stay(stores):
+    async with stores.open() as store:
+        await store.save_answer(answer("a1", conversation_id="conv_gone"))
+        await store.save_answer(answer("a2", conversation_id="conv_gone", outcome="stopped"))
+        await store.save_answer(answer("b1", conversation_id="conv_kept"))
+        await store.save_answer(answer("old", conversation_id=""))    # recorded before answers were linked
+        for answer_id in ("a1", "a2", "b1", "old"):
+            await store.rate_answer(answer_id, "U2", 1)
+        await store.rate_answer("a1", "U3", -1)
+        assert (await store.get_answer("b1")).conversation_id == "conv_kept"
+
+        assert await store.delete_answers("conv_gone") == 2
+        assert await store.delete_answers("conv_gone") == 0
+        assert await store.delete_answers("") == 0                      # unlinked answers are nobody's
+    async with stores.open() as store:                                  # restarted: it stays so
+        assert await store.get_answer("a1") is None and await store.get_answer("a2") is None
+        rows = await store.feedback_rows(0, 4e9)
+        assert sorted((r.answer_id, r.user) for r in rows) == [("b1", "U2"), ("old", "U2")]
+        assert await store.forget_answers_user("U3", "digest-3") == 0     # U3's only rating went with a1
