@@ -188,10 +188,10 @@ class ChannelTarget:
         return self._pacers.for_channel(self._channel.id, urgent=urgent, ticket=ticket, first=first)
 
     @asynccontextmanager
-    async def _first_or_paced(self, *, first: bool) -> AsyncIterator[None]:
+    async def _first_or_paced(self, *, first: bool, answer: bool = False) -> AsyncIterator[None]:
         """A first message goes out on the slots its answer queued for with its first text (bots/discord/delivery),
         keeping that place in the queue; any other message queues now."""
-        slots = await self._plan.first_slots() if first and self._plan is not None else None
+        slots = await self._plan.first_slots() if answer and self._plan is not None else None
         if slots is None:
             async with self._pace(first=first):
                 yield
@@ -200,11 +200,11 @@ class ChannelTarget:
             yield
 
     async def _send(self, *, content: str | None = None, file: discord.File | None = None,
-                    view=MISSING) -> int:
-        return int((await self._deliver(content=content, file=file, view=view))["id"])
+                    view=MISSING, answer: bool = False) -> int:
+        return int((await self._deliver(content=content, file=file, view=view, answer=answer))["id"])
 
     async def _deliver(self, *, content: str | None = None, file: discord.File | None = None,
-                       view=MISSING) -> dict:
+                       view=MISSING, answer: bool = False) -> dict:
         """POST the message through discord.py's HTTPClient route (its bucket and 429 handling included) and
         keep only the id: `channel.send()` would build a full Message (author, member, mentions, embeds…)
         from every response, which nothing here reads — a measurable share of the bot's CPU per answer."""
@@ -217,7 +217,7 @@ class ChannelTarget:
                                        message_reference=self._reply_to if self._reply_to is not None else MISSING,
                                        previous_allowed_mentions=state.allowed_mentions,
                                        mention_author=False) as params:
-            async with self._first_or_paced(first=not self._posted):
+            async with self._first_or_paced(first=not self._posted, answer=answer):
                 data = await state.http.send_message(self._channel.id, params=per_spec(params, edit=False))
         self._posted = True
         message_id = int(data["id"])
@@ -229,7 +229,7 @@ class ChannelTarget:
 
     async def post(self, text: str) -> str:
         view = controls_view(self._lifetime, latest=True, final=False)
-        self._latest = str(await self._send(content=to_discord(text), view=view))
+        self._latest = str(await self._send(content=to_discord(text), view=view, answer=True))
         return self._latest
 
     async def edit(self, message_id: str, text: str, *, final: bool = False) -> bool:
