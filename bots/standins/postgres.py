@@ -103,7 +103,12 @@ class PostgresServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        proc.terminate()  # SIGTERM to runuser is passed on: a "smart" shutdown
+        # a "fast" shutdown: clients are disconnected at once (SIGTERM's "smart" one waits for every pool to close,
+        # ~40 s at the end of a test session, and a kill after that left the server itself running)
+        stopped = subprocess.run([*self._as_user, str(self._bin / "pg_ctl"), "stop", "-D", str(self._dir / "data"),
+                                  "-m", "fast", "-w", "-t", "20"], capture_output=True)
+        if stopped.returncode != 0:
+            proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
