@@ -184,3 +184,14 @@ def test_only_the_tests_and_the_bench_use_the_standins():
                    if not module.startswith("bots.standins")
                    for imported in imports if imported.startswith("bots.standins"))
     assert users == [], "stand-ins are for tests and bench only: " + ", ".join(f"{m} -> {i}" for m, i in users)
+
+
+def test_every_module_is_in_the_architecture_docs_module_index():
+    """docs/architecture.md's module index names every module of the package with its one job, so a new module
+    comes with its line there (the tree and the docs stay one picture)."""
+    index = (REPO / "docs" / "architecture.md").read_text().split("## Module index", 1)
+    assert len(index) == 2, "docs/architecture.md has no '## Module index' section"
+    missing = [str(p.relative_to(REPO)) for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))
+               if p.name != "__init__.py" and "specs" not in p.parts
+               and f"`{p.relative_to(REPO)}`" not in index[1]]
+    assert missing == [], f"add these to docs/architecture.md's module index: {missing}"
