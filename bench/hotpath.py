@@ -84,16 +84,17 @@ async def run(platform: str, size: int, bursts: int, calls: int, *, spares: int 
     tmp = tempfile.TemporaryDirectory(prefix="tb-hotpath-") if workdir is None else None
     wd = Path(tmp.name) if tmp is not None else workdir
     assert wd is not None
-    try:
+    try:   # a profiled burst's pstats are kept in bench/results, or in the caller's workdir
         return await _run(platform, size, bursts, calls, wd, spares=spares, bot_cpu=bot_cpu,
-                          slack_minute=slack_minute, uvloop=uvloop)
+                          slack_minute=slack_minute, uvloop=uvloop, keep=RESULTS if tmp is not None else wd)
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
 async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, spares: int | None,
-               bot_cpu: int | None, slack_minute: float | None, uvloop: bool = False) -> dict[str, Any]:
+               bot_cpu: int | None, slack_minute: float | None, uvloop: bool = False,
+               keep: Path = RESULTS) -> dict[str, Any]:
     ledger = Ledger()
     total = size * (bursts + calls) + 1
     minute = slack_minute if slack_minute is not None else (60.0 if size <= 50 else 6.0)
@@ -149,10 +150,10 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                 await _burst(ledger, burst, slack, discord, people)
                 window = await _wait_file(out, bot, timeout=300)
                 if profiled and (out.parent / (out.name + ".pstats")).exists():
-                    keep = RESULTS / f"hotpath-{sc.platform}-{size}.pstats"
-                    RESULTS.mkdir(parents=True, exist_ok=True)
-                    (out.parent / (out.name + ".pstats")).replace(keep)
-                    window["pstats"] = str(keep)
+                    kept = keep / f"hotpath-{sc.platform}-{size}.pstats"
+                    keep.mkdir(parents=True, exist_ok=True)
+                    (out.parent / (out.name + ".pstats")).replace(kept)
+                    window["pstats"] = str(kept)
                 openai.gate.set()
                 ledger.cpu_probe = None
                 e2m = [ledger.by_tag[t].model_request - ledger.by_tag[t].event_sent for t, _ in burst
