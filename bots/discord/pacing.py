@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import AsyncIterator, Callable, Iterator
 
@@ -98,12 +98,16 @@ class Pacer:
     in flight or finished within the period, no window of `period` seconds at Discord ever holds more.
     """
 
-    __slots__ = ("limit", "full", "period", "_clock", "_done", "_inflight", "_first", "_urgent", "_normal", "_timer")
+    __slots__ = ("limit", "full", "period", "global_budget", "_clock", "_done", "_inflight", "_first", "_urgent",
+                 "_normal", "_timer")
 
     def __init__(self, limit: int, period: float, *, clock: Callable[[], float] = time.monotonic,
-                 margin: float = 0.05) -> None:
+                 margin: float = 0.05, global_budget: bool = False) -> None:
         self.limit = self.full = limit   # limit: this process's share of `full` (see Pacers.share_with)
         self.period = period * (1 + margin) + 0.01  # a little slack for clock and network jitter
+        # the bot's global budget: a request made inside one of its slots is not paced again by paced_http
+        # (any other pacer — a channel's, an interaction's — does not stand for a global slot)
+        self.global_budget = global_budget
         self._clock = clock
         self._done: deque[float] = deque()           # finish times within the period, oldest first
         self._inflight = 0                           # slots handed out and not released yet
@@ -118,7 +122,7 @@ class Pacer:
     async def slot(self, *, urgent: bool = False, first: bool = False) -> AsyncIterator[None]:
         await self.acquire(urgent=urgent, first=first)
         try:
-            with holding():
+            with holding() if self.global_budget else nullcontext():
                 yield
         finally:
             self.release()
@@ -130,7 +134,7 @@ class Pacer:
         acquired = self.try_acquire()
         try:
             if acquired:
-                with holding():
+                with holding() if self.global_budget else nullcontext():
                     yield True
             else:
                 yield False
@@ -307,7 +311,7 @@ class Pacers:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._channel_args = (channel_limit, channel_period)
         self._clock = clock
-        self.global_ = Pacer(global_limit, global_period, clock=clock)
+        self.global_ = Pacer(global_limit, global_period, clock=clock, global_budget=True)
         # Progress (non-urgent) requests: at most this many of the global budget per period.
         self.progress = Pacer(progress_limit or max(1, global_limit // 3), global_period, clock=clock)
         self._channels: dict[int, Pacer] = {}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bots.discord.pacing import Pacer, Pacers, Ticket
+from bots.discord.pacing import HOLDING, Pacer, Pacers, Ticket
 
 
 class Log:
@@ -169,3 +169,21 @@ async def test_idle_channel_pacers_are_forgotten_busy_ones_kept():
     assert pacers.channel_count == 2     # the busy one and the one just asked for
     assert pacers.channel(5000) is busy  # its budget is still the one in force
     busy.release()
+
+
+async def test_only_a_global_slot_lets_discord_py_s_own_requests_through_unpaced():
+    """bots/discord/paced_http paces every request made without a global slot (HOLDING): a slot of another
+    pacer — an interaction's, a channel's on its own — must not count as one, or its request skips the budget."""
+    pacers = Pacers(channel_limit=5, channel_period=1.0, global_limit=5, global_period=1.0)
+    interaction_only = Pacer(5, 2.0)
+    async with interaction_only.slot():
+        assert HOLDING.get() is False
+    async with interaction_only.slot_if_free() as got:
+        assert got and HOLDING.get() is False
+    async with pacers.for_global():
+        assert HOLDING.get() is True
+    async with pacers.global_.slot_if_free() as got:
+        assert got and HOLDING.get() is True
+    async with pacers.for_channel(1) as got:   # a channel's slot comes with a global one
+        assert got and HOLDING.get() is True
+    assert HOLDING.get() is False
