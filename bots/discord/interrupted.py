@@ -27,14 +27,16 @@ async def mark_interrupted(client: discord.Client, pacers: Pacers, channel: str,
         text = interrupted(msg.content)
         if text == msg.content:   # marked already (two records of one reply led here)
             return
-        async with pacers.for_channel(int(place)):
-            # view=None: a Stop button the answer showed goes with it (bots/discord/controls.py)
-            if len(text) <= LIMITS.max_chars:
+        # view=None: a Stop button the answer showed goes with it (bots/discord/controls.py); one slot per request
+        if len(text) <= LIMITS.max_chars:
+            async with pacers.for_channel(int(place)):
                 await msg.edit(content=text, view=None)
-            else:  # no room left in that message: without its cursor, and the notice right below
-                bare = undecorated(msg.content)
-                if bare != msg.content or msg.components:
+        else:  # no room left in that message: without its cursor, and the notice right below
+            bare = undecorated(msg.content)
+            if bare != msg.content or msg.components:
+                async with pacers.for_channel(int(place)):
                     await msg.edit(content=bare, view=None)
+            async with pacers.for_channel(int(place)):
                 await msg.reply(interrupted(""), mention_author=False)
         return
     log.warning("interrupted reply %s in %s no longer exists", message_id, channel)

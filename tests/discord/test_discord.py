@@ -326,6 +326,31 @@ async def test_interrupted_reply_is_marked(fake, bot):
     assert fake.messages[msg.id].content.count("cut off") == 1 and fake.messages[msg.id].edits == edits
 
 
+async def test_a_cut_off_reply_with_no_room_left_takes_a_channel_slot_for_each_request(fake, tmp_path):
+    # a long window: what the marking takes from the channel's budget is still counted when it is read
+    pacers = Pacers(channel_limit=10, channel_period=60.0, global_limit=50, global_period=1.0)
+    service = StreamingService()
+    adapter = make_adapter(fake, service, tmp_path, pacers=pacers)
+    await adapter.start()
+    try:
+        ch = general(fake)
+        await fake.user_message(ch, fake.alice, "a long one", mention_bot=True)
+        stream = await service.stream_for("a long one")
+        await stream.text("x" * 1990)   # the process dies here: no room left for the notice in this message
+        await fake.wait_for(lambda: fake.messages_in(ch, by_bot=True))
+        (msg,) = fake.messages_in(ch, by_bot=True)
+        assert msg.content.endswith("▌")   # the cursor of an answer being written, which the marking takes away
+        free = pacers.channel(int(ch)).free_now()
+        await adapter.mark_interrupted(ch, msg.id, msg.reference_id)
+        notice = [m for m in fake.messages_in(ch, by_bot=True) if m.id != msg.id]
+        assert [m.content for m in notice] == ["⚠️ This answer was cut off — please ask again."]
+        assert fake.messages[msg.id].content == "x" * 1990
+        assert pacers.channel(int(ch)).free_now() == free - 2   # the edit and the notice, a slot each
+        await stream.close()
+    finally:
+        await adapter.stop()
+
+
 # ---- typing and pacing: what a reader sees first --------------------------------------------------
 
 
