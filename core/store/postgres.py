@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -53,16 +54,27 @@ log = logging.getLogger(__name__)
 POOL_SIZE = 10
 
 _NUMBERED: dict[str, str] = {}
+# a '…' literal (with '' inside), a "…" name, or a placeholder
+_PLACEHOLDER_OR_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?")
 
 
 def numbered(sql: str) -> str:
     """The statement with its `?` placeholders numbered $1, $2 … (worked out once per statement text: the
     statements are constants, so after the first call this is one dict look-up, as asyncpg's own statement
-    cache is). Our statements hold no `?` inside a string literal."""
+    cache is). A `?` inside a string literal or a quoted name stays as it is; jsonb's `?` operator cannot be told
+    from a placeholder, so statements shared with PostgreSQL use jsonb_exists() instead."""
     text = _NUMBERED.get(sql)
     if text is None:
-        parts = sql.split("?")
-        text = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+        count = 0
+
+        def number(match: re.Match[str]) -> str:
+            nonlocal count
+            if match.group() != "?":
+                return match.group()       # a literal or a quoted name, as written
+            count += 1
+            return f"${count}"
+
+        text = _PLACEHOLDER_OR_QUOTED.sub(number, sql)
         _NUMBERED[sql] = text
     return text
 

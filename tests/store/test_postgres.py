@@ -10,7 +10,7 @@ import pytest
 
 from core.config.load import load_config
 from core.store import make_store
-from core.store.postgres import PostgresStore, redact
+from core.store.postgres import PostgresStore, numbered, redact
 from core.store.postgres_schema import SCHEMA_VERSION
 from core.store.sqlite_schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from core.store.sqlite import SqliteStore
@@ -99,3 +99,16 @@ def test_teambridge_migrate_brings_the_database_to_this_versions_schema(tmp_path
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip().endswith("schema version " + str(SQLITE_SCHEMA_VERSION if kind == "sqlite" else SCHEMA_VERSION))
         assert "teambridge-test" not in done.stdout + done.stderr   # the test server's password
+
+
+async def test_a_question_mark_inside_a_literal_or_quoted_name_is_not_a_placeholder(postgres_url):
+    # The statements are written once with `?` placeholders (core/store/sql.py); PostgreSQL numbers them. A `?`
+    # in a string literal or a quoted name is text, and numbering it would shift every parameter after it.
+    sql = """SELECT 'why?' || ? AS "who?", 'it''s ?' || ? AS b"""
+    assert numbered(sql) == """SELECT 'why?' || $1 AS "who?", 'it''s ?' || $2 AS b"""
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        row = await conn.fetchrow(numbered(sql), " asked", " here")
+    finally:
+        await conn.close()
+    assert dict(row) == {"who?": "why? asked", "b": "it's ? here"}
