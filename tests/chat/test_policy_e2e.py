@@ -298,7 +298,7 @@ async def slack_bot(fake: FakeOpenAI, tmp_path: Path, config: Config):
             yield bot
     finally:
         await slack.close()
-        await client.close()
+        await backend.aclose()   # its HTTP sessions and the client
 
 
 async def slack_answer(bot, channel: str, ts: str) -> str:
@@ -382,7 +382,7 @@ async def discord_bot(fake: FakeOpenAI, tmp_path: Path, make_config, *, category
     finally:
         if adapter is not None:
             await adapter.stop()
-        await client.close()
+        await backend.aclose()   # its HTTP sessions and the client
         await discord.stop()
 
 

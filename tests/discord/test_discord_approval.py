@@ -57,7 +57,7 @@ async def world(tmp_path, *, timeout: float = 300):
                 yield discord, discord.channel_id(discord.guild, "general"), seen
             finally:
                 await adapter.stop()
-                await client.close()
+                await backend.aclose()   # its HTTP sessions and the client
     finally:
         if servers is not None:
             await servers.aclose()

@@ -47,7 +47,7 @@ async def world(tmp_path):
                 yield discord, discord.channel_id(discord.guild, "general"), openai, store
             finally:
                 await adapter.stop()
-                await client.close()
+                await backend.aclose()   # its HTTP sessions and the client
     finally:
         await discord.stop()
 

@@ -45,14 +45,15 @@ class World:
     def __init__(self, tmp_path: Path, discord: FakeDiscord, openai: FakeOpenAIFiles, store: SqliteStore,
                  config: Config, pacers: dict | None = None, adapter_kwargs: dict | None = None) -> None:
         self.tmp, self.discord, self.openai, self.store, self.config = tmp_path, discord, openai, store, config
-        self.client = AsyncOpenAI(base_url=openai.base_url, api_key="sk-test", max_retries=0)
         self.pacers = pacers or {"channel_limit": 5, "channel_period": WINDOW}
         self.adapter: DiscordAdapter | None = None
         self.adapter_kwargs = adapter_kwargs or {}
 
     async def start(self) -> DiscordAdapter:
+        # a client per start, closed with its backend by stop(), as a process does
+        self.client = AsyncOpenAI(base_url=self.openai.base_url, api_key="sk-test", max_retries=0)
         files = OpenAIFileBackend(self.client)
-        backend = OpenAIBackend(self.client, ToolRegistry.from_config(self.config), max_retries=0)
+        self.backend = backend = OpenAIBackend(self.client, ToolRegistry.from_config(self.config), max_retries=0)
         self.service = ChatService(self.config, self.store, {"openai": backend},
                                    files=AttachmentRouter(files, self.store))
         env = self.discord.env() | {"TEAMBRIDGE_DB": str(self.tmp / "tb.db")}
@@ -65,6 +66,7 @@ class World:
         if self.adapter is not None:
             await self.adapter.stop()
             self.adapter = None
+            await self.backend.aclose()   # its HTTP sessions (direct requests, spares) and the client
 
     # ---- what a user sees --------------------------------------------------------------------------
 
@@ -100,7 +102,6 @@ async def world(tmp_path: Path, *, channels: tuple[str, ...] = ("general", "math
                 yield w
             finally:
                 await w.stop()
-                await w.client.close()
     finally:
         await discord.stop()
 

@@ -41,7 +41,7 @@ async def world(tmp_path, *, mode: str = "socket", timeout: float = 300):
                 openai.script(ScriptedResponse(function_calls=(FunctionCall("create_ticket", TICKET),)))
                 yield bot, seen
         finally:
-            await client.close()
+            await backend.aclose()   # its HTTP sessions and the client
             await servers.aclose()
 
 

@@ -40,7 +40,7 @@ async def world(tmp_path, *, slack: FakeSlack | None = None, **slack_config):
                 bot.service._files = AttachmentRouter(OpenAIFileBackend(client), bot.store)
                 yield bot, openai
         finally:
-            await client.close()
+            await backend.aclose()   # its HTTP sessions and the client
 
 
 def finished(slack: FakeSlack, channel: str, thread: str, text: str):

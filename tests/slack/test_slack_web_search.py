@@ -34,4 +34,4 @@ async def test_web_search_sources_are_links_under_the_answer(tmp_path):
                         expected in m.text and not m.streaming for m in bot.slack.bot_messages("C1", thread)),
                         20, "the answer with its source")
         finally:
-            await client.close()
+            await backend.aclose()   # its HTTP sessions and the client

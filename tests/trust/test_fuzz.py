@@ -146,7 +146,7 @@ async def slack_bot(tmp_path, mode: str):
             async with running_bot(tmp_path / "tb.db", backend, config=config, mode=mode) as bot:
                 yield bot
         finally:
-            await client.close()
+            await backend.aclose()   # its HTTP sessions and the client
 
 
 @pytest.fixture
