@@ -64,6 +64,7 @@ class RecordingServer:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self.headers: list[dict[str, str]] = []   # request headers, per request
+        self.client_ports: list[int] = []         # per request: the client's port, i.e. which connection carried it
         self._failures: list[list[Any]] = []      # [HttpFailure, remaining]
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -87,6 +88,8 @@ class RecordingServer:
     def _record(self, request: web.Request, body: Any) -> None:
         self.requests.append(RecordedRequest(request.method, request.path, body))
         self.headers.append(dict(request.headers))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.client_ports.append(peer[1] if peer else 0)
 
     def _scripted_failure(self, path: str) -> HttpFailure | None:
         """The failure scripted for a request to `path` now, if any (each counts down its `times`)."""

@@ -456,6 +456,22 @@ async def test_spare_conversations_let_a_new_thread_start_at_once_and_still_carr
     await client.close()
 
 
+async def test_new_threads_at_once_open_one_connection_each_for_their_conversation_and_answer(fake):
+    # at OpenAI every new connection is a TLS handshake: a new thread's create hands its connection on to its answer
+    client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test")
+    backend = OpenAIBackend(client, StubRegistry(), spare_conversations=0)
+    conversations = await asyncio.gather(*(backend.create_conversation({"channel": f"C{i}"}) for i in range(5)))
+    answers = await asyncio.gather(*(converse(backend, Turn(assistant=FOOD, conversation_id=c, text=f"hi {i}"))
+                                     for i, c in enumerate(conversations)))
+    assert [text_of(events) for events, _ in answers] == [f"You said: hi {i}" for i in range(5)]
+    ports = {(r.path, port) for r, port in zip(fake.requests, fake.client_ports) if r.method == "POST"}
+    created = {port for path, port in ports if path == "/v1/conversations"}
+    answered = {port for path, port in ports if path == "/v1/responses"}
+    assert len(created) == 5 and answered == created          # five connections in all, not ten
+    await backend.aclose()
+    await client.close()
+
+
 async def test_after_a_burst_of_new_threads_the_next_burst_of_that_size_starts_from_spares(fake, tmp_path):
     from core.store.sqlite import SqliteStore
     client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test")

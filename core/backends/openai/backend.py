@@ -15,6 +15,7 @@ from openai import AsyncOpenAI
 
 from core.backends import errors
 from core.backends.capabilities import BY_TYPE
+from core.backends.direct import DirectJSON
 from core.backends.openai.client import make_openai_client, safety_identifier
 from core.backends.openai.session import WHO, ConversationSessions, clean_metadata
 from core.backends.responses.backend import ResponsesBackend
@@ -41,9 +42,13 @@ class OpenAIBackend(ResponsesBackend):
     def __init__(self, client: AsyncOpenAI, tools: ToolRegistryLike, *, max_retries: int = 3,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, spare_conversations: int = 0,
                  compact_threshold: int | None = None, spare_ledger: "SpareLedger | None" = None) -> None:
-        super().__init__(client, tools, ConversationSessions(client, spare_conversations, spare_ledger), who=WHO,
-                         max_retries=max_retries, sleep=sleep, download=self._download,
-                         fallback=self._without_compaction)
+        # One HTTP session for the direct requests (creating a conversation, POST /v1/responses): a new thread's
+        # create hands its connection on to the answer's request, instead of each opening its own (a TLS
+        # handshake each, at OpenAI) — in a burst of new threads that is one new connection per thread, not two.
+        direct = DirectJSON.for_client(client)
+        super().__init__(client, tools, ConversationSessions(client, spare_conversations, spare_ledger, direct=direct),
+                         who=WHO, max_retries=max_retries, sleep=sleep, download=self._download,
+                         fallback=self._without_compaction, direct=direct)
         self._compaction = True
         self._compact_threshold = compact_threshold
 

@@ -11,6 +11,7 @@ import openai
 from openai import AsyncOpenAI
 
 from core.backends import errors
+from core.backends.direct import DirectJSON
 from core.backends.openai.spares import SpareConversations, SpareLedger
 from core.backends.responses.items import from_conversation_item, to_input
 from core.model import HistoryItem
@@ -68,9 +69,10 @@ class ConversationSession:
 class ConversationSessions:
     """Creates conversations (from a pool of spares when there is one) and opens sessions on them."""
 
-    def __init__(self, client: AsyncOpenAI, spare_conversations: int = 0, ledger: SpareLedger | None = None) -> None:
+    def __init__(self, client: AsyncOpenAI, spare_conversations: int = 0, ledger: SpareLedger | None = None, *,
+                 direct: DirectJSON | None = None) -> None:
         self._client = client
-        self._spares = SpareConversations(client, spare_conversations, ledger=ledger)
+        self._spares = SpareConversations(client, spare_conversations, ledger=ledger, direct=direct)
 
     async def create(self, metadata: dict[str, str]) -> str:
         try:

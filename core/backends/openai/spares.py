@@ -70,11 +70,12 @@ class MemoryLedger:
 
 class SpareConversations:
     def __init__(self, client: AsyncOpenAI, size: int, *, ledger: SpareLedger | None = None,
-                 pool: str | None = None) -> None:
+                 pool: str | None = None, direct: DirectJSON | None = None) -> None:
         self._client = client
         # Creating and labelling go out directly (core.backends.direct): a new thread's first answer waits for
-        # the create when no spare is left, and a burst of new threads makes hundreds at once.
-        self._direct = DirectJSON.for_client(client)
+        # the create when no spare is left, and a burst of new threads makes hundreds at once. `direct`: the
+        # backend's, shared with its POST /v1/responses (a create's connection then serves the answer's request).
+        self._direct = direct if direct is not None else DirectJSON.for_client(client)
         self._size = size
         self._ledger = ledger or MemoryLedger()
         # Spares belong to one server (and account): OPENAI_BASE_URL switched, the old ones are not used here.

@@ -16,6 +16,7 @@ from openai import AsyncOpenAI
 from core.backends import errors
 from core.backends.base import BackendBase, Sessions
 from core.backends.capabilities import BY_TYPE
+from core.backends.direct import DirectJSON
 from core.backends.history import (CONDENSE_INSTRUCTIONS, CONDENSE_MAX_OUTPUT, HistoryWindow, LocalSession, Window,
                                    with_summary)
 from core.backends.responses.events import DownloadContainerFile, EventMapper, Round, TurnState, usage_of
@@ -39,11 +40,12 @@ class ResponsesBackend(BackendBase):
                  max_retries: int = 3, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  download: DownloadContainerFile | None = None, headers: dict[str, Any] | None = None,
                  context_tokens: int = 32000, capabilities: Capabilities | None = None,
-                 model_label: Callable[[str], str] | None = None, fallback: Fallback | None = None) -> None:
+                 model_label: Callable[[str], str] | None = None, fallback: Fallback | None = None,
+                 direct: DirectJSON | None = None) -> None:
         super().__init__(client, tools, sessions, who=who, headers=headers, context_tokens=context_tokens,
                          capabilities=capabilities, model_label=model_label)
         self._stream = ResponsesStream(client, EventMapper(who, download), who=who, max_retries=max_retries,
-                                       sleep=sleep, headers=self._headers, fallback=fallback)
+                                       sleep=sleep, headers=self._headers, fallback=fallback, direct=direct)
 
     async def aclose(self) -> None:
         await self._sessions.aclose()

@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 class ResponsesStream(RetryingStream):
     def __init__(self, client: AsyncOpenAI, mapper: EventMapper, *, who: str, max_retries: int,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, headers: dict[str, Any] | None = None,
-                 fallback: Fallback | None = None) -> None:
+                 fallback: Fallback | None = None, direct: DirectJSON | None = None) -> None:
         super().__init__(client, who=who, max_retries=max_retries, headers=headers, sleep=sleep, fallback=fallback)
         # The request itself goes out directly (core.backends.direct); the SDK when the client needs its auth.
-        self._direct = DirectJSON.for_client(client, headers)
+        # `direct`: one shared with the backend's other direct requests (their connections serve each other).
+        self._direct = direct if direct is not None else DirectJSON.for_client(client, headers)
         self._mapper = mapper
 
     def round(self, params: dict[str, Any], rnd: Round, state: TurnState) -> AsyncIterator[BackendEvent]:
