@@ -38,7 +38,11 @@ SPARE_LABEL = {"teambridge": "spare"}
 SHUTDOWN_SECONDS = 10.0  # deleting the pool at shutdown never holds the exit up longer than this
 DEMAND_SECONDS = 60.0    # the pool is sized by the new threads started within this long
 MAX_SPARES = 500         # never more made ahead than this, whatever the demand
-QUIET_SECONDS = 0.1      # the part above the configured size is made once no spare was taken for this long
+# The part above the configured size is made once no spare was taken for this long. A burst's takes come in
+# waves with pauses between them (on Slack ~0.2 s, while the event loop reads the next envelopes and the
+# turns of the first wave go on): at 0.1 s the pool topped itself up — and labelled the spares taken —
+# in those pauses, in the middle of the burst, in front of its remaining requests to the model.
+QUIET_SECONDS = 0.5
 FILL_AT_ONCE = 8         # creates in flight while the pool fills
 LABEL_WAIT_SECONDS = 1.0  # a taken spare's label waits for a burst to pass at most this long
 
