@@ -127,12 +127,21 @@ class ReplyChains:
             return None
 
 
+# Compiled once, at import: a pattern per mentioned id (the bot's own included) was compiled on first sight,
+# in the way of the first message that named it.
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_SPACES = re.compile(r"[ \t]{2,}")
+
+
 def strip_mentions(message: discord.Message, me_id: int) -> str:
-    text = re.sub(rf"<@!?{me_id}>", "", message.content)
-    for user in message.mentions:
-        if user.id != me_id:
-            text = re.sub(rf"<@!?{user.id}>", "@" + user.display_name, text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+    """The bot's mention removed, other people's mentions as @their name (other `<@…>` kept as they are)."""
+    names = {str(user.id): "@" + user.display_name for user in message.mentions if user.id != me_id}
+    names[str(me_id)] = ""
+
+    def named(match: re.Match[str]) -> str:
+        return names.get(match.group(1), match.group(0))
+
+    return _SPACES.sub(" ", _USER_MENTION.sub(named, message.content)).strip()
 
 
 def author_of(user: discord.abc.User) -> Author:

@@ -25,6 +25,7 @@ RESUME (discord_gateway.py), interactions and the answers to them (discord_inter
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from aiohttp import web
@@ -206,7 +207,7 @@ class FakeDiscord(Rest, Gateway, Interactions):
         payload = P.message(
             message_id=mid, channel_id=channel_id, author=_public(author), content=content,
             guild_id=guild_id, member_data=self._member(guild_id, author) if guild_id else None,
-            mentions=[self.bot] if mention_bot else [], attachments=atts,
+            mentions=([self.bot] if mention_bot else []) + self._mentioned(content), attachments=atts,
             reference=reference, referenced=referenced,
         )
         self.messages[mid] = StoredMessage(mid, channel_id, author["id"], content, atts, payload=payload,
@@ -219,6 +220,11 @@ class FakeDiscord(Rest, Gateway, Interactions):
             dispatched.update(content="", attachments=[], embeds=[])
         await self.dispatch("MESSAGE_CREATE", dispatched)
         return mid
+
+    def _mentioned(self, content: str) -> list[dict]:
+        """The people other than the bot that `<@id>` / `<@!id>` in the text name (Discord's `mentions`)."""
+        ids = dict.fromkeys(re.findall(r"<@!?(\d+)>", content))
+        return [_public(self.users[i]) for i in ids if i in self.users and i != self.bot["id"]]
 
     # ---- test helpers: what tests look at --------------------------------------------------------
 

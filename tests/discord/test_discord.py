@@ -74,6 +74,14 @@ async def test_mention_is_answered_as_a_reply_with_the_mention_stripped(fake, bo
     assert fake.typing.get(ch, 0) >= 1                 # "teambridge is typing…" while it thinks
 
 
+async def test_other_people_mentioned_read_as_their_names_and_the_bots_mention_is_gone(fake, bot):
+    ch = general(fake)
+    bob, carol = fake.add_user("bob"), fake.add_user("carol")
+    await fake.user_message(ch, fake.alice, f"ask <@{bob['id']}> and <@!{carol['id']}>, not <@123>",
+                            mention_bot=True)
+    await answered(fake, ch, "You said: ask @bob and @carol, not <@123>")
+
+
 async def test_a_message_without_mention_is_ignored_and_the_bot_ignores_itself(fake, bot):
     ch = general(fake)
     await fake.user_message(ch, fake.alice, "just chatting")
