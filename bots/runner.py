@@ -58,6 +58,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         return 0
 
     runtime = await open_runtime(config, env)
+    runtime.prepare()   # spare conversations made while the platforms connect, not in the first answers' way
     readiness, monitor = _readiness(config, runtime, ready), None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -82,6 +82,15 @@ class Runtime:
     backend_configs: dict = field(default_factory=dict)   # backend name -> (its config, its client)
     backends: list = field(default_factory=list)          # every backend built, for a clean close
     conversations: Callable[[], ConversationAdmin] | None = None   # the admins' view, on the current config
+    prepared: bool = False                                # a long-running process: backends set up ahead
+
+    def prepare(self) -> None:
+        """`teambridge run`, once started: each backend sets up now what its first answers would otherwise set up
+        on their way to the model (spare conversations, its HTTP session). Not for one-off commands and chats:
+        a spare made for them would only be deleted again at exit."""
+        self.prepared = True
+        for backend in self.backends:
+            backend.prepare()
 
     async def apply_config(self, config: Config) -> None:
         """Hot reload: rebuild what is built from the config, then swap it in for new turns.
@@ -112,6 +121,9 @@ class Runtime:
             except Exception:
                 log.exception("config reload: knowledge sync failed; file_search keeps the previous files")
         self.backends.extend(backends.values())
+        if self.prepared:
+            for backend in backends.values():
+                backend.prepare()
         self.service.apply_config(config, backends=backends, tools=tools)
         self.config = config
 

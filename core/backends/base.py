@@ -23,6 +23,7 @@ class Sessions(Protocol):
 
     async def create(self, metadata: dict[str, str]) -> str: ...
     def open(self, conversation_id: str) -> Session: ...
+    def prepare(self) -> None: ...                             # a long-running process starts: get ready now
     async def ready(self, conversation_id: str) -> None: ...   # anything started by create() finished
     async def aclose(self) -> None: ...
 
@@ -43,6 +44,11 @@ class BackendBase:
         self._model_label = model_label or (lambda model: model)
         if capabilities is not None:
             self.capabilities = capabilities
+
+    def prepare(self) -> None:
+        """`teambridge run` has started (in its event loop): what the first answers would otherwise set up on
+        their way to the model is set up now."""
+        self._sessions.prepare()
 
     async def aclose(self) -> None:
         await self._sessions.aclose()

@@ -58,7 +58,9 @@ class DirectJSON:
         self._extra = dict(headers or {})
         self._base = str(client.base_url).rstrip("/") + "/"
         self._timeout = _timeout(client.timeout)
-        self._headers: dict[str, str] | None = None
+        # Worked out now, at start: the SDK's default headers describe the platform, and finding out the
+        # processor runs `uname -p` in a subprocess (once per process) — in the first answer's way otherwise.
+        self._headers = self._merged_headers()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urls: dict[str, yarl.URL] = {}    # parsed once per path (a new conversation's label: once per id)
@@ -73,16 +75,20 @@ class DirectJSON:
     # ---- what every request carries, worked out once -----------------------------------------------------
 
     def headers(self) -> dict[str, str]:
-        if self._headers is None:
-            merged: dict[str, tuple[str, Any]] = {}   # lower-case name -> (name, value): HTTP names ignore case
-            key = self._client.api_key
-            for source in ({"Authorization": f"Bearer {key}"} if key else {}, self._client.default_headers,
-                           self._extra):
-                for name, value in source.items():
-                    merged[name.lower()] = (name, value)
-            # openai.Omit: a header the client or backend leaves out (a local server gets no Authorization)
-            self._headers = {name: value for name, value in merged.values() if isinstance(value, str)}
         return self._headers
+
+    def _merged_headers(self) -> dict[str, str]:
+        merged: dict[str, tuple[str, Any]] = {}   # lower-case name -> (name, value): HTTP names ignore case
+        key = self._client.api_key
+        for source in ({"Authorization": f"Bearer {key}"} if key else {}, self._client.default_headers, self._extra):
+            for name, value in source.items():
+                merged[name.lower()] = (name, value)
+        # openai.Omit: a header the client or backend leaves out (a local server gets no Authorization)
+        return {name: value for name, value in merged.values() if isinstance(value, str)}
+
+    def prepare(self) -> None:
+        """Opens the HTTP session now (in a running event loop), not in the first answer's way."""
+        self._session_now()
 
     def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()

@@ -122,6 +122,9 @@ class LocalSessions:
     def open(self, conversation_id: str) -> LocalSession:
         return LocalSession(self._store, conversation_id)
 
+    def prepare(self) -> None:
+        return None
+
     async def ready(self, conversation_id: str) -> None:
         return None
 

@@ -35,6 +35,9 @@ class ScriptedBackend:
                 await self.gate.wait()
             yield event
 
+    def prepare(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

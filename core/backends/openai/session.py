@@ -83,6 +83,10 @@ class ConversationSessions:
     def open(self, conversation_id: str) -> ConversationSession:
         return ConversationSession(self._client, conversation_id)
 
+    def prepare(self) -> None:
+        """At the start of a long-running process: spare conversations made now, before the first new thread."""
+        self._spares.prepare()
+
     async def ready(self, conversation_id: str) -> None:
         """Wait until a spare taken for this conversation carries its metadata (no-op otherwise)."""
         await self._spares.labelled(conversation_id)

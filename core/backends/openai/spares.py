@@ -3,8 +3,9 @@
 Every @mention that starts a Slack thread or a Discord conversation needs a new OpenAI Conversation before the
 model can start; that is one more round trip in front of the first word. A few empty conversations are kept
 ready instead: one is taken at once and labelled with its real metadata (conversations.update) while the first
-answer streams (once a burst of new threads is over: until then the event loop sends the burst's requests). The pool fills lazily — only after the first conversation was needed — and refills in the
-background; when it is empty, a conversation is created the ordinary way.
+answer streams (once a burst of new threads is over: until then the event loop sends the burst's requests). The pool
+fills after the first conversation was needed and refills in the background; when it is empty, a conversation is created the ordinary way. `teambridge run` fills it at start
+(`prepare`), so that the first new threads after a start find spares too.
 
 How many are kept follows demand: at least `spare_conversations`, and after a burst of new threads as many as
 were started in the last minute (at most MAX_SPARES), so the next burst of that size finds a spare for each
@@ -105,6 +106,13 @@ class SpareConversations:
         if self._labelling is None or self._labelling.done():
             self._labelling = asyncio.ensure_future(self._label_pending())
         return conversation_id
+
+    def prepare(self) -> None:
+        """`teambridge run` at start (in a running loop): the pool fills to its configured size now, so the first
+        new threads after a start don't wait for POST /v1/conversations; and the HTTP session is opened."""
+        if self._direct is not None:
+            self._direct.prepare()
+        self._refill()
 
     async def labelled(self, conversation_id: str) -> None:
         """Wait until a spare taken for this conversation carries its metadata (no-op otherwise)."""

@@ -47,6 +47,10 @@ class ResponsesBackend(BackendBase):
         self._stream = ResponsesStream(client, EventMapper(who, download), who=who, max_retries=max_retries,
                                        sleep=sleep, headers=self._headers, fallback=fallback, direct=direct)
 
+    def prepare(self) -> None:
+        super().prepare()
+        self._stream.prepare()   # its HTTP session (with `type: openai` the one the spares use too)
+
     async def aclose(self) -> None:
         await self._sessions.aclose()
         await self._stream.aclose()   # its own HTTP session for the direct requests

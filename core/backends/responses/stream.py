@@ -34,6 +34,10 @@ class ResponsesStream(RetryingStream):
     def round(self, params: dict[str, Any], rnd: Round, state: TurnState) -> AsyncIterator[BackendEvent]:
         return self._retrying(lambda p: self._stream(p, rnd, state), params, rnd)
 
+    def prepare(self) -> None:
+        if self._direct is not None:
+            self._direct.prepare()
+
     async def aclose(self) -> None:
         if self._direct is not None:
             await self._direct.aclose()
