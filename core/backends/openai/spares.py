@@ -3,9 +3,10 @@
 Every @mention that starts a Slack thread or a Discord conversation needs a new OpenAI Conversation before the
 model can start; that is one more round trip in front of the first word. A few empty conversations are kept
 ready instead: one is taken at once and labelled with its real metadata (conversations.update) while the first
-answer streams (once a burst of new threads is over: until then the event loop sends the burst's requests). The pool
-fills after the first conversation was needed and refills in the background; when it is empty, a conversation is created the ordinary way. `teambridge run` fills it at start
-(`prepare`), so that the first new threads after a start find spares too.
+answer streams (once a burst of new threads is over: until then the event loop sends the burst's requests).
+`teambridge run` fills the pool at start (`prepare`), so that the first new threads after a start find spares too;
+elsewhere (a chat, a one-off command) it fills once the first conversation was needed. It refills in the
+background; when it is empty, a conversation is created the ordinary way.
 
 How many are kept follows demand: at least `spare_conversations`, and after a burst of new threads as many as
 were started in the last minute (at most MAX_SPARES), so the next burst of that size finds a spare for each
