@@ -261,8 +261,10 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             if sc.bot_cpu is not None:
                 _pin(bot.pid, sc.bot_cpu)
             await asyncio.sleep(0.5)  # let the connection settle (bolt's first ping, discord.py's guild ready)
-            await _warm_up(ledger, warm_tag, warm_channel, shape, slack, discord,
-                           people[0] if discord is not None else None)
+            first = await _warm_up(ledger, warm_tag, warm_channel, shape, slack, discord,
+                                   people[0] if discord is not None else None)
+            # the process's first answer (not in the rows): what a user pays right after a start
+            result["first_answer_event_to_model_ms"] = first
             rtt = await round_trip(rtt_url, method=rtt_method, headers=rtt_headers)
             if discord is not None:
                 await asyncio.sleep(1.1)  # the RTT probes count against Discord's global window: let it pass
@@ -374,20 +376,28 @@ async def _py_spy(path: str, pid: int) -> asyncio.subprocess.Process:
 
 
 async def _warm_up(ledger: Ledger, tag: str, channel: str, shape: AnswerShape, slack: BenchSlack | None,
-                   discord: BenchDiscord | None, person: dict | None) -> None:
+                   discord: BenchDiscord | None, person: dict | None) -> float | None:
+    """The process's first answer, not measured in the rows; returns its event→model in ms."""
     warm = ledger.add(tag, shape.text_for(tag), channel)
     if slack is not None:
-        for frame in slack.mention_envelopes(channel, f"<@{slack.bot_user_id}> {tag} warm up", user="U00000"):
+        mention, *copies = slack.mention_envelopes(channel, f"<@{slack.bot_user_id}> {tag} warm up", user="U00000")
+        await slack.send_raw(mention)
+        warm.event_sent = now()
+        for frame in copies:
             await slack.send_raw(frame)
     else:
         assert discord is not None and person is not None
         await discord.user_message(channel, person, f"{tag} warm up", mention_bot=True)
+        warm.event_sent = now()
     deadline = now() + 60
     while warm.complete_visible is None and now() < deadline:
         await asyncio.sleep(0.05)
     del ledger.by_tag[tag]  # not measured
     if warm.complete_visible is None:
         raise RuntimeError("the warm-up answer never completed")
+    if warm.model_request and warm.event_sent:
+        return round((warm.model_request - warm.event_sent) * 1000, 1)
+    return None
 
 
 def _scenario_dict(sc: Scenario) -> dict[str, Any]:

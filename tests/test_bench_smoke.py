@@ -23,6 +23,7 @@ async def test_two_simultaneous_mentions_on_discord_arrive_whole_and_are_reporte
     for key in ("event_to_model_ms", "first_visible_ms", "last_visible_ms", "event_to_complete_ms"):
         assert result[key]["p50"] is not None and result[key]["p95"] is not None, key
     assert result["cpu_s"] > 0 and result["peak_rss_mb"] > 0
+    assert result["first_answer_event_to_model_ms"] > 0   # the process's first answer, reported apart
 
     table = markdown_table([result]).splitlines()
     assert table[0] == HEADER
