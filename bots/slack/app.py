@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import OrderedDict
 from typing import Any, Mapping
 
 import aiohttp
@@ -19,6 +18,7 @@ from core.admin.observe import Observer
 from core.model import Author, InboundMessage, UserFacingError
 from bots.slack.agent import AgentView
 from core.store.shares import RateShares
+from bots.slack.arrivals import MentionPath, RecentMessages, team_of
 from bots.slack.approval import APPROVE, DENY, SlackApprovals
 from bots.slack.controls import ACTION_IDS, SlackControls
 from bots.slack.confirm import CANCEL, CONFIRM, SlackConfirmations
@@ -39,7 +39,6 @@ log = logging.getLogger("teambridge.slack")
 AUTHOR_WAIT = 0.25  # seconds a message waits for its author's name (users.info) before it goes on without
 
 DEFAULT_API_URL = "https://slack.com/api/"
-RECENT_MESSAGES = 10_000  # (team, channel, ts) of messages passed on lately, for the early duplicate drop
 
 
 class SlackAdapter:
@@ -63,7 +62,9 @@ class SlackAdapter:
         self._shares: RateShares | None = None
         self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session, api_url=api_url)
         self.users = UserDirectory(self.client, ttl=user_ttl)
-        self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._recent = RecentMessages()
+        self._mentions = MentionPath(self._accept, self._recent, bot_user_id=lambda: self._bot_user_id,
+                                     team=lambda: self._team)
         self._tasks: set[asyncio.Task] = set()
         self._native_refused = False
         self._status_ok = True
@@ -164,7 +165,7 @@ class SlackAdapter:
                 raise RuntimeError("Slack Socket Mode needs SLACK_APP_TOKEN")
             # apps.connections.open goes through app.client, so SLACK_API_URL applies to it as well
             self._socket = CheckedSocketHandler(self._app, self._app_token, ping_interval=self._ping_interval,
-                                                 events=self._mention_event)
+                                                 events=self._mentions.take)
             await self._socket.connect_async()
             log.info("Slack Socket Mode connected (team %s)", self._team)
 
@@ -260,28 +261,6 @@ class SlackAdapter:
         await ack()
         self._spawn(self.controls.on_action(body), f"slack-control-{body.get('trigger_id')}")
 
-    def _mention_event(self, body: dict) -> bool:
-        """The two envelopes every channel @mention brings (app_mention, then its `message` copy) go straight to
-        `_accept`, past bolt's middleware chain and listener matching: about a millisecond of CPU per envelope,
-        more than the rest of the way to the model. Only what bolt would hand to `_on_app_mention` or
-        `_on_message` unchanged is taken: an app_mention, or a message in a channel or private channel (DMs and
-        group DMs stay with bolt: the assistant middleware owns DM threads). bolt's self-event rule is kept (our
-        own user's events are dropped; bot_id events are dropped by `should_ignore`). True when taken."""
-        event = body.get("event")
-        if not isinstance(event, dict):
-            return False
-        kind = event.get("type")
-        if kind != "app_mention" and not (kind == "message" and event.get("channel_type") in ("channel", "group")
-                                          and not is_direct(event)):
-            return False
-        if self._bot_user_id and event.get("user") == self._bot_user_id:
-            return True   # our own message: bolt's IgnoringSelfEvents drops these too
-        try:
-            self._accept(event, body, None, kind=kind)
-        except Exception as error:   # as bolt's error handler would report a listener's failure
-            log.error("Slack listener error: %s (%s)", error, body.get("type"), exc_info=error)
-        return True
-
     def _accept(self, raw: dict, body: dict, context: Any, *, kind: str, assistant: str | None = None) -> None:
         event = parse_message(raw)
         if isinstance(event, Drop):
@@ -293,29 +272,13 @@ class SlackAdapter:
                         else None) or self._bot_user_id)
         if not worth_passing_on(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config):
             return
-        team = body.get("team_id") if isinstance(body.get("team_id"), str) else ""
-        team = team or event.get("team") or self._team
-        if not self._first_sight(team, event):
+        team = team_of(body, event, self._team)
+        if not self._recent.first_sight(team, event["channel"], event["ts"]):
             return
         follow_up = needs_thread_owner(event, kind=kind, bot_user_id=bot_user_id, config=self._service.config)
         self._spawn(self._process(event, team=team, bot_user_id=bot_user_id, assistant=assistant,
                                   follow_up=follow_up),
                     f"slack-{event.get('channel')}-{event.get('ts')}")
-
-    def _first_sight(self, team: str, event: dict) -> bool:
-        """A channel mention arrives twice (app_mention, then its message.* copy: same channel and ts, other
-        event ids) and Slack may retry either. The service's claim in the store answers it once, but each copy
-        would first cost a users.info call and a store round trip: the copies this process has already
-        passed on are dropped here, before any of that. (Another process, or this one after a restart,
-        still has the store's claim.)"""
-        key = (team, event["channel"], event["ts"])
-        if key in self._recent:
-            log.debug("second delivery of %s:%s dropped early", key[1], key[2])
-            return False
-        self._recent[key] = None
-        while len(self._recent) > RECENT_MESSAGES:
-            self._recent.popitem(last=False)
-        return True
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

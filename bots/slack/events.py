@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from core.config.schema import Config
 from core.model import Attachment, Author, InboundMessage
@@ -23,6 +24,7 @@ def should_ignore(event: dict) -> bool:
     return not event.get("user") or not event.get("channel") or not event.get("ts")
 
 
+@lru_cache(maxsize=16)   # one bot user per workspace; asked about twice per message
 def mention_pattern(bot_user_id: str) -> re.Pattern[str]:
     return re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
 

@@ -31,15 +31,6 @@ def _str(value: Any) -> bool:
     return isinstance(value, str)
 
 
-def _problem_in(event: dict, key: str, pattern: re.Pattern[str], *, required: bool) -> str | None:
-    value = event.get(key)
-    if value is None:
-        return f"no {key}" if required else None
-    if not _str(value) or not pattern.match(value):
-        return f"{key} is not a Slack {'timestamp' if pattern is _TS else 'id'}"
-    return None
-
-
 def _file(f: Any) -> dict | Drop:
     if not isinstance(f, dict) or not _str(f.get("id")) or not _ID.match(f["id"]):
         return Drop("a file without an id")
@@ -57,24 +48,38 @@ def _file(f: Any) -> dict | Drop:
     return out
 
 
+# (plain loops over constant tuples, no helper calls: every mention's envelopes pass here on the way to the model)
+_MESSAGE_STRINGS = ("type", "subtype", "channel_type", "bot_id", "text", "team", "user")
+_MESSAGE_IDS = (("channel", _ID, True), ("user", _ID, False), ("team", _ID, False), ("ts", _TS, True),
+                ("thread_ts", _TS, False))
+_MESSAGE_KEPT = ("type", "subtype", "channel_type", "bot_id", "team", "user", "channel", "ts", "thread_ts")
+
+
 def parse_message(event: Any) -> dict | Drop:
     """A message or app_mention event as the adapter reads it: only the fields it uses, each of the right type
     and cleaned. Unknown subtypes pass through as strings (events.should_ignore decides about them)."""
     if not isinstance(event, dict):
         return Drop("the event is not an object")
-    for key in ("type", "subtype", "channel_type", "bot_id", "text", "team", "user"):
-        if key in event and event[key] is not None and not _str(event[key]):
+    get = event.get
+    for key in _MESSAGE_STRINGS:
+        value = get(key)
+        if value is not None and not isinstance(value, str):
             return Drop(f"{key} is not a string")
-    for key, pattern, required in (("channel", _ID, True), ("user", _ID, False), ("team", _ID, False),
-                                   ("ts", _TS, True), ("thread_ts", _TS, False)):
-        problem = _problem_in(event, key, pattern, required=required)
-        if problem:
-            return Drop(problem)
-    text = event.get("text") or ""
+    for key, pattern, required in _MESSAGE_IDS:
+        value = get(key)
+        if value is None:
+            if required:
+                return Drop(f"no {key}")
+        elif not isinstance(value, str) or not pattern.match(value):
+            return Drop(f"{key} is not a Slack {'timestamp' if pattern is _TS else 'id'}")
+    text = get("text") or ""
     if len(text) > MAX_TEXT:
         return Drop(f"text of {len(text):,} characters (Slack sends at most {MAX_TEXT:,})")
-    out: dict[str, Any] = {k: event[k] for k in ("type", "subtype", "channel_type", "bot_id", "team", "user",
-                                                 "channel", "ts", "thread_ts") if event.get(k) is not None}
+    out: dict[str, Any] = {}
+    for key in _MESSAGE_KEPT:
+        value = get(key)
+        if value is not None:
+            out[key] = value
     out["text"] = clean(text)
     if event.get("hidden"):
         out["hidden"] = True
@@ -90,21 +95,29 @@ def parse_message(event: Any) -> dict | Drop:
     return out
 
 
+_BODY_STRINGS = ("type", "team_id", "api_app_id", "event_id", "command", "text", "user_id", "channel_id",
+                 "trigger_id", "response_url", "user_name", "enterprise_id")
+_EVENT_STRINGS = ("channel", "user", "ts", "thread_ts", "event_ts", "subtype", "text", "team", "bot_id")
+
+
 def envelope_problem(body: Any) -> str | None:
     """What is wrong with a request body (Events API callback, slash command, interaction) before bolt reads
     it, or None. bolt assumes its shapes and raises (with a traceback per request) on others."""
     if not isinstance(body, dict):
         return "the body is not an object"
-    for key in ("type", "team_id", "api_app_id", "event_id", "command", "text", "user_id", "channel_id",
-                "trigger_id", "response_url", "user_name", "enterprise_id"):
-        if key in body and body[key] is not None and not _str(body[key]):
+    get = body.get
+    for key in _BODY_STRINGS:
+        value = get(key)
+        if value is not None and not isinstance(value, str):
             return f"{key} is not a string"
     if "event" in body:
         event = body["event"]
-        if not isinstance(event, dict) or not _str(event.get("type")):
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return "the event has no type"
-        for key in ("channel", "user", "ts", "thread_ts", "event_ts", "subtype", "text", "team", "bot_id"):
-            if key in event and event[key] is not None and not _str(event[key]):
+        get = event.get
+        for key in _EVENT_STRINGS:
+            value = get(key)
+            if value is not None and not isinstance(value, str):
                 return f"event {key} is not a string"
         thread = event.get("assistant_thread")
         if thread is not None and (not isinstance(thread, dict) or not all(
