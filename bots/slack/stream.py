@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -60,8 +60,10 @@ class NativeStream:
                  flush_chars: int = 300, flush_interval: float = 1.0,
                  max_chars: int = 11_000, max_age: float = 240.0,
                  clock: Callable[[], float] = time.monotonic,
-                 reservation: Reservation | None = None, budget: RateBudget | None = None) -> None:
+                 reservation: Reservation | None = None, budget: RateBudget | None = None,
+                 before_start: Callable[[], Awaitable[None]] | None = None) -> None:
         self._client = client
+        self._before_start = before_start   # awaited before each chat.startStream (the thinking status settles)
         self._reservation = reservation  # the start and stop the choice of transport counted on
         # The workspace's budgets: appends are made only when chat.appendStream has room now, at most one per
         # this reply's share of it (every native stream open gets an even share), so they never queue.
@@ -305,6 +307,8 @@ class NativeStream:
             chunks.append({"type": "markdown_text", "text": piece})
         try:
             if self._ts is None:
+                if self._before_start is not None:
+                    await self._before_start()
                 self._use("chat.startStream")
                 r = await self._client.chat_startStream(
                     channel=self._channel, thread_ts=self._thread, recipient_user_id=self._user,

@@ -1,6 +1,7 @@
 """Where one answer goes in Slack: a thread (or a DM), as markdown_text messages or a native stream."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Callable
@@ -58,6 +59,8 @@ class SlackReplyTarget:
         self._reservation = self._choice.reservation
         self._status_tried = False
         self._status_shown = False
+        self._status_timer: asyncio.TimerHandle | None = None   # the thinking status, not due yet
+        self._status_call: asyncio.Future | None = None          # ...and once due, its call
         self.transport: str | None = None   # NATIVE, EDIT or POST once the reply opened (last choice wins)
         self._lifetime: ReplyLifetime | None = None   # the reply's (its controls: bots/slack/controls.py)
         self._latest: str | None = None               # the reply's latest message
@@ -85,6 +88,7 @@ class SlackReplyTarget:
 
     async def _post(self, **content: object) -> str:
         # A reply clears the thread's thinking status by itself (Slack: "when the app replies").
+        await self._status_settled()
         r = await self._client.chat_postMessage(channel=self.place.channel, thread_ts=self.place.thread_ts,
                                                 **content)
         self._status_shown = False
@@ -140,12 +144,37 @@ class SlackReplyTarget:
         await self._post(markdown_text=text or "…")   # a notice is not part of the answer: no controls
 
     async def typing(self) -> None:
-        """The thinking status, at most once per answer and only when its budget has room now: it is cosmetic,
-        and the service waits for it before the first words go out. No second call to clear it: Slack clears
-        it when the app replies (see _posted for the one case where it does not)."""
+        """The thinking status, at most once per answer, only when the first words are slow to come (after
+        `StreamSettings.status_delay`; returns at once) and only when its budget has room then: it is cosmetic.
+        The reply's first message waits for a status call in flight, so the status never lands after it. No
+        second call to clear it: Slack clears it when the app replies (see _posted for the one case where it
+        does not)."""
         if not self.place.thread_ts or not self._status_supported() or self._status_tried:
             return  # Slack has no "is typing" for bots; the thinking status needs a thread
         self._status_tried = True
+        delay = self._stream.status_delay
+        if delay <= 0:
+            await self._show_status()
+        else:
+            self._status_timer = asyncio.get_running_loop().call_later(delay, self._status_due)
+
+    def _status_due(self) -> None:
+        self._status_timer = None
+        if not self._status_supported():
+            return   # refused meanwhile, in another answer
+        self._status_call = asyncio.ensure_future(self._show_status())
+        self._status_call.add_done_callback(_log_failure)
+
+    async def _status_settled(self) -> None:
+        """Before the reply's first message: a status not due yet is never sent, one in flight lands first."""
+        if self._status_timer is not None:
+            self._status_timer.cancel()
+            self._status_timer = None
+        call = self._status_call
+        if call is not None and not call.done():
+            await asyncio.wait((call,))   # not cancelled with the caller: it is one Web API call
+
+    async def _show_status(self) -> None:
         try:
             if self._budget is None:
                 await self._set_status("is thinking…")
@@ -185,9 +214,16 @@ class SlackReplyTarget:
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None:
         stream = self._open(on_posted)
         self._lifetime = stream.lifetime
-        # However the reply ends, what it reserved and did not use goes back to the workspace's budgets.
-        stream.lifetime.on_ended(lambda _state: self._choice.release())
+        # However the reply ends, what it reserved and did not use goes back to the workspace's budgets, and a
+        # thinking status not due yet is not sent.
+        stream.lifetime.on_ended(self._ended)
         return stream
+
+    def _ended(self, _state: object) -> None:
+        self._choice.release()
+        if self._status_timer is not None:
+            self._status_timer.cancel()
+            self._status_timer = None
 
     def _open(self, on_posted: OnPosted) -> ReplyStream:
         # Native streams exist only as thread replies (thread_ts is required).
@@ -205,7 +241,8 @@ class SlackReplyTarget:
                               fallback=lambda: self._fallback(on_posted),
                               on_refused=self._on_refused, flush_chars=s.flush_chars,
                               flush_interval=s.flush_interval, max_chars=s.max_chars, max_age=s.max_age,
-                              reservation=self._reservation, budget=self._budget)
+                              reservation=self._reservation, budget=self._budget,
+                              before_start=self._status_settled)
         # The answer's 👍 / 👎 and Retry go with the chat.stopStream call that ends it (no call of their own).
         native.final_blocks = self._ended_controls
         return native
@@ -228,3 +265,10 @@ class SlackReplyTarget:
         s = self._stream
         return PostWhenReady(self.post, on_posted=on_posted, max_chars=s.post_max_chars,
                              first_post_after=s.first_post_after, post_interval=s.post_interval)
+
+
+def _log_failure(call: asyncio.Future) -> None:
+    """The thinking status is cosmetic: a call that failed for another reason than Slack's refusal (handled in
+    typing) is one log line, not an unretrieved task exception."""
+    if not call.cancelled() and call.exception() is not None:
+        log.warning("could not show the thinking status: %r", call.exception())

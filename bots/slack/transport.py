@@ -36,6 +36,10 @@ class StreamSettings:
     post_max_chars: int = 11_000  # post when ready: messages are never edited, so markdown_text's 12k applies
     first_post_after: float = 2.0  # post when ready: an answer still being written by then shows what is ready
     post_interval: float = 10.0    # ...and again this often
+    # The thinking status ("is thinking…") goes out only when the answer's first words have not come this many
+    # seconds after the message: never in front of the request to the model (a Web API call costs about as much
+    # CPU as the rest of the way there), and a quick answer is its own sign of life. 0: at once.
+    status_delay: float = 0.5
 
 
 class TransportChoice:

@@ -32,10 +32,12 @@ class Bot:
 @contextlib.asynccontextmanager
 async def running_bot(db: Path, backend: Any, *, slack: FakeSlack | None = None, config: Config | None = None,
                       mode: str = "socket", rate_minute: float = 60.0,
-                      stream: StreamSettings = StreamSettings(flush_interval=0.05),
+                      stream: StreamSettings = StreamSettings(flush_interval=0.05, status_delay=0),
                       files: Any = None, store: Store | None = None) -> AsyncIterator[Bot]:
     """`store`: an open store to use instead of a new SQLite database at `db` (e.g. PostgreSQL, shared by
-    several bots as by several processes)."""
+    several bots as by several processes). The thinking status goes out at once here (`status_delay=0`), so a
+    test that looks at it sees it however fast the scripted model is (tests/slack/test_slack_thinking_status.py
+    covers the delay)."""
     own = slack is None
     slack = slack or await FakeSlack().start()
     try:

@@ -22,7 +22,7 @@ from bots.standins.slack_server import FakeSlack
 from tests.support.ports import ScriptedBackend
 
 MINUTE = 30.0  # the stand-in's and the bot's "minute": longer than any test here waits
-FAST = StreamSettings(flush_interval=0.05)
+FAST = StreamSettings(flush_interval=0.05, status_delay=0)   # the thinking status at once (not only when slow)
 
 
 class PausingBackend(ScriptedBackend):

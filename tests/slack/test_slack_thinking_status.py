@@ -1,0 +1,68 @@
+"""Slack's thinking status ("is thinking…") waits for a slow answer: it goes out only when the first words have not
+come `status_delay` seconds after the message, so it never stands in front of the request to the model, and an
+answer that starts at once is its own sign of life (one Web API call less).
+
+Real wire: slack_bolt/slack_sdk against the stand-in Slack; the model is a scripted backend (our own port's fake).
+"""
+from __future__ import annotations
+
+import asyncio
+
+from core.model import Completed, TextDelta, Usage
+from bots.slack.target import StreamSettings
+from tests.fakes.slack_harness import running_bot
+from tests.support.ports import ScriptedBackend
+
+
+class GatedBackend(ScriptedBackend):
+    """The model says nothing until the test opens the gate."""
+
+    def __init__(self, *scripts) -> None:
+        super().__init__(*scripts)
+        self.opened = asyncio.Event()
+
+    async def run(self, turn):
+        await self.opened.wait()
+        async for event in super().run(turn):
+            yield event
+
+
+def answer(*parts: str) -> list:
+    return [*(TextDelta(p) for p in parts), Completed(Usage(10, 0, 5))]
+
+
+def answered(slack, channel: str, thread: str, text: str):
+    def check():
+        msgs = slack.bot_messages(channel, thread)
+        return msgs and not any(m.streaming for m in msgs) and slack.thread_text(channel, thread) == text
+    return check
+
+
+async def test_an_answer_that_starts_at_once_costs_no_thinking_status(tmp_path):
+    backend = ScriptedBackend(answer("Right ", "away."))
+    stream = StreamSettings(flush_interval=0.05, status_delay=60.0)   # the first words come long before
+    async with running_bot(tmp_path / "db", backend, stream=stream) as bot:
+        ts = await bot.slack.user_says("C1", "<@UBOT> quick one")
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, "Right away."), what="the answer")
+        await bot.adapter.wait_idle()
+        assert bot.slack.calls_to("assistant.threads.setStatus") == []
+        assert bot.slack.thread_status.get(("C1", ts), "") == ""
+
+
+async def test_a_slow_answer_shows_thinking_before_its_first_words_and_slack_clears_it(tmp_path):
+    backend = GatedBackend(answer("After ", "a while."))
+    stream = StreamSettings(flush_interval=0.05, status_delay=0.05)
+    async with running_bot(tmp_path / "db", backend, stream=stream) as bot:
+        slack = bot.slack
+        ts = await slack.user_says("C1", "<@UBOT> a hard one")
+        try:   # the model has not said a word yet: the reader sees that the bot is on it
+            await slack.wait_for(lambda: slack.thread_status.get(("C1", ts)) == "is thinking…", what="the status")
+            assert slack.bot_messages("C1", ts) == []
+        finally:
+            backend.opened.set()
+        await slack.wait_for(answered(slack, "C1", ts, "After a while."), what="the answer")
+        await bot.adapter.wait_idle()
+        assert [s["status"] for s in slack.statuses] == ["is thinking…"]       # once, never after the answer
+        methods = [m for m, _ in slack.calls]
+        assert methods.index("assistant.threads.setStatus") < methods.index("chat.startStream")
+        assert slack.thread_status[("C1", ts)] == ""                            # cleared by the reply itself
