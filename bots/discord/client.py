@@ -25,6 +25,7 @@ from bots.discord.events import ReplyChains, RootStore, translate, unreadable
 from bots.discord.confirm import confirm_items
 from bots.discord.files import CdnFetcher
 from bots.discord.gateway import describe, fatal, gateway_intents, gateway_open, guard_parsers, make_client
+from bots.discord.gateway_turns import take_turns
 from bots.discord.interrupted import mark_interrupted
 from bots.discord.invite import invite_url
 from bots.discord.paced_http import pace_requests
@@ -131,6 +132,7 @@ class DiscordAdapter:
                               http_trace=_rate_limit_trace(self._service.observer))
         self._client = client
         pace_requests(client.http, self._pacers.global_)   # its own requests (login, command sync) count too
+        take_turns(client.http)   # a burst's first messages go ahead while its later frames still arrive
         confirmations = confirm_items(self._service.commands.confirm)
         slash = SlashCommands(self._service, chains=self._chains, approvals=self.approvals, cdn=self._cdn,
                               confirm_items=confirmations)
