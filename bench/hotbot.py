@@ -57,6 +57,11 @@ class _Window:
         self._start()
 
     def _start(self) -> None:
+        _SQLITE[:] = [0, 0, 0.0, 0.0, 0.0]
+        _IDLE[0] = 0.0
+        self._wall0 = time.monotonic()
+        _FRAMES.clear()
+        _REQUESTS.clear()
         self._gc[:2] = [0, 0.0]
         self._gens = [0.0, 0.0, 0.0]
         self._open = True
@@ -70,7 +75,12 @@ class _Window:
         cpu, loop = time.process_time() - self._cpu0, time.thread_time() - self._loop0
         self._open = False
         report: dict[str, Any] = {"cpu_s": cpu, "loop_cpu_s": loop, "gc_collections": self._gc[0],
-                                  "gc_cpu_s": self._gc[1], "gc_cpu_s_by_generation": self._gens}
+                                  "gc_cpu_s": self._gc[1], "gc_cpu_s_by_generation": self._gens,
+                                  "sqlite_jobs": _SQLITE[0], "sqlite_statements": _SQLITE[1],
+                                  "sqlite_wall_ms": round(_SQLITE[2] * 1000, 1), "sqlite_max_ms": round(_SQLITE[3] * 1000, 1),
+                                  "sqlite_cpu_ms": round(_SQLITE[4] * 1000, 1), "loop_idle_ms": round(_IDLE[0] * 1000, 1),
+                                  "wall_ms": round((time.monotonic() - self._wall0) * 1000, 1)}
+        report.update(_cpu_e2m(self._cpu0))
         if self._profile is not None:
             self._profile.dump_stats(self._out + ".pstats")   # for a closer look: python -m pstats FILE
             stats = pstats.Stats(self._profile)
@@ -83,6 +93,82 @@ class _Window:
         with open(tmp, "w") as f:
             json.dump(report, f)
         os.replace(tmp, self._out)   # the bench waits for the file: it appears whole
+
+
+_SQLITE = [0, 0, 0.0, 0.0, 0.0]   # jobs handed to the SQLite thread in the window, statements in them, wall s, max wall s, thread CPU s
+_IDLE = [0.0]    # wall seconds the event loop waited in select() in the window
+
+
+def _count_sqlite_jobs() -> None:
+    """How many hand-offs to the SQLite thread a burst makes (each one a thread wake-up, and a commit when it
+    writes), and how many statements they carry."""
+    from core.store.sqlite_worker import SqliteWorker
+    execute = SqliteWorker._execute
+
+    def counted(self, job):
+        _SQLITE[0] += 1
+        _SQLITE[1] += len(job)
+        t0, c0 = time.monotonic(), time.thread_time()
+        try:
+            return execute(self, job)
+        finally:
+            wall = time.monotonic() - t0
+            _SQLITE[2] += wall
+            _SQLITE[3] = max(_SQLITE[3], wall)
+            _SQLITE[4] += time.thread_time() - c0
+    SqliteWorker._execute = counted
+    import selectors
+    select = selectors.EpollSelector.select
+
+    def timed_select(self, timeout=None):
+        t0 = time.monotonic()
+        try:
+            return select(self, timeout)
+        finally:
+            _IDLE[0] += time.monotonic() - t0
+    selectors.EpollSelector.select = timed_select
+
+
+_FRAMES: list[float] = []     # process CPU seconds when each MESSAGE_CREATE was parsed, in the window
+_REQUESTS: list[float] = []   # process CPU seconds when each POST /v1/responses was handed to aiohttp
+
+
+def _count_progress() -> None:
+    """Event -> request measured in the process's own CPU seconds instead of wall time: how much of the burst's
+    work came before each request, the same on a loaded machine as on an idle one (the wall-clock e→m counts
+    the time other processes had the core)."""
+    from discord.state import ConnectionState
+    from core.backends.direct import DirectJSON
+    parse = ConnectionState.parse_message_create
+    post = DirectJSON.post
+
+    def parse_counted(self, data):
+        _FRAMES.append(time.process_time())
+        return parse(self, data)
+
+    def post_counted(self, path, body):
+        if path == "responses":
+            _REQUESTS.append(time.process_time())
+        return post(self, path, body)
+    ConnectionState.parse_message_create = parse_counted
+    DirectJSON.post = post_counted
+
+
+def _cpu_e2m(cpu0: float) -> dict[str, Any]:
+    """The n-th request against the n-th event (requests leave in arrival order in both the old and the new
+    code: the bench's `in_order`), in CPU milliseconds; and each request's place in the window's CPU."""
+    n = min(len(_FRAMES), len(_REQUESTS))
+    if not n:
+        return {}
+    e2m = sorted(r - f for f, r in zip(_FRAMES[:n], _REQUESTS[:n]))
+    at = sorted(r - cpu0 for r in _REQUESTS[:n])
+
+    def q(values: list[float], p: float) -> float:
+        return round(values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000, 1)
+    return {"cpu_frames_ms": [round((f - cpu0) * 1000, 2) for f in _FRAMES],
+            "cpu_requests_ms": [round((r - cpu0) * 1000, 2) for r in _REQUESTS],
+            "cpu_e2m_ms_p10": q(e2m, 10), "cpu_e2m_ms_p50": q(e2m, 50), "cpu_e2m_ms_p90": q(e2m, 90),
+            "cpu_first_request_ms": q(at, 0), "cpu_last_request_ms": q(at, 100)}
 
 
 def _top(stats: pstats.Stats, key: str) -> list[str]:
@@ -100,6 +186,8 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, window.open)
     signal.signal(signal.SIGRTMIN, window.open_profiled)
     signal.signal(signal.SIGUSR2, window.close)
+    _count_sqlite_jobs()
+    _count_progress()
     from bots.discord.client import DiscordAdapter
     defaults = dict(DiscordAdapter.__init__.__kwdefaults__ or {})
     defaults["typing_delay"] = 3600.0

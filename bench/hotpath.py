@@ -158,6 +158,8 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                 ledger.cpu_probe = None
                 e2m = [ledger.by_tag[t].model_request - ledger.by_tag[t].event_sent for t, _ in burst
                        if ledger.by_tag[t].model_request and ledger.by_tag[t].event_sent]
+                window.update(order_stats([(ledger.by_tag[t].event_sent, ledger.by_tag[t].model_request)
+                                           for t, _ in burst]))
                 window.update(profiled=profiled, size=size, e2m_ms_p50=ms(e2m, 50),
                               conversations_created=openai.conversations_created - created0,
                               cpu_us_per_message=round(window["cpu_s"] / size * 1e6, 1),
@@ -167,7 +169,15 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                 windows.append(window)
                 print(f"  burst {b + 1}{' (profiled)' if profiled else ''}: {window['cpu_us_per_message']} µs CPU "
                       f"per message ({window['loop_cpu_us_per_message']} on the loop; {window['gc_collections']} "
-                      f"collections, {window['gc_cpu_s'] * 1e3:.1f} ms)"
+                      f"collections, {window['gc_cpu_s'] * 1e3:.1f} ms); window CPU {window['cpu_s'] * 1e3:.1f} ms, "
+                      f"e→m p10/p50/p90 {window.get('e2m_ms_p10')}/{window['e2m_ms_p50']}/{window.get('e2m_ms_p90')} "
+                      f"ms, first/last request {window.get('first_request_ms')}/{window.get('last_request_ms')} ms "
+                      f"(last event {window.get('last_event_ms')}), in order {window.get('in_order')}; "
+                      f"SQLite jobs/statements {window.get('sqlite_jobs')}/{window.get('sqlite_statements')}; in CPU ms: e→m "
+                      f"p10/p50/p90 {window.get('cpu_e2m_ms_p10')}/{window.get('cpu_e2m_ms_p50')}/"
+                      f"{window.get('cpu_e2m_ms_p90')}, first/last request {window.get('cpu_first_request_ms')}/"
+                      f"{window.get('cpu_last_request_ms')}; window wall {window.get('wall_ms')} ms, loop idle {window.get('loop_idle_ms')} ms, "
+                      f"SQLite jobs wall/max/CPU {window.get('sqlite_wall_ms')}/{window.get('sqlite_max_ms')}/{window.get('sqlite_cpu_ms')} ms"
                       + (f", {window['calls_per_message']} calls" if profiled else ""), file=sys.stderr, flush=True)
                 await _until_done(ledger, [t for t, _ in burst])
                 await asyncio.sleep(0.5)   # the answers' last writes settle before the next window
@@ -187,6 +197,24 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
         "calls_per_message": next((w["calls_per_message"] for w in windows if w["profiled"]), None),
         "load_1min": load, "windows": windows, "bot_log_errors": errors,
     }
+
+
+def order_stats(times: list[tuple[float | None, float | None]]) -> dict[str, Any]:
+    """How the burst's requests left, from (event sent, model request) per message in the order sent: e→m
+    percentiles, when the first and the last request arrived after the first event, and the share of message
+    pairs whose requests arrived in the order the messages were sent (1.0: first asked, first sent)."""
+    pairs = [(e, m) for e, m in times if e is not None and m is not None]
+    if not pairs:
+        return {}
+    t0 = min(e for e, _ in pairs)
+    e2m = [m - e for e, m in pairs]
+    req = [m for _, m in pairs]
+    n = len(req)
+    ordered = sum(1 for i in range(n) for j in range(i + 1, n) if req[i] < req[j])
+    return {"e2m_ms_p10": ms(e2m, 10), "e2m_ms_p90": ms(e2m, 90),
+            "first_request_ms": round((min(req) - t0) * 1000, 1), "last_request_ms": round((max(req) - t0) * 1000, 1),
+            "last_event_ms": round((max(e for e, _ in pairs) - t0) * 1000, 1),
+            "in_order": round(ordered / (n * (n - 1) / 2), 3) if n > 1 else 1.0}
 
 
 async def _burst(ledger: Ledger, burst: list[tuple[str, str]], slack: BenchSlack | None,
