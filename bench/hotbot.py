@@ -136,7 +136,9 @@ _REQUESTS: list[float] = []   # process CPU seconds when each POST /v1/responses
 def _count_progress() -> None:
     """Event -> request measured in the process's own CPU seconds instead of wall time: how much of the burst's
     work came before each request, the same on a loaded machine as on an idle one (the wall-clock e→m counts
-    the time other processes had the core)."""
+    the time other processes had the core). Counted from when discord.py parsed the event's frame: a frame
+    that waited in the socket before (the gateway reader takes turns, bots/discord/gateway_turns.py) is not
+    counted — compare those with the bench's wall-clock e→m and its `p50 / last request` instead."""
     from discord.state import ConnectionState
     from core.backends.direct import DirectJSON
     parse = ConnectionState.parse_message_create
