@@ -61,7 +61,7 @@ class SlackAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._shares: RateShares | None = None
         self._files = SlackFiles(token=bot_token, client=self.client, session=self._http_session, api_url=api_url)
-        self.users = UserDirectory(self.client, ttl=user_ttl)
+        self.users = UserDirectory(self.client, ttl=user_ttl, budget=self.budget)
         self._recent = RecentMessages()
         self._mentions = MentionPath(self._accept, self._recent, bot_user_id=lambda: self._bot_user_id,
                                      team=lambda: self._team)

@@ -111,6 +111,10 @@ class SlidingWindow:
         self.inflight += 1
         return True
 
+    def room(self) -> int:
+        """How many calls made now would get their slot at once (acquire would not wait)."""
+        return 0 if self.waiting else max(0, self.limit - self._live(self._clock()))
+
     def done(self) -> None:
         self.inflight -= 1
         self._times.append(self._clock())
@@ -258,6 +262,10 @@ class RateBudget:
         if method in UNBUDGETED:
             return 0.0
         return self.bucket_for(method, channel).delay(n)
+
+    def room(self, method: str, channel: str | None = None) -> int:
+        """How many calls of `method` made now would not wait for their budget."""
+        return 1 << 30 if method in UNBUDGETED else self.bucket_for(method, channel).room()
 
     def spacing(self, method: str) -> float:
         """Seconds between calls of `method` that keep it inside its tier when made steadily."""

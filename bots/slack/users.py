@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.model import Author
+from bots.slack.ratelimit import RateBudget
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,12 @@ class _Entry:
 
 class UserDirectory:
     def __init__(self, client: AsyncWebClient, *, ttl: float = 3600.0, failure_ttl: float = 300.0,
-                 max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic,
+                 budget: RateBudget | None = None) -> None:
         self._client = client
+        self._budget = budget     # the workspace's budgets: a look-up that must queue for users.info is not waited for
+        self._queued: set[tuple[str, str]] = set()   # look-ups that found no free slot when they began
+        self._unstarted: set[tuple[str, str]] = set()  # look-ups whose task has not reached the budget yet
         self._ttl, self._failure_ttl = ttl, failure_ttl
         self._max = max_entries
         self._clock = clock
@@ -49,7 +54,8 @@ class UserDirectory:
 
         `wait`: at most this long for a person not known yet; past it the id and `fallback_name` are returned
         while the look-up goes on and fills the directory. users.info is Tier 4 (~100/min per workspace): a
-        burst of new people must not hold their answers back behind it."""
+        burst of new people must not hold their answers back behind it — a look-up that had to queue for the
+        budget (`budget`) is not waited for at all."""
         key = (team, user_id)
         entry = self._entries.get(key)
         if entry is not None and entry.expires > self._clock():
@@ -57,9 +63,15 @@ class UserDirectory:
             return self._or_fallback(entry, user_id, fallback_name)
         task = self._inflight.get(key)
         if task is None:
+            # the look-ups begun before this one take the budget's free slots first
+            if self._budget is not None and self._budget.room("users.info") <= len(self._unstarted):
+                self._queued.add(key)   # behind a full minute of users.info: its answer is far off
+            self._unstarted.add(key)
             task = asyncio.create_task(self._lookup(key), name=f"slack-users.info-{user_id}")
             self._inflight[key] = task
             task.add_done_callback(lambda t, key=key: self._settle(key, t))
+        if wait is not None and key in self._queued:
+            return Author(id=user_id, name=fallback_name)   # a burst of new people: no waiting for what is queued
         if wait is not None:
             done, _ = await asyncio.wait({task}, timeout=wait)  # never cancels the look-up
             if not done:
@@ -81,6 +93,7 @@ class UserDirectory:
 
     async def _lookup(self, key: tuple[str, str]) -> _Entry:
         user_id = key[1]
+        self._unstarted.discard(key)   # from here to the budget's slot nothing waits: the count stays exact
         try:
             u = (await self._client.users_info(user=user_id))["user"]
         except SlackApiError as e:
@@ -97,6 +110,8 @@ class UserDirectory:
     def _settle(self, key: tuple[str, str], task: asyncio.Task[_Entry]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
+            self._queued.discard(key)
+            self._unstarted.discard(key)   # cancelled before it began
         if task.cancelled() or task.exception() is not None:
             return  # not cached: the waiters got the error, the next mention asks again
         self._entries[key] = task.result()

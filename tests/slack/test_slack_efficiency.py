@@ -225,3 +225,33 @@ async def test_a_mention_with_a_file_costs_what_one_delivery_costs(tmp_path):
         await bot.adapter.wait_idle()
         assert len(bot.slack.calls_to("files.info")) == 2 * one_delivery
         assert files.read == ["sales.csv", "sales.csv"] and len(backend.turns) == 2
+
+
+async def test_a_new_person_past_the_users_info_budget_is_answered_without_waiting_and_named_later(tmp_path,
+                                                                                                  monkeypatch):
+    # A burst of new people: users.info (Tier 4) has no slot left for this minute. The message goes on at once
+    # instead of waiting for a name that cannot come before the minute is over, and the look-up still happens.
+    import bots.slack.app
+    monkeypatch.setattr(bots.slack.app, "AUTHOR_WAIT", 3600.0)   # a message would wait that long for the name
+    backend = ScriptedBackend(answer("First."), answer("Second."))
+    async with FakeSlack(rate_minute=2.0) as slack:
+        async with running_bot(tmp_path / "db", backend, slack=slack, rate_minute=2.0) as bot:
+            bucket = bot.adapter.budget.bucket_for("users.info")
+            held = 0
+            while bucket.room():            # other people's look-ups hold every slot of this minute
+                await bucket.acquire()
+                held += 1
+            try:
+                first = await slack.user_says("C1", "<@UBOT> hi", user="U2")
+                await slack.wait_for(answered(slack, "C1", first, "First."), what="the answer without the name")
+            finally:
+                for _ in range(held):
+                    bucket.done()
+            assert slack.calls_to("users.info") == []
+            # the look-up waited for its slot and went out; from then on the person has a name
+            await slack.wait_for(lambda: slack.calls_to("users.info"), what="the queued users.info")
+            await slack.wait_for(lambda: len(bot.adapter.users) == 1, what="the name known")
+            second = await slack.user_says("C2", "<@UBOT> again", user="U2")
+            await slack.wait_for(answered(slack, "C2", second, "Second."), what="the second answer")
+            await bot.adapter.wait_idle()
+    assert [c.get("user_name", "") for c in backend.conversations] == ["", "bob"]
