@@ -123,7 +123,8 @@ class SlidingWindow:
         """About how long the n-th call made now would wait for its slot, behind everything already made,
         queued or reserved. 0.0: it goes at once."""
         now = self._clock()
-        live = [t for t in self._times if t > now - self.window]
+        self._live(now)          # drops the calls that left the window: those kept are in it, oldest first
+        live = self._times
         limit = self.limit
         excess = len(live) + self.inflight + self.waiting + self.reserved + n - limit
         if excess <= 0:
