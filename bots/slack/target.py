@@ -61,6 +61,7 @@ class SlackReplyTarget:
         self._status_shown = False
         self._status_timer: asyncio.TimerHandle | None = None   # the thinking status, not due yet
         self._status_call: asyncio.Future | None = None          # ...and once due, its call
+        self._replying = False   # the reply's first message is on its way: a status landing now is taken back
         self.transport: str | None = None   # NATIVE, EDIT or POST once the reply opened (last choice wins)
         self._lifetime: ReplyLifetime | None = None   # the reply's (its controls: bots/slack/controls.py)
         self._latest: str | None = None               # the reply's latest message
@@ -146,9 +147,9 @@ class SlackReplyTarget:
     async def typing(self) -> None:
         """The thinking status, at most once per answer, only when the first words are slow to come (after
         `StreamSettings.status_delay`; returns at once) and only when its budget has room then: it is cosmetic.
-        The reply's first message waits for a status call in flight, so the status never lands after it. No
-        second call to clear it: Slack clears it when the app replies (see _posted for the one case where it
-        does not)."""
+        The reply's first message does not wait for a status call in flight; that status is cleared again when
+        it lands. Otherwise no second call to clear it: Slack clears it when the app replies (see _posted for the
+        one case where it does not)."""
         if not self.place.thread_ts or not self._status_supported() or self._status_tried:
             return  # Slack has no "is typing" for bots; the thinking status needs a thread
         self._status_tried = True
@@ -166,13 +167,12 @@ class SlackReplyTarget:
         self._status_call.add_done_callback(_log_failure)
 
     async def _status_settled(self) -> None:
-        """Before the reply's first message: a status not due yet is never sent, one in flight lands first."""
+        """Before the reply's first message (which does not wait for anything here): a status not due yet is
+        never sent, and one still in flight is taken back when it lands (_show_status)."""
+        self._replying = True
         if self._status_timer is not None:
             self._status_timer.cancel()
             self._status_timer = None
-        call = self._status_call
-        if call is not None and not call.done():
-            await asyncio.wait((call,))   # not cancelled with the caller: it is one Web API call
 
     async def _show_status(self) -> None:
         try:
@@ -190,7 +190,15 @@ class SlackReplyTarget:
             log.info("assistant.threads.setStatus unavailable (%s); thinking status off", e.response.get("error"))
             self._on_status_refused()
             return
-        self._status_shown = True
+        if not self._replying:
+            self._status_shown = True
+            return
+        # The reply began while this call was on its way, and Slack may have seen it after the reply's first
+        # message (which clears the status): take it back rather than leave "is thinking…" under the answer.
+        try:
+            await self._set_status("")
+        except SlackApiError as e:
+            log.warning("could not clear the thinking status in %s (%s)", self.place.channel, e.response.get("error"))
 
     async def _set_status(self, status: str) -> None:
         await self._client.assistant_threads_setStatus(channel_id=self.place.channel,

@@ -10,6 +10,7 @@ import asyncio
 
 from core.model import Completed, TextDelta, Usage
 from bots.slack.target import StreamSettings
+from bots.standins.slack_server import FakeSlack
 from tests.fakes.slack_harness import running_bot
 from tests.support.ports import ScriptedBackend
 
@@ -66,3 +67,37 @@ async def test_a_slow_answer_shows_thinking_before_its_first_words_and_slack_cle
         methods = [m for m, _ in slack.calls]
         assert methods.index("assistant.threads.setStatus") < methods.index("chat.startStream")
         assert slack.thread_status[("C1", ts)] == ""                            # cleared by the reply itself
+
+
+class SlowStatusSlack(FakeSlack):
+    """The stand-in Slack, answering "is thinking…" only when the test says (a slow Web API call)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.status_arrived = asyncio.Event()
+        self.status_answers = asyncio.Event()
+
+    async def _m_assistant_threads_setStatus(self, a: dict) -> dict:
+        if a.get("status"):
+            self.status_arrived.set()
+            await self.status_answers.wait()
+        return await super()._m_assistant_threads_setStatus(a)
+
+
+async def test_an_answer_does_not_wait_for_a_slow_status_call_and_the_late_status_is_taken_back(tmp_path):
+    backend = GatedBackend(answer("Here it ", "is."))
+    stream = StreamSettings(flush_interval=0.05, status_delay=0.05)
+    async with SlowStatusSlack() as slack:
+        async with running_bot(tmp_path / "db", backend, slack=slack, stream=stream) as bot:
+            ts = await slack.user_says("C1", "<@UBOT> a hard one")
+            try:
+                await slack.wait_for(slack.status_arrived.is_set, what="the status call")
+                backend.opened.set()    # the first words come while "is thinking…" is still on its way
+                await slack.wait_for(answered(slack, "C1", ts, "Here it is."), what="the answer, not held up")
+            finally:
+                slack.status_answers.set()
+            # the status landed after the answer began: the bot takes it back
+            await slack.wait_for(lambda: [s["status"] for s in slack.statuses] == ["is thinking…", ""],
+                                 what="the late status cleared")
+            await bot.adapter.wait_idle()
+        assert slack.thread_status[("C1", ts)] == ""
