@@ -73,7 +73,7 @@ class DiscordAdapter:
         self._shares: RateShares | None = None
         self._pacers = pacers or Pacers()
         # per answer: its first message queued with its first text; the whole answer if it ended meanwhile
-        self._delivery = Delivery(self._pacers)
+        self._delivery = Delivery(self._pacers, clock=self._pacers.clock)
         observer: Observer = service.observer   # logs and metrics: told about 429s and budget waits
         self._pacers.on_wait = lambda seconds: observer.budget_wait("discord", seconds)
         self._guild_ready_timeout = guild_ready_timeout

@@ -13,6 +13,16 @@ decided when the slot is there rather than guessed ahead, per-channel waits incl
 shows when the budget has a slot to spare. The queue's order is the pacer's: first messages (a held answer's whole text, a stream's
 first post) before final edits of answers whose beginning already shows, and those before progress edits.
 
+An answer whose turn comes shortly before its expected end (within half a window, estimated from how long recent
+answers took) keeps the slot and waits on it for its end, then posts its whole text: one write instead of a post
+now and a final edit that would queue behind every first message still waiting. Only while that costs the other
+answers' first messages little: when the answers not showing yet need more than the window now (C windows of L
+slots for U answers, C ≥ 2), the last of those windows has C·L − U slots no first message needs, and at most half
+that many slots are kept at a time (a kept slot is used later in its window, so each pushes the last window's
+first messages back by one slot; slots are not spread evenly over a window, so not all of the spare ones).
+The answer shows what it has on the kept slot, and streams from there, if it has not ended a window after its
+turn, or as soon as the model starts a tool (its end is then anyone's guess).
+
 Progress edits are made only when there is room now: the global budget must keep room for the first messages of
 the answers not showing yet (queued, or asked their model and waiting for its first word — a burst's later answers
 would otherwise find the window spent; the typing indicator keeps out of it likewise) and for the final writes of
@@ -24,11 +34,14 @@ per five seconds are soon spent by one answer's progress edits otherwise, and it
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from bisect import bisect_left, bisect_right, insort
 from typing import Callable
 
 from bots.discord.pacing import Pacers, Slots
+
+KEEP_WITHIN = 0.5   # an answer expected to end within this share of the global window keeps its slot for the end
 
 class Delivery:
     """The answers in progress on one bot's budgets, and how long answers take."""
@@ -44,6 +57,8 @@ class Delivery:
         self.unshown = 0                     # answers opened whose first message has not gone out yet
         self.held = 0                        # answers posted whole so far (for tests and logs)
         self.streamed = 0                    # answers that showed before they were done
+        self.keeping = 0                     # slots kept right now for answers about to end
+        self.kept = 0                        # answers that kept their slot for their end so far
 
     def open(self, channel_id: int) -> "AnswerPlan":
         self.unshown += 1
@@ -61,6 +76,21 @@ class Delivery:
         if free <= 0 or free - self.unshown - self._ending_soon() < 1:
             return False
         return self._pacers.channel(channel_id).free_now() - self._streaming.get(channel_id, 0) >= 1
+
+    def keep_for(self, start: float) -> float:
+        """Seconds an answer whose first text came at `start` may keep the slot its turn brought, waiting for its
+        end (0: it shows what it has now): a window, when its expected end is within half of one and the answers
+        not showing yet leave a slot of their last window to spare (see the module's docstring)."""
+        if self.duration is None:
+            return 0.0
+        budget = self._pacers.global_
+        left = start + self.duration - self._clock()
+        if not 0 < left <= KEEP_WITHIN * budget.period or budget.limit <= 0:
+            return 0.0
+        windows = math.ceil(self.unshown / budget.limit)
+        if windows < 2 or self.keeping >= (windows * budget.limit - self.unshown) // 2:
+            return 0.0
+        return budget.period
 
     def _ending_soon(self) -> int:
         if self.duration is None or not self._starts:
@@ -95,10 +125,11 @@ class Delivery:
 class AnswerPlan:
     """One answer's side: `may_start()` with each change before it shows, `first_slots()` for its first message,
     `progress()` before each progress edit, `end()` when its final text is ready, `close()` once it has ended.
-    `on_ready` is called when its turn comes while it waits (the stream shows what it has then)."""
+    `on_ready` is called when its turn comes while it waits (the stream shows what it has then); `busy` says
+    whether the model is running a tool (its slot is then not kept for its end)."""
 
     __slots__ = ("_delivery", "_channel", "_start", "streaming", "_ended", "_closed", "_slots", "_waiter",
-                 "_unshown", "on_ready")
+                 "_unshown", "_keep", "on_ready", "busy")
 
     def __init__(self, delivery: Delivery, channel_id: int) -> None:
         self._delivery = delivery
@@ -110,7 +141,9 @@ class AnswerPlan:
         self._slots: Slots | None = None     # its first message's slots, once its turn came
         self._waiter: asyncio.Task[None] | None = None
         self._unshown = True                 # counted in delivery.unshown until its first message goes out
+        self._keep: asyncio.TimerHandle | None = None   # its slot is kept for its end until this fires
         self.on_ready: Callable[[], None] | None = None
+        self.busy: Callable[[], bool] = lambda: False
 
     def may_start(self) -> bool:
         """True once the answer's first message may go out now. The first call queues it for a slot."""
@@ -119,6 +152,10 @@ class AnswerPlan:
         if self._start is None:
             self._start = self._delivery._started()
             self._queue()
+        if self._keep is not None:
+            if not self.busy():
+                return False   # kept for its end, which is near
+            self._unkeep()     # a tool started: its end is anyone's guess, and the slot shows what it has now
         if self._slots is None or self._ended:
             return False
         self.streaming = True
@@ -145,8 +182,26 @@ class AnswerPlan:
                 slots.give_back()
             return
         self._slots = slots
-        if self.on_ready is not None and not self._ended:
+        if self.on_ready is None or self._ended:
+            return
+        keep = self._delivery.keep_for(self._start) if self._start is not None and not self.busy() else 0.0
+        if keep > 0:   # about to end: wait for it on this slot (one write), or show what it has after `keep` s
+            self._delivery.keeping += 1
+            self._delivery.kept += 1
+            self._keep = asyncio.get_running_loop().call_later(keep, self._kept_too_long)
+            return
+        self.on_ready()
+
+    def _kept_too_long(self) -> None:
+        self._unkeep()
+        if self.on_ready is not None and not self._ended and not self._closed:
             self.on_ready()
+
+    def _unkeep(self) -> None:
+        if self._keep is not None:
+            self._keep.cancel()
+            self._keep = None
+            self._delivery.keeping -= 1
 
     async def first_slots(self) -> Slots | None:
         """The slots queued for the answer's first message — waiting for its turn if that has not come — or None
@@ -168,6 +223,7 @@ class AnswerPlan:
         if self._ended:
             return
         self._ended = True
+        self._unkeep()   # its whole text goes out on the kept slot
         if self._start is not None:
             if not self.streaming:
                 self._delivery.held += 1

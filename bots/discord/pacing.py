@@ -311,6 +311,7 @@ class Pacers:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._channel_args = (channel_limit, channel_period)
         self._clock = clock
+        self.clock = clock   # the pacers' time: what else decides by these budgets reads the same (delivery)
         self.global_ = Pacer(global_limit, global_period, clock=clock, global_budget=True)
         # Progress (non-urgent) requests: at most this many of the global budget per period.
         self.progress = Pacer(progress_limit or max(1, global_limit // 3), global_period, clock=clock)

@@ -287,6 +287,7 @@ class ChannelTarget:
         stream.lifetime.on_ending(self._final_text_ready)
         if plan is not None:  # the answer is done once its final text is ready (its last write may still queue)
             plan.on_ready = stream.resume
+            plan.busy = lambda: stream.tool_running
             stream.lifetime.on_ending(lambda _state: plan.end())
             stream.lifetime.on_ended(lambda _state: plan.close())
         self._lifetime = stream.lifetime

@@ -107,6 +107,11 @@ class EditStream:
     def text_so_far(self) -> str:
         return self._text
 
+    @property
+    def tool_running(self) -> bool:
+        """A tool call of this reply is under way (started, not finished): its end is not near."""
+        return any(u.status not in FINISHED for u in self._tools.values())
+
     async def text(self, delta: str) -> None:
         self._check_open()
         self.lifetime.check()

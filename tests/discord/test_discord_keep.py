@@ -1,0 +1,189 @@
+"""An answer whose turn for a first message comes shortly before its expected end keeps that slot and waits on it
+for its end: one write (its whole text) instead of its beginning now and a final edit that would queue behind
+every first message still waiting — and a tool call starting meanwhile ends the wait at once.
+
+The decision on its own (bots/discord/delivery with the real pacers on a clock that only moves when told), then
+end to end through discord.py and the Discord stand-in, the bot's budget on that same kind of clock.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from bots.discord.delivery import Delivery
+from bots.discord.pacing import Pacers
+from bots.standins.discord_server import FakeDiscord
+from core.model import ToolUpdate
+from core.reply.tail import CURSOR
+from tests.discord.test_discord import make_adapter
+from tests.discord.test_discord_delivery import Clock, turns
+from tests.fakes.discord_chat import StreamingService
+from tests.fakes.discord_world import WINDOW
+
+
+def budgets(clock: Clock, **kwargs) -> tuple[Pacers, Delivery]:
+    pacers = Pacers(**({"global_limit": 4, "global_period": 1.0, "channel_limit": 5, "channel_period": 5.0}
+                       | kwargs), clock=clock)
+    return pacers, Delivery(pacers, clock=clock)
+
+
+async def answers_take(clock: Clock, delivery: Delivery, seconds: float) -> None:
+    """One answer from its first text to its end, so the delivery knows how long answers take."""
+    past = delivery.open(99)
+    assert past.may_start()
+    (await past.first_slots()).give_back()
+    clock.now += seconds
+    past.close()
+    clock.now += 10.0
+
+
+async def a_burst(clock: Clock, pacers: Pacers, delivery: Delivery, count: int, *, turn_after: float = 0.0):
+    """`count` answers say their first words at once: the budget's 4 slots go to the first four, the rest wait for
+    their turns, which come `turn_after` seconds later."""
+    plans = [delivery.open(channel) for channel in range(count)]
+    ready: list[int] = []
+    for i, plan in enumerate(plans):
+        plan.on_ready = lambda i=i: ready.append(i)
+    shown = [plan.may_start() for plan in plans]
+    assert shown == [True] * 4 + [False] * (count - 4)
+    clock.now += turn_after
+    for plan in plans[:4]:
+        (await plan.first_slots()).give_back()     # (given back: the four slots are the next in line's at once)
+    await turns()
+    return plans, ready
+
+
+async def test_an_answer_whose_turn_comes_just_before_its_end_keeps_the_slot_and_goes_out_whole_on_it():
+    clock = Clock()
+    pacers, delivery = budgets(clock)
+    await answers_take(clock, delivery, 1.0)
+    plans, ready = await a_burst(clock, pacers, delivery, 10, turn_after=0.7)
+    # Answers 4..7 got their turns 0.3 s before their expected end, with 6 answers still to show: two windows
+    # of 4 slots, 2 of the last window to spare, and at most half of those are kept -> answer 4 keeps its slot.
+    assert ready == [5, 6, 7]
+    assert not plans[4].may_start()               # more text comes: it still waits for its end on the slot
+    assert pacers.global_.free_now() == 0         # the slot is its own, not free for anyone else
+    plans[4].end()
+    slots = await plans[4].first_slots()          # its whole text goes out on the slot it kept
+    assert slots is not None and not plans[4].streaming
+    slots.release()
+    plans[4].close()
+    assert (delivery.kept, delivery.held, delivery.keeping) == (1, 1, 0)
+
+
+async def test_no_slot_is_kept_when_the_answers_waiting_fit_in_the_window():
+    clock = Clock()
+    pacers, delivery = budgets(clock)
+    await answers_take(clock, delivery, 1.0)
+    plans, ready = await a_burst(clock, pacers, delivery, 5, turn_after=0.7)
+    assert ready == [4]                           # 1 to show and 4 slots: keeping one would only delay it
+    assert delivery.kept == 0
+
+
+async def test_an_answer_of_unknown_length_shows_its_beginning_when_its_turn_comes():
+    clock = Clock()
+    pacers, delivery = budgets(clock)
+    plans, ready = await a_burst(clock, pacers, delivery, 10, turn_after=0.7)
+    assert ready == [4, 5, 6, 7]                  # nothing known yet about how long answers take
+    assert delivery.kept == 0
+
+
+async def test_an_answer_far_from_its_end_shows_its_beginning_when_its_turn_comes():
+    clock = Clock()
+    pacers, delivery = budgets(clock)
+    await answers_take(clock, delivery, 1.0)
+    plans, ready = await a_burst(clock, pacers, delivery, 10, turn_after=0.3)
+    assert ready == [4, 5, 6, 7]                  # 0.7 s to go: not worth a slot kept waiting
+    assert delivery.kept == 0
+
+
+async def test_a_kept_answer_whose_model_starts_a_tool_shows_what_it_has_at_once_on_its_slot():
+    clock = Clock()
+    pacers, delivery = budgets(clock)
+    await answers_take(clock, delivery, 1.0)
+    plans, ready = await a_burst(clock, pacers, delivery, 10, turn_after=0.7)
+    tool = False
+    plans[4].busy = lambda: tool
+    assert not plans[4].may_start()               # kept for its end
+    tool = True                                   # the model calls a tool: its end is anyone's guess now
+    assert plans[4].may_start()                   # the kept slot shows its beginning and the tool's status now
+    slots = await plans[4].first_slots()
+    assert slots is not None and plans[4].streaming
+    slots.release()
+    plans[4].close()
+    assert delivery.keeping == 0
+
+
+async def test_a_kept_answer_that_does_not_end_within_a_window_shows_what_it_has():
+    clock = Clock()
+    pacers, delivery = budgets(clock, global_period=0.02)   # a short window: the wait below is a real one
+    await answers_take(clock, delivery, 0.02)
+    plans, ready = await a_burst(clock, pacers, delivery, 10, turn_after=0.014)
+    assert ready == [5, 6, 7] and delivery.keeping == 1
+    while 4 not in ready:                         # a window later it still writes: its turn shows what it has
+        await asyncio.sleep(0.01)
+    assert plans[4].may_start() and delivery.keeping == 0
+    (await plans[4].first_slots()).release()
+
+
+# ---- end to end: what the channels show ------------------------------------------------------------------
+
+
+async def test_through_the_stand_in_the_answer_that_kept_its_slot_shows_once_whole_while_later_ones_stream(tmp_path):
+    clock = Clock()
+    # The stand-in's own limits stay Discord's: the bot's budget of 3 per second runs on `clock`, which moves
+    # only when told, so the stand-in's real-time windows are not what is tested here.
+    discord = FakeDiscord(channel_limit=5, channel_period=WINDOW)
+    await discord.start()
+    service = StreamingService()
+    names = tuple(f"room-{i}" for i in range(8))
+    try:
+        discord.guild = discord.add_guild("Team", names)
+        alice = discord.add_user("alice")
+        rooms = [discord.channel_id(discord.guild, name) for name in names]
+        pacers = Pacers(channel_limit=5, channel_period=WINDOW, global_limit=3, global_period=1.0, clock=clock)
+        adapter = make_adapter(discord, service, tmp_path, pacers=pacers)
+        await adapter.start()
+        try:
+            clock.now += 10.0                                   # start-up's requests have left the window
+            await discord.user_message(rooms[0], alice, "q0", mention_bot=True)
+            warm = await service.stream_for("q0")
+            await warm.text("Warm-up")
+            await discord.wait_for(lambda: discord.messages_in(rooms[0], by_bot=True))
+            clock.now += 1.4                                    # answers take 1.4 s from first words to end
+            await warm.close()
+            await discord.wait_for(lambda: discord.bot_text(rooms[0]) == "Warm-up")
+            clock.now += 10.0
+
+            for i in range(1, 8):
+                await discord.user_message(rooms[i], alice, f"q{i}", mention_bot=True)
+            streams = {i: await service.stream_for(f"q{i}") for i in range(1, 8)}
+            for i, stream in streams.items():
+                await stream.text(f"Answer {i} begins")
+            await discord.wait_for(lambda: all(discord.messages_in(r, by_bot=True) for r in rooms[1:4]))
+            clock.now += 1.1            # the window passes 0.3 s before answers 4..7 are expected to end
+            # 4, 5 and 6 get their turns (in that order); 4 waits on its slot for its end, 5 and 6 stream.
+            await discord.wait_for(lambda: discord.messages_in(rooms[5], by_bot=True)
+                                   and discord.messages_in(rooms[6], by_bot=True))
+            assert discord.messages_in(rooms[4], by_bot=True) == []
+            await streams[4].text(" and ends.")
+            await streams[4].close()
+            whole = await discord.wait_for(lambda: discord.messages_in(rooms[4], by_bot=True))
+            assert [m.history for m in whole] == [["Answer 4 begins and ends."]]     # one write, never edited
+            for i in (1, 2, 3, 5, 6, 7):
+                clock.now += 2.0                                # (a window passes before each: room for it)
+                await streams[i].text(" and ends.")
+                await streams[i].close()
+            for i in (1, 2, 3, 5, 6):
+                await discord.wait_for(lambda i=i: discord.bot_text(rooms[i]) == f"Answer {i} begins and ends.")
+                assert discord.messages_in(rooms[i], by_bot=True)[0].history[0] == f"Answer {i} begins{CURSOR}"
+            await discord.wait_for(lambda: discord.bot_text(rooms[7]) == "Answer 7 begins and ends.")
+            assert discord.rate_limited == []
+        finally:
+            for i in range(8):
+                fut = service.stream_for(f"q{i}")
+                if fut.done() and f"q{i}" not in service.closed:
+                    clock.now += 2.0
+                    await fut.result().close()
+            await adapter.stop()
+    finally:
+        await discord.stop()
