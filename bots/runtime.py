@@ -130,8 +130,9 @@ class Runtime:
     async def aclose(self) -> None:
         if self.mcp is not None:  # stops the stdio servers teambridge started
             await self.mcp.aclose()
-        for backend in self.backends:  # finishes labelling spare conversations, closes its client
-            await backend.aclose()
+        # each finishes labelling its spare conversations and deletes the unused ones, then closes its client:
+        # side by side, so that several backends' shutdowns don't add up
+        await asyncio.gather(*(backend.aclose() for backend in self.backends))
         for client in self.clients:
             await close_client(client)
         await self.store.close()

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Protocol
+from typing import Callable, Protocol
 from urllib.parse import quote
 
 import openai
@@ -47,6 +47,7 @@ MAX_SPARES = 500         # never more made ahead than this, whatever the demand
 QUIET_SECONDS = 0.5
 FILL_AT_ONCE = 8         # creates in flight while the pool fills
 LABEL_WAIT_SECONDS = 1.0  # a taken spare's label waits for a burst to pass at most this long
+UNANSWERED_SECONDS = 1.0  # at shutdown, a server that never answered a create gets this long, not SHUTDOWN_SECONDS
 
 
 class SpareLedger(Protocol):
@@ -91,6 +92,8 @@ class SpareConversations:
         self._unlabelled: dict[str, dict[str, str]] = {}   # taken, their label waiting for the burst to pass
         self._labelling: asyncio.Task | None = None
         self._closing = False
+        self._answered = False   # the server has answered a create since start (else, at shutdown, it is down)
+        self._taken = 0          # spares taken since start: a fill waiting for quiet sees the pool drain
         self._takes: deque[float] = deque()   # when conversations were asked for (monotonic), DEMAND_SECONDS back
 
     async def take(self, metadata: dict[str, str]) -> str:
@@ -98,6 +101,8 @@ class SpareConversations:
         if self._size:
             self._takes.append(time.monotonic())
         conversation_id = await self._take_spare() if self._size else None
+        if conversation_id is not None:
+            self._taken += 1
         self._refill()
         if conversation_id is None:
             return await self._create(metadata)
@@ -135,7 +140,15 @@ class SpareConversations:
         """Stop filling, finish labelling, and delete the spares still in the pool at OpenAI."""
         self._closing = True  # a create in flight finishes and is recorded: cancelling it could lose it at OpenAI
         if self._filling is not None:
-            await asyncio.wait([self._filling], timeout=SHUTDOWN_SECONDS)
+            # ... unless the server never answered one since start (down, or not answering at all): a start that
+            # fails, or a SIGTERM, then does not wait SHUTDOWN_SECONDS for a create that will not come back
+            await asyncio.wait([self._filling], timeout=SHUTDOWN_SECONDS if self._answered else UNANSWERED_SECONDS)
+            if not self._filling.done():
+                self._filling.cancel()
+                log.warning("spare conversations: %s did not answer; stopped making spares", self._pool)
+                if self._direct is not None:
+                    await self._direct.aclose()
+                return   # nothing to delete there now: the ledger keeps what is left for the next start
         if self._labelling is not None:   # closing: what waits for its label is labelled now
             await asyncio.wait([self._labelling], timeout=5)
         if self._labels:
@@ -205,8 +218,13 @@ class SpareConversations:
                     return
                 at_once = 1   # up to the configured size one at a time, each recorded before the next is made
                 if have >= self._size:
-                    if not await self._quiet():
+                    # the part above the configured size waits for a burst to pass; the configured size does not:
+                    # takes that bring the pool under it while this waits send the fill back to the top
+                    taken = self._taken
+                    if not await self._quiet(drained=lambda: have - (self._taken - taken) < self._size):
                         return
+                    if have - (self._taken - taken) < self._size:
+                        continue
                     at_once = min(missing, FILL_AT_ONCE)
                 made = await asyncio.gather(*(self._spare() for _ in range(at_once)))
                 if not all(made):   # the ordinary path still works; try again on the next demand
@@ -214,15 +232,16 @@ class SpareConversations:
         except Exception:
             log.exception("spare conversations: the ledger failed; no spares for now")
 
-    async def _quiet(self, limit: float | None = None) -> bool:
-        """Waits until no spare was taken for QUIET_SECONDS (or `limit` seconds passed); False when closing."""
+    async def _quiet(self, limit: float | None = None, drained: Callable[[], bool] | None = None) -> bool:
+        """Waits until no spare was taken for QUIET_SECONDS (or `limit` seconds passed, or `drained()`); False
+        when closing."""
         deadline = None if limit is None else time.monotonic() + limit
         while not self._closing:
             now = time.monotonic()
             quiet = now - (self._takes[-1] if self._takes else 0.0)
-            if quiet >= QUIET_SECONDS or (deadline is not None and now >= deadline):
+            if quiet >= QUIET_SECONDS or (deadline is not None and now >= deadline) or (drained and drained()):
                 return True
-            await asyncio.sleep(QUIET_SECONDS - quiet)
+            await asyncio.sleep(min(QUIET_SECONDS - quiet, 0.05) if drained else QUIET_SECONDS - quiet)
         return False
 
     async def _spare(self) -> bool:
@@ -238,12 +257,15 @@ class SpareConversations:
     async def _create(self, metadata: dict[str, str]) -> str:
         """POST /v1/conversations: the new conversation's id. Raises openai.APIError."""
         if self._direct is None:
-            return (await self._client.conversations.create(metadata=metadata)).id
-        data = await self._direct.post_json("conversations", {"metadata": metadata})
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise openai.APIError("The server's answer to creating a conversation has no id", request=None,
-                                  body=data)  # type: ignore[arg-type]
-        return data["id"]
+            conversation_id = (await self._client.conversations.create(metadata=metadata)).id
+        else:
+            data = await self._direct.post_json("conversations", {"metadata": metadata})
+            if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+                raise openai.APIError("The server's answer to creating a conversation has no id", request=None,
+                                      body=data)  # type: ignore[arg-type]
+            conversation_id = data["id"]
+        self._answered = True
+        return conversation_id
 
     async def _label(self, conversation_id: str, metadata: dict[str, str]) -> None:
         try:
