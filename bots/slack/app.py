@@ -330,8 +330,13 @@ class SlackAdapter:
             msg = await self.agent.with_context(msg)
         except Exception:
             log.exception("could not add what the person is looking at to their message; answering without it")
-        approver = self.approvals.approver(channel=place.channel, thread_ts=place.thread_ts)
-        await self._service.handle(msg, self._target(place), approver=approver)
+        target = self._target(place)
+        approver = self.approvals.approver(channel=place.channel, thread_ts=place.thread_ts,
+                                           before_prompt=target.settle_status)
+        try:
+            await self._service.handle(msg, target, approver=approver)
+        finally:   # however the turn ended (a failed set-up, a shutdown): no thinking status after it
+            target.settle_status()
 
     def _target(self, place: ReplyPlace) -> SlackReplyTarget:
         return SlackReplyTarget(

@@ -94,8 +94,9 @@ class SlackApprovals:
             unlisten()
         self._unlisten = []
 
-    def approver(self, *, channel: str, thread_ts: str | None) -> "SlackApprover":
-        return SlackApprover(self, channel=channel, thread_ts=thread_ts)
+    def approver(self, *, channel: str, thread_ts: str | None,
+                 before_prompt: Callable[[], None] | None = None) -> "SlackApprover":
+        return SlackApprover(self, channel=channel, thread_ts=thread_ts, before_prompt=before_prompt)
 
     async def ask(self, request: ApprovalRequest, *, channel: str, thread_ts: str | None) -> Decision:
         key = uuid.uuid4().hex
@@ -199,12 +200,16 @@ class SlackApprovals:
 class SlackApprover:
     """core.tools.approval.Approver for one Slack conversation place."""
 
-    def __init__(self, approvals: SlackApprovals, *, channel: str, thread_ts: str | None) -> None:
+    def __init__(self, approvals: SlackApprovals, *, channel: str, thread_ts: str | None,
+                 before_prompt: Callable[[], None] | None = None) -> None:
         self._approvals = approvals
         self._channel = channel
         self._thread_ts = thread_ts
+        self._before_prompt = before_prompt   # the reply's thinking status gives way to the prompt (target.py)
 
     async def decide(self, request: ApprovalRequest) -> Decision:
+        if self._before_prompt is not None:
+            self._before_prompt()
         return await self._approvals.ask(request, channel=self._channel, thread_ts=self._thread_ts)
 
 

@@ -126,6 +126,7 @@ class SlackReplyTarget:
     async def upload(self, file: OutboundFile) -> str | None:
         # files_upload_v2: files.getUploadURLExternal -> POST bytes -> files.completeUploadExternal, whose
         # files[] carry each file's permalink (the SDK names a single one `file`).
+        self.settle_status()
         done = await self._client.files_upload_v2(channel=self.place.channel, thread_ts=self.place.thread_ts,
                                                   content=file.data, filename=file.name, title=file.name)
         posted = done.get("file")
@@ -166,13 +167,17 @@ class SlackReplyTarget:
         self._status_call = asyncio.ensure_future(self._show_status())
         self._status_call.add_done_callback(_log_failure)
 
-    async def _status_settled(self) -> None:
-        """Before the reply's first message (which does not wait for anything here): a status not due yet is
-        never sent, and one still in flight is taken back when it lands (_show_status)."""
+    def settle_status(self) -> None:
+        """Before anything of the reply's goes into the thread (its first message, a file, an approval prompt),
+        and when the turn is over however it ended: a status not due yet is never sent, and one still in flight
+        is taken back when it lands (_show_status). Nothing here waits."""
         self._replying = True
         if self._status_timer is not None:
             self._status_timer.cancel()
             self._status_timer = None
+
+    async def _status_settled(self) -> None:
+        self.settle_status()
 
     async def _show_status(self) -> None:
         try:
@@ -229,9 +234,7 @@ class SlackReplyTarget:
 
     def _ended(self, _state: object) -> None:
         self._choice.release()
-        if self._status_timer is not None:
-            self._status_timer.cancel()
-            self._status_timer = None
+        self.settle_status()
 
     def _open(self, on_posted: OnPosted) -> ReplyStream:
         # Native streams exist only as thread replies (thread_ts is required).

@@ -3,6 +3,7 @@ real block_actions payloads (Socket Mode and HTTP mode) into the real bolt app; 
 the tool, a real MCP server (streamable HTTP) runs it — or not."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -15,13 +16,14 @@ from core.tools.mcp import McpServers
 from core.tools.registry import ToolRegistry
 from tests.fakes.mcp_tickets import Seen, build_server, serve_http
 from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
+from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import running_bot
 
 TICKET = json.dumps({"title": "VPN <!channel> broken"})
 
 
 @contextlib.asynccontextmanager
-async def world(tmp_path, *, mode: str = "socket", timeout: float = 300):
+async def world(tmp_path, *, mode: str = "socket", timeout: float = 300, stream: StreamSettings | None = None):
     seen = Seen()
     async with FakeOpenAI() as openai, serve_http(build_server(seen)) as tickets:
         config = Config.model_validate({
@@ -37,7 +39,8 @@ async def world(tmp_path, *, mode: str = "socket", timeout: float = 300):
         client = AsyncOpenAI(base_url=openai.base_url, api_key="sk-test", max_retries=0)
         backend = OpenAIBackend(client, ToolRegistry.from_config(config, mcp=servers), max_retries=0)
         try:
-            async with running_bot(tmp_path / "tb.db", backend, config=config, mode=mode) as bot:
+            extra = {"stream": stream} if stream is not None else {}
+            async with running_bot(tmp_path / "tb.db", backend, config=config, mode=mode, **extra) as bot:
                 openai.script(ScriptedResponse(function_calls=(FunctionCall("create_ticket", TICKET),)))
                 yield bot, seen
         finally:
@@ -52,6 +55,18 @@ async def approval_message(bot, thread):
 
 async def answered(bot, thread, text):
     return await bot.slack.wait_for(lambda: text in bot.slack.thread_text("C1", thread), 20, text)
+
+
+async def test_an_approval_prompt_is_not_followed_by_a_thinking_status(tmp_path):
+    # the prompt is the reply's first message: "is thinking…" (due a second after the mention) must not appear
+    # under it while the person decides
+    async with world(tmp_path, stream=StreamSettings(flush_interval=0.05, status_delay=1.0)) as (bot, seen):
+        thread = await bot.slack.user_says("C1", "<@UBOT> please file a ticket about the VPN", user="U1")
+        request = await approval_message(bot, thread)
+        await asyncio.sleep(1.5)   # past the delay, nobody has clicked yet
+        assert bot.slack.calls_to("assistant.threads.setStatus") == []
+        await bot.slack.click(request, "Approve", user="U1")
+        await answered(bot, thread, "The tool returned: Created ticket #201: VPN ")
 
 
 async def test_asker_approves_after_a_stranger_is_refused(tmp_path):

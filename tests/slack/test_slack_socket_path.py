@@ -52,9 +52,25 @@ async def test_a_broken_mention_envelope_is_acknowledged_and_dropped_with_one_lo
         assert bot.slack.bot_messages("C1") == [] and len(backend.turns) == 1
 
 
+def through_slack_sdk(bot) -> list:
+    """The envelopes that reach slack_sdk's own listeners (its queue, then bolt), by event type, from now on."""
+    sockets = bot.adapter._socket.client
+    seen: list = []
+    inner = sockets.run_message_listeners
+
+    async def counting(message, raw_message):
+        if message.get("type") == "events_api":   # not hello / disconnect frames
+            seen.append(((message.get("payload") or {}).get("event") or {}).get("type"))
+        await inner(message, raw_message)
+
+    sockets.run_message_listeners = counting
+    return seen
+
+
 async def test_both_envelopes_of_a_mention_are_acknowledged_and_it_is_answered_once(tmp_path):
     backend = ScriptedBackend(answer("Once."), answer("Twice?!"))
     async with running_bot(tmp_path / "db", backend) as bot:
+        slow_way = through_slack_sdk(bot)
         ts = "1700000800.000100"
         body = mention(bot, ts, "<@UBOT> hello")
         first = await bot.slack.deliver(body)
@@ -66,13 +82,44 @@ async def test_both_envelopes_of_a_mention_are_acknowledged_and_it_is_answered_o
         await bot.adapter.wait_idle()
         assert [m.text for m in bot.slack.bot_messages("C1")] == ["Once."]
         assert len(backend.turns) == 1 and len(bot.slack.calls_to("users.info")) == 1
+        assert slow_way == []     # both went the short way, past slack_sdk's queue and bolt
 
 
 async def test_a_direct_message_still_goes_through_bolt_and_is_answered(tmp_path):
     backend = ScriptedBackend(answer("In the DM."))
     async with running_bot(tmp_path / "db", backend) as bot:
+        slow_way = through_slack_sdk(bot)
         ts = await bot.slack.user_says("D1", "hello there")
         await bot.slack.wait_for(lambda: any(m.text == "In the DM." for m in bot.slack.bot_messages("D1")),
                                  what="the DM answer")
         await bot.adapter.wait_idle()
         assert [t.text for t in backend.turns] == ["hello there"] and ts
+        assert slow_way == ["message"]   # a DM is bolt's (the assistant middleware owns DM threads)
+
+
+async def test_an_acknowledgement_that_cannot_be_sent_is_one_log_line_and_the_next_mentions_are_answered(tmp_path,
+                                                                                                        caplog):
+    backend = ScriptedBackend(answer("First."), answer("Second."))
+    async with running_bot(tmp_path / "db", backend) as bot:
+        sockets = bot.adapter._socket.client
+        send = sockets.send_message
+        failures = [ConnectionError("the connection is being replaced")]
+
+        async def flaky_send(message: str) -> None:
+            if failures:
+                raise failures.pop()
+            await send(message)
+
+        sockets.send_message = flaky_send
+        with caplog.at_level(logging.INFO):
+            first = await bot.slack.user_says("C1", "<@UBOT> one")
+            await bot.slack.wait_for(lambda: bot.slack.thread_text("C1", first) == "First.", what="the first answer")
+            second = mention(bot, "1700000900.000100", "<@UBOT> two", channel="C2")
+            env = await bot.slack.deliver(second)
+            assert await bot.slack.wait_ack(env, timeout=30) == {"envelope_id": env}
+            await bot.slack.wait_for(lambda: bot.slack.thread_text("C2", "1700000900.000100") == "Second.",
+                                     what="the second answer")
+            await bot.adapter.wait_idle()
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(lines) == 1 and "acknowledgement could not be sent" in lines[0], lines
+        assert not any(r.exc_info for r in caplog.records)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.model import Completed, TextDelta, Usage
+from core.model import Completed, OutboundFile, TextDelta, Usage
 from bots.slack.target import StreamSettings
 from bots.standins.slack_server import FakeSlack
 from tests.fakes.slack_harness import running_bot
@@ -41,11 +41,12 @@ def answered(slack, channel: str, thread: str, text: str):
 
 async def test_an_answer_that_starts_at_once_costs_no_thinking_status(tmp_path):
     backend = ScriptedBackend(answer("Right ", "away."))
-    stream = StreamSettings(flush_interval=0.05, status_delay=60.0)   # the first words come long before
+    stream = StreamSettings(flush_interval=0.05, status_delay=1.0)   # the first words come long before
     async with running_bot(tmp_path / "db", backend, stream=stream) as bot:
         ts = await bot.slack.user_says("C1", "<@UBOT> quick one")
         await bot.slack.wait_for(answered(bot.slack, "C1", ts, "Right away."), what="the answer")
         await bot.adapter.wait_idle()
+        await asyncio.sleep(1.5)   # past the delay: a status still due would have gone out by now
         assert bot.slack.calls_to("assistant.threads.setStatus") == []
         assert bot.slack.thread_status.get(("C1", ts), "") == ""
 
@@ -101,3 +102,55 @@ async def test_an_answer_does_not_wait_for_a_slow_status_call_and_the_late_statu
                                  what="the late status cleared")
             await bot.adapter.wait_idle()
         assert slack.thread_status[("C1", ts)] == ""
+
+
+async def test_a_file_posted_before_the_first_words_is_not_followed_by_a_thinking_status(tmp_path):
+    later = asyncio.Event()
+    backend = PausingBackend([OutboundFile("plot.png", b"\x89PNG..."), later, TextDelta("Here is the plot."),
+                              Completed(Usage(10, 0, 5))])
+    stream = StreamSettings(flush_interval=0.05, status_delay=1.0)
+    async with running_bot(tmp_path / "db", backend, stream=stream) as bot:
+        slack = bot.slack
+        ts = await slack.user_says("C1", "<@UBOT> plot it")
+        await slack.wait_for(lambda: slack.calls_to("files.completeUploadExternal"), what="the file")
+        await asyncio.sleep(1.5)   # past the delay, still no words: the file was the sign of life
+        later.set()
+        await slack.wait_for(lambda: "Here is the plot." in slack.thread_text("C1", ts), what="the answer")
+        await bot.adapter.wait_idle()
+        assert slack.calls_to("assistant.threads.setStatus") == []
+
+
+async def test_a_turn_cut_off_before_the_answer_leaves_no_thinking_status_behind(tmp_path):
+    backend = HangingSetup()
+    stream = StreamSettings(flush_interval=0.05, status_delay=1.0)
+    async with running_bot(tmp_path / "db", backend, stream=stream) as bot:
+        slack = bot.slack
+        await slack.user_says("C1", "<@UBOT> hello")
+        await slack.wait_for(backend.entered.is_set, what="the turn's set-up")
+        await bot.service.shutdown(grace=0)   # a restart cuts the turn off before the model was asked
+        await asyncio.sleep(1.5)               # past the delay
+        assert slack.calls_to("assistant.threads.setStatus") == []
+
+
+class PausingBackend(ScriptedBackend):
+    """Scripts may hold asyncio.Events: the model waits there until the test sets them."""
+
+    async def run(self, turn):
+        self.turns.append(turn)
+        for item in self.scripts.pop(0):
+            if isinstance(item, asyncio.Event):
+                await item.wait()
+            else:
+                yield item
+
+
+class HangingSetup(ScriptedBackend):
+    """The conversation is never made: the turn hangs in its set-up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+
+    async def create_conversation(self, metadata):
+        self.entered.set()
+        await asyncio.Event().wait()
