@@ -16,6 +16,9 @@ from core.store.protocol import ConversationRecord
 MISSING = object()
 """What a cache returns for a key it does not know (None is a cached "no such row")."""
 
+ALL_PREFERENCES = 20_000
+"""Up to this many stored preferences are read whole when the store opens (see CachedReads.load_preferences)."""
+
 
 class ReadCache:
     """A bounded, write-through cache of rows this process reads on every message (and often finds missing).
@@ -54,6 +57,7 @@ class CachedReads:
         self._preferences = ReadCache()        # scope -> assistant | None
         self._threads = ReadCache()            # (platform, channel, thread) -> (assistant, expires_at) | None
         self._knowledge_stores = ReadCache()   # assistant -> vector store id | None
+        self._all_preferences: dict[str, str] | None = None   # every stored preference, once loaded
 
     # ---- conversations -----------------------------------------------------------------------
 
@@ -89,7 +93,21 @@ class CachedReads:
 
     # ---- preferences -------------------------------------------------------------------------
 
+    async def load_preferences(self, limit: int = ALL_PREFERENCES) -> bool:
+        """Read every stored preference once (when there are at most `limit`): only people who chose an
+        assistant have one, so the table is small, and a message from anyone else is then answered without a
+        statement — in a burst of mentions from new people that was one round trip to the database each, in
+        front of the request to the model. True when loaded."""
+        rows = await self._fetch("SELECT scope, assistant FROM preferences LIMIT ?",  # type: ignore[attr-defined]
+                                 (limit + 1,))
+        if len(rows) > limit:
+            return False   # a big table: looked up per scope, as before
+        self._all_preferences = {scope: assistant for scope, assistant in rows}
+        return True
+
     async def get_preference(self, scope: str) -> str | None:
+        if self._all_preferences is not None:
+            return self._all_preferences.get(scope)
         cached = self._preferences.get(scope)
         if cached is not MISSING:
             return cached
@@ -98,11 +116,21 @@ class CachedReads:
         return value
 
     async def set_preference(self, scope: str, assistant: str | None) -> None:
-        if self._preferences.get(scope) == assistant:
+        known = (self._all_preferences.get(scope) if self._all_preferences is not None
+                 else self._preferences.get(scope))
+        if known == assistant:
             return  # already so: no write
-        self._preferences.put(scope, assistant)
+        self._put_preference(scope, assistant)
         await super().set_preference(scope, assistant)  # type: ignore[misc]
-        self._preferences.put(scope, assistant)
+        self._put_preference(scope, assistant)
+
+    def _put_preference(self, scope: str, assistant: str | None) -> None:
+        if self._all_preferences is None:
+            self._preferences.put(scope, assistant)
+        elif assistant is None:
+            self._all_preferences.pop(scope, None)
+        else:
+            self._all_preferences[scope] = assistant
 
     # ---- thread markers (expiry is checked on the cached row: core.store.sql.SqlStore.thread_assistant) -----
 

@@ -101,6 +101,7 @@ class SqliteStore(CachedReads, SqlStore):
             await conn.execute_fetchall("PRAGMA foreign_keys = ON", group=False)
             self._conn = conn
             await self._migrate()
+            await self.load_preferences()   # read on every message: kept whole in memory when small
             await self.renew_lease()
             await self.prune_events()
         except BaseException:
@@ -121,6 +122,7 @@ class SqliteStore(CachedReads, SqlStore):
         except sqlite3.Error:
             log.warning("could not give up this process's lease; it runs out by itself")
         conn, self._conn = self._conn, None
+        self._all_preferences = None   # read whole again at the next open
         # Let a transaction in progress finish rather than closing under it.
         async with self._tx_lock:
             await conn.close()

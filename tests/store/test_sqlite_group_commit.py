@@ -41,3 +41,24 @@ async def test_a_failing_statement_in_a_group_fails_alone_and_the_others_are_kep
         assert len(await reopened.execute_fetchall("SELECT k FROM t")) == 2
     finally:
         await reopened.close()
+
+
+async def test_people_who_never_chose_an_assistant_cost_no_statement_and_choices_survive_a_restart(tmp_path):
+    """Every message reads its sender's choice of assistant; in a burst of new people that was a round trip to
+    the database each, in front of the request to the model. The stored choices are few: read whole at open."""
+    async with SqliteStore(tmp_path / "tb.db") as store:
+        await store.set_preference("assistant:discord:G:C1:alice", "math")
+    async with SqliteStore(tmp_path / "tb.db") as store:
+        statements: list[str] = []
+        await store._require().set_trace_callback(statements.append)
+        people = [f"assistant:discord:G:C{i}:user{i}" for i in range(50)]
+        assert await asyncio.gather(*(store.get_preference(p) for p in people)) == [None] * 50
+        assert await store.get_preference("assistant:discord:G:C1:alice") == "math"
+        assert not any("preferences" in s for s in statements)
+        await store.set_preference(people[0], "math")          # a choice is written through, and read back
+        await store.set_preference("assistant:discord:G:C1:alice", None)
+        assert await store.get_preference(people[0]) == "math"
+        assert await store.get_preference("assistant:discord:G:C1:alice") is None
+    async with SqliteStore(tmp_path / "tb.db") as store:
+        assert await store.get_preference(people[0]) == "math"
+        assert await store.get_preference("assistant:discord:G:C1:alice") is None
