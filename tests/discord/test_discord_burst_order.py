@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.fakes.discord_world import answers_by_question, ask_everyone, world
 
 
-async def test_the_first_of_thirty_mentions_is_taken_up_before_the_next_one_is_read(tmp_path):
+async def test_each_of_thirty_mentions_sent_at_once_is_taken_up_within_four_frames_of_its_own(tmp_path):
     async with world(tmp_path, channels=("general", "kitchen", "random")) as w:
         channels = [w.channel(n) for n in ("general", "kitchen", "random")]
         parsers = w.adapter.client._connection.parsers
@@ -28,6 +28,6 @@ async def test_the_first_of_thirty_mentions_is_taken_up_before_the_next_one_is_r
         expected = await ask_everyone(w, channels, 30, deltas=1)   # 30 mentions sent in one go
 
         await w.discord.wait_for(lambda: answers_by_question(w, channels) == expected)
-        # Each mention went to the service right after its own frame was read, not after the whole burst.
+        # Each mention went to the service within four frames of its own, not after the whole burst was read.
         assert [mid for mid, _ in taken_up] == read
-        assert [n for _, n in taken_up] == list(range(1, 31))
+        assert all(k + 1 <= n <= k + 4 for k, (_, n) in enumerate(taken_up))
