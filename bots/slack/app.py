@@ -343,7 +343,7 @@ class SlackAdapter:
             self.client, place,
             native_streaming=lambda: self._service.config.slack.native_streaming and not self._native_refused,
             on_refused=self._refuse_native, status_supported=lambda: self._status_ok,
-            on_status_refused=self._refuse_status, stream=self._stream, budget=self.budget)
+            on_status_refused=self._refuse_status, stream=self._stream, budget=self.budget, spawn=self._spawn)
 
     def _refuse_native(self, error: str) -> None:
         self._native_refused = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # core's EditStream splits at max_chars, and staying under 4,000 keeps every surface (and the legacy
 # text fallback) valid. About one edit a second per message.
 LIMITS = Limits(max_chars=3_900, edit_interval=1.0)
+STATUS = "assistant.threads.setStatus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +47,10 @@ class SlackReplyTarget:
     def __init__(self, client: AsyncWebClient, place: ReplyPlace, *,
                  native_streaming: Callable[[], bool], on_refused: Callable[[str], None],
                  status_supported: Callable[[], bool], on_status_refused: Callable[[], None],
-                 stream: StreamSettings = StreamSettings(), budget: RateBudget | None = None) -> None:
+                 stream: StreamSettings = StreamSettings(), budget: RateBudget | None = None,
+                 spawn: Callable[[Coroutine[Any, Any, None], str], None] | None = None) -> None:
         self._client = client
+        self._spawn = spawn   # the adapter's tracked tasks (a delayed thinking status runs in one)
         self.place = place
         self._native = native_streaming
         self._on_refused = on_refused
@@ -164,6 +167,9 @@ class SlackReplyTarget:
         self._status_timer = None
         if not self._status_supported():
             return   # refused meanwhile, in another answer
+        if self._spawn is not None:   # the adapter's tasks: a shutdown lets it (and its clear) finish
+            self._spawn(self._show_status(), f"slack-status-{self.place.channel}-{self.place.thread_ts}")
+            return
         self._status_call = asyncio.ensure_future(self._show_status())
         self._status_call.add_done_callback(_log_failure)
 
@@ -180,30 +186,42 @@ class SlackReplyTarget:
         self.settle_status()
 
     async def _show_status(self) -> None:
+        # A delayed status may land after the reply began and need taking back: the call for that is reserved
+        # with it (so other answers' statuses can't take it), or the status is not worth sending.
+        clear = self._budget.reservation() if self._budget is not None and not self._replying else None
+        if clear is not None:
+            clear.add(STATUS)
+        clearing = False
         try:
             if self._budget is None:
                 await self._set_status("is thinking…")
             else:
                 # Taken, not just checked: replies opening at the same moment can't all spend the last slots.
-                with self._budget.slot_if_free("assistant.threads.setStatus") as free:
+                with self._budget.slot_if_free(STATUS) as free:
                     if not free:
                         log.debug("thinking status skipped in %s: its budget is busy", self.place.channel)
                         return
                     await self._set_status("is thinking…")
+            if not self._replying:
+                self._status_shown = True
+                return
+            # The reply began while this call was on its way, and Slack may have seen it after the reply's first
+            # message (which clears the status): take it back rather than leave "is thinking…" under the answer.
+            if clear is not None:
+                clear.use(STATUS)
+            clearing = True
+            await self._set_status("")
         except SlackApiError as e:
+            if clearing:
+                log.warning("could not clear the thinking status in %s (%s)", self.place.channel,
+                            e.response.get("error"))
+                return
             # Workspaces without the assistant/agent features refuse it: stop trying, the answer follows anyway.
             log.info("assistant.threads.setStatus unavailable (%s); thinking status off", e.response.get("error"))
             self._on_status_refused()
-            return
-        if not self._replying:
-            self._status_shown = True
-            return
-        # The reply began while this call was on its way, and Slack may have seen it after the reply's first
-        # message (which clears the status): take it back rather than leave "is thinking…" under the answer.
-        try:
-            await self._set_status("")
-        except SlackApiError as e:
-            log.warning("could not clear the thinking status in %s (%s)", self.place.channel, e.response.get("error"))
+        finally:
+            if clear is not None:
+                clear.release()
 
     async def _set_status(self, status: str) -> None:
         await self._client.assistant_threads_setStatus(channel_id=self.place.channel,

@@ -154,3 +154,28 @@ class HangingSetup(ScriptedBackend):
     async def create_conversation(self, metadata):
         self.entered.set()
         await asyncio.Event().wait()
+
+
+async def test_no_thinking_status_without_room_for_taking_it_back(tmp_path):
+    # A delayed status may land after its answer began and then needs a second call to take it back: with only one
+    # setStatus left in this minute (other answers' statuses took the rest) the status is not sent at all, rather
+    # than shown with its clear queued behind the minute.
+    backend = GatedBackend(answer("Done."))
+    stream = StreamSettings(flush_interval=0.05, status_delay=0.05)
+    async with running_bot(tmp_path / "db", backend, stream=stream) as bot:
+        slack = bot.slack
+        bucket = bot.adapter.budget.bucket_for("assistant.threads.setStatus")
+        held = 0
+        while bucket.room() > 1:
+            await bucket.acquire()
+            held += 1
+        try:
+            ts = await slack.user_says("C1", "<@UBOT> slow one")
+            await asyncio.sleep(0.5)   # past the delay: the status was due
+        finally:
+            backend.opened.set()
+        await slack.wait_for(answered(slack, "C1", ts, "Done."), what="the answer")
+        await bot.adapter.wait_idle()
+        for _ in range(held):
+            bucket.done()
+        assert slack.calls_to("assistant.threads.setStatus") == []
