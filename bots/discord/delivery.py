@@ -13,9 +13,9 @@ decided when the slot is there rather than guessed ahead, per-channel waits incl
 shows when the budget has a slot to spare. The queue's order is the pacer's: first messages (a held answer's whole text, a stream's
 first post) before final edits of answers whose beginning already shows, and those before progress edits.
 
-An answer whose turn comes shortly before its expected end (within half a window, estimated from how long recent
-answers took) keeps the slot and waits on it for its end, then posts its whole text: one write instead of a post
-now and a final edit that would queue behind every first message still waiting. Only while that costs the other
+An answer whose turn comes shortly before its expected end (within three quarters of a window, estimated from how
+long recent answers took) keeps the slot and waits on it for its end, then posts its whole text: one write instead
+of a post now and a final edit that would queue behind every first message still waiting. Only while that costs the other
 answers' first messages little: when the answers not showing yet need more than the window now (C windows of L
 slots for U answers, C ≥ 2), the last of those windows has C·L − U slots no first message needs, and at most half
 that many slots are kept at a time (a kept slot is used later in its window, so each pushes the last window's
@@ -41,7 +41,7 @@ from typing import Callable
 
 from bots.discord.pacing import Pacers, Slots
 
-KEEP_WITHIN = 0.5   # an answer expected to end within this share of the global window keeps its slot for the end
+KEEP_WITHIN = 0.75  # an answer expected to end within this share of the global window keeps its slot for the end
 
 class Delivery:
     """The answers in progress on one bot's budgets, and how long answers take."""
@@ -79,7 +79,7 @@ class Delivery:
 
     def keep_for(self, start: float) -> float:
         """Seconds an answer whose first text came at `start` may keep the slot its turn brought, waiting for its
-        end (0: it shows what it has now): a window, when its expected end is within half of one and the answers
+        end (0: it shows what it has now): a window, when its expected end is within 3/4 of one and the answers
         not showing yet leave a slot of their last window to spare (see the module's docstring)."""
         if self.duration is None:
             return 0.0

@@ -91,8 +91,8 @@ async def test_an_answer_far_from_its_end_shows_its_beginning_when_its_turn_come
     clock = Clock()
     pacers, delivery = budgets(clock)
     await answers_take(clock, delivery, 1.0)
-    plans, ready = await a_burst(clock, pacers, delivery, 10, turn_after=0.3)
-    assert ready == [4, 5, 6, 7]                  # 0.7 s to go: not worth a slot kept waiting
+    plans, ready = await a_burst(clock, pacers, delivery, 10, turn_after=0.1)
+    assert ready == [4, 5, 6, 7]                  # 0.9 s to go: not worth a slot kept waiting
     assert delivery.kept == 0
 
 
