@@ -19,24 +19,10 @@ from bots.slack.ratelimit import SlidingWindow
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import make_config, running_bot
 from bots.standins.slack_server import FakeSlack
-from tests.support.ports import ScriptedBackend
+from tests.support.ports import PausingBackend, ScriptedBackend
 
 MINUTE = 30.0  # the stand-in's and the bot's "minute": longer than any test here waits
 FAST = StreamSettings(flush_interval=0.05, status_delay=0)   # the thinking status at once (not only when slow)
-
-
-class PausingBackend(ScriptedBackend):
-    """Scripts may hold asyncio.Events: the model waits there until the test sets them."""
-
-    async def run(self, turn):
-        self.turns.append(turn)
-        for item in self.scripts.pop(0):
-            if isinstance(item, asyncio.Event):
-                await item.wait()
-            elif isinstance(item, Exception):
-                raise item
-            else:
-                yield item
 
 
 def answer_text(i: int) -> str:

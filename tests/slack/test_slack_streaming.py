@@ -13,25 +13,9 @@ from core.files.attachments import Refused
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import running_bot
 from bots.standins.slack_server import FakeSlack
-from tests.support.ports import ScriptedBackend
+from tests.support.ports import PausingBackend, ScriptedBackend
 
 FAST = StreamSettings(flush_interval=0.02, flush_chars=40)
-
-
-class PausingBackend(ScriptedBackend):
-    """Scripts may hold floats (pause that many seconds) and asyncio.Events (wait until set)."""
-
-    async def run(self, turn):
-        self.turns.append(turn)
-        for item in self.scripts.pop(0):
-            if isinstance(item, float):
-                await asyncio.sleep(item)
-            elif isinstance(item, asyncio.Event):
-                await item.wait()
-            elif isinstance(item, Exception):
-                raise item
-            else:
-                yield item
 
 
 def slowly(text: str, *, step: int, pause: float) -> list:

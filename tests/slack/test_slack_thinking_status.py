@@ -12,7 +12,7 @@ from core.model import Completed, OutboundFile, TextDelta, Usage
 from bots.slack.target import StreamSettings
 from bots.standins.slack_server import FakeSlack
 from tests.fakes.slack_harness import running_bot
-from tests.support.ports import ScriptedBackend
+from tests.support.ports import PausingBackend, ScriptedBackend
 
 
 class GatedBackend(ScriptedBackend):
@@ -130,18 +130,6 @@ async def test_a_turn_cut_off_before_the_answer_leaves_no_thinking_status_behind
         await bot.service.shutdown(grace=0)   # a restart cuts the turn off before the model was asked
         await asyncio.sleep(1.5)               # past the delay
         assert slack.calls_to("assistant.threads.setStatus") == []
-
-
-class PausingBackend(ScriptedBackend):
-    """Scripts may hold asyncio.Events: the model waits there until the test sets them."""
-
-    async def run(self, turn):
-        self.turns.append(turn)
-        for item in self.scripts.pop(0):
-            if isinstance(item, asyncio.Event):
-                await item.wait()
-            else:
-                yield item
 
 
 class HangingSetup(ScriptedBackend):

@@ -42,6 +42,23 @@ class ScriptedBackend:
         return None
 
 
+class PausingBackend(ScriptedBackend):
+    """A ScriptedBackend whose scripts may also hold floats (pause that many seconds), asyncio.Events (wait
+    until the test sets them) and exceptions (raised there)."""
+
+    async def run(self, turn):
+        self.turns.append(turn)
+        for item in self.scripts.pop(0):
+            if isinstance(item, float):
+                await asyncio.sleep(item)
+            elif isinstance(item, asyncio.Event):
+                await item.wait()
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield item
+
+
 @dataclass
 class Message:
     id: str
