@@ -33,6 +33,9 @@ TYPING_REFRESH = 8.0                   # Discord shows "typing" for ~10 s per tr
 # answer come sooner than this, the message itself is the sign of life and the indicator is not sent.
 TYPING_DELAY = 0.8
 TYPING_MAX = 120.0
+# A typing POST still on its way when the reply's first message goes out is waited for (at most this long):
+# Discord shows "is typing…" for ~10 s from when the POST arrives, under the answer if it arrives after it.
+TYPING_LANDS = 2.0
 NO_PINGS = discord.AllowedMentions.none()  # model output must never ping @everyone or users
 
 
@@ -66,6 +69,7 @@ class _Typing:
         self._timer: asyncio.TimerHandle | None = None
         self._started = False
         self._stopped = False
+        self._sending: asyncio.Future | None = None   # the POST /typing on its way, if one is
 
     async def start(self, delay: float = 0.0) -> None:
         """Show the indicator now (or after `delay` s), then refresh it in the background until stop()."""
@@ -92,10 +96,21 @@ class _Typing:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        if self._task is not None and not self._task.done() and not self._on_its_way():
+            self._task.cancel()   # (one sending its POST ends by itself: the loop sees _stopped)
+
+    async def landed(self) -> None:
+        """After stop(): wait (at most TYPING_LANDS) for a POST /typing still on its way, so that it reaches
+        Discord before the message that ends the indicator rather than after it."""
+        if self._on_its_way():
+            await asyncio.wait([self._sending], timeout=TYPING_LANDS)   # type: ignore[list-item]
+
+    def _on_its_way(self) -> bool:
+        return self._sending is not None and not self._sending.done()
 
     async def _trigger(self) -> bool:
+        if self._stopped:
+            return False
         try:
             # Typing is cosmetic: when the global budget is used up right now (many answers at once), skip
             # it rather than queue it in front of the answers themselves; the next refresh tries again.
@@ -103,8 +118,10 @@ class _Typing:
             if self._spare is not None and not self._spare():
                 return True
             async with self._pacers.global_.slot_if_free() as free:
-                if free:
-                    await self._channel._state.http.send_typing(self._channel.id)  # POST /channels/{id}/typing
+                if free and not self._stopped:
+                    self._sending = asyncio.ensure_future(   # POST /channels/{id}/typing
+                        self._channel._state.http.send_typing(self._channel.id))
+                    await self._sending
             return True
         except discord.HTTPException as exc:  # typing is cosmetic: log and carry on with the answer
             log.warning("typing indicator failed in %s: %s", self._channel.id, exc)
@@ -209,6 +226,7 @@ class ChannelTarget:
         keep only the id: `channel.send()` would build a full Message (author, member, mentions, embeds…)
         from every response, which nothing here reads — a measurable share of the bot's CPU per answer."""
         self._typing.stop()
+        await self._typing.landed()
         state = self._channel._state
         # The same payload channel.send() builds: no pings, no reply ping, and a nonce Discord enforces, so
         # a send that discord.py retries after a 5xx can't post the part twice.

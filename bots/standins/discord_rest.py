@@ -6,6 +6,8 @@ applied per route (discord_ratelimit.py). Methods of FakeDiscord (bots/standins/
 the state."""
 from __future__ import annotations
 
+import asyncio
+
 import json
 import re
 import time
@@ -242,7 +244,14 @@ class Rest:
         return await self._edit(request, msg)
 
     async def _typing(self, request: web.Request, channel: str) -> web.Response:
+        if self.typing_delay:   # the POST is slow to arrive: the indicator shows only then
+            self.typing_on_the_way += 1
+            await asyncio.sleep(self.typing_delay)
+            self.typing_on_the_way -= 1
         self.typing[channel] = self.typing.get(channel, 0) + 1
+        # what a reader sees: an indicator that shows after the bot's message stays under it for ~10 s
+        self.typing_shown.append((channel, sum(1 for m in self.messages.values()
+                                               if m.channel_id == channel and m.author_id == self.bot["id"])))
         return web.Response(status=204)
 
     async def _create_thread(self, request: web.Request, channel: str, message: str) -> web.Response:

@@ -74,6 +74,9 @@ class FakeDiscord(Rest, Gateway, Interactions):
         self.commands: dict[str, list[dict]] = {}  # "global" or guild id -> commands
         self.command_syncs: dict[str, int] = {}    # scope -> bulk overwrite count
         self.typing: dict[str, int] = {}
+        self.typing_shown: list[tuple[str, int]] = []   # (channel, the bot's messages there when it showed)
+        self.typing_delay = 0.0                    # seconds a POST /typing takes to arrive (set by a test)
+        self.typing_on_the_way = 0                 # POST /typing sent and not arrived yet (with typing_delay)
         self.requests: list[dict] = []             # {"method","path","status","at","channel"}
         self.request_bodies: list[dict] = []       # {"method","path","body"}: JSON bodies (or payload_json) sent
         self.rate_limited: list[dict] = []         # every 429 we sent (+ "scope": user | global)

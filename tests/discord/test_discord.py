@@ -386,6 +386,28 @@ async def test_typing_is_shown_only_when_the_answer_takes_longer_than_the_typing
         await adapter.stop()
 
 
+async def test_is_typing_never_shows_under_the_answer_it_announced(fake, tmp_path):
+    # Discord shows "is typing…" for ~10 s from when the POST arrives, and only a message from the bot ends it:
+    # a POST still on its way when the answer goes out would show the indicator under the finished answer.
+    service = FakeChatService()
+    adapter = make_adapter(fake, service, tmp_path, typing_delay=0.2)
+    await adapter.start()
+    try:
+        channel = general(fake)
+        fake.typing_delay = 1.0                   # the indicator's POST is slow to arrive
+        service.gate = asyncio.Event()            # the model thinks past the typing delay
+        await fake.user_message(channel, fake.alice, "slow one", mention_bot=True)
+        try:
+            await fake.wait_for(lambda: fake.typing_on_the_way >= 1)
+        finally:
+            service.gate.set()                    # the answer is ready while the indicator is on its way
+        await answered(fake, channel, "You said: slow one")
+        await fake.wait_for(lambda: fake.typing.get(channel, 0) >= 1)
+        assert fake.typing_shown == [(channel, 0)]   # it showed before the answer, not under it
+    finally:
+        await adapter.stop()
+
+
 async def test_a_final_edit_goes_before_other_replies_edits_and_replaces_its_own_waiting_edit(fake, tmp_path):
     service = StreamingService()
     pacers = Pacers(channel_limit=5, channel_period=WINDOW, global_limit=3, global_period=WINDOW, progress_limit=3)
