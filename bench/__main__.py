@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="directory: py-spy collapsed stacks of the bot per scenario (pip install py-spy)")
     p.add_argument("--bot-cpu", type=int, default=None,
                    help="pin the bot process to this CPU (less noise on a shared machine)")
+    p.add_argument("--model-process", action="store_true",
+                   help="the stand-in model in a process of its own (bench.model_process), not in the bench's "
+                        "event loop")
     p.add_argument("--out", help="JSON path (default bench/results/<timestamp>.json)")
     return p
 
@@ -106,7 +109,7 @@ async def _main(args: argparse.Namespace) -> int:
         for size in sizes:
             minute = args.slack_minute if args.slack_minute is not None else (60.0 if size <= 50 else 6.0)
             sc = Scenario(platform=platform, size=size, shape=shape, distinct_users=not args.one_user,
-                          bursts=args.bursts, bot_cpu=args.bot_cpu,
+                          bursts=args.bursts, bot_cpu=args.bot_cpu, model_process=args.model_process,
                           slack_minute=minute if platform.startswith("slack") else 60.0,
                           profile=(str(Path(args.profile) / f"{platform}-{size}.txt") if args.profile else None))
             if args.profile:

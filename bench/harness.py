@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.model_process import RemoteModel
 from bench.standins import AnswerShape, BenchDiscord, BenchOpenAI, BenchSlack, Ledger, now
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +46,8 @@ class Scenario:
     bursts: int = 1                    # >1: the same N again once the last burst is answered (leak or high-water?)
     profile: str | None = None         # py-spy: write the bot's collapsed stacks (whole run) to this path
     bot_cpu: int | None = None         # pin the bot to this CPU (and the bench to the others): less noise
+    # the stand-in model in a process of its own (bench.model_process), not in the bench's event loop
+    model_process: bool = False
 
 
 # ---- /proc ------------------------------------------------------------------------------------------------
@@ -108,7 +111,7 @@ def write_config(path: Path, sc: Scenario, db: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def bot_env(sc: Scenario, *, openai: BenchOpenAI, slack: BenchSlack | None, discord: BenchDiscord | None,
+def bot_env(sc: Scenario, *, openai: BenchOpenAI | RemoteModel, slack: BenchSlack | None, discord: BenchDiscord | None,
             db: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "OPENAI_", "TEAMBRIDGE_"))}
     env.update(PYTHONPATH=str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
@@ -232,7 +235,8 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
     write_config(config, sc, db)
     slack: BenchSlack | None = None
     discord: BenchDiscord | None = None
-    async with BenchOpenAI(ledger, shape) as openai:
+    remote = sc.model_process
+    async with (RemoteModel(shape) if remote else BenchOpenAI(ledger, shape)) as openai:
         if sc.platform.startswith("slack"):
             users = {f"U{i:05d}": f"user{i}" for i in range(sc.size if sc.distinct_users else 1)}
             # retry_after=1: what Slack sends for a short wait; the SDK's retry handler honours it
@@ -262,7 +266,8 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
                 _pin(bot.pid, sc.bot_cpu)
             await asyncio.sleep(0.5)  # let the connection settle (bolt's first ping, discord.py's guild ready)
             first = await _warm_up(ledger, warm_tag, warm_channel, shape, slack, discord,
-                                   people[0] if discord is not None else None)
+                                   people[0] if discord is not None else None,
+                                   refresh=openai.read_into if remote else None)
             # the process's first answer (not in the rows): what a user pays right after a start
             result["first_answer_event_to_model_ms"] = first
             rtt = await round_trip(rtt_url, method=rtt_method, headers=rtt_headers)
@@ -271,8 +276,11 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             spy = await _py_spy(sc.profile, bot.pid) if sc.profile else None
             mem0 = proc_mem(bot.pid)
             cpu0 = proc_cpu(bot.pid)
-            ledger.requests_arrived, ledger.requests_expected = 0, sc.size
-            ledger.cpu_probe = lambda: proc_cpu(bot.pid)
+            if remote:
+                await openai.expect(sc.size, bot.pid)
+            else:
+                ledger.requests_arrived, ledger.requests_expected = 0, sc.size
+                ledger.cpu_probe = lambda: proc_cpu(bot.pid)
             bench_cpu0, wall0 = time.process_time(), now()
 
             rss_after_burst: list[float] = []
@@ -324,6 +332,8 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             bench_cpu = time.process_time() - bench_cpu0
             await asyncio.sleep(1.0)  # late edits (there should be none) still count as calls
             mem1 = proc_mem(bot.pid)
+            if remote:
+                await openai.read_into(ledger)
         finally:
             exit_code = await bot.stop()
             if sc.profile and spy is not None:
@@ -376,7 +386,7 @@ async def _py_spy(path: str, pid: int) -> asyncio.subprocess.Process:
 
 
 async def _warm_up(ledger: Ledger, tag: str, channel: str, shape: AnswerShape, slack: BenchSlack | None,
-                   discord: BenchDiscord | None, person: dict | None) -> float | None:
+                   discord: BenchDiscord | None, person: dict | None, *, refresh=None) -> float | None:
     """The process's first answer, not measured in the rows; returns its event→model in ms."""
     warm = ledger.add(tag, shape.text_for(tag), channel)
     if slack is not None:
@@ -392,6 +402,8 @@ async def _warm_up(ledger: Ledger, tag: str, channel: str, shape: AnswerShape, s
     deadline = now() + 60
     while warm.complete_visible is None and now() < deadline:
         await asyncio.sleep(0.05)
+    if refresh is not None:
+        await refresh(ledger)  # the stand-in model's times of it (bench.model_process)
     del ledger.by_tag[tag]  # not measured
     if warm.complete_visible is None:
         raise RuntimeError("the warm-up answer never completed")
