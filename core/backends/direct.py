@@ -18,8 +18,7 @@ caller uses the SDK.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping
 
 import aiohttp
 import httpx2
@@ -116,28 +115,12 @@ class DirectJSON:
 
     # ---- requests ------------------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def post(self, path: str, body: bytes) -> AsyncIterator[aiohttp.StreamReader]:
-        """POST `body` (JSON) to base_url + path; yields the response body stream once the status is 2xx.
-        Raises the SDK's exceptions for a status error or a failure before the response; a failure while the
-        body is read raises aiohttp's (core.backends.errors.transport words both)."""
-        url = self._base + path
-        try:
-            resp = await self._session_now().post(self._url(path), data=body,
-                                                  allow_redirects=False)   # a token never follows a redirect
-        except asyncio.TimeoutError as exc:
-            raise openai.APITimeoutError(request=httpx2.Request("POST", url)) from exc
-        except aiohttp.ClientError as exc:
-            raise openai.APIConnectionError(request=httpx2.Request("POST", url)) from exc
-        try:
-            if resp.status >= 300:
-                raise await _status_error(resp, url)
-            yield resp.content
-        finally:
-            if resp.content.at_eof():
-                resp.release()     # back to the pool
-            else:
-                resp.close()       # left early (a stopped reply): this connection can't be reused
+    def post(self, path: str, body: bytes) -> "_Posted":
+        """`async with post(path, body) as content:` POST `body` (JSON) to base_url + path; `content` is the
+        response body stream once the status is 2xx. Raises the SDK's exceptions for a status error or a
+        failure before the response; a failure while the body is read raises aiohttp's
+        (core.backends.errors.transport words both)."""
+        return _Posted(self._session_now(), self._url(path), self._base + path, body)
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
         """A plain JSON request and its decoded answer (errors as the SDK raises them for a non-streamed call)."""
@@ -155,6 +138,46 @@ class DirectJSON:
             raise openai.APIResponseValidationError(
                 response=httpx2.Response(200, content=data, request=httpx2.Request("POST", url)), body=None,
                 message="The server's answer is not JSON") from exc
+
+
+class _Posted:
+    """One POST of DirectJSON.post, as an async context manager written out (not @asynccontextmanager: every
+    answer's request goes through here, and the generator form costs an async generator and contextlib's
+    wrapper per request)."""
+
+    __slots__ = ("_session", "_url", "_text_url", "_body", "_resp")
+
+    def __init__(self, session: aiohttp.ClientSession, url: yarl.URL, text_url: str, body: bytes) -> None:
+        self._session, self._url, self._text_url, self._body = session, url, text_url, body
+        self._resp: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.StreamReader:
+        try:
+            resp = await self._session.post(self._url, data=self._body,
+                                            allow_redirects=False)   # a token never follows a redirect
+        except asyncio.TimeoutError as exc:
+            raise openai.APITimeoutError(request=httpx2.Request("POST", self._text_url)) from exc
+        except aiohttp.ClientError as exc:
+            raise openai.APIConnectionError(request=httpx2.Request("POST", self._text_url)) from exc
+        if resp.status >= 300:
+            try:
+                raise await _status_error(resp, self._text_url)
+            finally:
+                _done(resp)
+        self._resp = resp
+        return resp.content
+
+    async def __aexit__(self, *exc: object) -> None:
+        resp, self._resp = self._resp, None
+        if resp is not None:
+            _done(resp)
+
+
+def _done(resp: aiohttp.ClientResponse) -> None:
+    if resp.content.at_eof():
+        resp.release()     # back to the pool
+    else:
+        resp.close()       # left early (a stopped reply): this connection can't be reused
 
 
 async def _status_error(resp: aiohttp.ClientResponse, url: str) -> openai.APIStatusError:

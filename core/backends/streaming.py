@@ -97,18 +97,9 @@ class RetryingStream:
                 rnd.restart()
                 await self._sleep(delay)
 
-    @asynccontextmanager
-    async def _failures(self) -> AsyncIterator[None]:
+    def _failures(self) -> "_Failures":
         """The SDK's HTTP errors as BackendError/Retryable; transport failures as Retryable."""
-        try:
-            yield
-        except openai.APIStatusError as exc:
-            raise errors.classify(exc, self._who) from exc
-        except Exception as exc:
-            retry = errors.transport(exc, self._who)
-            if retry is None:
-                raise
-            raise retry from exc
+        return _Failures(self._who)
 
     async def _payloads(self, response: AsyncContextManager[Body]) -> AsyncIterator[bytes]:
         """The data payloads of a streamed response's SSE body, until `[DONE]` or the body's end. After the
@@ -126,6 +117,29 @@ class RetryingStream:
 
     def _unreadable(self, what: str = "event") -> BackendError:
         return BackendError(f"{errors.cap(self._who)} sent an unreadable {what}")
+
+
+class _Failures:
+    """RetryingStream._failures as a context manager written out: entered once per request to the model, where
+    @asynccontextmanager would cost an async generator and contextlib's wrapper each time."""
+
+    __slots__ = ("_who",)
+
+    def __init__(self, who: str) -> None:
+        self._who = who
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, openai.APIStatusError):
+            raise errors.classify(exc, self._who) from exc
+        retry = errors.transport(exc, self._who)
+        if retry is None:
+            return False
+        raise retry from exc
 
 
 DRAIN_SECONDS = 1.0
