@@ -14,3 +14,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def clean(text: str) -> str:
     """`text` with every lone surrogate replaced by U+FFFD (pairs were already joined by the JSON decoder)."""
     return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether `text` holds a lone surrogate (what `clean` replaces)."""
+    return _SURROGATE.search(text) is not None

@@ -78,7 +78,10 @@ class BackendBase:
     @staticmethod
     def _sampling(turn: "Turn") -> dict[str, Any]:
         """temperature and top_p, when the assistant sets them (both APIs name them alike)."""
-        a = turn.assistant
+        return BackendBase._sampling_of(turn.assistant)
+
+    @staticmethod
+    def _sampling_of(a) -> dict[str, Any]:
         p: dict[str, Any] = {}
         if a.temperature is not None:
             p["temperature"] = a.temperature

@@ -11,7 +11,8 @@ from core.model import ConversationKey, InboundMessage, UserFacingError
 from core.ports import AssistantBackend, HostedInputs, Turn
 from core.reply.tail import notice_line
 from core.store.protocol import Store
-from core.text import clean
+from core.text import clean, has_surrogates
+from core.tools.approval import Approver
 
 
 class ConversationSetup:
@@ -24,9 +25,11 @@ class ConversationSetup:
         self._knowledge = knowledge
 
     async def turn(self, assistant, msg: InboundMessage, key: ConversationKey, metadata: dict[str, str],
-                   backend: AssistantBackend, writes: list[asyncio.Future]) -> tuple[Turn, tuple[Refused, ...]]:
+                   backend: AssistantBackend, writes: list[asyncio.Future], *,
+                   approver: Approver | None = None) -> tuple[Turn, tuple[Refused, ...]]:
         """The Turn, and the attachments left out (UserFacingError when they were all the message had). A new
-        conversation's save is appended to `writes`: it runs while the model answers."""
+        conversation's save is appended to `writes`: it runs while the model answers. `approver`: how the
+        platform asks a person to approve a tool call (None: it cannot)."""
         conversation_id, saving = await self._conversation_id(
             backend, key, assistant.name, metadata, new=bool(key.thread) and key.thread == msg.message_id)
         if saving is not None:
@@ -44,11 +47,11 @@ class ConversationSetup:
         if notes:
             text = "\n".join((text, *notes)) if text else "\n".join(notes)
         knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
-                         if self._knowledge and assistant.tool("file_search") else ())
+                         if self._knowledge and assistant.tools and assistant.tool("file_search") else ())
         return Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
                     images=inputs.images, documents=inputs.documents,
                     hosted=HostedInputs(inputs.container_file_ids, knowledge_ids + inputs.vector_store_ids),
-                    metadata=metadata), inputs.refused
+                    metadata=metadata, approver=approver), inputs.refused
 
     async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
                                metadata: dict[str, str], *, new: bool = False) -> tuple[str, asyncio.Future | None]:
@@ -77,4 +80,7 @@ def metadata(msg: InboundMessage, assistant: str) -> dict[str, str]:
     data = {"platform": msg.platform, "workspace": msg.workspace, "channel": msg.channel,
             "thread": msg.thread or "", "user_id": msg.author.id, "user_name": msg.author.name,
             "assistant": assistant}
-    return {k: clean(v[:512]) for k, v in data.items() if v}
+    # One look for lone surrogates in all the values at once: the values are almost always clean.
+    if has_surrogates("".join(data.values())):
+        return {k: clean(v[:512]) for k, v in data.items() if v}
+    return {k: v[:512] for k, v in data.items() if v}

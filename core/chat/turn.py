@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
-from dataclasses import replace
 
 from core.admin.observe import ANSWERED, ERROR, FAILED, INTERRUPTED, REFUSED, STOPPED
 from core.chat.limits import UsageLimiter
@@ -63,7 +62,7 @@ class AnswerTurn:
             writes.append(marking)
         try:
             turn, refused = await self._setup.turn(assistant, msg, key, metadata(msg, assistant.name), backend,
-                                                   writes)
+                                                   writes, approver=approver)
         except (UserFacingError, BackendError) as err:
             await typing
             await records.settle()
@@ -80,8 +79,6 @@ class AnswerTurn:
             progress.outcome = ERROR
             raise
 
-        if approver is not None:
-            turn = replace(turn, approver=approver)
         if refused:  # files left out: said before the answer, which goes on with the text and the other files
             await quietly(target.notice(notice_line(refusal_notice(refused))))
         for server, why in await self._tools.unavailable(assistant) if self._tools is not None else ():

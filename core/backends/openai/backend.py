@@ -51,6 +51,7 @@ class OpenAIBackend(ResponsesBackend):
                          fallback=self._without_compaction, direct=direct)
         self._compaction = True
         self._compact_threshold = compact_threshold
+        self._identifiers: dict[str, str] = {}   # user id -> safety identifier (see _safety_identifier)
 
     def _without_compaction(self, err: BackendError, params: dict[str, Any]) -> dict[str, Any] | None:
         """A server that refuses `context_management` (an OpenAI-compatible proxy, a model without compaction)
@@ -68,8 +69,11 @@ class OpenAIBackend(ResponsesBackend):
             raise errors.as_backend_error(exc, WHO) from exc
         return content.content   # the SDK has read the whole body already
 
-    def _params(self, turn: "Turn", session: Session) -> dict[str, Any]:
-        p = super()._params(turn, session)
+    def _variant(self) -> object:
+        return self._compaction   # switched off once a server refuses it: the prepared parameters change
+
+    def _assistant_params(self, a, server_side: bool) -> dict[str, Any]:
+        p = super()._assistant_params(a, server_side)
         # When the conversation outgrows the window, OpenAI compacts its oldest items (a `compaction` item
         # replaces them) instead of failing with a 400. `truncation: auto` did that by dropping them, and is
         # deprecated in the current API description.
@@ -81,12 +85,25 @@ class OpenAIBackend(ResponsesBackend):
         else:
             p["truncation"] = "auto"
         p["include"] = list(_INCLUDE)
+        return p
+
+    def _params(self, turn: "Turn", session: Session) -> dict[str, Any]:
+        p = super()._params(turn, session)
         p["prompt_cache_key"] = turn.conversation_id
         if turn.user_id:
-            p["safety_identifier"] = safety_identifier(turn.user_id)
+            p["safety_identifier"] = self._safety_identifier(turn.user_id)
         if turn.metadata:
             p["metadata"] = clean_metadata(turn.metadata)
         return p
+
+    def _safety_identifier(self, user_id: str) -> str:
+        """safety_identifier(user_id), remembered for the people who wrote lately (a hash per message otherwise)."""
+        known = self._identifiers.get(user_id)
+        if known is None:
+            if len(self._identifiers) >= 10_000:
+                self._identifiers.clear()
+            known = self._identifiers[user_id] = safety_identifier(user_id)
+        return known
 
     def _hosted_tools(self, turn: "Turn") -> list[dict[str, Any]]:
         tools: list[dict[str, Any]] = []

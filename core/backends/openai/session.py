@@ -22,6 +22,8 @@ _MAX_ITEMS_PER_CALL = 20     # POST /v1/conversations/{id}/items takes at most 2
 
 def clean_metadata(metadata: dict[str, Any]) -> dict[str, str]:
     """OpenAI metadata: at most 16 pairs, keys up to 64 and values up to 512 characters."""
+    if len(metadata) <= 16:   # (every turn's: one comprehension, not a check per pair)
+        return {str(k)[:64]: str(v)[:512] for k, v in metadata.items()}
     out: dict[str, str] = {}
     for k, v in metadata.items():
         if len(out) == 16:

@@ -44,6 +44,7 @@ class ResponsesBackend(BackendBase):
                  direct: DirectJSON | None = None) -> None:
         super().__init__(client, tools, sessions, who=who, headers=headers, context_tokens=context_tokens,
                          capabilities=capabilities, model_label=model_label)
+        self._templates: dict[tuple, tuple[Any, dict[str, Any]]] = {}   # see _prepared
         self._stream = ResponsesStream(client, EventMapper(who, download), who=who, max_retries=max_retries,
                                        sleep=sleep, headers=self._headers, fallback=fallback, direct=direct)
 
@@ -59,15 +60,36 @@ class ResponsesBackend(BackendBase):
     # ---- what differs per server (overridden by the openai type) ----------------------------------------
 
     def _params(self, turn: "Turn", session: Session) -> dict[str, Any]:
-        a = turn.assistant
-        p: dict[str, Any] = {"model": a.model}
+        """The request's parameters but its input: the assistant's own (prepared once, see _prepared) and this
+        turn's."""
+        p = dict(self._prepared(turn.assistant, session.server_side))
         if session.server_side:
             p["conversation"] = session.session_id
-        else:
+        return p
+
+    def _prepared(self, a, server_side: bool) -> dict[str, Any]:
+        """What every turn of assistant `a` sends the same, worked out on its first turn (and again when the
+        config is reloaded: a new config brings new assistant objects). Not to be changed by the caller."""
+        key = (id(a), server_side, self._variant())
+        kept = self._templates.get(key)
+        if kept is not None and kept[0] is a:
+            return kept[1]
+        if len(self._templates) >= 256:   # reloads leave old assistants behind
+            self._templates.clear()
+        p = self._templates[key] = (a, self._assistant_params(a, server_side))
+        return p[1]
+
+    def _variant(self) -> object:
+        """Anything besides the assistant that the prepared parameters depend on (overridden by the openai type)."""
+        return None
+
+    def _assistant_params(self, a, server_side: bool) -> dict[str, Any]:
+        p: dict[str, Any] = {"model": a.model}
+        if not server_side:
             p["store"] = False          # nothing to keep at the server: the history is ours
         if a.instructions:
             p["instructions"] = a.instructions  # never persisted by the server: every turn
-        p.update(self._sampling(turn))
+        p.update(self._sampling_of(a))
         if a.max_output_tokens is not None:
             p["max_output_tokens"] = a.max_output_tokens
         if a.reasoning_effort is not None:
@@ -101,11 +123,14 @@ class ResponsesBackend(BackendBase):
         a = turn.assistant
         session = self._sessions.open(turn.conversation_id)
         base = self._params(turn, session)
-        specs = [s.to_openai() for s in function_specs(self._tools, a)]
-        known = {s.get("name") for s in specs}
-        tools = self._hosted_tools(turn) + specs
-        if tools:
-            base["tools"] = tools
+        known: set[str] = set()
+        tools: list[dict[str, Any]] = []
+        if a.tools:   # (most assistants have none: no tool list to build)
+            specs = [s.to_openai() for s in function_specs(self._tools, a)]
+            known = {s.get("name") for s in specs}
+            tools = self._hosted_tools(turn) + specs
+            if tools:
+                base["tools"] = tools
         usage = Usage()
         sent: list[dict[str, Any]] = []
         local = isinstance(session, LocalSession)
@@ -118,8 +143,10 @@ class ResponsesBackend(BackendBase):
             if instructions:
                 base["instructions"] = instructions
         pending: list[dict[str, Any]] = [user_message(turn, vision=a.vision and self.capabilities.vision)]
-        text = "\n".join((turn.text, *(document_text(d.name, d.text) for d in turn.documents)))
-        new_items: list[HistoryItem] = [UserItem(text, tuple(f"image {i + 1}" for i in range(len(turn.images))))]
+        text = ("\n".join((turn.text, *(document_text(d.name, d.text) for d in turn.documents))) if turn.documents
+                else turn.text)
+        images = tuple(f"image {i + 1}" for i in range(len(turn.images))) if turn.images else ()
+        new_items: list[HistoryItem] = [UserItem(text, images)]
         state = TurnState()
         for round_no in range(a.max_tool_rounds + 1):
             rnd = Round()
