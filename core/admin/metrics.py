@@ -50,21 +50,31 @@ class Metrics(NullObserver):
                                         ("outcome",), registry=registry)
         self.retention_deleted = Counter("teambridge_retention_deleted_conversations",
                                          "Conversations the retention sweep deleted", registry=registry)
+        # The labelled series, looked up once: prometheus_client's labels() validates and locks on every call,
+        # and every answer updates several of them.
+        self._series: dict[tuple, object] = {}
         self.connected = Gauge("teambridge_platform_connected", "1 while the platform's connection is up",
                                ("platform",), registry=registry)
 
+    def _labelled(self, metric, *labels: str):
+        key = (metric, labels)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = metric.labels(*labels)
+        return series
+
     def turn_started(self, platform: str, assistant: str) -> None:
-        self.in_flight.labels(platform, assistant).inc()
+        self._labelled(self.in_flight, platform, assistant).inc()
 
     def turn_finished(self, report: TurnReport) -> None:
         labels = (report.platform, report.assistant)
-        self.answers.labels(*labels, report.outcome).inc()
+        self._labelled(self.answers, *labels, report.outcome).inc()
         if not report.started:  # refused before it began: no latency, never in flight
             return
-        self.in_flight.labels(*labels).dec()
-        self.done.labels(*labels).observe(report.total_seconds)
+        self._labelled(self.in_flight, *labels).dec()
+        self._labelled(self.done, *labels).observe(report.total_seconds)
         if report.first_text_seconds is not None:
-            self.first_text.labels(*labels).observe(report.first_text_seconds)
+            self._labelled(self.first_text, *labels).observe(report.first_text_seconds)
         u = report.usage
         for kind, n in (("input", u.input_tokens), ("cached", u.cached_tokens), ("output", u.output_tokens)):
             if n:

@@ -31,11 +31,23 @@ def platform_rules(config: Config, platform: str) -> PlatformRules:
             return PlatformRules()
 
 
-def channel_route(config: Config, msg: InboundMessage) -> ChannelRoute | None:
-    routes = platform_rules(config, msg.platform).channels
-    for channel in (msg.channel, *msg.channel_parents):
-        if channel in routes:
-            return routes[channel]
+def channel_route(config: Config, msg: InboundMessage, rules: PlatformRules | None = None) -> ChannelRoute | None:
+    """The route of the message's channel, else of its parents (category, a thread's channel). `rules`: the
+    platform's, when the caller has them already."""
+    return route_for(config, msg.platform, msg.channel, msg.channel_parents, rules)
+
+
+def route_for(config: Config, platform: str, channel: str, parents: tuple[str, ...] = (),
+              rules: PlatformRules | None = None) -> ChannelRoute | None:
+    """channel_route for a message not built yet (an adapter deciding its thread)."""
+    routes = (rules or platform_rules(config, platform)).channels
+    if not routes:
+        return None
+    if channel in routes:
+        return routes[channel]
+    for parent in parents:
+        if parent in routes:
+            return routes[parent]
     return None
 
 
@@ -59,7 +71,7 @@ def is_addressed(config: Config, msg: InboundMessage, *, bot_owns_thread: bool) 
 def pick_assistant(config: Config, msg: InboundMessage, *, preference: str | None) -> str:
     """Explicit choice > the user's /assistant choice here > channel route > DM default > platform default > global."""
     rules = platform_rules(config, msg.platform)
-    route = channel_route(config, msg)
+    route = channel_route(config, msg, rules)
     candidates = (
         msg.assistant,
         preference,

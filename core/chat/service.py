@@ -63,6 +63,7 @@ class ChatService:
         self.commands = CommandSurface(self, commands, signals=store.signals())
         self._erase = erase            # deletes a conversation at its backend (assistants with reset_deletes)
         self._turns: set[asyncio.Task] = set()
+        self._turn: tuple[tuple, AnswerTurn] | None = None   # see _answer_turn
         self._accepting = True
         self.cut_off = {"marked": 0, "unmarked": 0}   # replies interrupted by shutdown, by whether that shows
         self.observer: Observer = observer or NullObserver()  # logs and metrics; adapters report rate limits here
@@ -154,15 +155,24 @@ class ChatService:
         async with self._locks.hold(f"{key.as_string()}#{assistant.name}"):
             progress = TurnProgress(received)
             self.observer.turn_started(msg.platform, assistant.name)
-            turn = AnswerTurn(store=self._store, setup=ConversationSetup(self._store, self._files, self._knowledge),
-                              limiter=self._limiter, controls=self.controls, tools=self._tools,
-                              cut_off=self.cut_off)
+            turn = self._answer_turn()
             try:
                 await turn.run(assistant, msg, key, target, backends[assistant.backend], progress, approver)
             finally:
                 if progress.outcome == FAILED:
                     self.observer.backend_error(assistant.backend, progress.error)
                 self.observer.turn_finished(progress.report(msg, assistant))
+
+    def _answer_turn(self) -> AnswerTurn:
+        """What runs an answer, built from what the service holds now; kept while that stays the same (it holds
+        no state of a turn), rebuilt once a reload swaps the tools (or attachments, knowledge) out."""
+        files, knowledge, tools = self._files, self._knowledge, self._tools
+        kept = self._turn
+        if kept is None or kept[0][0] is not files or kept[0][1] is not knowledge or kept[0][2] is not tools:
+            kept = self._turn = ((files, knowledge, tools), AnswerTurn(
+                store=self._store, setup=ConversationSetup(self._store, self._files, self._knowledge),
+                limiter=self._limiter, controls=self.controls, tools=self._tools, cut_off=self.cut_off))
+        return kept[1]
 
     # ---- commands ------------------------------------------------------------------------------------------
 

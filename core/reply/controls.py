@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -108,7 +109,7 @@ class AnswerControls:
               conversation_id: str = "") -> str:
         """A new answer to `msg` opens: its id, set on the reply's lifetime for the platform's buttons.
         `conversation_id`: the backend conversation it is part of (erasing that erases the answer)."""
-        answer_id = uuid.uuid4().hex[:20]
+        answer_id = os.urandom(10).hex()   # 20 hex digits, as uuid4().hex[:20] gave (without its fixed version digit)
         lifetime.answer_id = answer_id
         self._live[answer_id] = _Live(msg, assistant, lifetime, conversation_id)
         self._listen()
