@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Protocol
 
 import discord
@@ -21,7 +20,7 @@ from bots.discord.files import CdnFetcher, max_bytes, to_attachment
 from core.config.schema import Config
 from core.model import Author, InboundMessage
 from core.text import clean
-from core.chat.routing import channel_route
+from core.chat.routing import route_for
 
 log = logging.getLogger("teambridge.discord")
 
@@ -152,7 +151,7 @@ def author_of(user: discord.abc.User) -> Author:
     if isinstance(user, discord.Member) and user.guild is not None:
         roles = tuple(str(r.id) for r in user.roles if not r.is_default())
         admin = user.guild_permissions.administrator
-    return Author(id=str(user.id), name=getattr(user, "display_name", user.name), roles=roles, is_admin=admin)
+    return Author(id=str(user.id), name=user.display_name, roles=roles, is_admin=admin)
 
 
 def mentions_me(message: discord.Message, me: discord.ClientUser) -> bool:
@@ -192,18 +191,34 @@ def unreadable(message: discord.Message) -> str | None:
     or None. discord.py keeps some fields as the payload gave them (content, attachment fields) and leaves
     others unset when the payload lacks them, so a malformed event can reach us with, say, a dict for content
     or no author; such a message is dropped with one log line."""
+    # Attributes read directly (an unset one raises AttributeError): this runs for every message on the server.
     try:
-        author, channel = getattr(message, "author", None), getattr(message, "channel", None)
-        if author is None or channel is None or not isinstance(getattr(author, "id", None), int):
+        try:
+            author, channel = message.author, message.channel
+            author_id = author.id
+        except AttributeError:
             return "no author or channel"
-        if not isinstance(getattr(author, "name", None), str) or not isinstance(getattr(message, "id", None), int):
+        if channel is None or not isinstance(author_id, int):
+            return "no author or channel"
+        try:
+            name, message_id = author.name, message.id
+        except AttributeError:
             return "the author has no name"
-        content = getattr(message, "content", None)
+        if not isinstance(name, str) or not isinstance(message_id, int):
+            return "the author has no name"
+        try:
+            content = message.content
+        except AttributeError:
+            content = None
         if not isinstance(content, str):
             return "content is not text"
         if len(content) > MAX_CONTENT:
             return f"content of {len(content):,} characters"
-        for att in getattr(message, "attachments", None) or ():
+        try:
+            attachments = message.attachments
+        except AttributeError:
+            attachments = None
+        for att in attachments or ():
             if not (isinstance(att.url, str) and isinstance(att.filename, str) and isinstance(att.size, int)):
                 return "an attachment without url, name or size"
     except Exception as exc:  # a property of a half-built object raising
@@ -221,7 +236,18 @@ async def translate(message: discord.Message, me: discord.ClientUser, config: Co
     mentioned = mentions_me(message, me) or reply_to_me
     channel, thread, parents = channel_place(message.channel)
     limit = max_bytes(config.discord.max_file_mb)
-    inbound = InboundMessage(
+    if thread is None and not is_direct:
+        # In a plain channel the conversation is a reply chain: a reply continues the chain's conversation,
+        # a mention starts one rooted at itself — except where the bot answers everything (one conversation).
+        if reply_to_me:
+            thread = str(await chains.root_of(message, me.id))
+        elif mentioned:
+            route = route_for(config, "discord", channel, parents)  # core's lookup: the channel, then its category
+            if not (route and route.respond_without_mention):
+                chains.remember(message.id, message.id)
+                thread = str(message.id)
+    message_id = str(message.id)
+    return InboundMessage(
         platform="discord",
         workspace=str(message.guild.id) if message.guild else "",
         channel=channel,
@@ -231,18 +257,7 @@ async def translate(message: discord.Message, me: discord.ClientUser, config: Co
         attachments=tuple(to_attachment(a, max_bytes=limit, cdn=cdn) for a in message.attachments),
         is_direct=is_direct,
         mentions_bot=mentioned,
-        event_id=str(message.id),
-        message_id=str(message.id),
+        event_id=message_id,
+        message_id=message_id,
         channel_parents=parents,
     )
-    if thread is not None or is_direct:
-        return inbound
-    # In a plain channel the conversation is a reply chain: a reply continues the chain's conversation,
-    # a mention starts one rooted at itself — except where the bot answers everything (one conversation).
-    if reply_to_me:
-        return replace(inbound, thread=str(await chains.root_of(message, me.id)))
-    route = channel_route(config, inbound)  # core's lookup: the channel, then its category
-    if mentioned and not (route and route.respond_without_mention):
-        chains.remember(message.id, message.id)
-        return replace(inbound, thread=str(message.id))
-    return inbound

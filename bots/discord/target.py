@@ -181,8 +181,9 @@ class ChannelTarget:
         self._chains = chains
         # The next message replies to this one (a message_reference payload): the user's message, then
         # each part of the reply in turn.
-        self._reply_to: dict | None = (reply_to.to_reference(fail_if_not_exists=False).to_dict()
-                                       if reply_to is not None else None)
+        # (The reference is built when the first message goes out: not in the way of the request to the model.)
+        self._reply_to: dict | None = None
+        self._replying_to = reply_to
         self._root = root
         guild = getattr(channel, "guild", None)
         self._guild_id: int | None = guild.id if guild is not None else None
@@ -195,7 +196,7 @@ class ChannelTarget:
         self._plan: AnswerPlan | None = None
         self._lifetime: ReplyLifetime | None = None   # the reply's (its buttons: bots/discord/controls.py)
         self._latest: str | None = None               # the reply's latest message
-        self._file_limit = file_limit or (guild.filesize_limit if guild is not None else DEFAULT_FILE_LIMIT)
+        self._file_limit = file_limit   # (None: the guild's, looked up on the first upload)
 
     @property
     def channel_id(self) -> int:
@@ -228,6 +229,9 @@ class ChannelTarget:
         self._typing.stop()
         await self._typing.landed()
         state = self._channel._state
+        if self._replying_to is not None:
+            self._reply_to = self._replying_to.to_reference(fail_if_not_exists=False).to_dict()
+            self._replying_to = None
         # The same payload channel.send() builds: no pings, no reply ping, and a nonce Discord enforces, so
         # a send that discord.py retries after a 5xx can't post the part twice.
         with handle_message_parameters(content=content, file=file if file is not None else MISSING,
@@ -286,6 +290,9 @@ class ChannelTarget:
             ticket.withdraw()
 
     async def upload(self, file: OutboundFile) -> str | None:
+        if not self._file_limit:
+            guild = getattr(self._channel, "guild", None)
+            self._file_limit = guild.filesize_limit if guild is not None else DEFAULT_FILE_LIMIT
         if (refusal := _too_big(file, self._file_limit)) is not None:
             await self.notice(refusal)
             return None
