@@ -65,6 +65,7 @@ class _Window:
         self._gc[:2] = [0, 0.0]
         self._gens = [0.0, 0.0, 0.0]
         self._open = True
+        self._count0 = gc.get_count()   # young objects pending when the burst began (a collection comes at GC_YOUNG)
         self._cpu0, self._loop0 = time.process_time(), time.thread_time()
         if self._profile is not None:
             self._profile.enable()
@@ -76,6 +77,7 @@ class _Window:
         self._open = False
         report: dict[str, Any] = {"cpu_s": cpu, "loop_cpu_s": loop, "gc_collections": self._gc[0],
                                   "gc_cpu_s": self._gc[1], "gc_cpu_s_by_generation": self._gens,
+                                  "gc_count_at_open": list(self._count0), "gc_count_at_close": list(gc.get_count()),
                                   "sqlite_jobs": _SQLITE[0], "sqlite_statements": _SQLITE[1],
                                   "sqlite_wall_ms": round(_SQLITE[2] * 1000, 1), "sqlite_max_ms": round(_SQLITE[3] * 1000, 1),
                                   "sqlite_cpu_ms": round(_SQLITE[4] * 1000, 1), "loop_idle_ms": round(_IDLE[0] * 1000, 1),
