@@ -27,8 +27,9 @@ Progress edits are made only when there is room now: the global budget must keep
 the answers not showing yet (queued, or asked their model and waiting for its first word — a burst's later answers
 would otherwise find the window spent; the typing indicator keeps out of it likewise) and for the final writes of
 the answers expected to end within its window (estimated from how long recent answers took from their first
-text to their end; one already a window past its expected end counts as unpredictable, not as ending), and the
-channel's bucket must keep a slot for the final edit of each answer streaming in that channel — five writes
+text to their end; one already a window past its expected end counts as unpredictable, not as ending) — each
+answer once: a kept answer holds the slot of its one remaining write, and an answer holding its first message's
+slots is already out of the free ones — and the channel's bucket must keep a slot for the final edit of each answer streaming in that channel — five writes
 per five seconds are soon spent by one answer's progress edits otherwise, and its last words would wait.
 """
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Delivery:
         self._streaming: dict[int, int] = {}  # channel -> answers showing there whose final write is still due
         self.duration: float | None = None   # typical first text -> end of an answer (seconds), once known
         self.unshown = 0                     # answers opened whose first message has not gone out yet
+        self.holding = 0                     # of those, answers holding their first message's slots already
         self.held = 0                        # answers posted whole so far (for tests and logs)
         self.streamed = 0                    # answers that showed before they were done
         self.keeping = 0                     # slots kept right now for answers about to end
@@ -67,13 +69,13 @@ class Delivery:
     def spare(self) -> bool:
         """The global budget has a slot no answer waiting to show needs — also none whose model is still about to
         say its first word: what a cosmetic request (the typing indicator) may take without delaying an answer."""
-        return self._pacers.global_.free_now() - self.unshown >= 1
+        return self._pacers.global_.free_now() - self._needing_slots() >= 1
 
     def room(self, channel_id: int) -> bool:
         """A progress edit in this channel now leaves enough for the first messages of the answers not showing yet
         and the final writes about to be needed."""
         free = self._pacers.global_.free_now()
-        if free <= 0 or free - self.unshown - self._ending_soon() < 1:
+        if free <= 0 or free - self._needing_slots() - self._ending_soon() < 1:
             return False
         return self._pacers.channel(channel_id).free_now() - self._streaming.get(channel_id, 0) >= 1
 
@@ -92,7 +94,13 @@ class Delivery:
             return 0.0
         return budget.period
 
+    def _needing_slots(self) -> int:
+        # An answer holding its first message's slots (a kept one waiting for its end, or one whose turn just came)
+        # is already out of the budget's free slots: counted again here, a kept answer would stand for two writes.
+        return self.unshown - self.holding
+
     def _ending_soon(self) -> int:
+        # `_starts` holds no kept answer: its last write is the slot it keeps (see AnswerPlan._keep_slot).
         if self.duration is None or not self._starts:
             return 0
         # An answer that began at s is expected to end at s + duration: count those whose expected end is within
@@ -107,6 +115,11 @@ class Delivery:
         insort(self._starts, now)
         return now
 
+    def _forget_start(self, start: float) -> None:
+        i = bisect_left(self._starts, start)
+        if i < len(self._starts) and self._starts[i] == start:
+            del self._starts[i]
+
     def _shows(self, channel_id: int, change: int) -> None:
         count = self._streaming.get(channel_id, 0) + change
         if count > 0:
@@ -114,10 +127,9 @@ class Delivery:
         else:
             self._streaming.pop(channel_id, None)
 
-    def _ended(self, start: float) -> None:
-        i = bisect_left(self._starts, start)
-        if i < len(self._starts) and self._starts[i] == start:
-            del self._starts[i]
+    def _ended(self, start: float, *, counted: bool = True) -> None:
+        if counted:
+            self._forget_start(start)
         took = self._clock() - start
         self.duration = took if self.duration is None else self.duration + self._smoothing * (took - self.duration)
 
@@ -128,13 +140,14 @@ class AnswerPlan:
     `on_ready` is called when its turn comes while it waits (the stream shows what it has then); `busy` says
     whether the model is running a tool (its slot is then not kept for its end)."""
 
-    __slots__ = ("_delivery", "_channel", "_start", "streaming", "_ended", "_closed", "_slots", "_waiter",
-                 "_unshown", "_keep", "on_ready", "busy")
+    __slots__ = ("_delivery", "_channel", "_start", "_counted", "streaming", "_ended", "_closed", "_slots",
+                 "_waiter", "_unshown", "_keep", "on_ready", "busy")
 
     def __init__(self, delivery: Delivery, channel_id: int) -> None:
         self._delivery = delivery
         self._channel = channel_id
         self._start: float | None = None     # when its first text came
+        self._counted = False                # its start is in delivery._starts (a write still due at its end)
         self.streaming = False
         self._ended = False
         self._closed = False
@@ -151,6 +164,7 @@ class AnswerPlan:
             return True
         if self._start is None:
             self._start = self._delivery._started()
+            self._counted = True
             self._queue()
         if self._keep is not None:
             if not self.busy():
@@ -171,7 +185,7 @@ class AnswerPlan:
 
     def _queue(self) -> None:
         pacers = self._delivery._pacers
-        self._slots = pacers.take_now(self._channel)
+        self._hold(pacers.take_now(self._channel))
         if self._slots is None:
             self._waiter = asyncio.get_running_loop().create_task(self._wait(pacers), name="discord-first-slot")
 
@@ -181,16 +195,35 @@ class AnswerPlan:
             if slots is not None:
                 slots.give_back()
             return
-        self._slots = slots
+        self._hold(slots)
         if self.on_ready is None or self._ended:
             return
         keep = self._delivery.keep_for(self._start) if self._start is not None and not self.busy() else 0.0
         if keep > 0:   # about to end: wait for it on this slot (one write), or show what it has after `keep` s
-            self._delivery.keeping += 1
-            self._delivery.kept += 1
-            self._keep = asyncio.get_running_loop().call_later(keep, self._kept_too_long)
+            self._keep_slot(keep)
             return
         self.on_ready()
+
+    def _hold(self, slots: Slots | None) -> None:
+        self._slots = slots
+        if slots is not None:
+            self._delivery.holding += 1
+
+    def _unhold(self) -> Slots | None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            self._delivery.holding -= 1
+        return slots
+
+    def _keep_slot(self, seconds: float) -> None:
+        delivery = self._delivery
+        delivery.keeping += 1
+        delivery.kept += 1
+        # The slot it keeps is its last write: it no longer counts among the answers whose final write falls due.
+        if self._counted and self._start is not None:
+            delivery._forget_start(self._start)
+            self._counted = False
+        self._keep = asyncio.get_running_loop().call_later(seconds, self._kept_too_long)
 
     def _kept_too_long(self) -> None:
         self._unkeep()
@@ -202,6 +235,9 @@ class AnswerPlan:
             self._keep.cancel()
             self._keep = None
             self._delivery.keeping -= 1
+            if not self._ended and self._start is not None:   # it streams from here: a final edit falls due
+                insort(self._delivery._starts, self._start)
+                self._counted = True
 
     async def first_slots(self) -> Slots | None:
         """The slots queued for the answer's first message — waiting for its turn if that has not come — or None
@@ -209,7 +245,7 @@ class AnswerPlan:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             await asyncio.wait([waiter])   # never cancels the waiter: the place in the queue stays the answer's
-        slots, self._slots = self._slots, None
+        slots = self._unhold()
         if slots is not None:
             self._shown()
         return slots
@@ -227,7 +263,8 @@ class AnswerPlan:
         if self._start is not None:
             if not self.streaming:
                 self._delivery.held += 1
-            self._delivery._ended(self._start)
+            self._delivery._ended(self._start, counted=self._counted)
+            self._counted = False
 
     def close(self) -> None:
         """The reply has ended (its final write was made): slots queued for a first message it never made go
@@ -241,6 +278,5 @@ class AnswerPlan:
             self._delivery._shows(self._channel, -1)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.cancel()
-        if self._slots is not None:
-            slots, self._slots = self._slots, None
+        if (slots := self._unhold()) is not None:
             slots.give_back()

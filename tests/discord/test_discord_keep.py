@@ -125,6 +125,42 @@ async def test_a_kept_answer_that_does_not_end_within_a_window_shows_what_it_has
     (await plans[4].first_slots()).release()
 
 
+async def test_a_kept_answer_counts_once_when_a_streaming_answer_asks_for_a_progress_edit():
+    clock = Clock()
+    # A window of 10 s (the keep timer is a real one: nothing here waits for it).
+    pacers, delivery = budgets(clock, global_period=10.0)
+    await answers_take(clock, delivery, 10.0)           # answers take 10 s; the clock is at 20 s now
+    early = [delivery.open(channel) for channel in range(4)]
+    assert all(plan.may_start() for plan in early)      # four answers stream from 20 s on, holding the 4 slots
+    clock.now += 5.0
+    late = [delivery.open(channel) for channel in range(4, 8)]
+    for plan in late:
+        plan.on_ready = lambda: None
+    assert not any(plan.may_start() for plan in late)   # four more say their first words at 25 s and queue
+    delivery.open(8), delivery.open(9)                  # two more asked their model, wait for its first word
+    clock.now += 7.0
+    for plan in early:
+        (await plan.first_slots()).give_back()          # 32 s: the four slots go to the four waiting
+    await turns()
+    kept = late[0]                                      # 3 s before its expected end, 6 not showing: it keeps
+    assert delivery.keeping == 1 and not kept.may_start()
+    for plan in late[1:]:
+        assert plan.may_start()
+        (await plan.first_slots()).release()
+    clock.now += 3.0
+    for plan in late[1:]:
+        plan.close()                                    # they end at 35 s, 10 s after their first words
+    clock.now += 7.5                                    # 42.5 s: their writes have left the window
+    # Three of the four slots are free. The kept answer needs none of them (it holds its own for its whole text),
+    # the two answers not writing yet need one each: a progress edit of an early answer takes the third.
+    assert pacers.global_.free_now() == 3
+    assert delivery.room(0)
+    kept.end()
+    (await kept.first_slots()).release()
+    kept.close()
+    assert (delivery.kept, delivery.held, delivery.keeping, delivery.holding) == (1, 1, 0, 0)
+
+
 # ---- end to end: what the channels show ------------------------------------------------------------------
 
 
