@@ -140,7 +140,7 @@ def _count_progress() -> None:
     work came before each request, the same on a loaded machine as on an idle one (the wall-clock e→m counts
     the time other processes had the core). Counted from when discord.py parsed the event's frame: a frame
     that waited in the socket before (the gateway reader takes turns, bots/discord/gateway_turns.py) is not
-    counted — compare those with the bench's wall-clock e→m and its `p50 / last request` instead."""
+    counted (Slack: from when the adapter took the message, its first envelope read and checked) — compare those with the bench's wall-clock e→m and its `p50 / last request` instead."""
     from discord.state import ConnectionState
     from core.backends.direct import DirectJSON
     parse = ConnectionState.parse_message_create
@@ -156,6 +156,16 @@ def _count_progress() -> None:
         return post(self, path, body)
     ConnectionState.parse_message_create = parse_counted
     DirectJSON.post = post_counted
+    # Slack: when a message was handed on (its first envelope read, checked and not a copy), the fast path or bolt's
+    from bots.slack.arrivals import RecentMessages
+    first_sight = RecentMessages.first_sight
+
+    def first_sight_counted(self, team, channel, ts):
+        fresh = first_sight(self, team, channel, ts)
+        if fresh:
+            _FRAMES.append(time.process_time())
+        return fresh
+    RecentMessages.first_sight = first_sight_counted
 
 
 def _cpu_e2m(cpu0: float) -> dict[str, Any]:

@@ -254,24 +254,6 @@ class BenchSlack(FakeSlack):
         self._after(a)
         return r
 
-    def mention_envelopes(self, channel: str, text: str, *, user: str = "U1") -> list[str]:
-        """What Slack sends for one channel @mention (app_mention, then message), as envelope JSON."""
-        ts = self._new_ts()
-        self.messages.append(Message(channel=channel, ts=ts, user=user, text=text))
-        common = dict(user=user, text=text, ts=ts, event_ts=ts, channel=channel, team=self.team_id,
-                      client_msg_id=f"{channel}-{ts}")
-        out = []
-        for sample_name, extra in (("AppMentionPayload", {}), ("MessagePayload", {"channel_type": "channel"})):
-            body = self.event_callback(self._event(sample_name, **common, **extra))
-            out.append(json.dumps({"envelope_id": f"env-{channel}-{len(out)}", "type": "events_api",
-                                   "payload": body, "accepts_response_payload": False,
-                                   "retry_attempt": 0, "retry_reason": ""}))
-        return out
-
-    async def send_raw(self, frame: str) -> None:
-        ws = next(ws for ws in reversed(self._sockets) if not ws.closed)
-        await ws.send_str(frame)
-
     def connected(self) -> bool:
         return any(not ws.closed for ws in self._sockets)
 

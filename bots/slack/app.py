@@ -24,8 +24,8 @@ from bots.slack.controls import ACTION_IDS, SlackControls
 from bots.slack.confirm import CANCEL, CONFIRM, SlackConfirmations
 from bots.slack.assistant import AssistantThreads, chosen_assistant
 from bots.slack.commands import SlashCommands
-from bots.slack.events import (is_direct, needs_thread_owner, reply_place, should_ignore, to_inbound,
-                               worth_passing_on)
+from bots.slack.events import (is_direct, mention_pattern, needs_thread_owner, reply_place, should_ignore,
+                               to_inbound, worth_passing_on)
 from bots.slack.files import SlackFiles
 from bots.slack.http import SignedEndpoint
 from bots.slack.interrupted import mark_interrupted
@@ -123,6 +123,7 @@ class SlackAdapter:
         self._http_session()
         auth = await self.client.auth_test()
         self._team, self._bot_user_id = str(auth.get("team_id", "")), str(auth.get("user_id", ""))
+        mention_pattern(self._bot_user_id)   # compiled now, not in front of the first message's request
         # Slack's tiers count per app per workspace: processes on one database split them (core/store/shares.py)
         self._shares = self._service.store.rate_shares(f"slack:{self._team}:{self._bot_user_id}",
                                                        window=self.budget.window)

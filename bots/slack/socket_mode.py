@@ -1,8 +1,10 @@
-"""How bolt receives: Socket Mode envelopes checked before bolt reads them (HTTP requests are checked by
-bots/slack/http.py) — a channel @mention's two envelopes then go straight to the adapter, past bolt and past
-slack_sdk's queue — and, in either mode, bolt's authorization handed the auth.test answer start() already has."""
+"""How bolt receives: Socket Mode envelopes read once as their frame arrives and checked before bolt sees them
+(HTTP requests are checked by bots/slack/http.py) — a channel @mention's two envelopes then go straight to the
+adapter, past bolt and past slack_sdk's queue; the rest to slack_sdk's listeners and bolt as read — and, in either
+mode, bolt's authorization handed the auth.test answer start() already has."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Callable
@@ -28,6 +30,10 @@ class CheckedSocketHandler(AsyncSocketModeHandler):
     def __init__(self, *args: Any, events: Callable[[dict], bool] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._events = events   # takes an events_api body past bolt (bots/slack/arrivals.py: MentionPath.take), or says no
+        # payloads the fast path read and checked that go on to slack_sdk's listeners (by id, the object kept
+        # alive until then): `handle` need not check them again
+        self._checked: dict[int, dict] = {}
+        self._listening: set[asyncio.Future] = set()
         sockets = self.client   # the Socket Mode client (named so: tests list the Web API methods by `client.`)
         run_listeners = sockets.run_message_listeners
 
@@ -45,57 +51,73 @@ class CheckedSocketHandler(AsyncSocketModeHandler):
         enqueue = sockets.enqueue_message
 
         async def received(raw_message: str) -> None:
-            # every text frame of the websocket, as it arrives; what the fast path does not take is queued
+            # every text frame of the websocket, as it arrives
             try:
-                envelope_id = self._took(raw_message)
+                verdict = self._took(raw_message)
             except Exception:   # a bug here must not cost the envelope: slack_sdk's and bolt's way still reads it
                 log.exception("Slack envelope: the fast path failed; handing it to slack_sdk")
-                envelope_id = None
-            if envelope_id is None:
+                verdict = None
+            if verdict is None:   # not read here: slack_sdk's queue, and its own json, read it
                 await enqueue(raw_message)
                 return
+            if type(verdict) is dict:   # read here, not taken: slack_sdk's listeners (bolt) get it as read
+                self._listen(verdict, raw_message)
+                return
             try:
-                await sockets.send_message(orjson.dumps({"envelope_id": envelope_id}).decode())
+                await sockets.send_message(orjson.dumps({"envelope_id": verdict}).decode())
             except Exception as error:   # e.g. the connection being replaced: Slack sends the envelope again
                 # (and the early duplicate drop and the store's claim answer it once); an exception escaping
                 # here would make slack_sdk's reader back off, delaying every other envelope's ack
-                log.warning("Slack envelope %s: the acknowledgement could not be sent (%r)", envelope_id, error)
+                log.warning("Slack envelope %s: the acknowledgement could not be sent (%r)", verdict, error)
 
         sockets.enqueue_message = received  # type: ignore[method-assign]
 
-    def _took(self, raw: str) -> str | None:
-        """The fast path of a channel @mention's envelopes: read as the frame arrives, checked, handed to the
-        adapter (`events`) and acknowledged, without slack_sdk's queue, its task per envelope, its
-        SocketModeRequest and bolt's request: together about half of what an envelope cost. Anything else
-        (and every frame the adapter does not take) goes slack_sdk's and bolt's way, unchanged. The envelope's
-        id when it was handled here (it is to be acknowledged), else None."""
+    def _listen(self, message: dict, raw: str) -> None:
+        """slack_sdk's listeners (bolt's handler: `handle`) for an envelope read here, in a task of its own, as
+        slack_sdk's queue reader would start them — past the queue and without parsing the frame again."""
+        sockets = self.client   # (not `client.`: tests list the Web API methods by that)
+        task = asyncio.ensure_future(sockets.run_message_listeners(message, raw))
+        self._listening.add(task)
+        payload = message.get("payload")
+        task.add_done_callback(lambda t: (self._listening.discard(t), self._checked.pop(id(payload), None)))
+
+    def _took(self, raw: str) -> str | dict | None:
+        """Every frame is read here once, as it arrives. The fast path of a channel @mention's envelopes: checked,
+        handed to the adapter (`events`) and acknowledged, without slack_sdk's queue, its task per envelope, its
+        SocketModeRequest and bolt's request: together about half of what an envelope cost. Returns the
+        envelope's id when it was handled here (it is to be acknowledged: taken, or dropped with its log line);
+        the envelope as read, for slack_sdk's and bolt's way, when the adapter does not take it (its payload
+        checked already, see `handle`); None when it was not read (slack_sdk's own json reads it)."""
         if self._events is None or not raw.startswith("{"):
             return None
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None   # e.g. a lone UTF-16 surrogate, which orjson refuses: slack_sdk's json reads it
-        if type(message) is not dict or message.get("type") != "events_api":
+        if type(message) is not dict:
             return None
         envelope_id, payload = message.get("envelope_id"), message.get("payload")
         if type(envelope_id) is not str or not envelope_id or type(payload) is not dict:
-            return None   # the checked way: dropped there with its log line
+            return message   # hello, disconnect; a broken envelope is dropped by `checked` with its log line
         problem = envelope_problem(payload)
         if problem is not None:
-            log.warning("Slack events_api envelope dropped: %s", problem)
-        elif not self._events(payload):
-            return None
-        return envelope_id
+            log.warning("Slack %s envelope dropped: %s", message.get("type"), problem)
+            return envelope_id
+        if message.get("type") == "events_api" and self._events(payload):
+            return envelope_id
+        self._checked[id(payload)] = payload
+        return message
 
     async def handle(self, socket: Any, req: Any) -> None:  # type: ignore[override]
-        problem = envelope_problem(req.payload)
-        if problem is not None:
-            log.warning("Slack %s envelope dropped: %s", req.type, problem)
-            await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-            return
-        if req.type == "events_api" and self._events is not None and self._events(req.payload):
-            await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-            return
+        if self._checked.pop(id(req.payload), None) is not req.payload:   # not read and checked as it arrived
+            problem = envelope_problem(req.payload)
+            if problem is not None:
+                log.warning("Slack %s envelope dropped: %s", req.type, problem)
+                await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+                return
+            if req.type == "events_api" and self._events is not None and self._events(req.payload):
+                await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+                return
         start = time.time()
         response = await run_async_bolt_app(self.app, req)
         if response.status != 200:

@@ -4,6 +4,7 @@ Event shapes are filled-in copies of the samples in bots/standins/specs/slack/ev
 (bots/standins/slack_server.py), which holds the state and delivers (bots/standins/slack_socket.py)."""
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -46,6 +47,21 @@ class PeopleActions:
         ev = prune(ev)
         ev.update({k: v for k, v in fields.items() if v is not None})
         return ev
+
+    def mention_envelopes(self, channel: str, text: str, *, user: str = "U1") -> list[str]:
+        """What Slack sends for one channel @mention (app_mention, then message), as Socket Mode envelope JSON:
+        frames to send at once with `send_raw` (a burst, as the bench sends it)."""
+        ts = self._new_ts()
+        self.messages.append(Message(channel=channel, ts=ts, user=user, text=text))
+        common = dict(user=user, text=text, ts=ts, event_ts=ts, channel=channel, team=self.team_id,
+                      client_msg_id=f"{channel}-{ts}")
+        out = []
+        for sample_name, extra in (("AppMentionPayload", {}), ("MessagePayload", {"channel_type": "channel"})):
+            body = self.event_callback(self._event(sample_name, **common, **extra))
+            out.append(json.dumps({"envelope_id": f"env-{channel}-{len(out)}", "type": "events_api",
+                                   "payload": body, "accepts_response_payload": False,
+                                   "retry_attempt": 0, "retry_reason": ""}))
+        return out
 
     async def user_says(self, channel: str, text: str, *, user: str = "U1", thread_ts: str | None = None,
                         channel_type: str | None = None, files: list[dict] | None = None) -> str:

@@ -58,6 +58,12 @@ class Delivery:
         await ws.send_str(json.dumps(envelope))
         return envelope_id
 
+    async def send_raw(self, frame: str) -> None:
+        """One text frame on the newest open socket, as it is (no envelope built around it)."""
+        ws = next(ws for ws in reversed(self._sockets) if not ws.closed)
+        await ws.send_str(frame)
+
+
     async def wait_ack(self, envelope_id: str, timeout: float = 3.0) -> dict:
         """Slack's deadline: an envelope not acked within 3 seconds is retried."""
         return await self.wait_for(lambda: self.acks.get(envelope_id), timeout, f"ack of {envelope_id}")

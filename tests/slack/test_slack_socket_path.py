@@ -123,3 +123,43 @@ async def test_an_acknowledgement_that_cannot_be_sent_is_one_log_line_and_the_ne
         lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(lines) == 1 and "acknowledgement could not be sent" in lines[0], lines
         assert not any(r.exc_info for r in caplog.records)
+
+
+def queued(bot) -> list:
+    """The frames that reach slack_sdk's queue (where its reader parses each one again), from now on."""
+    queue = bot.adapter._socket.client.message_queue
+    put = queue.put
+    seen: list = []
+
+    async def counting(item) -> None:
+        seen.append(item)
+        await put(item)
+
+    queue.put = counting
+    return seen
+
+
+async def test_what_the_short_way_does_not_take_is_read_once_and_still_answered_by_bolt(tmp_path, caplog):
+    # a DM, a slash command and a broken slash command: read once as they arrive, never queued to be parsed again
+    backend = ScriptedBackend(answer("In the DM."))
+    async with running_bot(tmp_path / "db", backend) as bot:
+        slow_way, parsed_again = through_slack_sdk(bot), queued(bot)
+        with caplog.at_level(logging.INFO):
+            await bot.slack.user_says("D1", "hello there")
+            await bot.slack.wait_for(lambda: any(m.text == "In the DM." for m in bot.slack.bot_messages("D1")),
+                                     what="the DM answer")
+            env = await bot.slack.slash_command("help")
+            assert await bot.slack.wait_ack(env, timeout=30) == {"envelope_id": env}
+            await bot.slack.wait_for(lambda: bot.slack.responses, what="the command's answer")
+            bad = await bot.slack.send_interactive("slash_commands", {"command": "/teambridge", "text": "help",
+                                                                      "user_id": ["U1"], "team_id": "T0TEAM"})
+            assert await bot.slack.wait_ack(bad, timeout=30) == {"envelope_id": bad}
+            await bot.adapter.wait_idle()
+        assert "/teambridge help" in bot.slack.responses[0]["text"] and len(bot.slack.responses) == 1
+        assert [t.text for t in backend.turns] == ["hello there"]
+        assert slow_way == ["message"]      # bolt still answers the DM (and the command)
+        assert parsed_again == []           # nothing went to slack_sdk's queue: each frame was parsed once
+        dropped = [r.getMessage() for r in caplog.records if "envelope dropped" in r.getMessage()]
+        assert dropped == ["Slack slash_commands envelope dropped: user_id is not a string"]
+        assert not any(r.exc_info for r in caplog.records)
+
