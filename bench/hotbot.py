@@ -62,6 +62,7 @@ class _Window:
         self._wall0 = time.monotonic()
         _FRAMES.clear()
         _REQUESTS.clear()
+        _SLACK_CALLS.clear()
         self._gc[:2] = [0, 0.0]
         self._gens = [0.0, 0.0, 0.0]
         self._open = True
@@ -83,6 +84,7 @@ class _Window:
                                   "sqlite_cpu_ms": round(_SQLITE[4] * 1000, 1), "loop_idle_ms": round(_IDLE[0] * 1000, 1),
                                   "wall_ms": round((time.monotonic() - self._wall0) * 1000, 1)}
         report.update(_cpu_e2m(self._cpu0))
+        report["slack_calls"] = dict(_SLACK_CALLS)
         if self._profile is not None:
             self._profile.dump_stats(self._out + ".pstats")   # for a closer look: python -m pstats FILE
             stats = pstats.Stats(self._profile)
@@ -133,6 +135,7 @@ def _count_sqlite_jobs() -> None:
 
 _FRAMES: list[float] = []     # process CPU seconds when each MESSAGE_CREATE was parsed, in the window
 _REQUESTS: list[float] = []   # process CPU seconds when each POST /v1/responses was handed to aiohttp
+_SLACK_CALLS: dict[str, int] = {}   # Slack Web API calls in the window, by method
 
 
 def _count_progress() -> None:
@@ -166,6 +169,14 @@ def _count_progress() -> None:
             _FRAMES.append(time.process_time())
         return fresh
     RecentMessages.first_sight = first_sight_counted
+    # Slack Web API calls the bot makes in the window, by method (users.info, setStatus, ...)
+    from bots.slack.ratelimit import BudgetedWebClient
+    api_call = BudgetedWebClient.api_call
+
+    def api_call_counted(self, api_method, **kwargs):
+        _SLACK_CALLS[api_method] = _SLACK_CALLS.get(api_method, 0) + 1
+        return api_call(self, api_method, **kwargs)
+    BudgetedWebClient.api_call = api_call_counted
 
 
 def _cpu_e2m(cpu0: float) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 users.info is Tier 4 (100 per minute per workspace) and sits on the path from a mention to the model, so
 every call avoided is latency saved when many people write at once. People's names and admin flags change
 rarely: an entry lives for `ttl` seconds (an hour by default; a promoted or demoted admin is seen within
-that time), the directory keeps the `max_entries` most recently used people, and a person whose 50
+that time: commands wait for a fresh look-up, a message after the expiry goes on with what was known while the
+look-up refreshes it), the directory keeps the `max_entries` most recently used people, and a person whose 50
 mentions arrive together is looked up once, all 50 waiting for the same request.
 """
 from __future__ import annotations
@@ -55,21 +56,20 @@ class UserDirectory:
         `wait`: at most this long for a person not known yet; past it the id and `fallback_name` are returned
         while the look-up goes on and fills the directory. users.info is Tier 4 (~100/min per workspace): a
         burst of new people must not hold their answers back behind it — a look-up that had to queue for the
-        budget (`budget`) is not waited for at all."""
+        budget (`budget`) is not waited for at all. A person known before whose entry has expired is not waited
+        for either (a message goes on with the name and flag last seen while the look-up refreshes them): only
+        someone never seen in this process costs a message the look-up's round trip. Without `wait` (commands:
+        admin rights come from the same look-up) an expired entry is asked again and waited for."""
         key = (team, user_id)
         entry = self._entries.get(key)
-        if entry is not None and entry.expires > self._clock():
+        if entry is not None and (entry.expires > self._clock() or wait is not None):
             self._entries.move_to_end(key)
+            if entry.expires <= self._clock() and key not in self._inflight:
+                self._start(key)   # expired: a message goes on with what is known, the look-up refreshes it
             return self._or_fallback(entry, user_id, fallback_name)
         task = self._inflight.get(key)
         if task is None:
-            # the look-ups begun before this one take the budget's free slots first
-            if self._budget is not None and self._budget.room("users.info") <= len(self._unstarted):
-                self._queued.add(key)   # behind a full minute of users.info: its answer is far off
-            self._unstarted.add(key)
-            task = asyncio.create_task(self._lookup(key), name=f"slack-users.info-{user_id}")
-            self._inflight[key] = task
-            task.add_done_callback(lambda t, key=key: self._settle(key, t))
+            task = self._start(key)
         if wait is not None and key in self._queued:
             return Author(id=user_id, name=fallback_name)   # a burst of new people: no waiting for what is queued
         if wait is not None:
@@ -79,6 +79,16 @@ class UserDirectory:
         # shield: one waiter giving up (its answer cancelled at shutdown) must not cancel the others' lookup
         entry = await asyncio.shield(task)
         return self._or_fallback(entry, user_id, fallback_name)
+
+    def _start(self, key: tuple[str, str]) -> asyncio.Task[_Entry]:
+        # the look-ups begun before this one take the budget's free slots first
+        if self._budget is not None and self._budget.room("users.info") <= len(self._unstarted):
+            self._queued.add(key)   # behind a full minute of users.info: its answer is far off
+        self._unstarted.add(key)
+        task = asyncio.create_task(self._lookup(key), name=f"slack-users.info-{key[1]}")
+        self._inflight[key] = task
+        task.add_done_callback(lambda t, key=key: self._settle(key, t))
+        return task
 
     def forget(self, user_id: str, *, team: str = "") -> None:
         self._entries.pop((team, user_id), None)

@@ -145,6 +145,41 @@ async def test_a_renamed_person_is_seen_under_the_new_name_after_the_ttl():
         assert len(slack.calls_to("users.info")) == 2
 
 
+class HeldUsersInfo:
+    """The real client, with users.info answering only once `release` is set (Slack slow to answer)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.release = asyncio.Event()
+
+    async def users_info(self, **kwargs):
+        await self.release.wait()
+        return await self._client.users_info(**kwargs)
+
+
+async def test_a_known_persons_message_after_the_ttl_goes_on_with_the_name_known_and_refreshes_it():
+    # Only someone never seen costs a message the users.info round trip: after the hour, a message goes on with
+    # the name last seen (no wait at all) while the look-up refreshes it; a command (admin rights) still waits.
+    async with FakeSlack() as slack:
+        client = HeldUsersInfo(make_client("xoxb-test", slack.api_url, RateBudget()))
+        clock = Clock()
+        users = UserDirectory(client, ttl=3600, clock=clock)
+        client.release.set()
+        assert (await users.author("U1", team="T0TEAM", wait=0.25)).name == "alice"
+        slack.users["U1"] = "alicia"
+        clock.now += 3601
+        client.release.clear()                 # Slack is slow to answer from now on
+        message = await users.author("U1", team="T0TEAM", wait=0.25)
+        assert message.name == "alice"         # answered while the look-up is held: the message did not wait
+        command = asyncio.ensure_future(users.author("U1", team="T0TEAM"))
+        await asyncio.sleep(0)
+        assert not command.done()              # a command waits for the fresh answer
+        client.release.set()
+        assert (await command).name == "alicia"
+        assert (await users.author("U1", team="T0TEAM", wait=0.25)).name == "alicia"   # refreshed for the next one
+        assert len(slack.calls_to("users.info")) == 2      # one refresh, shared by the message and the command
+
+
 async def test_the_directory_is_bounded_and_per_workspace():
     async with FakeSlack(users={f"U{i}": f"person{i}" for i in range(5)}) as slack:
         client = make_client("xoxb-test", slack.api_url, RateBudget())
