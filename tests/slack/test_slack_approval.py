@@ -64,7 +64,13 @@ async def test_an_approval_prompt_is_not_followed_by_a_thinking_status(tmp_path)
         thread = await bot.slack.user_says("C1", "<@UBOT> please file a ticket about the VPN", user="U1")
         request = await approval_message(bot, thread)
         await asyncio.sleep(1.5)   # past the delay, nobody has clicked yet
-        assert bot.slack.calls_to("assistant.threads.setStatus") == []
+        # Nothing set under the prompt, or what was on its way when the prompt went out taken back. (On a busy
+        # machine the prompt may come after the delay: a status shown before it is cleared by Slack when the app
+        # replies, which the prompt is.)
+        order = [(m, a) for m, a in bot.slack.calls if m in ("chat.postMessage", "assistant.threads.setStatus")]
+        prompt_at = next(i for i, (m, a) in enumerate(order) if m == "chat.postMessage" and a.get("channel") == "C1")
+        after = [a["status"] for m, a in order[prompt_at + 1:] if m == "assistant.threads.setStatus"]
+        assert after == [] or after[-1] == "", after
         await bot.slack.click(request, "Approve", user="U1")
         await answered(bot, thread, "The tool returned: Created ticket #201: VPN ")
 
