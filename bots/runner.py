@@ -15,6 +15,8 @@ from core.config.schema import Config
 
 log = logging.getLogger("teambridge")
 GC_YOUNG = 50_000   # allocations between young collections (Python's default: 700); see run_platforms
+QUIET_YOUNG = GC_YOUNG // 10   # young objects worth collecting at a quiet moment (see collect_when_quiet)
+QUIET_EVERY = 0.25             # seconds between looks for a quiet moment
 
 
 def _platforms(config: Config) -> list[tuple[str, type, bool]]:
@@ -71,6 +73,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
     sweeper: asyncio.Task | None = None
     code = 0
     retention: asyncio.Task | None = None
+    collector: asyncio.Task | None = None
     try:
         if config.monitoring is not None:  # up before the platforms: /healthz answers, /readyz says 503 until then
             from bots.monitoring import MonitoringServer
@@ -94,6 +97,7 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         sweeper = asyncio.create_task(sweep_orphaned_replies(runtime.service, adapters,
                                                              every=orphan_sweep_seconds(lease)))
         retention = asyncio.create_task(sweep_retention(runtime))
+        collector = asyncio.create_task(collect_when_quiet(runtime.service))
         if reloader is not None:
             await reloader.start()
         # What start-up built lives as long as the process: frozen, the collections a burst of answers triggers
@@ -112,6 +116,8 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
             sweeper.cancel()
         if retention is not None:
             retention.cancel()
+        if collector is not None:
+            collector.cancel()
         if reloader is not None:
             await reloader.stop()
         await _shut_down(runtime, adapters)
@@ -119,6 +125,20 @@ async def run_platforms(config: Config, config_path: Path, env: Mapping[str, str
         if monitor is not None:
             await monitor.stop()
     return code
+
+
+async def collect_when_quiet(service, *, every: float = QUIET_EVERY, young: int = QUIET_YOUNG) -> None:
+    """A young collection whenever nothing is being answered and enough young objects are pending.
+
+    Between bursts the young generation keeps what the last answers left behind (their cycles, the platform
+    SDK's caches), and the next burst then reaches GC_YOUNG sooner: a collection in the middle of a burst walks
+    every live object of every answer on its way to the model (15–50 ms for a burst of 200 in bench.hotpath,
+    in front of their requests). Collected while quiet, it walks only what survived the answers, and a burst
+    starts with the young generation empty."""
+    while True:
+        await asyncio.sleep(every)
+        if service.turns_in_flight == 0 and gc.get_count()[0] >= young:
+            gc.collect(0)
 
 
 async def _until_stopped(stop: asyncio.Event, adapters: list) -> int:

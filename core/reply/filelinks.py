@@ -54,7 +54,11 @@ class FileLinks:
         self._posted: dict[str, str | None] = {}   # file name -> where it is shown (None: posted, no address)
 
     def text(self, delta: str) -> str:
-        self._pending += delta
+        pending = self._pending + delta
+        if "[" not in pending and SCHEME not in pending and not _ends_in_scheme(pending):
+            self._pending = ""   # (every delta of almost every answer: nothing that could become a link)
+            return pending
+        self._pending = pending
         return self._release(final=False)
 
     def posted(self, name: str, url: str | None) -> str:
@@ -120,11 +124,16 @@ class FileLinks:
             if _could_become_link(pending[at:]):
                 return at
             i = pending.find("[", i + 1)
-        if before == len(pending):   # a bare "sandbox:" being written at the very end
-            for k in range(len(SCHEME) - 1, 0, -1):
-                if pending.endswith(SCHEME[:k]) and (len(pending) == k or not pending[-k - 1].isalnum()):
-                    return len(pending) - k
+        if before == len(pending) and _ends_in_scheme(pending):   # a bare "sandbox:" being written at the end
+            return pending.rfind("s", len(pending) - len(SCHEME) + 1)
         return None
+
+
+def _ends_in_scheme(text: str) -> bool:
+    """Whether `text` ends with the start of a bare "sandbox:" ("s", "sa", … "sandbox", after no letter or digit).
+    Only the last "s" of its last seven characters can begin one: "andbox" holds no "s"."""
+    at = text.rfind("s", len(text) - len(SCHEME) + 1)
+    return at >= 0 and SCHEME.startswith(text[at:]) and (at == 0 or not text[at - 1].isalnum())
 
 
 def _safe_url(url: str) -> str:
