@@ -6,13 +6,21 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
 
 from openai.types.conversations import Conversation, ConversationDeletedResource
+from openai.types.responses.response_input_item_param import ResponseInputItemParam
 
 from bots.standins import openai_events as E
 from bots.standins.http import JSON_BODY as _JSON, error as _err
 from bots.standins.openai_script import input_items
 from bots.standins.openai_storage import page
+
+
+# What POST /v1/conversations and …/items accept as items: the Responses API's input items (the spec's InputItem),
+# so a response's own output items (messages, tool calls, reasoning) go in as they came out. Module level: see
+# openai_server._REQUEST_ADAPTER.
+_ITEMS_ADAPTER = TypeAdapter(list[ResponseInputItemParam])
 
 
 def conversation_id(body: dict[str, Any]) -> str | None:
@@ -28,6 +36,7 @@ class ConversationRoutes:
 
     conversations: dict[str, dict[str, Any]]
     conversation_items: dict[str, list[dict[str, Any]]]
+    _pending_calls: dict[str, set[str]]
     _now: Callable[[], int]
 
     def _add_conversation_routes(self, r: web.UrlDispatcher) -> None:
@@ -72,13 +81,39 @@ class ConversationRoutes:
         if len(metadata) > 16 or any(len(k) > 64 or len(str(v)) > 512 for k, v in metadata.items()):
             return _err(400, "Invalid metadata: at most 16 pairs, keys up to 64 and values up to 512 characters.",
                         param="metadata")
-        if len(body.get("items") or []) > 20:
-            return _err(400, "At most 20 items can be added at once.", param="items")
+        if (problem := self._check_items(body.get("items") or [])) is not None:
+            return problem
         cid = E.new_id("conv")
         conv = E.dump(Conversation(id=cid, object="conversation", created_at=self._now(), metadata=metadata))
         self.conversations[cid] = conv
-        self.conversation_items[cid] = [self._as_item(i) for i in body.get("items") or []]
+        self.conversation_items[cid] = []
+        self._keep_items(cid, body.get("items") or [])
         return web.json_response(conv)
+
+    def _check_items(self, items: Any) -> web.Response | None:
+        if not isinstance(items, list):
+            return _err(400, "Invalid type for 'items': expected an array.", param="items")
+        if len(items) > 20:
+            return _err(400, "At most 20 items can be added at once.", param="items")
+        try:
+            _ITEMS_ADAPTER.validate_python(items)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return _err(400, f"Invalid items: {'.'.join(map(str, first['loc']))}: {first['msg']}", param="items")
+        return None
+
+    def _keep_items(self, cid: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Appends items to a conversation; a function call among them waits for its output there (a response
+        with `conversation=` may then send only the output), as one the model made in it would."""
+        kept = [self._as_item(i) for i in items]
+        self.conversation_items[cid] += kept
+        calls = self._pending_calls.setdefault(cid, set())
+        for item in kept:
+            if item.get("type") == "function_call":
+                calls.add(item.get("call_id"))
+            elif item.get("type") == "function_call_output":
+                calls.discard(item.get("call_id"))
+        return kept
 
     def _conv_or_404(self, request: web.Request) -> tuple[str, web.Response | None]:
         cid = request.match_info["cid"]
@@ -110,11 +145,10 @@ class ConversationRoutes:
         cid, missing = self._conv_or_404(request)
         if missing:
             return missing
-        items = [self._as_item(i) for i in (request[_JSON] or {}).get("items") or []]
-        if len(items) > 20:
-            return _err(400, "At most 20 items can be added at once.", param="items")
-        self.conversation_items[cid] += items
-        return web.json_response(page(items))
+        items = (request[_JSON] or {}).get("items") or []
+        if (problem := self._check_items(items)) is not None:
+            return problem
+        return web.json_response(page(self._keep_items(cid, items)))
 
     async def _list_items(self, request: web.Request) -> web.Response:
         cid, missing = self._conv_or_404(request)

@@ -33,7 +33,7 @@ from bots.standins.openai_conversations import ConversationRoutes, conversation_
 from bots.standins.openai_script import (CodeRun, DefaultUsage, FileSearchHit, FunctionCall,  # noqa: F401
                                          GeneratedFile, Responder, ScriptedResponse, WebSearch, WebSource,
                                          default_policy, input_items as _input_items, last_user_text)
-from bots.standins.openai_storage import Container as _Container, StorageRoutes, StoredFile as _StoredFile
+from bots.standins.openai_storage import Container as _Container, StorageRoutes, StoredFile as _StoredFile, page
 
 # (HttpFailure, the scripted values and last_user_text are imported from here by tests and the bench.)
 
@@ -64,7 +64,8 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
         self.vector_store_files: dict[str, dict[str, dict[str, Any]]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.containers: dict[str, _Container] = {}
-        self.responses: dict[str, dict[str, Any]] = {}
+        self.responses: dict[str, dict[str, Any]] = {}   # stored responses (`store` true, the API's default)
+        self.response_inputs: dict[str, list[dict[str, Any]]] = {}   # their input items (GET …/input_items)
         self.contexts: list[list[dict[str, Any]]] = []  # per /v1/responses request: what the model read
         # per streamed response, in order: "complete", "closed early" (the client hung up) or "cut" (scripted)
         self.stream_ends: list[str] = []
@@ -80,6 +81,8 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._middleware])
         app.router.add_post("/v1/responses", self._create_response)
         app.router.add_get("/v1/responses/{rid}", self._get_response)
+        app.router.add_delete("/v1/responses/{rid}", self._delete_response)
+        app.router.add_get("/v1/responses/{rid}/input_items", self._list_input_items)
         self._add_conversation_routes(app.router)
         self._add_storage_routes(app.router)
         return app
@@ -216,6 +219,29 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
             return _err(404, f"Response with id '{rid}' not found.")
         return web.json_response(self.responses[rid])
 
+    async def _delete_response(self, request: web.Request) -> web.Response:
+        rid = request.match_info["rid"]
+        if self.responses.pop(rid, None) is None:
+            return _err(404, f"Response with id '{rid}' not found.")
+        self.response_inputs.pop(rid, None)
+        return web.json_response({"id": rid, "object": "response.deleted", "deleted": True})
+
+    async def _list_input_items(self, request: web.Request) -> web.Response:
+        """GET /v1/responses/{id}/input_items: the stored response's input, as items with ids (newest first
+        unless `order=asc`), paged with `after` and `limit` like every list of the API."""
+        rid = request.match_info["rid"]
+        if rid not in self.responses:
+            return _err(404, f"Response with id '{rid}' not found.")
+        items = list(self.response_inputs.get(rid, []))
+        if request.query.get("order", "desc") == "desc":
+            items.reverse()
+        after = request.query.get("after")
+        if after:
+            ids = [i["id"] for i in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        limit = int(request.query.get("limit", "20"))
+        return web.json_response(page(items[:limit], has_more=len(items) > limit))
+
     def _build(self, body: dict[str, Any], plan: ScriptedResponse, conv_id: str | None
                ) -> tuple[list[Any], dict[str, Any] | None]:
         """The event sequence for one response (dicts, and ("delay", seconds) / ("cut", mode) markers) and the
@@ -223,8 +249,9 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
         answer = build_answer(body, plan, usage=self.usage, now=self._now(), container_for=self._container_for)
         if conv_id:
             self._pending_calls.setdefault(conv_id, set()).update(answer.call_ids)
-        if answer.final is not None:
-            self.responses[answer.rid] = answer.final
+        if answer.final is not None and body.get("store", True) is not False:   # like the service: kept unless
+            self.responses[answer.rid] = answer.final                           # `store: false`
+            self.response_inputs[answer.rid] = [self._as_item(i) for i in _input_items(body)]
             if conv_id and plan.fail is None:
                 self._append_turn(conv_id, body, answer.output)
         return answer.events, answer.final

@@ -71,10 +71,11 @@ class CachedReads:
         return record
 
     async def save_conversation(self, key: ConversationKey, assistant: str, backend_id: str,
-                                metadata: dict[str, str]) -> None:
+                                metadata: dict[str, str], *, pending: bool = False) -> None:
         cache_key = (key.as_string(), assistant)
         self._conversations.drop(cache_key)
-        await super().save_conversation(key, assistant, backend_id, metadata)  # type: ignore[misc]
+        await super().save_conversation(key, assistant, backend_id, metadata,  # type: ignore[misc]
+                                        pending=pending)
         self._conversations.drop(cache_key)  # again: a read that raced the write is stale
 
     async def set_conversation_vector_store(self, key: ConversationKey, assistant: str,

@@ -203,5 +203,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE answers ADD COLUMN conversation_id TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX answers_conversation ON answers (conversation_id)",
     ),
+    # 8: a conversation not made yet: backend_id names the stored first answer it will be made from
+    # (ConversationRecord.pending; SQLite's version 9)
+    (
+        "ALTER TABLE conversations ADD COLUMN pending BOOLEAN NOT NULL DEFAULT FALSE",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

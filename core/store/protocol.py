@@ -30,6 +30,10 @@ class ConversationRecord:
     vector_store_id: str | None
     created_at: float
     updated_at: float
+    # True: the conversation is not made yet — `backend_id` names the stored first answer its history is kept in
+    # (OpenAI: a stored response, `store: true`), and the backend makes the conversation from it
+    # (AssistantBackend.make_conversation) after that answer, or at the thread's next message after a crash.
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +170,7 @@ class Store(Protocol):
     # ---- conversations: (conversation key, assistant) -> the backend's conversation ---------------------
     async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None: ...
     async def save_conversation(self, key: ConversationKey, assistant: str, backend_id: str,
-                                metadata: dict[str, str]) -> None: ...
+                                metadata: dict[str, str], *, pending: bool = False) -> None: ...
     async def set_conversation_vector_store(self, key: ConversationKey, assistant: str,
                                             vector_store_id: str) -> None: ...
     async def delete_conversation(self, key: ConversationKey, assistant: str) -> bool: ...
@@ -227,6 +231,8 @@ class Store(Protocol):
     # A conversation erased (deleted by an admin, /forget, the retention sweep, a reset that deletes): its answers
     # and their ratings go with it. Returns how many answers.
     async def delete_answers(self, conversation_id: str) -> int: ...
+    # A pending conversation made (ConversationRecord.pending): its answers now belong to the conversation's id.
+    async def relink_answers(self, old: str, new: str) -> int: ...
 
     # ---- the audit trail of tool calls ----------------------------------------------------------------
     async def record_tool_call(self, record: ToolCallRecord) -> None: ...

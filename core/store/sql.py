@@ -80,7 +80,7 @@ class SqlStore(SqlAnswers, SqlRecords):
         return ConversationRecord(
             key=row["key"], assistant=row["assistant"], backend_id=row["backend_id"],
             metadata=json.loads(row["metadata"] or "{}"), vector_store_id=row["vector_store_id"],
-            created_at=row["created_at"], updated_at=row["updated_at"])
+            created_at=row["created_at"], updated_at=row["updated_at"], pending=bool(row["pending"]))
 
     async def get_conversation(self, key: ConversationKey, assistant: str) -> ConversationRecord | None:
         rows = await self._fetch("SELECT * FROM conversations WHERE key = ? AND assistant = ?",
@@ -88,18 +88,20 @@ class SqlStore(SqlAnswers, SqlRecords):
         return self._conversation(rows[0]) if rows else None
 
     async def save_conversation(self, key: ConversationKey, assistant: str, backend_id: str,
-                                metadata: dict[str, str]) -> None:
-        """Insert, or point an existing (key, assistant) at a new backend conversation.
+                                metadata: dict[str, str], *, pending: bool = False) -> None:
+        """Insert, or point an existing (key, assistant) at a new backend conversation (`pending`: at the
+        stored first answer a conversation is still to be made from, see ConversationRecord.pending).
 
         created_at and vector_store_id of an existing row are kept.
         """
         now = float(self._clock())
         await self._fetch(
             "INSERT INTO conversations (key, assistant, backend_id, metadata, vector_store_id, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, NULL, ?, ?)"
+            " updated_at, pending) VALUES (?, ?, ?, ?, NULL, ?, ?, ?)"
             " ON CONFLICT (key, assistant) DO UPDATE SET backend_id = excluded.backend_id,"
-            " metadata = excluded.metadata, updated_at = excluded.updated_at",
-            (key.as_string(), assistant, backend_id, json.dumps(dict(metadata), ensure_ascii=False), now, now))
+            " metadata = excluded.metadata, updated_at = excluded.updated_at, pending = excluded.pending",
+            (key.as_string(), assistant, backend_id, json.dumps(dict(metadata), ensure_ascii=False), now, now,
+             bool(pending)))
 
     async def set_conversation_vector_store(self, key: ConversationKey, assistant: str,
                                             vector_store_id: str) -> None:

@@ -67,6 +67,15 @@ class SqlAnswers:
         rows = await self._fetch("DELETE FROM answers WHERE conversation_id = ? RETURNING 1", (conversation_id,))
         return len(rows)
 
+    async def relink_answers(self, old: str, new: str) -> int:
+        """A conversation made from a stored first answer (ConversationRecord.pending): the answers recorded
+        under the stored answer's id belong to the conversation now (erasing it erases them)."""
+        if not old or old == new:
+            return 0
+        rows = await self._fetch("UPDATE answers SET conversation_id = ? WHERE conversation_id = ? RETURNING 1",
+                                 (new, old))
+        return len(rows)
+
     async def feedback_rows(self, since: float, until: float) -> list[FeedbackRow]:
         rows = await self._fetch(_FEEDBACK_ROWS, (float(since), float(until)))
         return [FeedbackRow(*tuple(r)) for r in rows]

@@ -210,5 +210,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE answers ADD COLUMN conversation_id TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX answers_conversation ON answers (conversation_id)",
     ),
+    # 9: a conversation not made yet: backend_id names the stored first answer it will be made from
+    # (ConversationRecord.pending; a new thread's first turn does not wait for POST /v1/conversations)
+    (
+        "ALTER TABLE conversations ADD COLUMN pending INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

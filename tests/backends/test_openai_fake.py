@@ -140,6 +140,35 @@ async def test_function_call_then_output_continues_and_unknown_call_ids_are_reje
     assert second.output_text == 'The tool returned: {"temperature": 25}'
 
 
+async def test_a_stored_response_is_kept_with_its_input_and_a_conversation_starts_from_its_items(fake, client):
+    # `store` is true unless the request says otherwise: the response and its input items can be read back, and a
+    # conversation can be made from them (its function call then waits for its output there).
+    fake.script(ScriptedResponse(function_calls=(FunctionCall("query_weather", '{"city":"上海"}', "call_1"),)))
+    first = await client.responses.create(model="gpt-test", input="weather in 上海?")
+    kept = await client.responses.retrieve(first.id)
+    assert [o.type for o in kept.output] == ["function_call"]
+    inputs = [i async for i in client.responses.input_items.list(first.id, order="asc")]
+    assert [(i.type, i.role, i.content[0].text) for i in inputs] == [("message", "user", "weather in 上海?")]
+    items = [i.model_dump(exclude_none=True) for i in inputs] + [o.model_dump(exclude_none=True) for o in kept.output]
+    for item in items:
+        check(item, "Item")   # (the spec's InputItem: Item, or the easy message form — this matches both)
+    conv = await client.conversations.create(items=items, metadata={"teambridge": "test"})
+    second = await client.responses.create(
+        model="gpt-test", conversation=conv.id,
+        input=[{"type": "function_call_output", "call_id": "call_1", "output": '{"temperature": 25}'}])
+    assert second.output_text == 'The tool returned: {"temperature": 25}'
+    assert fake.contexts[-1][0]["content"][0]["text"] == "weather in 上海?"
+    with pytest.raises(openai.BadRequestError, match="items"):
+        await client.conversations.create(items=[{"type": "no_such_item"}])
+    # `store: false` keeps nothing; a stored response can be deleted
+    unkept = await client.responses.create(model="gpt-test", input="hi", store=False)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(unkept.id)
+    await client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.input_items.list(first.id)
+
+
 async def test_requests_the_sdk_would_not_send_are_rejected_like_the_api(fake, client):
     with pytest.raises(openai.BadRequestError, match="Unknown parameter"):
         await client.responses.create(model="gpt-test", input="hi", extra_body={"temprature": 0.5})

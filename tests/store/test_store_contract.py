@@ -100,6 +100,27 @@ async def test_delete_conversation_starts_over(stores):
         assert (await store.get_conversation(key(), "docs")).backend_id == "conv_2"
 
 
+async def test_a_pending_conversation_is_kept_across_a_restart_until_it_is_made(stores):
+    # A new thread's first answer went out before its conversation existed: the row names the stored answer the
+    # conversation is to be made from; a crash before it is made leaves that for the thread's next message.
+    async with stores.open() as store:
+        await store.save_conversation(key(), "coder", "resp_first", {"a": "1"}, pending=True)
+        await store.set_conversation_vector_store(key(), "coder", "vs_1")
+    async with stores.open() as store:   # restarted
+        record = await store.get_conversation(key(), "coder")
+        assert (record.backend_id, record.pending, record.vector_store_id) == ("resp_first", True, "vs_1")
+        assert [r.pending for r in await store.list_conversations()] == [True]
+        await store.save_answer(answer("a1", conversation_id="resp_first"))
+        await store.save_conversation(key(), "coder", "conv_made", {"a": "1"})
+        assert await store.relink_answers("resp_first", "conv_made") == 1
+        assert await store.relink_answers("", "conv_made") == 0
+    async with stores.open() as store:
+        record = await store.get_conversation(key(), "coder")
+        assert (record.backend_id, record.pending, record.vector_store_id) == ("conv_made", False, "vs_1")
+        assert (await store.get_answer("a1")).conversation_id == "conv_made"
+        assert await store.delete_answers("conv_made") == 1
+
+
 async def test_list_and_count_conversations(stores):
     clock = Clock()
     async with stores.open(clock=clock) as store:
