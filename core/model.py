@@ -118,7 +118,17 @@ class Completed:
     model: str = ""                   # the name usage is recorded and priced under ("" = the assistant's model)
 
 
-BackendEvent = TextDelta | ToolUpdate | OutboundFile | Citation | Completed
+@dataclass(frozen=True, slots=True)
+class ConversationStarted:
+    """A new thread's first turn went to the model before its conversation existed (none was ready; backends
+    with `Capabilities.deferred_conversations`): where the thread's history is now. `pending`: the id names the
+    stored answer the conversation is to be made from (AssistantBackend.make_conversation, after the answer);
+    otherwise it is the conversation itself, made during the turn (before a tool round)."""
+    conversation_id: str
+    pending: bool = False
+
+
+BackendEvent = TextDelta | ToolUpdate | OutboundFile | Citation | Completed | ConversationStarted
 
 
 # ---- what a backend offers ------------------------------------------------------------------------
@@ -137,6 +147,9 @@ class Capabilities:
     vision: bool = True                          # images can go along as input
     file_uploads: bool = False                   # a Files API: uploads referenced by id
     document_tokens: int = 0                     # documents go along as locally extracted text up to this size
+    # a new thread's first turn may go before its conversation exists (the server keeps the answer, the
+    # conversation is made from it afterwards): ready_conversation / make_conversation / ConversationStarted
+    deferred_conversations: bool = False
 
 
 # ---- a conversation's history, backend-neutral (kept locally for servers without state) -------------

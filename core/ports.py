@@ -46,7 +46,7 @@ class HostedInputs:
 class Turn:
     """One user message to answer, with everything the backend needs."""
     assistant: "AssistantConfig"
-    conversation_id: str
+    conversation_id: str        # "": a new thread's first turn, its conversation made after it (see ConversationStarted)
     text: str
     user_id: str = ""
     images: tuple[InputImage, ...] = ()
@@ -124,6 +124,11 @@ class AssistantBackend(Protocol):
     capabilities: Capabilities
 
     async def create_conversation(self, metadata: dict[str, str]) -> str: ...
+    # Backends with capabilities.deferred_conversations: a conversation made ahead if one is ready now, else None
+    # (the thread's first turn then goes with Turn.conversation_id "" and reports ConversationStarted) ...
+    async def ready_conversation(self, metadata: dict[str, str]) -> str | None: ...
+    # ... and the conversation made from such a turn's stored answer (ConversationStarted.pending). BackendError.
+    async def make_conversation(self, pending: str, metadata: dict[str, str]) -> str: ...
     def session(self, conversation_id: str) -> Session: ...
     def run(self, turn: Turn) -> AsyncIterator[BackendEvent]: ...
     def prepare(self) -> None: ...   # a long-running process has started: set up now what the first turns would

@@ -66,6 +66,7 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
         self.containers: dict[str, _Container] = {}
         self.responses: dict[str, dict[str, Any]] = {}   # stored responses (`store` true, the API's default)
         self.response_inputs: dict[str, list[dict[str, Any]]] = {}   # their input items (GET …/input_items)
+        self._response_of: dict[int, str] = {}   # id() of a recorded request body -> the response it got
         self.contexts: list[list[dict[str, Any]]] = []  # per /v1/responses request: what the model read
         # per streamed response, in order: "complete", "closed early" (the client hung up) or "cut" (scripted)
         self.stream_ends: list[str] = []
@@ -107,6 +108,20 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
     def response_requests(self) -> list[dict[str, Any]]:
         """Bodies of every POST /v1/responses, in order."""
         return [r.body for r in self.requests if r.method == "POST" and r.path == "/v1/responses"]
+
+    def conversation_of(self, body: dict[str, Any]) -> str | None:
+        """The conversation a /v1/responses request belongs to: the one it names, or — a thread's first turn sent
+        with `store: true` before its conversation existed — the conversation later made from its response's
+        items (found by their ids). None: neither."""
+        named = conversation_id(body)
+        if named:
+            return named
+        rid = self._response_of.get(id(body))
+        ids = {o.get("id") for o in (self.responses.get(rid) or {}).get("output") or ()} - {None}
+        for cid, items in self.conversation_items.items():
+            if ids & {i.get("id") for i in items}:
+                return cid
+        return None
 
     # ---- plumbing ----
     @web.middleware
@@ -247,6 +262,7 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
         """The event sequence for one response (dicts, and ("delay", seconds) / ("cut", mode) markers) and the
         response object it ends with; what the service keeps of it is kept."""
         answer = build_answer(body, plan, usage=self.usage, now=self._now(), container_for=self._container_for)
+        self._response_of[id(body)] = answer.rid
         if conv_id:
             self._pending_calls.setdefault(conv_id, set()).update(answer.call_ids)
         if answer.final is not None and body.get("store", True) is not False:   # like the service: kept unless

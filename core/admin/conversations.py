@@ -28,10 +28,11 @@ class ShownItem:
 
 
 class ConversationStore(Protocol):
-    """Where a backend keeps a conversation's history: OpenAI's Conversations API, or our own store."""
+    """Where a backend keeps a conversation's history: OpenAI's Conversations API, or our own store. `pending`:
+    the id names a stored first answer whose conversation is not made yet (ConversationRecord.pending)."""
 
-    async def items(self, conversation_id: str) -> list[ShownItem]: ...
-    async def delete(self, conversation_id: str) -> bool: ...
+    async def items(self, conversation_id: str, *, pending: bool = False) -> list[ShownItem]: ...
+    async def delete(self, conversation_id: str, *, pending: bool = False) -> bool: ...
 
 
 class LocalConversations:
@@ -40,10 +41,10 @@ class LocalConversations:
     def __init__(self, session_of: Callable[[str], Session]) -> None:
         self._session_of = session_of
 
-    async def items(self, conversation_id: str) -> list[ShownItem]:
+    async def items(self, conversation_id: str, *, pending: bool = False) -> list[ShownItem]:
         return [_local_item(item) for item in await self._session_of(conversation_id).get_items()]
 
-    async def delete(self, conversation_id: str) -> bool:
+    async def delete(self, conversation_id: str, *, pending: bool = False) -> bool:
         await self._session_of(conversation_id).clear()
         return True
 
@@ -101,6 +102,7 @@ class ConversationRow:
     created: float
     last_used: float   # the latest answered turn (its creation when none was counted)
     key: str
+    pending: bool = False   # `id` names the stored first answer; the conversation is not made yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,7 @@ class ConversationAdmin:
         return next((r for r in await self.list() if r.id == conversation_id), None)
 
     async def items(self, row: ConversationRow) -> list[ShownItem]:
-        return await self._backend_of(row).items(row.id)
+        return await self._backend_of(row).items(row.id, pending=row.pending)
 
     # ---- deleting ----------------------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class ConversationAdmin:
         deleted = []
         for row in rows:
             record = records.get((row.key, row.assistant))
-            await self._backend_of(row).delete(row.id)
+            await self._backend_of(row).delete(row.id, pending=row.pending)
             if record is not None and record.vector_store_id and self._files is not None:
                 keep = await self._files_in_use(exclude=doomed, records=records.values())
                 removed = await self._delete_vector_store(record.vector_store_id, keep)
@@ -186,7 +188,7 @@ class ConversationAdmin:
         """A conversation our records no longer hold (a /reset with reset_deletes): at the backend, with its
         per-conversation vector store and the files no one else uses."""
         row = _row(record, {})
-        await self._backend_of(row).delete(row.id)
+        await self._backend_of(row).delete(row.id, pending=row.pending)
         if record.vector_store_id and self._files is not None:
             records = await self._store.list_conversations()
             keep = await self._files_in_use(exclude={(record.key, record.assistant)}, records=records)
@@ -267,7 +269,7 @@ def _row(record: ConversationRecord, last: Mapping[tuple[str, str, str, str], fl
     return ConversationRow(id=record.backend_id, assistant=record.assistant, platform=meta.get("platform", ""),
                            channel=meta.get("channel", ""), user_id=meta.get("user_id", ""),
                            user_name=meta.get("user_name", ""), created=record.created_at,
-                           last_used=max(used or 0.0, record.created_at), key=record.key)
+                           last_used=max(used or 0.0, record.created_at), key=record.key, pending=record.pending)
 
 
 # The admins' /forget in chat lives in core/admin/forget.py; named here too, where callers found it first.

@@ -11,6 +11,7 @@ from openai import AsyncOpenAI
 from core.backends.history import budget
 from core.backends.tokens import Tokens
 from core.backends.tool_calls import ToolRegistryLike
+from core.errors import BackendError
 from core.model import Capabilities
 from core.ports import Session
 
@@ -56,6 +57,14 @@ class BackendBase:
 
     async def create_conversation(self, metadata: dict[str, str]) -> str:
         return await self._sessions.create(metadata)
+
+    async def ready_conversation(self, metadata: dict[str, str]) -> str | None:
+        """A conversation for a new thread without waiting for one to be made; here (no deferred conversations)
+        one is made now."""
+        return await self.create_conversation(metadata)
+
+    async def make_conversation(self, pending: str, metadata: dict[str, str]) -> str:
+        raise BackendError(f"{self._who} makes its conversations before the first turn")
 
     def session(self, conversation_id: str) -> Session:
         return self._sessions.open(conversation_id)

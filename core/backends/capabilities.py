@@ -13,7 +13,10 @@ from core.model import HOSTED_TOOLS, Capabilities
 # OpenRouter, LiteLLM; Anthropic's and Gemini's compatible endpoints for Chat Completions) and host no tools
 # (docs/backends.md, ../shared/docs/platform-openai.md §6).
 BY_TYPE: dict[str, Capabilities] = {
-    "openai": Capabilities(hosted_tools=HOSTED_TOOLS, server_history=True, vision=True, file_uploads=True),
+    # deferred_conversations: a new thread's first turn goes with `store: true` and no conversation when no spare
+    # is ready; the conversation is made from that stored response after the answer (core/backends/openai/first_turn.py)
+    "openai": Capabilities(hosted_tools=HOSTED_TOOLS, server_history=True, vision=True, file_uploads=True,
+                           deferred_conversations=True),
     "responses": Capabilities(server_history=False, vision=True),
     "chat_completions": Capabilities(server_history=False, vision=True),
 }

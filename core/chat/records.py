@@ -57,6 +57,23 @@ class AnswerRecords:
         self._key = key
         self.writes: list[asyncio.Future] = []   # store writes running while the model answers
         self._inflight: list[int] = []
+        self.pending = ""                          # the stored first answer a conversation is to be made from
+        self._started: asyncio.Future | None = None
+
+    def conversation_started(self, conversation_id: str, pending: bool, metadata: dict[str, str]) -> None:
+        """A first turn sent before its conversation existed says where the thread's history is now (the stored
+        answer, then the conversation made during the turn): saved in the order said, while the answer goes on."""
+        previous = self._started
+
+        async def save() -> None:
+            if previous is not None:
+                await asyncio.wait((previous,))
+            await self._store.save_conversation(self._key, self._assistant.name, conversation_id, metadata,
+                                                pending=pending)
+
+        self.pending = conversation_id if pending else ""
+        self._started = asyncio.ensure_future(save())
+        self.writes.append(self._started)
 
     async def posted(self, message_id: str) -> None:
         """The reply went on in a new message. A reply goes on in a new message only once the one before is

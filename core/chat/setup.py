@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from core.files.attachments import PreparedInputs, Refused
 from core.files.refusals import model_notes, not_supported, refusal_notice
-from core.model import ConversationKey, InboundMessage, UserFacingError
+from core.model import BackendError, ConversationKey, InboundMessage, UserFacingError
 from core.ports import AssistantBackend, HostedInputs, Turn
 from core.reply.tail import notice_line
-from core.store.protocol import Store
+from core.store.protocol import ConversationRecord, Store
 from core.text import clean, has_surrogates
 from core.tools.approval import Approver
+
+log = logging.getLogger("teambridge.service")
 
 
 class ConversationSetup:
@@ -31,7 +34,8 @@ class ConversationSetup:
         conversation's save is appended to `writes`: it runs while the model answers. `approver`: how the
         platform asks a person to approve a tool call (None: it cannot)."""
         conversation_id, saving = await self._conversation_id(
-            backend, key, assistant.name, metadata, new=bool(key.thread) and key.thread == msg.message_id)
+            backend, key, assistant.name, metadata, new=bool(key.thread) and key.thread == msg.message_id,
+            first_turn=not msg.attachments)
         if saving is not None:
             writes.append(saving)
         if saving is not None and not msg.attachments:
@@ -54,17 +58,44 @@ class ConversationSetup:
                     metadata=metadata, approver=approver), inputs.refused
 
     async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
-                               metadata: dict[str, str], *, new: bool = False) -> tuple[str, asyncio.Future | None]:
-        """The backend conversation of this key, and — for a new one — the task saving it.
+                               metadata: dict[str, str], *, new: bool = False,
+                               first_turn: bool = False) -> tuple[str, asyncio.Future | None]:
+        """The backend conversation of this key, and — for a new one — the task saving it. "" (nothing saved yet):
+        a new thread's first turn goes before its conversation exists (`first_turn`: the message allows it — an
+        attachment is recorded on the conversation's row — and the backend offers it, with no spare ready); the
+        turn saves where its history is when the backend says (ConversationStarted).
 
         The save runs while the model already answers (the turn awaits it before it ends, and the next turn of
         this conversation waits for this one), so the first word does not wait for a store write."""
         record = None if new else await self._store.get_conversation(key, assistant)
-        if record is not None:
+        if record is not None and not record.pending:
             return record.backend_id, None  # resumed, not recreated: the history lives at the backend
-        conversation_id = await backend.create_conversation(metadata)
+        if record is not None:
+            return await self._made_late(backend, key, record)
+        if first_turn and backend.capabilities.deferred_conversations:
+            conversation_id = await backend.ready_conversation(metadata)
+            if conversation_id is None:
+                return "", None
+        else:
+            conversation_id = await backend.create_conversation(metadata)
         saving = asyncio.ensure_future(self._store.save_conversation(key, assistant, conversation_id, metadata))
         return conversation_id, saving
+
+    async def _made_late(self, backend: AssistantBackend, key: ConversationKey,
+                         record: ConversationRecord) -> tuple[str, asyncio.Future | None]:
+        """A thread whose first turn's conversation was not made after its answer (a crash, a shutdown, OpenAI
+        away for a moment): made now from the stored first answer, before this turn reads it as history."""
+        try:
+            conversation_id = await backend.make_conversation(record.backend_id, record.metadata)
+        except BackendError as err:
+            log.warning("could not make the conversation of %s from its stored first answer %s (%s); the thread "
+                        "keeps it and its next message tries again", key.as_string(), record.backend_id,
+                        err.message)
+            raise
+        log.info("made the conversation %s of %s from its stored first answer %s", conversation_id,
+                 key.as_string(), record.backend_id)
+        return conversation_id, asyncio.ensure_future(
+            made(self._store, key, record.assistant, record.backend_id, conversation_id, record.metadata))
 
     async def _prepare_inputs(self, assistant, msg: InboundMessage, key: ConversationKey,
                               metadata: dict[str, str], backend: AssistantBackend) -> PreparedInputs:
@@ -73,6 +104,14 @@ class ConversationSetup:
         # also without attachments: documents uploaded earlier stay searchable through the conversation's store
         return await self._files.prepare(assistant, msg.attachments, key, metadata,
                                          capabilities=backend.capabilities)
+
+
+async def made(store: Store, key: ConversationKey, assistant: str, pending: str, conversation_id: str,
+               metadata: dict[str, str]) -> None:
+    """A pending conversation made: the thread's row names it, and the answers recorded under the stored
+    first answer's id are its answers (erasing it erases them)."""
+    await store.save_conversation(key, assistant, conversation_id, metadata)
+    await store.relink_answers(pending, conversation_id)
 
 
 def metadata(msg: InboundMessage, assistant: str) -> dict[str, str]:

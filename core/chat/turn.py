@@ -14,10 +14,10 @@ from contextlib import aclosing
 from core.admin.observe import ANSWERED, ERROR, FAILED, INTERRUPTED, REFUSED, STOPPED
 from core.chat.limits import UsageLimiter
 from core.chat.records import AnswerRecords, TurnProgress, quietly
-from core.chat.setup import ConversationSetup, metadata
+from core.chat.setup import ConversationSetup, made, metadata
 from core.files.refusals import refusal_notice
-from core.model import (BackendError, Citation, Completed, ConversationKey, InboundMessage, OutboundFile,
-                        ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
+from core.model import (BackendError, Citation, Completed, ConversationKey, ConversationStarted, InboundMessage,
+                        OutboundFile, ReplyStopped, TextDelta, ToolUpdate, UserFacingError)
 from core.ports import AssistantBackend, ReplyStream, ReplyTarget
 from core.reply.citations import footnotes, number_citations
 from core.reply.controls import AnswerControls
@@ -60,9 +60,10 @@ class AnswerTurn:
             marking = asyncio.ensure_future(self._store.mark_thread(
                 msg.platform, msg.channel, msg.thread, assistant.name, ttl=THREAD_MEMORY_SECONDS))
             writes.append(marking)
+        labels = metadata(msg, assistant.name)
         try:
-            turn, refused = await self._setup.turn(assistant, msg, key, metadata(msg, assistant.name), backend,
-                                                   writes, approver=approver)
+            turn, refused = await self._setup.turn(assistant, msg, key, labels, backend, writes,
+                                                   approver=approver)
         except (UserFacingError, BackendError) as err:
             await typing
             await records.settle()
@@ -105,6 +106,10 @@ class AnswerTurn:
                         await asyncio.wait((marking,))
                         marking = None
                     progress.saw(event)
+                    if isinstance(event, ConversationStarted):   # where the history is: not for the reply
+                        records.conversation_started(event.conversation_id, event.pending, labels)
+                        self._controls.link(answer_id, event.conversation_id)
+                        continue
                     await self._relay(event, stream, target, citations, links, records)
             if rest := links.flush():
                 await stream.text(rest)
@@ -138,6 +143,20 @@ class AnswerTurn:
                 await records.forget_inflight()
             await asyncio.shield(self._controls.end(answer_id, model=progress.model or assistant.model,
                                                     outcome=progress.outcome))
+        if records.pending:   # after the answer (the reader has it), before the turn lock is released
+            await self._make_conversation(backend, key, assistant.name, records.pending, labels)
+
+    async def _make_conversation(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
+                                 pending: str, labels: dict[str, str]) -> None:
+        """The conversation of a first turn that went before it existed, made from the stored answer; until it
+        is, the thread's row names that answer, and its next message makes the conversation (core/chat/setup.py)."""
+        try:
+            conversation_id = await backend.make_conversation(pending, labels)
+        except BackendError as err:
+            log.warning("could not make the conversation of %s from its first answer %s (%s); the thread keeps the "
+                        "stored answer and its next message tries again", key.as_string(), pending, err.message)
+            return
+        await asyncio.shield(made(self._store, key, assistant, pending, conversation_id, labels))
 
     async def _relay(self, event, stream: ReplyStream, target: ReplyTarget, citations: list[Citation],
                      links: FileLinks, records: AnswerRecords) -> None:

@@ -115,6 +115,12 @@ class AnswerControls:
         self._listen()
         return answer_id
 
+    def link(self, answer_id: str, conversation_id: str) -> None:
+        """The answer's conversation became known during it (a first turn sent before its conversation existed)."""
+        live = self._live.get(answer_id)
+        if live is not None:
+            live.conversation_id = conversation_id
+
     def posted(self, answer_id: str, message_id: str) -> None:
         live = self._live.get(answer_id)
         if live is not None and not live.message_id:

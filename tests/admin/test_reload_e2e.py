@@ -147,7 +147,7 @@ async def test_edit_is_picked_up_by_polling_and_the_next_answer_uses_the_new_ins
     assert await chat.say("And ramen?") == "You said: And ramen?\n"
     second = last_request(fake)
     assert second["instructions"] == "You are a pirate chef." and second["model"] == "gpt-test-2"
-    assert second["conversation"] == first["conversation"]  # same conversation, history kept
+    assert fake.conversation_of(second) == fake.conversation_of(first)  # same conversation, history kept
 
 
 async def test_broken_edit_is_rejected_with_its_line_and_the_bot_keeps_answering_on_the_old_config(fake, tmp_path,

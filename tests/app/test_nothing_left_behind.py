@@ -30,7 +30,7 @@ async def fake():
 
 
 def used_conversations(fake) -> set[str]:
-    return {r["conversation"] for r in fake.response_requests()}
+    return {fake.conversation_of(r) for r in fake.response_requests()}
 
 
 async def test_three_start_stop_cycles_leave_no_unused_conversation(fake, tmp_path):

@@ -25,7 +25,7 @@ async def test_the_first_new_thread_after_a_start_starts_from_a_spare_and_a_clea
     await discord.user_message(general, alice, "what goes with basil?", mention_bot=True)
     await discord.wait_for(lambda: any(m.content == "Tomatoes, mozzarella and olive oil."
                                        for m in discord.messages_in(general, by_bot=True)))
-    (used,) = {r["conversation"] for r in openai.response_requests()}
+    (used,) = {openai.conversation_of(r) for r in openai.response_requests()}
     assert used in made_ahead                      # the answer went out on a spare made at start
     await discord.wait_for(lambda: openai.conversations[used]["metadata"].get("user_id") == alice["id"])
 

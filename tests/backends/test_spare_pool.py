@@ -73,3 +73,31 @@ async def test_a_stop_does_not_wait_out_its_patience_for_a_model_server_that_nev
         writer.close()
     server.close()
     await server.wait_closed()
+
+
+class CountingLedger(MemoryLedger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.takes = 0
+
+    async def take_spare(self, pool: str) -> str | None:
+        self.takes += 1
+        return await super().take_spare(pool)
+
+
+async def test_a_burst_of_new_threads_asks_an_empty_pool_once_until_a_spare_is_recorded(monkeypatch):
+    # Taking a spare is a write to the database in front of a new thread's first request: when the pool is empty,
+    # the threads of a burst don't each ask again (they go without a conversation: first_turn.py) until the
+    # pool has recorded a spare.
+    monkeypatch.setattr(spares, "QUIET_SECONDS", 3600.0)
+    async with FakeOpenAI() as fake:
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test")
+        ledger = CountingLedger()
+        backend = OpenAIBackend(client, NoTools(), spare_conversations=2, spare_ledger=ledger)
+        burst = [await backend.ready_conversation({"channel": f"C{i}"}) for i in range(5)]
+        assert burst == [None] * 5 and ledger.takes == 1
+        await _until(lambda: _count(ledger, fake.base_url.rstrip("/"), 1))   # the pool fills in the background
+        spare = await backend.ready_conversation({"channel": "C9"})
+        assert spare in fake.conversations and ledger.takes == 2
+        await backend.aclose()
+        await client.close()

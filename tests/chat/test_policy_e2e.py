@@ -463,7 +463,7 @@ async def test_discord_admin_resets_a_members_conversation_and_reload_is_admin_o
         shown = len(discord.messages_in(general, by_bot=True))
         await discord.user_message(general, alice, "stew?", mention_bot=True)
         assert await discord_reply(discord, general, after=shown) == "You said: stew?"
-        first, second = [r["conversation"] for r in fake.response_requests()]
+        first, second = [fake.conversation_of(r) for r in fake.response_requests()]
         assert first != second  # alice starts over
 
         rec = await discord.slash(general, alice, "reload")

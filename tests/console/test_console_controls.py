@@ -114,7 +114,7 @@ async def test_stop_retry_and_rate_at_the_console_and_the_ratings_outlive_the_pr
         assert "Traceback" not in err
 
         requests = fake.response_requests()
-        assert len(requests) == 3 and requests[0]["conversation"] == requests[1]["conversation"]
+        assert len(requests) == 3 and fake.conversation_of(requests[0]) == fake.conversation_of(requests[1])
         assert requests[1]["input"] == requests[0]["input"]          # the same question, asked again
         assert fake.stream_ends == ["closed early", "complete", "closed early"]
 

@@ -25,7 +25,7 @@ async def chat(fake, tmp_path, text: str, *args: str):
 
 
 def conversation_ids(fake) -> list[str]:
-    return [r["conversation"] for r in fake.response_requests() if "function_call_output" not in json.dumps(r["input"])]
+    return [fake.conversation_of(r) for r in fake.response_requests() if "function_call_output" not in json.dumps(r["input"])]
 
 
 async def test_plain_chat_streams_the_answer_to_stdout(fake, tmp_path):
@@ -37,7 +37,10 @@ async def test_plain_chat_streams_the_answer_to_stdout(fake, tmp_path):
     assert request["model"] == "gpt-4.1-mini" and "food expert" in request["instructions"]
     # a long thread is compacted at OpenAI (truncation="auto" is deprecated) and hits the prompt cache
     assert request["context_management"] == [{"type": "compaction"}] and "truncation" not in request
-    assert request["prompt_cache_key"] == request["conversation"]
+    # a new conversation's first turn goes before the conversation exists (stored; the conversation is made from
+    # it after the answer): its cache key stands for the thread; later turns use the conversation's id
+    assert "conversation" not in request and request["store"] is True
+    assert request["prompt_cache_key"].startswith("thread-")
 
 
 async def test_second_message_and_a_restart_keep_the_same_conversation_with_its_metadata(fake, tmp_path):

@@ -136,7 +136,7 @@ async def test_ratings_change_retry_is_the_askers_and_happens_once(tmp_path):
         assert again.reference_id == answer.id                              # a reply to the answer it retries
         assert answer.content == "Sourdough needs a starter."               # the old answer stays
         requests = openai.response_requests()
-        assert len(requests) == 2 and requests[0]["conversation"] == requests[1]["conversation"]
+        assert len(requests) == 2 and openai.conversation_of(requests[0]) == openai.conversation_of(requests[1])
         assert requests[1]["input"] == requests[0]["input"]
 
         forged = stale(answer)

@@ -46,7 +46,7 @@ async def test_reply_chain_follow_up_stays_in_the_same_conversation(world):
     await w.discord.user_message(ch, w.discord.alice, "and a wine?", reply_to=first.id)
     await w.discord.wait_for(lambda: any(m.content == "A Frascati." for m in w.discord.messages_in(ch, by_bot=True)))
     one, two = w.openai.response_requests()
-    assert one["conversation"] == two["conversation"]
+    assert w.openai.conversation_of(one) == w.openai.conversation_of(two)
 
 
 async def test_direct_message(world):
@@ -204,7 +204,7 @@ async def test_replying_to_an_ask_followup_after_a_restart_continues_that_conver
     await w.discord.user_message(ch, w.discord.alice, "on low heat?", reply_to=followup)
     await w.discord.wait_for(lambda: any(m.content == "Yes, low heat." for m in w.discord.messages_in(ch, by_bot=True)))
     first, second = w.openai.response_requests()
-    assert second["conversation"] == first["conversation"]
+    assert w.openai.conversation_of(second) == w.openai.conversation_of(first)
 
 
 async def test_a_table_in_the_answer_shows_as_aligned_columns(world):

@@ -80,7 +80,7 @@ async def test_a_thread_keeps_one_conversation_whichever_process_gets_its_messag
     for n in range(4):   # follow-ups without a mention: the thread is the bot's on every process
         await slack.user_says("C1", f"and number {n}?", thread_ts=ts)
         await slack.wait_for(lambda n=n: f"You said: and number {n}?" in slack.thread_text("C1", ts), timeout=30)
-    conversations = {r["conversation"] for r in openai.response_requests()}
+    conversations = {openai.conversation_of(r) for r in openai.response_requests()}
     assert len(conversations) == 1 and len(openai.response_requests()) == 5
 
 
@@ -96,7 +96,7 @@ async def test_two_messages_of_one_conversation_at_once_on_two_processes_are_ans
     # the Conversations API refuses a second response while one runs: here the second started after the first
     assert openai.max_concurrent_per_conversation == 1
     requests = openai.response_requests()
-    assert len(requests) == 3 and len({r["conversation"] for r in requests}) == 1
+    assert len(requests) == 3 and len({openai.conversation_of(r) for r in requests}) == 1
     text = slack.thread_text("C1", ts)
     assert text.index("first answer, slowly") < text.index("second answer")
 

@@ -114,7 +114,7 @@ async def test_anyone_rates_once_the_asker_retries_once_in_the_thread(tmp_path):
         assert first.text == "Sourdough needs a starter."                   # the old answer stays
         assert second.text == "Sourdough is bread raised by wild yeast."
         requests = openai.response_requests()
-        assert len(requests) == 2 and requests[0]["conversation"] == requests[1]["conversation"]
+        assert len(requests) == 2 and openai.conversation_of(requests[0]) == openai.conversation_of(requests[1])
         assert requests[1]["input"] == requests[0]["input"]
 
 

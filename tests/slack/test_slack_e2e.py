@@ -64,7 +64,7 @@ async def test_mention_gets_a_threaded_streamed_answer_equal_to_the_models(tmp_p
         await bot.slack.user_says("C1", "how many eggs?", thread_ts=ts)
         await bot.slack.wait_for(finished(bot.slack, "C1", ts, answer + "Use 3 eggs."), 15)
         one, two = openai.response_requests()
-        assert one["conversation"] == two["conversation"]
+        assert openai.conversation_of(one) == openai.conversation_of(two)
 
 
 async def test_dm_answer(tmp_path):

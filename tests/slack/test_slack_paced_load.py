@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from core.backends.capabilities import BY_TYPE
 from core.model import Completed, TextDelta, Usage
 from bots.slack.target import StreamSettings
 from tests.fakes.slack_harness import running_bot
@@ -40,6 +41,8 @@ def answer(burst: int, i: int) -> str:
 class PacedModel:
     """A fake of our AssistantBackend port that writes each answer in 60 deltas over `duration` seconds and
     notes when it wrote the last one."""
+
+    capabilities = BY_TYPE["responses"]   # its conversations are made up front
 
     def __init__(self, duration: float) -> None:
         self.pause = duration / DELTAS

@@ -24,6 +24,12 @@ class ScriptedBackend:
         self.conversations.append(metadata)
         return f"conv_{len(self.conversations)}"
 
+    async def ready_conversation(self, metadata: dict[str, str]) -> str | None:
+        return await self.create_conversation(metadata)   # always ready: its first turns never go without one
+
+    async def make_conversation(self, pending: str, metadata: dict[str, str]) -> str:
+        return await self.create_conversation(metadata)
+
     async def run(self, turn: Turn):
         self.turns.append(turn)
         events = self.scripts.pop(0) if self.scripts else [TextDelta(f"You said: {turn.text}"),

@@ -17,6 +17,7 @@ from core.backends import errors
 from core.backends.capabilities import BY_TYPE
 from core.backends.direct import DirectJSON
 from core.backends.openai.client import make_openai_client, safety_identifier
+from core.backends.openai.first_turn import FirstTurns, cache_key
 from core.backends.openai.session import WHO, ConversationSessions, clean_metadata
 from core.backends.responses.backend import ResponsesBackend
 from core.backends.tool_calls import ToolRegistryLike
@@ -46,7 +47,9 @@ class OpenAIBackend(ResponsesBackend):
         # create hands its connection on to the answer's request, instead of each opening its own (a TLS
         # handshake each, at OpenAI) — in a burst of new threads that is one new connection per thread, not two.
         direct = DirectJSON.for_client(client)
-        super().__init__(client, tools, ConversationSessions(client, spare_conversations, spare_ledger, direct=direct),
+        self._sessions_openai = sessions = ConversationSessions(client, spare_conversations, spare_ledger, direct=direct)
+        self._first = FirstTurns(client, direct)   # first turns sent before their conversation exists
+        super().__init__(client, tools, sessions,
                          who=WHO, max_retries=max_retries, sleep=sleep, download=self._download,
                          fallback=self._without_compaction, direct=direct)
         self._compaction = True
@@ -89,7 +92,12 @@ class OpenAIBackend(ResponsesBackend):
 
     def _params(self, turn: "Turn", session: Session) -> dict[str, Any]:
         p = super()._params(turn, session)
-        p["prompt_cache_key"] = turn.conversation_id
+        if turn.conversation_id:
+            p["prompt_cache_key"] = turn.conversation_id
+        else:   # a first turn before its conversation exists (first_turn.py): the server keeps it
+            p.pop("conversation", None)
+            p["store"] = True
+            p["prompt_cache_key"] = cache_key(turn.metadata)
         if turn.user_id:
             p["safety_identifier"] = self._safety_identifier(turn.user_id)
         if turn.metadata:
@@ -104,6 +112,23 @@ class OpenAIBackend(ResponsesBackend):
                 self._identifiers.clear()
             known = self._identifiers[user_id] = safety_identifier(user_id)
         return known
+
+    # ---- a new thread's first turn without waiting for its conversation (core/backends/openai/first_turn.py) --
+
+    async def ready_conversation(self, metadata: dict[str, str]) -> str | None:
+        return await self._sessions_openai.take_ready(metadata)
+
+    async def make_conversation(self, pending: str, metadata: dict[str, str]) -> str:
+        return await self._first.make(pending, clean_metadata(metadata))
+
+    def _first_turn(self, turn: "Turn") -> bool:
+        return not turn.conversation_id
+
+    def _answered_first(self, response_id: str, items: list[dict[str, Any]]) -> None:
+        self._first.keep(response_id, items)
+
+    async def _conversation_from(self, turn: "Turn", items: list[dict[str, Any]]) -> str:
+        return await self._first.make("", clean_metadata(turn.metadata), items)
 
     def _hosted_tools(self, turn: "Turn") -> list[dict[str, Any]]:
         tools: list[dict[str, Any]] = []

@@ -82,6 +82,10 @@ class ConversationSessions:
         except openai.APIError as exc:
             raise errors.as_backend_error(exc, WHO) from exc
 
+    async def take_ready(self, metadata: dict[str, str]) -> str | None:
+        """A spare conversation if one is ready now (no request to OpenAI waited for), else None."""
+        return await self._spares.take_ready(clean_metadata(metadata))
+
     def open(self, conversation_id: str) -> ConversationSession:
         return ConversationSession(self._client, conversation_id)
 

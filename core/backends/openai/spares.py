@@ -94,18 +94,31 @@ class SpareConversations:
         self._closing = False
         self._answered = False   # the server has answered a create since start (else, at shutdown, it is down)
         self._taken = 0          # spares taken since start: a fill waiting for quiet sees the pool drain
+        # The last take found the ledger empty, and no spare was recorded or counted since: the next new threads
+        # don't ask (a write statement each, in front of their first request) until one is. Another process's
+        # spares are noticed at this pool's next count (every fill round counts).
+        self._empty = False
         self._takes: deque[float] = deque()   # when conversations were asked for (monotonic), DEMAND_SECONDS back
 
     async def take(self, metadata: dict[str, str]) -> str:
         """A conversation for `metadata`: a spare (labelled in the background) or a new one. Raises openai.APIError."""
+        conversation_id = await self.take_ready(metadata)
+        return conversation_id if conversation_id is not None else await self._create(metadata)
+
+    async def take_ready(self, metadata: dict[str, str]) -> str | None:
+        """A spare for `metadata` (labelled in the background), or None when none is ready: then the caller makes
+        one, or (core/backends/openai/first_turn.py) sends the thread's first turn without one. Either way the
+        take counts towards the demand the pool is sized by."""
         if self._size:
             self._takes.append(time.monotonic())
-        conversation_id = await self._take_spare() if self._size else None
+        conversation_id = await self._take_spare() if self._size and not self._empty else None
         if conversation_id is not None:
             self._taken += 1
+        elif self._size:
+            self._empty = True
         self._refill()
         if conversation_id is None:
-            return await self._create(metadata)
+            return None
         # Labelled once a burst of new threads is over (or LABEL_WAIT_SECONDS at the latest): meanwhile the
         # event loop sends the burst's requests to the model; the labels are for admins and can wait.
         self._unlabelled[conversation_id] = metadata
@@ -213,6 +226,8 @@ class SpareConversations:
         try:
             while not self._closing:
                 have = await self._ledger.count_spares(self._pool)
+                if have:
+                    self._empty = False
                 missing = self.target() - have
                 if missing <= 0:
                     return
@@ -252,6 +267,7 @@ class SpareConversations:
             return False
         # recorded at once: a crash from here on leaves it in the ledger, not lost at OpenAI
         await asyncio.shield(self._ledger.add_spare(self._pool, conversation_id))
+        self._empty = False
         return True
 
     async def _create(self, metadata: dict[str, str]) -> str:

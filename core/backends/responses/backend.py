@@ -8,6 +8,7 @@ to it when the answer is complete. `type: openai` (core.backends.openai.backend)
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 import openai
@@ -23,7 +24,7 @@ from core.backends.responses.events import DownloadContainerFile, EventMapper, R
 from core.backends.responses.items import document_text, to_input, user_message
 from core.backends.responses.stream import Fallback, ResponsesStream
 from core.backends.tool_calls import ToolRegistryLike, call_function, done_update, function_specs, rounds_exhausted
-from core.model import (AssistantItem, BackendEvent, Capabilities, Completed, FunctionCallItem, FunctionOutputItem, HistoryItem, Usage, UserItem)
+from core.model import (AssistantItem, BackendEvent, Capabilities, Completed, ConversationStarted, FunctionCallItem, FunctionOutputItem, HistoryItem, Usage, UserItem)
 from core.errors import BackendError
 from core.ports import Session
 
@@ -99,6 +100,19 @@ class ResponsesBackend(BackendBase):
     def _hosted_tools(self, turn: "Turn") -> list[dict[str, Any]]:
         return []
 
+    # ---- a first turn without a conversation (capabilities.deferred_conversations; the openai type) --------
+
+    def _first_turn(self, turn: "Turn") -> bool:
+        """Whether this turn goes before its conversation exists (the server keeps it: `store: true`)."""
+        return False
+
+    def _answered_first(self, response_id: str, items: list[dict[str, Any]]) -> None:
+        """Such a turn's answer is complete: its items, for the conversation made from them afterwards."""
+
+    async def _conversation_from(self, turn: "Turn", items: list[dict[str, Any]]) -> str:
+        """Such a turn needs a second request (a tool round): its conversation, made now from `items`."""
+        raise BackendError(f"{self._who} keeps no conversations")
+
     # ---- a local history under context_tokens -----------------------------------------------------------
 
     async def _window(self, session: LocalSession, turn: "Turn", tools: list[Any]) -> Window:
@@ -148,8 +162,9 @@ class ResponsesBackend(BackendBase):
         images = tuple(f"image {i + 1}" for i in range(len(turn.images))) if turn.images else ()
         new_items: list[HistoryItem] = [UserItem(text, images)]
         state = TurnState()
+        first = self._first_turn(turn)  # no conversation yet: the server keeps this turn (openai: first_turn.py)
         for round_no in range(a.max_tool_rounds + 1):
-            rnd = Round()
+            rnd = Round(stored=first)
             try:
                 async for ev in self._stream.round({**base, "input": sent + pending}, rnd, state):
                     yield ev
@@ -166,11 +181,22 @@ class ResponsesBackend(BackendBase):
             if not rnd.calls:
                 if local:
                     await session.add_items(new_items)
+                if first:   # the conversation is made from these after the answer (make_conversation)
+                    self._answered_first(rnd.response_id, pending + rnd.output)
                 await self._sessions.ready(turn.conversation_id)  # e.g. a spare conversation labelled
                 yield self._completed(usage, rnd.response_id, state, a.model)
                 return
             if round_no == a.max_tool_rounds:
                 break
+            if first:
+                # A tool round: the conversation is made now from what this turn has (the calls included), and
+                # the turn goes on in it as every other turn does.
+                conversation_id = await self._conversation_from(turn, pending + rnd.output)
+                yield ConversationStarted(conversation_id)
+                turn = replace(turn, conversation_id=conversation_id)
+                base = self._params(turn, session=self._sessions.open(conversation_id)) | \
+                    {k: v for k, v in base.items() if k == "tools"}
+                first = False
             outputs: list[dict[str, Any]] = []
             calls: list[dict[str, Any]] = []
             for call in rnd.calls:

@@ -75,12 +75,18 @@ class Round:
     response_id: str = ""
     usage: Usage = Usage()
     code: dict[str, str] = field(default_factory=dict)
+    # A first turn sent without a conversation (`store: true`, core/backends/openai/first_turn.py): the stream
+    # names the stored response as soon as it is created (ConversationStarted) and keeps its output items as the
+    # API returned them, for the conversation made from them.
+    stored: bool = False
+    output: list[dict[str, Any]] = field(default_factory=list)
 
     def restart(self) -> None:
         """Before a retry: forget what the failed attempt collected (nothing of it was shown)."""
         self.calls.clear()
         self.text.clear()
         self.code.clear()
+        self.output.clear()
 
 
 @dataclass

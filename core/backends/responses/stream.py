@@ -16,9 +16,12 @@ from core.backends.direct import DirectJSON, dumps
 from core.backends.responses.events import DELTA, EVENT_CLASSES, SKIP, EventMapper, Round, TurnState
 from core.backends.retry import Retryable
 from core.backends.streaming import Fallback, RetryingStream, sdk_body
-from core.model import BackendEvent, TextDelta
+from core.model import BackendEvent, ConversationStarted, TextDelta
 
 log = logging.getLogger(__name__)
+
+CREATED = "response.created"
+COMPLETED = "response.completed"
 
 
 class ResponsesStream(RetryingStream):
@@ -67,6 +70,11 @@ class ResponsesStream(RetryingStream):
                     rnd.text.append(delta)
                     yield TextDelta(delta)
                     continue
+                if rnd.stored:        # a first turn without a conversation: where its exchange is kept
+                    if kind == CREATED:
+                        yield ConversationStarted(ev["response"]["id"], pending=True)
+                    elif kind == COMPLETED:
+                        rnd.output = list(ev["response"].get("output") or ())
                 if kind in SKIP:
                     continue
                 cls = EVENT_CLASSES.get(kind)

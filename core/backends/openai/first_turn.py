@@ -1,0 +1,132 @@
+"""A new thread's first turn without waiting for `POST /v1/conversations`.
+
+A new thread needs an OpenAI Conversation for its history. The spare pool (core/backends/openai/spares.py) keeps a
+few made ahead, but the first burst of a fresh process (or any burst bigger than the pool) found none for most of
+its threads: each made one inline and waited for OpenAI's answer before its `POST /v1/responses` could leave — a
+whole round trip, plus the event loop's queue behind the rest of the burst, in front of every first word.
+
+Instead, when no spare is ready, the first turn goes with `store: true` and no `conversation` (the Responses API
+keeps the response and its input items: GET /v1/responses/{id}, GET /v1/responses/{id}/input_items), and the
+conversation is made from that turn's items after the answer — still inside the turn, under its turn lock, so the
+thread's next message cannot overtake it:
+
+- `POST /v1/conversations` takes `items` (at most 20 per call; the rest go through
+  `POST /v1/conversations/{id}/items`) and the thread's metadata (the labels a spare gets).
+- The items are the request's user message and the response's output items as the API returned them. The spec's
+  `InputItem` is the same union a response's output is made of (messages, function calls, reasoning, code
+  interpreter / file search / web search / image generation calls, compaction), so they go in as they came out,
+  the way a caller without server-side state sends `response.output` back as input. They are copied by value,
+  not as `item_reference`s: the Conversations API documents `items` as initial context, and a copy does not
+  depend on how long the stored response is kept.
+- A first turn with a tool round makes its conversation before the second request, from what it has so far
+  (the function calls included), and goes on as every other turn does: the calls' outputs are sent into it.
+- Nothing is lost to a crash: the turn records the stored response's id on the thread's row as soon as
+  `response.created` names it (core/chat: ConversationRecord.pending), and the thread's next message makes the
+  conversation from what OpenAI kept (`make` without items in memory: the two GETs).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Any, Mapping
+
+import openai
+from openai import AsyncOpenAI
+
+from core.backends import errors
+from core.backends.direct import DirectJSON
+
+WHO = "OpenAI"
+MAX_ITEMS_PER_CALL = 20      # POST /v1/conversations and …/items take at most 20 items each
+KEPT = 2000                  # answered first turns whose items are held until their conversation is made
+
+
+def cache_key(metadata: Mapping[str, str]) -> str:
+    """`prompt_cache_key` of a first turn that has no conversation id yet: stable for the thread (the same
+    place, person and assistant give the same key), and no platform id in the clear."""
+    place = "|".join(metadata.get(k, "") for k in ("platform", "workspace", "channel", "thread", "user_id",
+                                                     "assistant"))
+    return "thread-" + hashlib.sha256(place.encode()).hexdigest()[:32]
+
+
+def as_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A response's item as an input item: its fields without the nulls the API fills in (a null is "not set"
+    in a request, and some unions refuse an explicit one)."""
+    out: dict[str, Any] = {}
+    # An input message read back from a stored response carries the id and status the API gave it; sent again
+    # it is what the request said (a message of its own, not a reference to that response's item).
+    drop = ("id", "status") if item.get("type", "message") == "message" and item.get("role") != "assistant" else ()
+    for k, v in item.items():
+        if v is None or k in drop:
+            continue
+        if isinstance(v, list):
+            v = [{pk: pv for pk, pv in p.items() if pv is not None} if isinstance(p, Mapping) else p for p in v]
+        out[k] = v
+    return out
+
+
+class FirstTurns:
+    """Conversations made from first turns: from the items a turn just had (held here by response id), or from
+    what OpenAI kept of a stored response (after a restart, or in another process)."""
+
+    def __init__(self, client: AsyncOpenAI, direct: DirectJSON | None) -> None:
+        self._client = client
+        self._direct = direct
+        self._answered: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+
+    def keep(self, response_id: str, items: list[dict[str, Any]]) -> None:
+        """A first turn's answer is complete: its items, until the turn makes the conversation from them."""
+        if not response_id:
+            return
+        self._answered[response_id] = items
+        while len(self._answered) > KEPT:   # turns that never came back for theirs: read from OpenAI if they do
+            self._answered.popitem(last=False)
+
+    async def make(self, pending: str, metadata: dict[str, str], items: list[dict[str, Any]] | None = None) -> str:
+        """The conversation made from a first turn's items (`items`, or those held for the stored response
+        `pending`, or what OpenAI kept of it). Raises BackendError; the stored response stays either way."""
+        if items is None:
+            items = self._answered.get(pending)
+        if items is None:
+            items = await self._stored_items(pending)
+        try:
+            conversation_id = await self._create(metadata, [as_item(i) for i in items[:MAX_ITEMS_PER_CALL]])
+            for start in range(MAX_ITEMS_PER_CALL, len(items), MAX_ITEMS_PER_CALL):
+                await self._client.conversations.items.create(
+                    conversation_id, items=[as_item(i) for i in items[start:start + MAX_ITEMS_PER_CALL]])  # type: ignore[misc]
+        except openai.APIError as exc:
+            raise errors.as_backend_error(exc, WHO) from exc
+        self._answered.pop(pending, None)
+        return conversation_id
+
+    async def _create(self, metadata: dict[str, str], items: list[dict[str, Any]]) -> str:
+        if self._direct is None:
+            return (await self._client.conversations.create(metadata=metadata, items=items)).id  # type: ignore[arg-type]
+        data = await self._direct.post_json("conversations", {"metadata": metadata, "items": items})
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise openai.APIError("The server's answer to creating a conversation has no id", request=None,
+                                  body=data)  # type: ignore[arg-type]
+        return data["id"]
+
+    async def _stored_items(self, response_id: str) -> list[dict[str, Any]]:
+        """What OpenAI kept of a stored response: its input items, then its output items, oldest first."""
+        try:
+            response = await self._client.responses.retrieve(response_id)
+            inputs = [i async for i in self._client.responses.input_items.list(response_id, order="asc", limit=100)]
+        except openai.APIError as exc:
+            raise errors.as_backend_error(exc, WHO) from exc
+        return [i.model_dump(mode="json", exclude_none=True) for i in inputs] + \
+            [o.model_dump(mode="json", exclude_none=True) for o in response.output]
+
+    async def items(self, response_id: str) -> list[dict[str, Any]]:
+        """A stored first answer's items (an admin reads a thread whose conversation is not made yet)."""
+        return await self._stored_items(response_id)
+
+    async def delete(self, response_id: str) -> bool:
+        """Deletes the stored response (a thread erased before its conversation was made). False: gone already."""
+        self._answered.pop(response_id, None)
+        try:
+            await self._client.responses.delete(response_id)
+        except openai.NotFoundError:
+            return False
+        return True

@@ -1,0 +1,194 @@
+"""A new thread's first answer does not wait for POST /v1/conversations: with no spare conversation ready, the first
+turn goes with `store: true` and no conversation, and the conversation is made from that turn's items after the
+answer (core/backends/openai/first_turn.py). The real OpenAI backend and AsyncOpenAI against the stand-in, the real
+stores (SQLite and PostgreSQL).
+
+Each test reads as: someone starts a thread -> they see the answer; their next message -> the model reads the first
+exchange as history."""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import pytest
+from openai import AsyncOpenAI, DefaultAioHttpClient
+
+from core.admin.conversations import ConversationAdmin
+from core.backends.openai.backend import OpenAIBackend
+from core.backends.openai.conversations import OpenAIConversations
+from core.chat.routing import conversation_key
+from core.chat.service import ChatService
+from core.config.schema import AssistantConfig, Config
+from core.model import Author, InboundMessage
+from core.store.postgres import PostgresStore
+from core.store.sqlite import SqliteStore
+from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
+from tests.backends.test_openai_backend import StubRegistry
+from tests.support.ports import RecordingTarget
+
+FOOD = AssistantConfig(name="food", model="gpt-test", scope="thread", instructions="You are a food expert.")
+WEATHER = AssistantConfig(name="weather", model="gpt-test", scope="thread",
+                          tools=[{"type": "function", "function": "tests.backends.test_openai_backend:query_weather"}])
+
+
+@pytest.fixture
+async def fake():
+    async with FakeOpenAI() as f:
+        yield f
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request, tmp_path):
+    """Opens the store (again, as after a restart) on the same database."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "tb.db")
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresStore(url)
+
+
+@contextlib.asynccontextmanager
+async def bot(fake, open_store, assistant: AssistantConfig = FOOD):
+    """A process: its store, its OpenAI backend (no spares ready), its service."""
+    client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0,
+                         http_client=DefaultAioHttpClient())
+    backend = OpenAIBackend(client, StubRegistry(), spare_conversations=0)
+    async with open_store() as store:
+        service = ChatService(Config(default_assistant=assistant.name, assistants={assistant.name: assistant}),
+                              store, {"openai": backend})
+        try:
+            yield service
+        finally:
+            await backend.aclose()
+
+
+def mention(text: str, *, message_id: str, thread: str = "100.1", user: str = "U1") -> InboundMessage:
+    return InboundMessage(platform="slack", workspace="T1", channel="C1", author=Author(user, f"user {user}"),
+                          text=text, thread=thread, mentions_bot=True, message_id=message_id)
+
+
+def texts(items: list[dict]) -> list[tuple[str, str]]:
+    """A model's context as (role or type, text) pairs."""
+    out = []
+    for item in items:
+        if item.get("type", "message") == "message":
+            content = item["content"]
+            text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+            out.append((item["role"], text))
+        else:
+            out.append((item["type"], item.get("output") or item.get("name") or ""))
+    return out
+
+
+def calls(fake) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in fake.requests if r.path.startswith("/v1/conversations")
+            or r.path.startswith("/v1/responses")]
+
+
+async def row(service: ChatService, msg: InboundMessage, assistant: AssistantConfig = FOOD):
+    return await service.store.get_conversation(conversation_key(assistant, msg), assistant.name)
+
+
+async def test_a_new_thread_is_answered_first_and_its_next_message_reads_the_first_exchange(fake, open_store):
+    root = mention("What goes with basil?", message_id="100.1")
+    async with bot(fake, open_store) as service:
+        first = RecordingTarget()
+        await service.handle(root, first)
+        assert first.shown == "You said: What goes with basil?"
+        # the answer's request left without waiting for a conversation; the conversation was made after it
+        assert calls(fake)[:2] == [("POST", "/v1/responses"), ("POST", "/v1/conversations")]
+        request = fake.response_requests()[0]
+        assert "conversation" not in request and request["store"] is True
+        assert request["prompt_cache_key"].startswith("thread-") and "C1" not in request["prompt_cache_key"]
+        record = await row(service, root)
+        assert record.pending is False and record.backend_id in fake.conversations
+        assert fake.conversations[record.backend_id]["metadata"]["channel"] == "C1"
+        assert fake.conversations[record.backend_id]["metadata"]["user_name"] == "user U1"
+
+        second = RecordingTarget()
+        await service.handle(mention("And with mint?", message_id="100.2"), second)
+        assert second.shown == "You said: And with mint?"
+        request = fake.response_requests()[1]
+        assert request["conversation"] == record.backend_id and request["prompt_cache_key"] == record.backend_id
+        assert texts(fake.contexts[-1]) == [("user", "What goes with basil?"),
+                                            ("assistant", "You said: What goes with basil?"),
+                                            ("user", "And with mint?")]
+        assert [m for m, p in calls(fake)].count("POST") == 3   # no second conversation
+
+
+async def test_a_first_turn_with_a_tool_round_makes_its_conversation_before_the_second_request(fake, open_store):
+    fake.script(ScriptedResponse(function_calls=(FunctionCall("query_weather", '{"city":"上海"}', "call_1"),)))
+    root = mention("Weather in 上海?", message_id="200.1", thread="200.1")
+    async with bot(fake, open_store, WEATHER) as service:
+        target = RecordingTarget()
+        await service.handle(root, target)
+        assert "The tool returned:" in target.shown and "Sunny" in target.shown
+        assert calls(fake)[:3] == [("POST", "/v1/responses"), ("POST", "/v1/conversations"),
+                                   ("POST", "/v1/responses")]
+        first, second = fake.response_requests()[:2]
+        assert "conversation" not in first
+        record = await row(service, root, WEATHER)
+        assert second["conversation"] == record.backend_id and not record.pending
+        assert [i["type"] for i in second["input"]] == ["function_call_output"]   # the call is in the conversation
+
+        await service.handle(mention("And 北京?", message_id="200.2", thread="200.1"), RecordingTarget())
+        assert texts(fake.contexts[-1]) == [("user", "Weather in 上海?"), ("function_call", "query_weather"),
+                                            ("function_call_output", target.shown[len("The tool returned: "):]),
+                                            ("assistant", target.shown), ("user", "And 北京?")]
+
+
+async def test_a_conversation_not_made_after_the_first_answer_is_made_by_the_next_message(fake, open_store, caplog):
+    # OpenAI refuses to make the conversation after the answer (the process could as well have died there): the
+    # thread keeps the stored answer, and its next message — in a restarted process — still reads the exchange.
+    root = mention("Is saffron worth it?", message_id="300.1", thread="300.1")
+    fake.fail_next(500, path="/v1/conversations")
+    async with bot(fake, open_store) as service:
+        target = RecordingTarget()
+        with caplog.at_level(logging.WARNING, logger="teambridge.service"):
+            await service.handle(root, target)
+        assert target.shown == "You said: Is saffron worth it?" and target.notices == []
+        [line] = [r.getMessage() for r in caplog.records if "could not make the conversation" in r.getMessage()]
+        assert "stored answer and its next message tries again" in line
+        record = await row(service, root)
+        assert record.pending is True and record.backend_id in fake.responses
+        assert fake.conversations == {}
+
+    async with bot(fake, open_store) as service:   # restarted: nothing of the first turn held in memory
+        target = RecordingTarget()
+        await service.handle(mention("How much per dish?", message_id="300.2", thread="300.1"), target)
+        assert target.shown == "You said: How much per dish?"
+        assert ("GET", f"/v1/responses/{record.backend_id}/input_items") in calls(fake)
+        made = await row(service, root)
+        assert made.pending is False and made.backend_id in fake.conversations
+        assert fake.response_requests()[-1]["conversation"] == made.backend_id
+        assert texts(fake.contexts[-1]) == [("user", "Is saffron worth it?"),
+                                            ("assistant", "You said: Is saffron worth it?"),
+                                            ("user", "How much per dish?")]
+        # the first answer belongs to the conversation made: erasing it erases that answer too
+        assert await service.store.delete_answers(made.backend_id) == 2
+
+
+async def test_forgetting_a_person_whose_thread_has_no_conversation_yet_deletes_the_stored_answer(fake, open_store):
+    root = mention("Pesto without pine nuts?", message_id="400.1", thread="400.1", user="U7")
+    fake.fail_next(500, path="/v1/conversations")
+    async with bot(fake, open_store) as service:
+        await service.handle(root, RecordingTarget())
+        record = await row(service, root)
+        assert record.pending
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
+        admin = ConversationAdmin(service.config, service.store, {"openai": OpenAIConversations(client)})
+        [listed] = await admin.list(user="U7")
+        assert (listed.id, listed.pending) == (record.backend_id, True)
+        shown = await admin.items(listed)
+        assert [(i.role, i.text) for i in shown] == [("user", "Pesto without pine nuts?"),
+                                                      ("assistant", "You said: Pesto without pine nuts?")]
+        report = await admin.delete(await admin.list(user="U7"), forget_user="U7")   # what /forget U7 does
+        assert report.deleted == (record.backend_id,)
+        assert ("DELETE", f"/v1/responses/{record.backend_id}") in calls(fake)
+        assert record.backend_id not in fake.responses
+        assert await row(service, root) is None
+        await client.close()
+
+        # the thread starts afresh: its next message is a first turn again
+        await service.handle(mention("Still there?", message_id="400.2", thread="400.1", user="U7"),
+                             RecordingTarget())
+        assert texts(fake.contexts[-1]) == [("user", "Still there?")]
