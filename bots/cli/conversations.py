@@ -100,7 +100,9 @@ def _when(ts: float) -> str:
 def _row_json(row) -> dict:
     return {"id": row.id, "assistant": row.assistant, "platform": row.platform, "channel": row.channel,
             "user_id": row.user_id, "user_name": row.user_name, "created": _when(row.created),
-            "last_used": _when(row.last_used)}
+            "last_used": _when(row.last_used),
+            # the id names a thread's stored first answer: its conversation is not made yet (docs/backends.md)
+            **({"pending": True} if row.pending else {})}
 
 
 def _table(rows) -> str:

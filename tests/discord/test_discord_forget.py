@@ -17,10 +17,10 @@ class RecordingConversations:
     def __init__(self) -> None:
         self.deleted: list[str] = []
 
-    async def items(self, conversation_id: str):
+    async def items(self, conversation_id: str, *, pending: bool = False):
         return []
 
-    async def delete(self, conversation_id: str) -> bool:
+    async def delete(self, conversation_id: str, *, pending: bool = False) -> bool:
         self.deleted.append(conversation_id)
         return True
 

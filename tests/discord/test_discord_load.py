@@ -17,7 +17,9 @@ async def test_fifty_simultaneous_mentions_all_answered_completely_without_a_429
         await w.discord.wait_for(lambda: answers_by_question(w, channels) == expected, timeout=20)
         assert w.discord.rate_limited == []
         assert len(w.openai.response_requests()) == 50
-        assert len(w.openai.conversations) == 50        # each mention roots its own conversation
+        # each mention roots its own conversation (made right after its answer when no spare was ready)
+        await w.discord.wait_for(lambda: len({w.openai.conversation_of(r) for r in w.openai.response_requests()}
+                                             - {None}) == 50, timeout=20)
         # One message per answer: posted when the first words arrived, then edited into the whole answer.
         assert sum(len(w.discord.messages_in(c, by_bot=True)) for c in channels) == 50
 
