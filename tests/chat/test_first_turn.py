@@ -192,3 +192,24 @@ async def test_forgetting_a_person_whose_thread_has_no_conversation_yet_deletes_
         await service.handle(mention("Still there?", message_id="400.2", thread="400.1", user="U7"),
                              RecordingTarget())
         assert texts(fake.contexts[-1]) == [("user", "Still there?")]
+
+
+async def test_a_thread_whose_stored_first_answer_is_gone_goes_on_in_a_new_conversation(fake, open_store, caplog):
+    # The conversation was not made after the first answer, and OpenAI no longer has that answer (stored responses
+    # expire; a cut-off one may never have been kept): the thread is not stuck on it — it goes on without it.
+    root = mention("Fennel or anise?", message_id="500.1", thread="500.1")
+    fake.fail_next(500, path="/v1/conversations")
+    async with bot(fake, open_store) as service:
+        await service.handle(root, RecordingTarget())
+        record = await row(service, root)
+        assert record.pending
+    fake.responses.pop(record.backend_id)
+    async with bot(fake, open_store) as service:
+        target = RecordingTarget()
+        with caplog.at_level(logging.WARNING):
+            await service.handle(mention("Which is milder?", message_id="500.2", thread="500.1"), target)
+        assert target.shown == "You said: Which is milder?" and target.notices == []
+        assert any("is gone at OpenAI" in r.getMessage() for r in caplog.records)
+        made = await row(service, root)
+        assert not made.pending and made.backend_id in fake.conversations
+        assert texts(fake.contexts[-1]) == [("user", "Which is milder?")]

@@ -27,6 +27,7 @@ thread's next message cannot overtake it:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import OrderedDict
 from typing import Any, Mapping
 
@@ -35,6 +36,8 @@ from openai import AsyncOpenAI
 
 from core.backends import errors
 from core.backends.direct import DirectJSON
+
+log = logging.getLogger(__name__)
 
 WHO = "OpenAI"
 MAX_ITEMS_PER_CALL = 20      # POST /v1/conversations and …/items take at most 20 items each
@@ -113,6 +116,13 @@ class FirstTurns:
         try:
             response = await self._client.responses.retrieve(response_id)
             inputs = [i async for i in self._client.responses.input_items.list(response_id, order="asc", limit=100)]
+        except openai.NotFoundError:
+            # Never kept (the answer was cut off before OpenAI finished it) or expired (stored responses are kept
+            # for a limited time): nothing to make the conversation from, and asking again will not change that —
+            # the thread goes on in a new, empty conversation rather than failing every message from now on.
+            log.warning("the stored first answer %s is gone at OpenAI: its thread goes on in a new conversation "
+                        "without it", response_id)
+            return []
         except openai.APIError as exc:
             raise errors.as_backend_error(exc, WHO) from exc
         return [i.model_dump(mode="json", exclude_none=True) for i in inputs] + \
