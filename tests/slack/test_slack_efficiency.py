@@ -180,6 +180,30 @@ async def test_a_known_persons_message_after_the_ttl_goes_on_with_the_name_known
         assert len(slack.calls_to("users.info")) == 2      # one refresh, shared by the message and the command
 
 
+async def test_a_known_persons_message_after_the_ttl_refreshes_the_name_by_itself():
+    # Someone who only sends messages (never a command) still gets their new name: the message that went on with
+    # the old one started the look-up, and the next message carries its answer.
+    async with FakeSlack() as slack:
+        client = HeldUsersInfo(make_client("xoxb-test", slack.api_url, RateBudget()))
+        clock = Clock()
+        users = UserDirectory(client, ttl=3600, clock=clock)
+        client.release.set()
+        assert (await users.author("U1", team="T0TEAM", wait=0.25)).name == "alice"
+        slack.users["U1"] = "alicia"
+        clock.now += 3601
+        client.release.clear()
+        assert (await users.author("U1", team="T0TEAM", wait=0.25)).name == "alice"   # did not wait
+        client.release.set()
+        name = "alice"
+        for _ in range(1000):                  # the refresh the message started, answered in the background
+            name = (await users.author("U1", team="T0TEAM", wait=0.25)).name
+            if name == "alicia":
+                break
+            await asyncio.sleep(0.01)
+        assert name == "alicia"
+        assert len(slack.calls_to("users.info")) == 2   # the one refresh: later messages did not ask again
+
+
 async def test_the_directory_is_bounded_and_per_workspace():
     async with FakeSlack(users={f"U{i}": f"person{i}" for i in range(5)}) as slack:
         client = make_client("xoxb-test", slack.api_url, RateBudget())
