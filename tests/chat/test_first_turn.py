@@ -47,14 +47,14 @@ def open_store(request, tmp_path):
 
 
 @contextlib.asynccontextmanager
-async def bot(fake, open_store, assistant: AssistantConfig = FOOD):
-    """A process: its store, its OpenAI backend (no spares ready), its service."""
+async def bot(fake, open_store, assistant: AssistantConfig = FOOD, erase=None):
+    """A process: its store, its OpenAI backend (no spares ready), its service (`erase`: for reset_deletes)."""
     client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0,
                          http_client=DefaultAioHttpClient())
     backend = OpenAIBackend(client, StubRegistry(), spare_conversations=0)
     async with open_store() as store:
         service = ChatService(Config(default_assistant=assistant.name, assistants={assistant.name: assistant}),
-                              store, {"openai": backend})
+                              store, {"openai": backend}, erase=erase)
         try:
             yield service
         finally:
@@ -213,3 +213,30 @@ async def test_a_thread_whose_stored_first_answer_is_gone_goes_on_in_a_new_conve
         made = await row(service, root)
         assert not made.pending and made.backend_id in fake.conversations
         assert texts(fake.contexts[-1]) == [("user", "Which is milder?")]
+
+
+async def test_reset_and_the_retention_sweep_erase_a_thread_whose_conversation_is_not_made_yet(fake, open_store):
+    # reset_deletes and the retention sweep go through the same erase as /forget: the stored first answer is
+    # deleted at OpenAI (DELETE /v1/responses/{id}), and the thread's record with it.
+    forgetful = FOOD.model_copy(update={"reset_deletes": True})
+    fake.fail_next(500, path="/v1/conversations", times=2)
+    admins: list[ConversationAdmin] = []
+    async with bot(fake, open_store, forgetful, erase=lambda record: admins[0].erase(record)) as service:
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
+        admins.append(ConversationAdmin(service.config, service.store, {"openai": OpenAIConversations(client)},
+                                        clock=lambda: 4e9))   # far in the future: every conversation is idle
+        admin = admins[0]
+        reset_here = mention("Capers or olives?", message_id="600.1", thread="600.1")
+        swept = mention("Salt before or after?", message_id="700.1", thread="700.1", user="U8")
+        for msg in (reset_here, swept):
+            await service.handle(msg, RecordingTarget())
+        first, second = await row(service, reset_here), await row(service, swept)
+        assert first.pending and second.pending
+
+        assert await service.reset(mention("/reset", message_id="600.2", thread="600.1")) == \
+            "Started a new conversation with food."
+        assert await row(service, reset_here) is None and first.backend_id not in fake.responses
+        report = await admin.sweep(days=30)
+        assert report.deleted == (second.backend_id,)
+        assert await row(service, swept) is None and second.backend_id not in fake.responses
+        await client.close()
