@@ -54,6 +54,7 @@ class _Window:
 
     def open_profiled(self, *_: Any) -> None:
         self._profile = cProfile.Profile(time.thread_time)   # CPU of the loop thread, not wall time
+        _PROFILING[0] = True
         self._start()
 
     def _start(self) -> None:
@@ -72,6 +73,7 @@ class _Window:
             self._profile.enable()
 
     def close(self, *_: Any) -> None:
+        _PROFILING[0] = False
         if self._profile is not None:
             self._profile.disable()
         cpu, loop = time.process_time() - self._cpu0, time.thread_time() - self._loop0
@@ -131,6 +133,25 @@ def _count_sqlite_jobs() -> None:
         finally:
             _IDLE[0] += time.monotonic() - t0
     selectors.EpollSelector.select = timed_select
+
+
+_PROFILING = [False]   # a profiled window is open
+
+
+def _spares_wait_for_profiled_windows() -> None:
+    """Spare conversations are labelled and the pool grown once a burst is over (≤ 1 s after its last take):
+    inside a window slowed down by cProfile that moment comes before the window closes, and the labels' requests
+    were counted as the burst's calls (more or fewer of them by the load of the moment). In a profiled window
+    that work waits until the window closes, so its Python calls per message count only the way to the model."""
+    import asyncio
+    from core.backends.openai.spares import SpareConversations
+    quiet = SpareConversations._quiet
+
+    async def after_profiled_window(self, *args, **kwargs):
+        while _PROFILING[0]:
+            await asyncio.sleep(0.02)
+        return await quiet(self, *args, **kwargs)
+    SpareConversations._quiet = after_profiled_window
 
 
 _FRAMES: list[float] = []     # process CPU seconds when each MESSAGE_CREATE was parsed, in the window
@@ -213,6 +234,7 @@ def main() -> int:
     signal.signal(signal.SIGUSR2, window.close)
     _count_sqlite_jobs()
     _count_progress()
+    _spares_wait_for_profiled_windows()
     from bots.discord.client import DiscordAdapter
     defaults = dict(DiscordAdapter.__init__.__kwdefaults__ or {})
     defaults["typing_delay"] = 3600.0

@@ -155,8 +155,10 @@ def author_of(user: discord.abc.User) -> Author:
 
 
 def mentions_me(message: discord.Message, me: discord.ClientUser) -> bool:
-    if any(u.id == me.id for u in message.mentions):
-        return True
+    me_id = me.id
+    for user in message.mentions:
+        if user.id == me_id:
+            return True
     # The bot's managed role (added when it joined) counts as a mention of the bot, as users expect.
     guild = message.guild
     if guild is not None and guild.me is not None:

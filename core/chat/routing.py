@@ -72,15 +72,11 @@ def pick_assistant(config: Config, msg: InboundMessage, *, preference: str | Non
     """Explicit choice > the user's /assistant choice here > channel route > DM default > platform default > global."""
     rules = platform_rules(config, msg.platform)
     route = channel_route(config, msg, rules)
-    candidates = (
-        msg.assistant,
-        preference,
-        route.assistant if route else None,
-        rules.dm_assistant if msg.is_direct else None,
-        rules.default_assistant,
-        config.default_assistant,
-    )
-    return next(name for name in candidates if name)
+    for name in (msg.assistant, preference, route.assistant if route else None,
+                 rules.dm_assistant if msg.is_direct else None, rules.default_assistant):
+        if name:
+            return name
+    return config.default_assistant
 
 
 def preference_scope(msg: InboundMessage) -> str:

@@ -18,6 +18,10 @@ from core.tools.approval import Approver
 log = logging.getLogger("teambridge.service")
 
 
+NO_INPUTS = PreparedInputs()   # (frozen values: one each, shared by the turns that have none)
+NO_HOSTED = HostedInputs()
+
+
 class ConversationSetup:
     """`files`: core.files.attachments.AttachmentRouter (None: no attachments); `knowledge`:
     core.files.knowledge.KnowledgeSync (None: no assistant vector stores)."""
@@ -39,7 +43,7 @@ class ConversationSetup:
         if saving is not None:
             writes.append(saving)
         if saving is not None and not msg.attachments:
-            inputs = PreparedInputs()  # a new conversation has no earlier uploads to search
+            inputs = NO_INPUTS  # a new conversation has no earlier uploads to search
         else:
             if saving is not None:  # attachments are recorded on the conversation's row: it must exist
                 await saving
@@ -47,14 +51,15 @@ class ConversationSetup:
         text = clean(msg.text)  # adapters clean what they parse; the console's undecodable bytes arrive here too
         if inputs.refused and not text.strip() and len(inputs.refused) == len(msg.attachments):
             raise UserFacingError(notice_line(refusal_notice(inputs.refused, answering=False)))
-        notes = inputs.notes + model_notes(inputs.refused)
+        notes = inputs.notes + model_notes(inputs.refused) if inputs.refused else inputs.notes
         if notes:
             text = "\n".join((text, *notes)) if text else "\n".join(notes)
         knowledge_ids = (tuple(await self._knowledge.vector_store_ids(assistant.name))
                          if self._knowledge and assistant.tools and assistant.tool("file_search") else ())
         return Turn(assistant=assistant, conversation_id=conversation_id, text=text, user_id=msg.author.id,
                     images=inputs.images, documents=inputs.documents,
-                    hosted=HostedInputs(inputs.container_file_ids, knowledge_ids + inputs.vector_store_ids),
+                    hosted=(HostedInputs(inputs.container_file_ids, knowledge_ids + inputs.vector_store_ids)
+                            if inputs.container_file_ids or knowledge_ids or inputs.vector_store_ids else NO_HOSTED),
                     metadata=metadata, approver=approver), inputs.refused
 
     async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,

@@ -82,7 +82,8 @@ class AnswerTurn:
 
         if refused:  # files left out: said before the answer, which goes on with the text and the other files
             await quietly(target.notice(notice_line(refusal_notice(refused))))
-        for server, why in await self._tools.unavailable(assistant) if self._tools is not None else ():
+        for server, why in (await self._tools.unavailable(assistant)
+                            if self._tools is not None and assistant.tools else ()):
             await quietly(target.notice(f"⚠️ The tool server “{server}” is unavailable right now ({why}); "
                                         "answering without its tools."))
         settled = False  # the reply shows its end: finished, or a notice saying why it stopped
