@@ -21,7 +21,8 @@ slots for U answers, C ≥ 2), the last of those windows has C·L − U slots no
 that many slots are kept at a time (a kept slot is used later in its window, so each pushes the last window's
 first messages back by one slot; slots are not spread evenly over a window, so not all of the spare ones).
 The answer shows what it has on the kept slot, and streams from there, if it has not ended a window after its
-turn, or as soon as the model starts a tool (its end is then anyone's guess).
+turn, or as soon as the model starts a tool or a file of the answer is being fetched or posted (its end is then
+anyone's guess).
 
 Progress edits are made only when there is room now: the global budget must keep room for the first messages of
 the answers not showing yet (queued, or asked their model and waiting for its first word — a burst's later answers
@@ -138,7 +139,7 @@ class AnswerPlan:
     """One answer's side: `may_start()` with each change before it shows, `first_slots()` for its first message,
     `progress()` before each progress edit, `end()` when its final text is ready, `close()` once it has ended.
     `on_ready` is called when its turn comes while it waits (the stream shows what it has then); `busy` says
-    whether the model is running a tool (its slot is then not kept for its end)."""
+    whether the model is running a tool or a file is being posted (its slot is then not kept for its end)."""
 
     __slots__ = ("_delivery", "_channel", "_start", "_counted", "streaming", "_ended", "_closed", "_slots",
                  "_waiter", "_unshown", "_keep", "on_ready", "busy")
@@ -224,6 +225,12 @@ class AnswerPlan:
             delivery._forget_start(self._start)
             self._counted = False
         self._keep = asyncio.get_running_loop().call_later(seconds, self._kept_too_long)
+
+    def posting_file(self) -> None:
+        """A file of this answer is being posted: like a tool starting, its end is anyone's guess (the upload may
+        queue behind every first message), so a kept slot shows what the answer has now instead of idling."""
+        if self._keep is not None:
+            self._kept_too_long()
 
     def _kept_too_long(self) -> None:
         self._unkeep()

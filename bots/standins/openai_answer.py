@@ -17,7 +17,7 @@ from bots.standins.openai_storage import Container
 @dataclass(slots=True)
 class Answer:
     rid: str
-    # the stream: event dicts, and ("delay", seconds) / ("cut", mode) markers
+    # the stream: event dicts, and ("delay", seconds) / ("hold", asyncio.Event) / ("cut", mode) markers
     events: list[Any] = field(default_factory=list)
     output: list[dict[str, Any]] = field(default_factory=list)   # the response's output items
     call_ids: list[str] = field(default_factory=list)            # the function calls it makes
@@ -110,6 +110,8 @@ def build_answer(body: dict[str, Any], plan: ScriptedResponse, *, usage: Default
                 return answer
             if i and plan.delay:
                 events.append(("delay", plan.delay))
+            if plan.hold is not None and i == plan.hold_after:
+                events.append(("hold", plan.hold))
             events.append(d)
             n_deltas += 1
         if plan.incomplete is None:

@@ -3,6 +3,7 @@
 scripted."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -56,7 +57,8 @@ class ScriptedResponse:
     """One model answer. Everything optional; combine tool items with a text answer.
 
     text is streamed in deltas of `delta_size` characters (or split into `deltas` pieces), `first_delay`
-    seconds before the first delta and `delay` between deltas.
+    seconds before the first delta and `delay` between deltas. `hold`: the stream stops before delta number
+    `hold_after` (0: before the first) until the test sets that event.
     """
     text: str = ""
     delta_size: int = 8
@@ -69,6 +71,8 @@ class ScriptedResponse:
     web_search: WebSearch | None = None          # a web_search_call, and url_citation annotations on the text
     image_png: bytes | None = None
     refusal: str | None = None
+    hold: asyncio.Event | None = None            # set by the test: the stream goes on past `hold_after` deltas
+    hold_after: int = 1
     # endings
     fail: tuple[str, str] | None = None          # (code, message) -> response.failed
     error: tuple[str, str] | None = None         # (code, message) -> bare `error` event

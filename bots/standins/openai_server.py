@@ -259,8 +259,8 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
 
     def _build(self, body: dict[str, Any], plan: ScriptedResponse, conv_id: str | None
                ) -> tuple[list[Any], dict[str, Any] | None]:
-        """The event sequence for one response (dicts, and ("delay", seconds) / ("cut", mode) markers) and the
-        response object it ends with; what the service keeps of it is kept."""
+        """The event sequence for one response (dicts, and ("delay", seconds) / ("hold", event) / ("cut", mode)
+        markers) and the response object it ends with; what the service keeps of it is kept."""
         answer = build_answer(body, plan, usage=self.usage, now=self._now(), container_for=self._container_for)
         self._response_of[id(body)] = answer.rid
         if conv_id:
@@ -283,6 +283,9 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
                     kind, arg = ev
                     if kind == "delay":
                         await asyncio.sleep(arg)
+                        continue
+                    if kind == "hold":
+                        await arg.wait()
                         continue
                     await sse.cut(arg)
                     self.stream_ends.append("cut")

@@ -252,12 +252,16 @@ async def test_code_interpreter_shows_code_and_logs_and_delivers_the_generated_f
     events, err = await converse(backend, turn)
     assert err is None
     assert text_of(events) == "The 20th Fibonacci number is 6765."
-    updates = [e for e in events if isinstance(e, ToolUpdate)]
+    updates = [e for e in events if isinstance(e, ToolUpdate) and e.tool != "file"]
     assert all(u.tool == "code_interpreter" and u.title == "Running code" for u in updates)
     assert any(u.status == "running" and u.detail == code for u in updates)
     assert updates[-1].status == "done" and updates[-1].detail == "6765\n"
     files = [e for e in events if isinstance(e, OutboundFile)]
     assert files == [OutboundFile("fib.png", png, "image/png")] and files[0].data == png
+    # fetching the file from the container and posting it is a step of its own, shown like a tool's
+    step = [(e.status, e.title) if isinstance(e, ToolUpdate) else e.name for e in events
+            if isinstance(e, OutboundFile) or (isinstance(e, ToolUpdate) and e.tool == "file")]
+    assert step == [("running", "Posting fib.png"), "fib.png", ("done", "Posting fib.png")]
     tool = fake.response_requests()[0]["tools"][0]
     assert tool == {"type": "code_interpreter", "container": {"type": "auto", "file_ids": [data_file.id]}}
     # the user's file reached the container

@@ -17,7 +17,9 @@ from core.reply.tail import CURSOR
 from tests.discord.test_discord import make_adapter
 from tests.discord.test_discord_delivery import Clock, turns
 from tests.fakes.discord_chat import StreamingService
-from tests.fakes.discord_world import WINDOW
+from tests.fakes.discord_world import WINDOW, world
+from bots.standins.openai_server import CodeRun, GeneratedFile, ScriptedResponse, last_user_text
+from tests.discord.test_discord_e2e import PNG
 
 
 def budgets(clock: Clock, **kwargs) -> tuple[Pacers, Delivery]:
@@ -223,3 +225,102 @@ async def test_through_the_stand_in_the_answer_that_kept_its_slot_shows_once_who
             await adapter.stop()
     finally:
         await discord.stop()
+
+
+async def test_a_kept_answer_shows_what_it_has_at_once_when_one_of_its_files_is_being_posted():
+    clock = Clock()
+    pacers, delivery = budgets(clock)
+    await answers_take(clock, delivery, 1.0)
+    plans, ready = await a_burst(clock, pacers, delivery, 10, turn_after=0.7)
+    plans[4].on_ready = lambda: ready.append(4)
+    assert not plans[4].may_start()               # kept for its end
+    plans[4].posting_file()                       # an upload begins: it may queue behind every first message
+    assert ready == [5, 6, 7, 4] and delivery.keeping == 0
+    assert plans[4].may_start()                   # the kept slot shows its beginning now
+    (await plans[4].first_slots()).release()
+    plans[4].close()
+
+
+async def test_through_the_stand_ins_a_kept_answer_shows_its_text_while_the_code_interpreters_file_is_posted(
+        tmp_path):
+    """A code-interpreter answer keeps its slot for its end; then its file is fetched from the sandbox and posted,
+    which may take longer than the answer had left (the upload queues behind every first message). Its text
+    shows on the kept slot at once, with what it waits for, instead of the slot idling until a window is over."""
+    clock = Clock()
+    # The bot's budget runs on `clock`: a window of 50 s (so a slot kept for its end is kept for 50 real seconds,
+    # longer than any wait below) and 3 requests; the stand-in keeps Discord's own limits.
+    names = tuple(f"room-{i}" for i in range(8))
+    pacers = {"channel_limit": 5, "channel_period": WINDOW, "global_limit": 3, "global_period": 50.0,
+              "clock": clock}
+    warm, chart, early, late = (asyncio.Event() for _ in range(4))
+    script = {"warm up": ScriptedResponse(text="Warm-up answer.", deltas=2, hold=warm),
+              "plot it": ScriptedResponse(text="Here is the chart.", deltas=2, hold=chart,
+                                          code=CodeRun("df.plot()", file=GeneratedFile("chart.png", PNG))),
+              **{f"q{i}": ScriptedResponse(text=f"Answer {i}.", deltas=2, hold=early) for i in (1, 2, 3)},
+              **{f"q{i}": ScriptedResponse(text=f"Answer {i}.", deltas=2, hold=late, hold_after=0) for i in (5, 6, 7)}}
+    ticker: list[asyncio.Task] = []
+    try:
+        async with world(tmp_path, channels=names, pacers=pacers, routes={"room-4": "math"}) as w:
+            rooms = [w.channel(name) for name in names]
+            w.openai.responder = lambda body: script[last_user_text(body)]
+            budget = w.budgets.global_
+
+            def tick(seconds: float) -> None:
+                clock.now += seconds
+                budget.set_limit(budget.limit)    # wake the budget's waiters (its own timer runs on real time)
+
+            async def ticking() -> None:          # from here on, windows pass as fast as the loop turns
+                while True:
+                    tick(60.0)
+                    await asyncio.sleep(0.01)
+
+            def bot(room: int):
+                return w.discord.messages_in(rooms[room], by_bot=True)
+
+            try:
+                tick(100.0)                                           # start-up's requests have left the window
+                await w.discord.user_message(rooms[0], w.discord.alice, "warm up", mention_bot=True)
+                await w.discord.wait_for(lambda: bot(0))
+                tick(60.0)                                            # answers take 60 s from first words to end
+                warm.set()
+                await w.final_answer(rooms[0], "Warm-up answer.")
+                tick(100.0)
+
+                for i in (1, 2, 3):                                   # three answers take the budget's 3 slots
+                    await w.discord.user_message(rooms[i], w.discord.alice, f"q{i}", mention_bot=True)
+                await w.discord.wait_for(lambda: all(bot(i) for i in (1, 2, 3)))
+                await w.discord.user_message(rooms[4], w.discord.alice, "plot it", mention_bot=True)
+                await w.discord.wait_for(lambda: budget.waiting == 1)   # the chart's answer queues for its first message
+                for i in (5, 6, 7):                                   # three more ask, their model not writing yet
+                    await w.discord.user_message(rooms[i], w.discord.alice, f"q{i}", mention_bot=True)
+                await w.discord.wait_for(lambda: len(w.openai.response_requests()) == 8)
+                tick(50.5)  # the chart's turn, 9.5 s before its expected end, 4 answers not showing: it keeps the slot
+                late.set()  # the last three say their first words: two take the window's free slots, one waits
+                await w.discord.wait_for(lambda: bot(5) and bot(6))   # the window is full now
+                assert bot(4) == []
+
+                chart.set()  # the chart's text ends; its file is fetched from the sandbox and posted
+                shown = await w.discord.wait_for(lambda: bot(4))
+                # Its text shows at once on the slot it kept, saying what it waits for; the file waits for the budget.
+                assert shown[0].history[0].startswith("Here is the chart.")
+                assert "Posting chart.png" in shown[0].history[0] and shown[0].attachments == []
+
+                ticker.append(asyncio.get_running_loop().create_task(ticking()))
+                early.set()
+                for i in (1, 2, 3, 5, 6, 7):
+                    await w.final_answer(rooms[i], f"Answer {i}.")
+                await w.discord.wait_for(lambda: [m.content for m in bot(4) if not m.attachments] == ["Here is the chart."])
+                assert [m.files() for m in bot(4) if m.attachments] == [{"chart.png": PNG}]
+                assert w.discord.rate_limited == []
+            finally:                              # whatever happened: every answer can end, the bot can stop
+                for hold in (warm, chart, early, late):
+                    hold.set()
+                if not ticker:
+                    ticker.append(asyncio.get_running_loop().create_task(ticking()))
+    finally:
+        # (after a failure, answers cut off by the stop may still be writing their notice: windows keep passing)
+        rest = asyncio.all_tasks() - {asyncio.current_task(), *ticker}
+        if rest and ticker:
+            await asyncio.wait(rest, timeout=10)
+        for task in ticker:
+            task.cancel()

@@ -57,8 +57,9 @@ class World:
         self.service = ChatService(self.config, self.store, {"openai": backend},
                                    files=AttachmentRouter(files, self.store))
         env = self.discord.env() | {"TEAMBRIDGE_DB": str(self.tmp / "tb.db")}
+        self.budgets = Pacers(**self.pacers)   # the bot's budgets (a test may run them on a clock of its own)
         self.adapter = DiscordAdapter.from_env(self.service, env, guild_ready_timeout=0.05,
-                                               pacers=Pacers(**self.pacers), store=self.store, **self.adapter_kwargs)
+                                               pacers=self.budgets, store=self.store, **self.adapter_kwargs)
         await self.adapter.start()
         return self.adapter
 

@@ -214,16 +214,23 @@ class EventMapper:
                     return
                 state.files_seen.add(fid)
                 state.containers.add(cid)
+                # Fetching and posting the file is a step of its own (seconds, under a busy platform budget): shown
+                # like a tool's, so the reply says what it waits for, and a platform keeping a slot for the
+                # answer's end (bots/discord/delivery.py) shows what it has instead of holding the slot idle.
+                step = f"file-{fid}"
+                yield ToolUpdate(step, "file", "running", f"Posting {name}")
                 # Containers expire after ~20 minutes idle: download now, never keep a link.
                 try:
                     data = await self._download(fid, cid)
                 except BackendError as exc:
                     log.error("could not download %s from container %s: %s", name, cid, exc.message)
                     rnd.visible = True
+                    yield ToolUpdate(step, "file", "failed", f"Posting {name}")
                     yield TextDelta(f"\n\n(Could not download the file {name}: {exc.message})")
                     return
                 rnd.visible = True
                 yield OutboundFile(name, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
+                yield ToolUpdate(step, "file", "done", f"Posting {name}")   # (after the upload: the caller posts it)
 
 
 def usage_of(response: Any) -> Usage:
