@@ -194,7 +194,6 @@ class ChannelTarget:
         self._posted = False                   # a message of this reply is out
         self._delivery = delivery
         self._plan: AnswerPlan | None = None
-        self._uploads = 0                             # files of this reply being posted right now
         self._lifetime: ReplyLifetime | None = None   # the reply's (its buttons: bots/discord/controls.py)
         self._latest: str | None = None               # the reply's latest message
         self._file_limit = file_limit   # (None: the guild's, looked up on the first upload)
@@ -297,13 +296,9 @@ class ChannelTarget:
         if (refusal := _too_big(file, self._file_limit)) is not None:
             await self.notice(refusal)
             return None
-        self._uploads += 1
-        if self._plan is not None:
+        if self._plan is not None:   # a slot kept for the answer's end shows what it has: this may queue a while
             self._plan.posting_file()
-        try:
-            return _attachment_url(await self._deliver(file=discord.File(io.BytesIO(file.data), filename=file.name)))
-        finally:
-            self._uploads -= 1
+        return _attachment_url(await self._deliver(file=discord.File(io.BytesIO(file.data), filename=file.name)))
 
     async def notice(self, text: str, *, ephemeral: bool = False) -> None:
         # Only interaction replies can be ephemeral; in a channel a notice is a normal reply.
@@ -319,7 +314,7 @@ class ChannelTarget:
         stream.lifetime.on_ending(self._final_text_ready)
         if plan is not None:  # the answer is done once its final text is ready (its last write may still queue)
             plan.on_ready = stream.resume
-            plan.busy = lambda: stream.tool_running or self._uploads > 0
+            plan.busy = lambda: stream.tool_running
             stream.lifetime.on_ending(lambda _state: plan.end())
             stream.lifetime.on_ended(lambda _state: plan.close())
         self._lifetime = stream.lifetime
