@@ -9,8 +9,10 @@ The budget is a sliding window of 45 requests (counted by finish, each request t
 one that ended meanwhile goes out whole — main before the keep rule) and `keep` (bots/discord/delivery.py's rule,
 re-stated here: an answer whose turn comes within 3/4 of a window of its expected end — its first delta plus
 `--estimate` s — keeps the slot for its end, up to a window, while the answers not showing yet need ≥ 2 windows
-and at most half the spare slots of their last window are kept). A model of the code, not the code: use it to
-compare schedules on the same arrivals; the wall-clock bench is the measurement.
+and at most half the spare slots of their last window are kept); `keep-cumulative` caps instead the slot-windows kept
+since nothing waited to show (not built: see Delivery.keep_for). `long:N` in place of a run: a synthetic long
+burst where every window is at the keep rule's edge. A model of the code, not the code: use it to compare schedules
+on the same arrivals; the wall-clock bench is the measurement.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ def pct(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def simulate(answers: list[tuple[float, float]], keep: bool, period: float, estimate: float) -> dict[str, float]:
+def simulate(answers: list[tuple[float, float]], keep: bool, period: float, estimate: float,
+             cumulative: bool = False) -> dict[str, float]:
     n = len(answers)
     done: deque[float] = deque()
     inflight = 0
@@ -38,7 +41,8 @@ def simulate(answers: list[tuple[float, float]], keep: bool, period: float, esti
     complete = [None] * n
     streaming = [False] * n
     ended = [False] * n
-    kept: set[int] = set()
+    kept: dict[int, float] = {}   # kept answer -> when its slot was kept
+    spent = 0.0                   # windows of slots kept (and given up or used) since nothing waited to show
     writes = 0
     events: list = []
     for i, (f, last) in enumerate(answers):
@@ -65,8 +69,14 @@ def simulate(answers: list[tuple[float, float]], keep: bool, period: float, esti
         left = answers[i][0] + estimate - now
         unshown = sum(1 for s in shown if s is None)
         windows = math.ceil(unshown / LIMIT)
+        used = len(kept) + (spent if cumulative else 0.0)
         return (0 < left <= 0.75 * period and windows >= 2
-                and len(kept) < (windows * LIMIT - unshown) // 2)
+                and used < (windows * LIMIT - unshown) // 2)
+
+    def unkeep(i: int, now: float) -> None:
+        nonlocal inflight, spent
+        spent += (now - kept.pop(i)) / period
+        inflight -= 1
 
     def pump(now: float) -> None:
         nonlocal inflight
@@ -77,7 +87,7 @@ def simulate(answers: list[tuple[float, float]], keep: bool, period: float, esti
                     write(i, now, "whole")
                 elif keep and keeps(i, now):
                     inflight += 1
-                    kept.add(i)
+                    kept[i] = now
                     heapq.heappush(events, (now + period, 2, "give_up", i))
                 else:
                     write(i, now, "stream")
@@ -89,18 +99,18 @@ def simulate(answers: list[tuple[float, float]], keep: bool, period: float, esti
     while events:
         now, _, kind, i = heapq.heappop(events)
         if kind == "first":
+            if not first_q and not kept and all(s is not None for s in shown[:i]):
+                spent = 0.0   # nothing waited to show: the count of kept slots starts again
             first_q.append(i)
         elif kind == "end":
             ended[i] = True
             if i in kept:
-                kept.discard(i)
-                inflight -= 1
+                unkeep(i, now)
                 write(i, now, "whole")
             elif streaming[i]:
                 final_q.append(i)
         elif kind == "give_up" and i in kept:
-            kept.discard(i)
-            inflight -= 1
+            unkeep(i, now)
             write(i, now, "stream")
         pump(now)
     first = [s - a[0] for s, a in zip(shown, answers)]
@@ -119,12 +129,20 @@ def main() -> None:
     print("| run | policy | first visible p95 ms | last visible p50 ms | edits per answer |")
     print("|---|---|---|---|---|")
     for path in args.runs:
-        for result in json.load(open(path))["results"]:
-            if result["size"] != args.size:
-                continue
-            answers = sorted((t[2], t[3]) for t in result["timelines"])
-            for policy in ("stream", "keep"):
-                r = simulate(answers, policy == "keep", args.period, args.estimate)
+        if path.startswith("long:"):
+            # long:N — a long burst kept at the budget's edge: N answers of `--estimate` s arrive as fast as first
+            # messages can go out, behind a queue that makes each one's turn come about when it ends (the keep
+            # rule's case in every window, not just one)
+            n = int(path[5:])
+            queue = round(LIMIT * (args.estimate - 0.4 * args.period) / args.period)
+            firsts = [0.0] * queue + [i * args.period / LIMIT for i in range(n - queue)]
+            runs = [sorted((f, f + args.estimate) for f in firsts)]
+        else:
+            runs = [sorted((t[2], t[3]) for t in result["timelines"])
+                    for result in json.load(open(path))["results"] if result["size"] == args.size]
+        for answers in runs:
+            for policy in ("stream", "keep", "keep-cumulative"):
+                r = simulate(answers, policy != "stream", args.period, args.estimate, policy == "keep-cumulative")
                 print(f"| {path} | {policy} | {r['first_p95_ms']:,.0f} | {r['last_p50_ms']:,.0f} "
                       f"| {r['edits_per_answer']:.2f} |")
 
