@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from core.config.schema import AssistantConfig, Config, SlackConfig
 from core.chat.service import ChatService
@@ -19,6 +19,16 @@ def make_config(**slack: Any) -> Config:
     assistants = {"food": AssistantConfig(name="food", model="gpt-test", scope="thread",
                                           description="a food expert")}
     return Config(default_assistant="food", assistants=assistants, slack=SlackConfig(**slack))
+
+
+def answered(slack: FakeSlack, channel: str, thread: str, text: str | None = None) -> Callable[[], bool]:
+    """For `slack.wait_for`: the thread's answer is finished (no message of it still streaming) and, when `text` is
+    given, the thread reads `text`."""
+    def check() -> bool:
+        msgs = slack.bot_messages(channel, thread)
+        return bool(msgs) and not any(m.streaming for m in msgs) and (
+            text is None or slack.thread_text(channel, thread) == text)
+    return check
 
 
 @dataclass

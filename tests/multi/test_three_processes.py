@@ -11,6 +11,7 @@ import pytest
 
 from bots.standins.openai_server import FakeOpenAI, ScriptedResponse
 from bots.standins.slack_server import FakeSlack
+from tests.fakes.slack_harness import answered
 from tests.run_harness import RunProcess
 
 
@@ -158,9 +159,7 @@ async def test_fifty_mentions_at_once_over_three_processes_provoke_no_429_and_ev
                                                        user=("U1", "U2")[i % 2]) for i in range(n)))
 
         def whole(i: int, ts: str) -> bool:
-            msgs = slack.bot_messages(f"C{i:02d}", ts)
-            return bool(msgs) and not any(m.streaming for m in msgs) \
-                and slack.thread_text(f"C{i:02d}", ts) == f"You said: recipe number {i}?"
+            return answered(slack, f"C{i:02d}", ts, f"You said: recipe number {i}?")()
         await slack.wait_for(lambda: all(whole(i, ts) for i, ts in enumerate(roots)), timeout=55,
                              what="every answer, whole")
         assert slack.rate_limited == []                       # zero 429s, over all three processes

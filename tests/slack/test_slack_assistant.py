@@ -9,7 +9,7 @@ import asyncio
 
 from core.config.schema import AccessConfig, AssistantConfig, Config, SlackConfig
 from core.model import Completed, TextDelta, Usage
-from tests.fakes.slack_harness import running_bot
+from tests.fakes.slack_harness import answered, running_bot
 from tests.support.ports import ScriptedBackend
 
 
@@ -23,13 +23,6 @@ def config(**math_access) -> Config:
                                 access=AccessConfig(**math_access)),
         "food": AssistantConfig(name="food", model="m", description="A food expert for recipes."),
     })
-
-
-def done(slack, channel: str, thread: str, text: str):
-    def check():
-        msgs = slack.bot_messages(channel, thread)
-        return msgs and not any(m.streaming for m in msgs) and slack.thread_text(channel, thread) == text
-    return check
 
 
 async def test_opening_the_container_offers_one_prompt_per_assistant(tmp_path):
@@ -54,7 +47,7 @@ async def test_first_message_sets_the_title_shows_thinking_and_streams_the_answe
         await slack.wait_for(lambda: ("D1", thread) in slack.suggested_prompts)
         await slack.user_says("D1", "What should I   cook tonight with some rice, mushrooms and a bit of parmesan "
                                     "left over from the weekend?", thread_ts=thread)
-        await slack.wait_for(done(slack, "D1", thread, "Try a risotto tonight."), what="the answer")
+        await slack.wait_for(answered(slack, "D1", thread, "Try a risotto tonight."), what="the answer")
         await bot.adapter.wait_idle()
 
         title = slack.titles[("D1", thread)]
@@ -72,7 +65,7 @@ async def test_first_message_sets_the_title_shows_thinking_and_streams_the_answe
 
         # the next message keeps the title and the conversation
         await slack.user_says("D1", "Which rice?", thread_ts=thread)
-        await slack.wait_for(done(slack, "D1", thread, "Try a risotto tonight.Arborio."))
+        await slack.wait_for(answered(slack, "D1", thread, "Try a risotto tonight.Arborio."))
         await bot.adapter.wait_idle()
         assert len(slack.calls_to("assistant.threads.setTitle")) == 1
         assert [t.conversation_id for t in backend.turns] == ["conv_1", "conv_1"]
@@ -87,10 +80,10 @@ async def test_picking_a_suggested_prompt_talks_to_that_assistant(tmp_path):
         math = next(p for p in slack.suggested_prompts[("D1", thread)]["prompts"] if p["title"].startswith("math"))
         # Slack sends the prompt's message as the person's message in the thread
         await slack.user_says("D1", math["message"], thread_ts=thread)
-        await slack.wait_for(done(slack, "D1", thread, "I solve equations."))
+        await slack.wait_for(answered(slack, "D1", thread, "I solve equations."))
         await bot.adapter.wait_idle()
         await slack.user_says("D1", "2x = 4?", thread_ts=thread)  # a follow-up stays with math
-        await slack.wait_for(done(slack, "D1", thread, "I solve equations.x = 2"))
+        await slack.wait_for(answered(slack, "D1", thread, "I solve equations.x = 2"))
         await bot.adapter.wait_idle()
         assert [t.assistant.name for t in backend.turns] == ["math", "math"]
 

@@ -14,7 +14,7 @@ from core.files.attachments import AttachmentRouter
 from core.tools.registry import ToolRegistry
 from bots.standins.openai_files_routes import FakeOpenAIFiles
 from bots.standins.openai_server import CodeRun, FileSearchHit, GeneratedFile, ScriptedResponse
-from tests.fakes.slack_harness import running_bot
+from tests.fakes.slack_harness import answered, running_bot
 from bots.standins.slack_server import FakeSlack
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64
@@ -43,26 +43,19 @@ async def world(tmp_path, *, slack: FakeSlack | None = None, **slack_config):
             await backend.aclose()   # its HTTP sessions and the client
 
 
-def finished(slack: FakeSlack, channel: str, thread: str, text: str):
-    def check():
-        msgs = slack.bot_messages(channel, thread)
-        return msgs and not any(m.streaming for m in msgs) and slack.thread_text(channel, thread) == text
-    return check
-
-
 async def test_mention_gets_a_threaded_streamed_answer_equal_to_the_models(tmp_path):
     answer = "A **carbonara** needs guanciale, eggs, pecorino and black pepper.\n\n| item | g |\n|---|---|\n| egg | 50 |"
     async with world(tmp_path) as (bot, openai):
         openai.script(ScriptedResponse(text=answer, delta_size=7))
         ts = await bot.slack.user_says("C1", "<@UBOT> what is in a carbonara?")
-        await bot.slack.wait_for(finished(bot.slack, "C1", ts, answer), 15)
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, answer), 15)
         (body,) = openai.response_requests()
         assert "what is in a carbonara?" in str(body["input"]) and "<@" not in str(body["input"])
         await bot.adapter.wait_idle()  # the turn is over (the thread is marked as the bot's at its very end)
         # thread follow-up, no mention: same OpenAI conversation
         openai.script(ScriptedResponse(text="Use 3 eggs."))
         await bot.slack.user_says("C1", "how many eggs?", thread_ts=ts)
-        await bot.slack.wait_for(finished(bot.slack, "C1", ts, answer + "Use 3 eggs."), 15)
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, answer + "Use 3 eggs."), 15)
         one, two = openai.response_requests()
         assert openai.conversation_of(one) == openai.conversation_of(two)
 

@@ -11,20 +11,13 @@ import asyncio
 from core.model import Completed, TextDelta, Usage
 from bots.slack.ratelimit import RateBudget, make_client
 from bots.slack.users import UserDirectory
-from tests.fakes.slack_harness import make_config, running_bot
+from tests.fakes.slack_harness import answered, make_config, running_bot
 from bots.standins.slack_server import FakeSlack
 from tests.support.ports import ScriptedBackend
 
 
 def answer(text: str) -> list:
     return [TextDelta(text), Completed(Usage(10, 0, 5))]
-
-
-def answered(slack: FakeSlack, channel: str, ts: str, text: str):
-    def check():
-        msgs = slack.bot_messages(channel, ts)
-        return msgs and not any(m.streaming for m in msgs) and slack.thread_text(channel, ts) == text
-    return check
 
 
 async def mention_everywhere(slack: FakeSlack, channels: list[str], *, user: str = "U1") -> list[str]:

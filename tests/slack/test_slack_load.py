@@ -17,7 +17,7 @@ from core.model import BackendError, Completed, TextDelta, ToolUpdate, Usage
 from core.reply.splitting import unsplit
 from bots.slack.ratelimit import SlidingWindow
 from bots.slack.target import StreamSettings
-from tests.fakes.slack_harness import make_config, running_bot
+from tests.fakes.slack_harness import answered, make_config, running_bot
 from bots.standins.slack_server import FakeSlack
 from tests.support.ports import PausingBackend, ScriptedBackend
 
@@ -31,13 +31,6 @@ def answer_text(i: int) -> str:
 
 def script(text: str, step: int = 50) -> list:
     return [*(TextDelta(text[k:k + step]) for k in range(0, len(text), step)), Completed(Usage(10, 0, 5))]
-
-
-def finished(slack: FakeSlack, channel: str, thread: str, text: str):
-    def check():
-        msgs = slack.bot_messages(channel, thread)
-        return msgs and not any(m.streaming for m in msgs) and slack.thread_text(channel, thread) == text
-    return check
 
 
 def tier_calls(slack: FakeSlack) -> dict[str, int]:
@@ -57,7 +50,7 @@ async def test_fifty_simultaneous_mentions_all_arrive_whole_with_zero_429s_insid
         async with running_bot(tmp_path / "db", backend, slack=slack, rate_minute=MINUTE, stream=FAST) as bot:
             roots = await asyncio.gather(*(slack.user_says(f"C{i:02d}", f"<@UBOT> question {i}",
                                                            user=("U1", "U2")[i % 2]) for i in range(n)))
-            await slack.wait_for(lambda: all(finished(slack, f"C{i:02d}", ts, slack.thread_text(f"C{i:02d}", ts))()
+            await slack.wait_for(lambda: all(answered(slack, f"C{i:02d}", ts)()
                                              for i, ts in enumerate(roots)), 25, "every answer")
             await bot.adapter.wait_idle()
         shown = sorted(slack.thread_text(f"C{i:02d}", ts) for i, ts in enumerate(roots))
@@ -92,7 +85,7 @@ async def test_a_single_answer_still_streams_natively_with_one_thinking_status(t
             [reply] = slack.bot_messages("C1", ts)
             assert reply.streaming
             gate.set()
-            await slack.wait_for(finished(slack, "C1", ts, text), what="the answer")
+            await slack.wait_for(answered(slack, "C1", ts, text), what="the answer")
             await bot.adapter.wait_idle()
         calls = tier_calls(slack)
         assert calls["chat.startStream"] == 1 and calls["chat.stopStream"] == 1
@@ -159,7 +152,7 @@ async def test_a_slow_answer_shows_its_finished_paragraphs_before_the_rest(tmp_p
             finally:
                 gate.set()
             full = "Risotto needs arborio rice.\n\nToast it first, then add stock slowly."
-            await slack.wait_for(finished(slack, "C1", ts, full), what="the rest")
+            await slack.wait_for(answered(slack, "C1", ts, full), what="the rest")
             await bot.adapter.wait_idle()
             held.release()
         assert [m.text for m in slack.bot_messages("C1", ts)] == ["Risotto needs arborio rice.\n\n",
@@ -175,7 +168,7 @@ async def test_a_quick_answer_posted_when_ready_is_one_message_and_tool_progress
         async with running_bot(tmp_path / "db", backend, slack=slack, rate_minute=MINUTE, stream=FAST) as bot:
             held = budgets_spoken_for(bot, ("chat.startStream", 20), ("chat.update", 50))
             ts = await slack.user_says("C1", "<@UBOT> 6*7?")
-            await slack.wait_for(finished(slack, "C1", ts, "It is 42."), what="the answer")
+            await slack.wait_for(answered(slack, "C1", ts, "It is 42."), what="the answer")
             await bot.adapter.wait_idle()
             held.release()
         [reply] = slack.bot_messages("C1", ts)
@@ -189,7 +182,7 @@ async def test_a_model_error_when_posting_when_ready_keeps_the_text_and_adds_one
         async with running_bot(tmp_path / "db", backend, slack=slack, rate_minute=MINUTE, stream=FAST) as bot:
             held = budgets_spoken_for(bot, ("chat.startStream", 20), ("chat.update", 50))
             ts = await slack.user_says("C1", "<@UBOT> hi")
-            await slack.wait_for(finished(slack, "C1", ts, "Let me see. \n\n⚠️ OpenAI had a server error (500)"))
+            await slack.wait_for(answered(slack, "C1", ts, "Let me see. \n\n⚠️ OpenAI had a server error (500)"))
             await bot.adapter.wait_idle()
             held.release()
 
@@ -200,7 +193,7 @@ async def test_the_thinking_status_is_skipped_when_its_budget_is_busy(tmp_path):
                                stream=FAST) as bot:
             held = budgets_spoken_for(bot, ("assistant.threads.setStatus", 100))
             ts = await slack.user_says("C1", "<@UBOT> hi")
-            await slack.wait_for(finished(slack, "C1", ts, "You said: hi"), what="the answer")
+            await slack.wait_for(answered(slack, "C1", ts, "You said: hi"), what="the answer")
             await bot.adapter.wait_idle()
             held.release()
         assert slack.statuses == []          # cosmetic: not worth waiting a minute for
@@ -262,6 +255,6 @@ async def test_a_stream_that_opens_with_a_tool_clears_the_thinking_status_itself
             await slack.wait_for(lambda: slack.thread_status.get(("C1", ts)) == "", what="status cleared")
         finally:
             gate.set()
-        await slack.wait_for(finished(slack, "C1", ts, "It is 42."), what="the answer")
+        await slack.wait_for(answered(slack, "C1", ts, "It is 42."), what="the answer")
         await bot.adapter.wait_idle()
         assert [s["status"] for s in slack.statuses] == ["is thinking…", ""]

@@ -11,7 +11,7 @@ from core.model import BackendError, Citation, Completed, TextDelta, ToolUpdate,
 from core.chat.service import PreparedInputs
 from core.files.attachments import Refused
 from bots.slack.target import StreamSettings
-from tests.fakes.slack_harness import running_bot
+from tests.fakes.slack_harness import answered, running_bot
 from bots.standins.slack_server import FakeSlack
 from tests.support.ports import PausingBackend, ScriptedBackend
 
@@ -23,13 +23,6 @@ def slowly(text: str, *, step: int, pause: float) -> list:
     for i in range(0, len(text), step):
         out += [TextDelta(text[i:i + step]), pause]
     return out + [Completed(Usage(1, 0, 1))]
-
-
-def finished(slack: FakeSlack, channel: str, thread: str, text: str):
-    def check():
-        msgs = slack.bot_messages(channel, thread)
-        return msgs and not any(m.streaming for m in msgs) and slack.thread_text(channel, thread) == text
-    return check
 
 
 TEXT = " ".join(f"word{i}" for i in range(60))  # 400-odd characters, no code: the joined text must be equal
@@ -54,7 +47,7 @@ async def test_the_first_words_show_at_once_and_the_rest_is_batched(tmp_path):
             assert "Basil, " in str(start["chunks"])      # the call that opens the stream carries it
         finally:
             gate.set()
-        await bot.slack.wait_for(finished(bot.slack, "C1", ts, "Basil, tomato and salt."))
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, "Basil, tomato and salt."))
         await bot.adapter.wait_idle()
         # The rest went together (batched), not a call per delta.
         assert len(bot.slack.calls_to("chat.appendStream")) <= 1
@@ -70,7 +63,7 @@ async def test_a_stream_slack_ends_early_continues_in_a_new_message_without_losi
         # a short rate minute: this one stream's share of the append budget allows an append every ~20 ms
         async with running_bot(tmp_path / "db", backend, slack=slack, stream=FAST, rate_minute=1.0) as bot:
             ts = await slack.user_says("C1", "<@UBOT> count")
-            await slack.wait_for(finished(slack, "C1", ts, TEXT), 15, "the whole answer")
+            await slack.wait_for(answered(slack, "C1", ts, TEXT), 15, "the whole answer")
             await bot.adapter.wait_idle()
         assert slack.expired                              # Slack did end a stream under us...
         assert len(slack.bot_messages("C1", ts)) >= 2     # ...and the answer went on in a new message
@@ -83,7 +76,7 @@ async def test_streams_roll_over_before_slacks_time_limit(tmp_path):
         stream = StreamSettings(flush_interval=0.02, flush_chars=40, max_age=0.15)
         async with running_bot(tmp_path / "db", backend, slack=slack, stream=stream) as bot:
             ts = await slack.user_says("C1", "<@UBOT> count")
-            await slack.wait_for(finished(slack, "C1", ts, TEXT), 15, "the whole answer")
+            await slack.wait_for(answered(slack, "C1", ts, TEXT), 15, "the whole answer")
             await bot.adapter.wait_idle()
         assert slack.expired == []                        # never ran into Slack's limit
         assert len(slack.bot_messages("C1", ts)) >= 2
@@ -117,7 +110,7 @@ async def test_a_file_shared_with_only_its_id_is_looked_up_then_downloaded(tmp_p
     async with running_bot(tmp_path / "db", backend, files=files) as bot:
         csv = bot.slack.add_file("sales.csv", b"month,total\njan,10\n", "text/csv")
         ts = await bot.slack.user_says("C1", "<@UBOT> analyse this", files=[bot.slack.id_only(csv)])
-        await bot.slack.wait_for(finished(bot.slack, "C1", ts, "Got it."))
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, "Got it."))
         await bot.adapter.wait_idle()
         assert bot.slack.calls_to("files.info")[0]["file"] == csv["id"]
         assert bot.slack.downloads == [(csv["id"], True)]
@@ -130,7 +123,7 @@ async def test_a_file_slack_cannot_find_gets_one_clear_notice_and_the_text_is_an
     async with running_bot(tmp_path / "db", backend, files=ReadingFiles()) as bot:
         gone = {"id": "F0GONE", "file_access": "check_file_info"}
         ts = await bot.slack.user_says("C1", "<@UBOT> read this", files=[gone])  # app_mention + message
-        await bot.slack.wait_for(finished(bot.slack, "C1", ts,
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts,
                                           "⚠️ Could not read a file you shared from Slack (file_not_found).\n"
                                           "Answering your message without it.Here you go."), what="answer")
         await bot.adapter.wait_idle()
@@ -159,7 +152,7 @@ async def test_tool_progress_shows_in_the_status_line_when_slack_refuses_native_
                 ts = await slack.user_says("C1", f"<@UBOT> 6*7? ({i})")
                 await slack.wait_for(lambda: "Running code" in slack.thread_text("C1", ts), what="status line")
                 gate.set()
-                await slack.wait_for(finished(slack, "C1", ts, "It is 42."), what="answer")
+                await slack.wait_for(answered(slack, "C1", ts, "It is 42."), what="answer")
                 await bot.adapter.wait_idle()
                 [reply] = slack.bot_messages("C1", ts)
                 assert any("Running code" in h for h in reply.history)
@@ -175,7 +168,7 @@ async def test_tool_progress_shows_as_task_updates_while_the_tool_runs(tmp_path)
         [reply] = bot.slack.bot_messages("C1", ts)
         assert reply.tasks["ci_1"]["title"] == "Running code" and reply.tasks["ci_1"]["details"] == "print(6*7)"
         gate.set()
-        await bot.slack.wait_for(finished(bot.slack, "C1", ts, "It is 42."))
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts, "It is 42."))
         assert reply.tasks["ci_1"]["status"] == "complete"
 
 
@@ -194,7 +187,7 @@ async def test_citations_end_the_answer_as_footnotes(tmp_path):
         backend = ScriptedBackend(list(CITED), list(CITED))
         async with running_bot(tmp_path / "db", backend, slack=slack, stream=FAST) as bot:
             ts = await slack.user_says("C1", "<@UBOT> hours?")         # native stream
-            await slack.wait_for(finished(slack, "C1", ts, CITED_TEXT))
+            await slack.wait_for(answered(slack, "C1", ts, CITED_TEXT))
             await slack.user_says("D1", "hours?")                      # a DM: post + edits
             await slack.wait_for(lambda: [m.text for m in slack.bot_messages("D1")] == [CITED_TEXT])
             await bot.adapter.wait_idle()
@@ -206,9 +199,9 @@ async def test_a_model_error_ends_the_reply_with_a_one_line_notice(tmp_path):
                                   [BackendError("OpenAI had a server error (500)")])
         async with running_bot(tmp_path / "db", backend, slack=slack, stream=FAST) as bot:
             ts = await slack.user_says("C1", "<@UBOT> hi")
-            await slack.wait_for(finished(slack, "C1", ts, "Let me see. \n\n⚠️ OpenAI had a server error (500)"))
+            await slack.wait_for(answered(slack, "C1", ts, "Let me see. \n\n⚠️ OpenAI had a server error (500)"))
             ts2 = await slack.user_says("C1", "<@UBOT> hi again")
-            await slack.wait_for(finished(slack, "C1", ts2, "⚠️ OpenAI had a server error (500)"))
+            await slack.wait_for(answered(slack, "C1", ts2, "⚠️ OpenAI had a server error (500)"))
             await bot.adapter.wait_idle()
 
 

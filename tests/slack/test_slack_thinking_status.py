@@ -11,7 +11,7 @@ import asyncio
 from core.model import Completed, OutboundFile, TextDelta, Usage
 from bots.slack.target import StreamSettings
 from bots.standins.slack_server import FakeSlack
-from tests.fakes.slack_harness import running_bot
+from tests.fakes.slack_harness import answered, running_bot
 from tests.support.ports import PausingBackend, ScriptedBackend
 
 
@@ -30,13 +30,6 @@ class GatedBackend(ScriptedBackend):
 
 def answer(*parts: str) -> list:
     return [*(TextDelta(p) for p in parts), Completed(Usage(10, 0, 5))]
-
-
-def answered(slack, channel: str, thread: str, text: str):
-    def check():
-        msgs = slack.bot_messages(channel, thread)
-        return msgs and not any(m.streaming for m in msgs) and slack.thread_text(channel, thread) == text
-    return check
 
 
 async def test_an_answer_that_starts_at_once_costs_no_thinking_status(tmp_path):

@@ -14,6 +14,7 @@ from bots.slack.files import FileHosts
 from bots.slack.mentions import ZWSP
 from tests.fakes.discord_world import world as discord_world
 from bots.standins.openai_server import ScriptedResponse
+from tests.fakes.slack_harness import answered
 from tests.fakes.trap import TrapServer
 from tests.slack.test_slack_e2e import world as slack_world
 
@@ -26,13 +27,6 @@ async def trap():
         yield t
 
 
-def settled(slack, channel, ts):
-    def check():
-        msgs = slack.bot_messages(channel, ts)
-        return msgs and not any(m.streaming for m in msgs)
-    return check
-
-
 # ---- Slack: the bot token reads every file of every channel the bot is in --------------------------------
 
 
@@ -41,7 +35,7 @@ async def test_slack_file_on_a_foreign_host_is_refused_without_any_request(tmp_p
         csv = bot.slack.add_file("temps.csv", CSV, "text/csv")
         forged = {**csv, "url_private": trap.url("a.csv"), "url_private_download": trap.url("a.csv?download=1")}
         ts = await bot.slack.user_says("CMATH", "<@UBOT> analyse this", files=[forged])
-        await bot.slack.wait_for(settled(bot.slack, "CMATH", ts), 15)
+        await bot.slack.wait_for(answered(bot.slack, "CMATH", ts), 15)
         await bot.adapter.wait_idle()
         notice, answer = bot.slack.bot_messages("CMATH", ts)
         assert "temps.csv" in notice.text and "not on Slack's file servers" in notice.text
@@ -55,7 +49,7 @@ async def test_slack_download_redirected_off_slack_is_refused_before_the_second_
         csv = bot.slack.add_file("temps.csv", CSV, "text/csv")
         bot.slack.file_redirects[csv["id"]] = trap.url("stolen.csv")
         ts = await bot.slack.user_says("CMATH", "<@UBOT> analyse this", files=[csv])
-        await bot.slack.wait_for(settled(bot.slack, "CMATH", ts), 15)
+        await bot.slack.wait_for(answered(bot.slack, "CMATH", ts), 15)
         await bot.adapter.wait_idle()
         assert bot.slack.downloads == [(csv["id"], True)]   # Slack's own host got the token ...
         assert trap.visits == []                             # ... the redirect target got nothing
@@ -149,7 +143,7 @@ async def test_slack_answer_with_special_mentions_pings_no_one_streamed_or_poste
         ts = await bot.slack.user_says("C1", "<@UBOT> repeat after me")   # a native stream, in a thread
         openai.script(ScriptedResponse(text=PINGS, delta_size=delta_size))
         await bot.slack.user_says("D1", "say it again")                     # posted (and edited) in a DM
-        await bot.slack.wait_for(lambda: settled(bot.slack, "C1", ts)() and bot.slack.bot_messages("D1"), 15)
+        await bot.slack.wait_for(lambda: answered(bot.slack, "C1", ts)() and bot.slack.bot_messages("D1"), 15)
         await bot.adapter.wait_idle()
         no_special_mentions(bot.slack.calls)
         for shown in (bot.slack.thread_text("C1", ts), bot.slack.bot_messages("D1")[-1].text):
@@ -160,7 +154,7 @@ async def test_slack_error_notices_and_interrupted_marks_ping_no_one(tmp_path):
     async with slack_world(tmp_path) as (bot, openai):
         openai.script(ScriptedResponse(text="<!here> half an ans", fail=("server_error", "<!channel> went wrong")))
         ts = await bot.slack.user_says("C1", "<@UBOT> hello")
-        await bot.slack.wait_for(settled(bot.slack, "C1", ts), 15)
+        await bot.slack.wait_for(answered(bot.slack, "C1", ts), 15)
         await bot.adapter.wait_idle()
         [reply] = bot.slack.bot_messages("C1", ts)
         assert "went wrong" in reply.text and "half an ans" in reply.text
