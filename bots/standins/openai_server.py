@@ -200,6 +200,11 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
             if conv_id and o.get("call_id") not in pending:
                 return _err(400, f"No tool call found for function call output with call_id {o.get('call_id')}.",
                             param="input")
+        # … and every call the conversation holds must have its output by now (sent here, or kept before): a
+        # conversation left with a call and no output is refused on every request — "No tool output found".
+        unanswered = sorted(pending - {o.get("call_id") for o in outputs}) if conv_id else []
+        if unanswered:
+            return _err(400, f"No tool output found for function call {unanswered[0]}.", param="input")
         if conv_id and outputs:
             self._pending_calls[conv_id] = pending - {o.get("call_id") for o in outputs}
         self.contexts.append(self.model_context(body))
@@ -232,7 +237,16 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
         rid = request.match_info["rid"]
         if rid not in self.responses:
             return _err(404, f"Response with id '{rid}' not found.")
-        return web.json_response(self.responses[rid])
+        # Like the service: a code interpreter call's outputs and file search results come back only when
+        # `include` asks for them (null otherwise); the SDK sends the list as include[]=….
+        include = set(request.query.getall("include[]", [])) | set(request.query.getall("include", []))
+        response = self.responses[rid]
+        left_out = {"code_interpreter_call": ("outputs", "code_interpreter_call.outputs"),
+                    "file_search_call": ("results", "file_search_call.results")}
+        output = [{**item, left_out[item["type"]][0]: None}
+                  if item.get("type") in left_out and left_out[item["type"]][1] not in include else item
+                  for item in response.get("output") or []]
+        return web.json_response({**response, "output": output})
 
     async def _delete_response(self, request: web.Request) -> web.Response:
         rid = request.match_info["rid"]

@@ -15,6 +15,7 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from core.admin.conversations import ConversationAdmin
 from core.backends.openai.backend import OpenAIBackend
+from core.backends.openai.first_turn import NOT_RUN
 from core.backends.openai.conversations import OpenAIConversations
 from core.chat.routing import conversation_key
 from core.chat.service import ChatService
@@ -22,11 +23,13 @@ from core.config.schema import AssistantConfig, Config
 from core.model import Author, InboundMessage
 from core.store.postgres import PostgresStore
 from core.store.sqlite import SqliteStore
+from bots.standins.openai_script import CodeRun
 from bots.standins.openai_server import FakeOpenAI, FunctionCall, ScriptedResponse
 from tests.backends.test_openai_backend import StubRegistry
 from tests.support.ports import RecordingTarget
 
 FOOD = AssistantConfig(name="food", model="gpt-test", scope="thread", instructions="You are a food expert.")
+ANALYST = AssistantConfig(name="analyst", model="gpt-test", scope="thread", tools=[{"type": "code_interpreter"}])
 WEATHER = AssistantConfig(name="weather", model="gpt-test", scope="thread",
                           tools=[{"type": "function", "function": "tests.backends.test_openai_backend:query_weather"}])
 
@@ -240,3 +243,60 @@ async def test_reset_and_the_retention_sweep_erase_a_thread_whose_conversation_i
         assert report.deleted == (second.backend_id,)
         assert await row(service, swept) is None and second.backend_id not in fake.responses
         await client.close()
+
+
+async def test_a_first_turn_stopped_between_its_tool_call_and_the_conversation_leaves_no_call_without_output(
+        fake, open_store):
+    # The model called a tool, and making the conversation for the second request failed: the turn ends there.
+    # The conversation made afterwards from the stored answer must not hold a call without its output — OpenAI
+    # refuses such a conversation on every later request ("No tool output found"), and the thread would be dead.
+    fake.script(ScriptedResponse(function_calls=(FunctionCall("query_weather", '{"city":"Oslo"}', "call_9"),)))
+    fake.fail_next(500, path="/v1/conversations")
+    root = mention("Weather in Oslo?", message_id="600.1", thread="600.1")
+    async with bot(fake, open_store, WEATHER) as service:
+        await service.handle(root, RecordingTarget())
+        record = await row(service, root, WEATHER)
+        assert record is not None and not record.pending       # made after the failed turn, from the stored answer
+
+        target = RecordingTarget()
+        await service.handle(mention("And tomorrow?", message_id="600.2", thread="600.1"), target)
+        assert target.shown == "You said: And tomorrow?" and target.notices == []
+        assert texts(fake.contexts[-1]) == [("user", "Weather in Oslo?"), ("function_call", "query_weather"),
+                                            ("function_call_output", NOT_RUN), ("user", "And tomorrow?")]
+
+
+async def test_a_first_turn_with_code_made_late_keeps_the_call_and_its_output(fake, open_store):
+    # A code interpreter call's `outputs` is required even when null, and a stored response shows it only when
+    # asked (`include`): the conversation made late from it must be accepted, with the run's output in it.
+    fake.script(ScriptedResponse(text="The mean is 2.", code=CodeRun("print(sum([1,2,3])/3)", logs="2.0")))
+    fake.fail_next(500, path="/v1/conversations")
+    root = mention("Mean of 1, 2, 3?", message_id="700.1", thread="700.1")
+    async with bot(fake, open_store, ANALYST) as service:
+        await service.handle(root, RecordingTarget())
+        assert (await row(service, root, ANALYST)).pending
+
+    async with bot(fake, open_store, ANALYST) as service:   # restarted: made from what OpenAI kept
+        target = RecordingTarget()
+        await service.handle(mention("And the median?", message_id="700.2", thread="700.1"), target)
+        assert target.notices == [] and target.shown == "You said: And the median?"
+        made = await row(service, root, ANALYST)
+        assert not made.pending
+        [run] = [i for i in fake.conversation_items[made.backend_id] if i.get("type") == "code_interpreter_call"]
+        assert run["outputs"] == [{"type": "logs", "logs": "2.0"}]
+
+
+async def test_items_openai_refuses_fall_back_to_the_exchange_as_people_read_it(fake, open_store, caplog):
+    # A refusal (400) of the first turn's items as a conversation would be the same on every try: the thread goes
+    # on with the exchange's messages, and says so once in the log.
+    fake.script(ScriptedResponse(function_calls=(FunctionCall("query_weather", '{"city":"Rome"}', "call_3"),)))
+    root = mention("Weather in Rome?", message_id="800.1", thread="800.1")
+    async with bot(fake, open_store, WEATHER) as service:
+        fake.fail_next(500, path="/v1/conversations")          # the tool round's conversation: not made
+        fake.fail_next(400, path="/v1/conversations")          # … and the items refused afterwards
+        with caplog.at_level(logging.WARNING):
+            await service.handle(root, RecordingTarget())
+        assert any("refused the items" in r.getMessage() for r in caplog.records)
+        made = await row(service, root, WEATHER)
+        assert made is not None and not made.pending
+        await service.handle(mention("Thanks!", message_id="800.2", thread="800.1"), RecordingTarget())
+        assert texts(fake.contexts[-1]) == [("user", "Weather in Rome?"), ("user", "Thanks!")]

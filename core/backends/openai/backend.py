@@ -128,7 +128,7 @@ class OpenAIBackend(ResponsesBackend):
         self._first.keep(response_id, items)
 
     async def _conversation_from(self, turn: "Turn", items: list[dict[str, Any]]) -> str:
-        return await self._first.make("", clean_metadata(turn.metadata), items)
+        return await self._first.make("", clean_metadata(turn.metadata), items, tool_round=True)
 
     def _hosted_tools(self, turn: "Turn") -> list[dict[str, Any]]:
         tools: list[dict[str, Any]] = []
