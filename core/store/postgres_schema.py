@@ -208,5 +208,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE conversations ADD COLUMN pending BOOLEAN NOT NULL DEFAULT FALSE",
     ),
+    # 9: how many spare conversations the last burst of new threads needed, per pool (SQLite's version 10)
+    (
+        """CREATE TABLE spare_demand (
+            pool TEXT PRIMARY KEY,
+            demand INTEGER NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -205,6 +205,15 @@ class SqlStore(SqlAnswers, SqlRecords):
         rows = await self._fetch("SELECT COUNT(*) FROM spare_conversations WHERE pool = ?", (pool,))
         return int(rows[0][0])
 
+    async def save_spare_demand(self, pool: str, demand: int) -> None:
+        await self._fetch("INSERT INTO spare_demand (pool, demand, at) VALUES (?, ?, ?)"
+                          " ON CONFLICT (pool) DO UPDATE SET demand = excluded.demand, at = excluded.at",
+                          (pool, demand, float(self._clock())))
+
+    async def spare_demand(self, pool: str) -> int:
+        rows = await self._fetch("SELECT demand FROM spare_demand WHERE pool = ?", (pool,))
+        return int(rows[0][0]) if rows else 0
+
     async def get_sync_digest(self, platform: str, scope: str) -> str | None:
         rows = await self._fetch("SELECT digest FROM sync_digests WHERE platform = ? AND scope = ?",
                                  (platform, scope))

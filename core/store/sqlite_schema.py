@@ -215,5 +215,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE conversations ADD COLUMN pending INTEGER NOT NULL DEFAULT 0",
     ),
+    # 10: how many spare conversations the last burst of new threads needed, per pool, for the next start
+    (
+        """CREATE TABLE spare_demand (
+            pool TEXT PRIMARY KEY,
+            demand INTEGER NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -641,6 +641,17 @@ async def test_spare_conversations_are_kept_across_a_restart_and_each_is_taken_o
         assert await b.take_spare("http://127.0.0.1:9/v1") is None
 
 
+async def test_the_last_bursts_demand_for_spares_is_kept_for_the_next_start_per_server(stores):
+    async with stores.open() as store:
+        assert await store.spare_demand("https://api.openai.com/v1") == 0      # nothing known yet
+        await store.save_spare_demand("https://api.openai.com/v1", 200)
+        await store.save_spare_demand("https://api.openai.com/v1", 120)       # the last burst's, not the largest
+        await store.save_spare_demand("http://127.0.0.1:9/v1", 7)
+    async with stores.open() as store:                                        # the next start reads it
+        assert await store.spare_demand("https://api.openai.com/v1") == 120
+        assert await store.spare_demand("http://127.0.0.1:9/v1") == 7
+
+
 def answer(answer_id: str = "a1", **fields) -> AnswerRecord:
     base = dict(id=answer_id, platform="slack", workspace="T1", channel="C1", thread="1.0", message_id="1.1",
                 assistant="food", model="gpt-test", user="U1", user_name="alice", question="what is 1+1?",

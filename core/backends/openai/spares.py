@@ -12,7 +12,9 @@ How many are kept follows demand: at least `spare_conversations`, and after a bu
 were started in the last minute (at most MAX_SPARES), so the next burst of that size finds a spare for each
 thread instead of waiting for `POST /v1/conversations` in front of every first answer. The part above the
 configured number is made only once the burst is over (no take for QUIET_SECONDS): while it lasts, the event
-loop serves the burst, not the pool.
+loop serves the burst, not the pool. That burst's size is also written to the ledger (`save_spare_demand`), and
+`teambridge run` fills to it at its next start: a clean stop deletes the unused spares (below), so without it the
+first burst after a restart would make a conversation per new thread again.
 
 Nothing is left behind at OpenAI (the Conversations API has no list call, so a forgotten spare could never be
 found again): each spare is written to a ledger (the store) as it is made, and a spare is taken by removing it
@@ -56,6 +58,8 @@ class SpareLedger(Protocol):
     async def add_spare(self, pool: str, conversation_id: str) -> None: ...
     async def take_spare(self, pool: str) -> str | None: ...   # removes one spare (oldest first), atomically
     async def count_spares(self, pool: str) -> int: ...
+    async def save_spare_demand(self, pool: str, demand: int) -> None: ...   # the last burst's size
+    async def spare_demand(self, pool: str) -> int: ...                        # 0: none known
 
 
 class MemoryLedger:
@@ -63,6 +67,7 @@ class MemoryLedger:
 
     def __init__(self) -> None:
         self._pools: dict[str, deque[str]] = {}
+        self._demand: dict[str, int] = {}
 
     async def add_spare(self, pool: str, conversation_id: str) -> None:
         self._pools.setdefault(pool, deque()).append(conversation_id)
@@ -73,6 +78,12 @@ class MemoryLedger:
 
     async def count_spares(self, pool: str) -> int:
         return len(self._pools.get(pool, ()))
+
+    async def save_spare_demand(self, pool: str, demand: int) -> None:
+        self._demand[pool] = demand
+
+    async def spare_demand(self, pool: str) -> int:
+        return self._demand.get(pool, 0)
 
 
 class SpareConversations:
@@ -99,6 +110,8 @@ class SpareConversations:
         # spares are noticed at this pool's next count (every fill round counts).
         self._empty = False
         self._takes: deque[float] = deque()   # when conversations were asked for (monotonic), DEMAND_SECONDS back
+        self._restore = False    # `teambridge run`: the first fill reads the last burst's size from the ledger
+        self._demand = 0         # the last burst's size (new threads within DEMAND_SECONDS), when above _size
 
     async def take(self, metadata: dict[str, str]) -> str:
         """A conversation for `metadata`: a spare (labelled in the background) or a new one. Raises openai.APIError."""
@@ -131,7 +144,8 @@ class SpareConversations:
         new threads after a start don't wait for POST /v1/conversations; and the HTTP session is opened."""
         if self._direct is not None:
             self._direct.prepare()
-        self._refill()
+        self._restore = True   # ... and to the size of the last burst before the stop (only here: a one-off
+        self._refill()         # command's spares would only be deleted again at its exit)
 
     async def labelled(self, conversation_id: str) -> None:
         """Wait until a spare taken for this conversation carries its metadata (no-op otherwise)."""
@@ -220,10 +234,13 @@ class SpareConversations:
         takes, since = self._takes, time.monotonic() - DEMAND_SECONDS
         while takes and takes[0] < since:
             takes.popleft()
-        return min(MAX_SPARES, max(self._size, len(takes)))
+        return min(MAX_SPARES, max(self._size, len(takes), self._demand))
 
     async def _fill(self) -> None:
         try:
+            if self._restore:
+                self._restore = False
+                self._demand = await self._ledger.spare_demand(self._pool)
             while not self._closing:
                 have = await self._ledger.count_spares(self._pool)
                 if have:
@@ -240,12 +257,26 @@ class SpareConversations:
                         return
                     if have - (self._taken - taken) < self._size:
                         continue
+                    await self._remember_demand()
                     at_once = min(missing, FILL_AT_ONCE)
                 made = await asyncio.gather(*(self._spare() for _ in range(at_once)))
                 if not all(made):   # the ordinary path still works; try again on the next demand
                     return
         except Exception:
             log.exception("spare conversations: the ledger failed; no spares for now")
+
+    async def _remember_demand(self) -> None:
+        """A burst is over: its size (new threads in the last minute), when above the configured number, is the
+        pool's size from now on, and at the next start (the last burst's, not the largest ever)."""
+        self.target()   # (drops takes older than DEMAND_SECONDS)
+        burst = min(MAX_SPARES, len(self._takes))
+        if burst <= self._size or burst == self._demand:
+            return
+        self._demand = burst
+        try:
+            await self._ledger.save_spare_demand(self._pool, burst)
+        except Exception:  # the pool still fills; only the next start would not know the size
+            log.exception("spare conversations: could not record the demand of %d", burst)
 
     async def _quiet(self, limit: float | None = None, drained: Callable[[], bool] | None = None) -> bool:
         """Waits until no spare was taken for QUIET_SECONDS (or `limit` seconds passed, or `drained()`); False
