@@ -191,6 +191,8 @@ class AnswerPlan:
         if self._unshown:
             self._unshown = False
             self._delivery.unshown -= 1
+            if self._slots is not None:   # `holding` counts answers not showing yet: this one is, from now on
+                self._delivery.holding -= 1
 
     def _queue(self) -> None:
         pacers = self._delivery._pacers
@@ -213,14 +215,17 @@ class AnswerPlan:
             return
         self.on_ready()
 
+    # `holding` counts the answers that hold their first message's slots and do not show yet: it is subtracted
+    # from `unshown`, so an answer that shows (may_start) leaves it then, not when its first write takes the
+    # slots — in between (the stream lock, a typing request still on its way) it would be subtracted twice.
     def _hold(self, slots: Slots | None) -> None:
         self._slots = slots
-        if slots is not None:
+        if slots is not None and self._unshown:
             self._delivery.holding += 1
 
     def _unhold(self) -> Slots | None:
         slots, self._slots = self._slots, None
-        if slots is not None:
+        if slots is not None and self._unshown:
             self._delivery.holding -= 1
         return slots
 

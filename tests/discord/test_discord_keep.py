@@ -163,6 +163,24 @@ async def test_a_kept_answer_counts_once_when_a_streaming_answer_asks_for_a_prog
     assert (delivery.kept, delivery.held, delivery.keeping, delivery.holding) == (1, 1, 0, 0)
 
 
+async def test_answers_that_start_showing_no_longer_count_as_holding_slots_for_the_ones_still_waiting():
+    # Four answers were given their first message's slots and start to show (their first write is on its way);
+    # four more do not show yet: those four still need first-message slots, and a progress edit or a typing
+    # request must not take them.
+    clock = Clock()
+    pacers, delivery = budgets(clock, global_limit=4, global_period=1.0)
+    showing = [delivery.open(channel) for channel in range(4)]
+    waiting = [delivery.open(channel) for channel in range(4, 8)]
+    assert all(plan.may_start() for plan in showing)
+    assert (delivery.unshown, delivery._needing_slots()) == (4, 4)
+    assert not delivery.room(0) and delivery.spare() == 0
+    for plan in showing:
+        (await plan.first_slots()).release()
+    assert (delivery.unshown, delivery.holding, delivery._needing_slots()) == (4, 0, 4)
+    for plan in showing + waiting:
+        plan.close()
+
+
 # ---- end to end: what the channels show ------------------------------------------------------------------
 
 
