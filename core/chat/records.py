@@ -75,6 +75,12 @@ class AnswerRecords:
         self._started = asyncio.ensure_future(save())
         self.writes.append(self._started)
 
+    def pending_saved(self) -> bool:
+        """Whether the thread's row was written as pending (settle() first): only then does a row missing now
+        mean the thread was erased meanwhile."""
+        started = self._started
+        return started is not None and started.done() and not started.cancelled() and started.exception() is None
+
     async def posted(self, message_id: str) -> None:
         """The reply went on in a new message. A reply goes on in a new message only once the one before is
         complete: from now on only this message could be left cut off by a crash, so only it stays recorded."""

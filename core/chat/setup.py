@@ -112,11 +112,18 @@ class ConversationSetup:
 
 
 async def made(store: Store, key: ConversationKey, assistant: str, pending: str, conversation_id: str,
-               metadata: dict[str, str]) -> None:
+               metadata: dict[str, str], *, unless_erased: bool = True) -> bool:
     """A pending conversation made: the thread's row names it, and the answers recorded under the stored
-    first answer's id are its answers (erasing it erases them)."""
+    first answer's id are its answers (erasing it erases them). False: the thread was erased (`/forget`, an
+    admin's delete, retention) while the conversation was being made — it is not brought back (`unless_erased`:
+    the pending row is known to have been written)."""
+    if unless_erased:
+        record = await store.get_conversation(key, assistant)
+        if record is None or not record.pending or record.backend_id != pending:
+            return False
     await store.save_conversation(key, assistant, conversation_id, metadata)
     await store.relink_answers(pending, conversation_id)
+    return True
 
 
 def metadata(msg: InboundMessage, assistant: str) -> dict[str, str]:

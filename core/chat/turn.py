@@ -145,10 +145,11 @@ class AnswerTurn:
             await asyncio.shield(self._controls.end(answer_id, model=progress.model or assistant.model,
                                                     outcome=progress.outcome))
         if records.pending:   # after the answer (the reader has it), before the turn lock is released
-            await self._make_conversation(backend, key, assistant.name, records.pending, labels)
+            await self._make_conversation(backend, key, assistant.name, records.pending, labels,
+                                          unless_erased=records.pending_saved())
 
     async def _make_conversation(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
-                                 pending: str, labels: dict[str, str]) -> None:
+                                 pending: str, labels: dict[str, str], *, unless_erased: bool) -> None:
         """The conversation of a first turn that went before it existed, made from the stored answer; until it
         is, the thread's row names that answer, and its next message makes the conversation (core/chat/setup.py)."""
         try:
@@ -157,7 +158,18 @@ class AnswerTurn:
             log.warning("could not make the conversation of %s from its first answer %s (%s); the thread keeps the "
                         "stored answer and its next message tries again", key.as_string(), pending, err.message)
             return
-        await asyncio.shield(made(self._store, key, assistant, pending, conversation_id, labels))
+        if await asyncio.shield(made(self._store, key, assistant, pending, conversation_id, labels,
+                                     unless_erased=unless_erased)):
+            return
+        # Erased while its first answer was being written (the erasing does not wait for the turn): what was
+        # just made from it is deleted too, not left at OpenAI holding a person's words nobody can name.
+        log.info("%s was erased during its first answer: the conversation made from it is deleted again",
+                 key.as_string())
+        try:
+            await backend.session(conversation_id).clear()
+        except BackendError as err:
+            log.warning("could not delete the conversation %s of the erased %s (%s)", conversation_id,
+                        key.as_string(), err.message)
 
     async def _relay(self, event, stream: ReplyStream, target: ReplyTarget, citations: list[Citation],
                      links: FileLinks, records: AnswerRecords) -> None:

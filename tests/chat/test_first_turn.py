@@ -7,6 +7,7 @@ Each test reads as: someone starts a thread -> they see the answer; their next m
 exchange as history."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -300,3 +301,32 @@ async def test_items_openai_refuses_fall_back_to_the_exchange_as_people_read_it(
         assert made is not None and not made.pending
         await service.handle(mention("Thanks!", message_id="800.2", thread="800.1"), RecordingTarget())
         assert texts(fake.contexts[-1]) == [("user", "Weather in Rome?"), ("user", "Thanks!")]
+
+
+async def test_a_thread_forgotten_while_its_first_answer_is_written_is_not_brought_back(fake, open_store):
+    # /forget (or an admin's delete) does not wait for a turn: it erases the pending thread and its stored answer
+    # while the answer is still being written. The conversation the turn then makes from the answer's items is
+    # deleted again, and the thread stays forgotten.
+    release = asyncio.Event()
+    fake.script(ScriptedResponse(text="Toasted sunflower seeds work well.", hold=release, hold_after=2))
+    root = mention("Pesto without pine nuts?", message_id="900.1", thread="900.1", user="U9")
+    async with bot(fake, open_store) as service:
+        answering = asyncio.ensure_future(service.handle(root, RecordingTarget()))
+        record = None
+        for _ in range(3000):                               # the answer has started: the thread's row is pending
+            record = await row(service, root)
+            if record is not None and record.pending:
+                break
+            await asyncio.sleep(0.01)
+        assert record is not None and record.pending
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
+        admin = ConversationAdmin(service.config, service.store, {"openai": OpenAIConversations(client)})
+        await admin.delete(await admin.list(user="U9"), forget_user="U9")   # what /forget U9 does
+        await client.close()
+        release.set()
+        await answering
+        assert await row(service, root) is None
+        assert fake.conversations == {}                     # made from the answer, then deleted again
+        await service.handle(mention("Still there?", message_id="900.2", thread="900.1", user="U9"),
+                             RecordingTarget())
+        assert texts(fake.contexts[-1]) == [("user", "Still there?")]
