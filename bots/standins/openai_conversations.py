@@ -14,7 +14,7 @@ from openai.types.responses.response_input_item_param import ResponseInputItemPa
 from bots.standins import openai_events as E
 from bots.standins.http import JSON_BODY as _JSON, error as _err
 from bots.standins.openai_script import input_items
-from bots.standins.openai_storage import page
+from bots.standins.openai_storage import page, paged
 
 
 # What POST /v1/conversations and …/items accept as items: the Responses API's input items (the spec's InputItem),
@@ -154,12 +154,4 @@ class ConversationRoutes:
         cid, missing = self._conv_or_404(request)
         if missing:
             return missing
-        items = list(self.conversation_items[cid])
-        if request.query.get("order", "desc") == "desc":
-            items.reverse()
-        after = request.query.get("after")
-        if after:
-            ids = [i["id"] for i in items]
-            items = items[ids.index(after) + 1:] if after in ids else []
-        limit = int(request.query.get("limit", "20"))
-        return web.json_response(page(items[:limit], has_more=len(items) > limit))
+        return web.json_response(paged(self.conversation_items[cid], request.query))

@@ -33,7 +33,7 @@ from bots.standins.openai_conversations import ConversationRoutes, conversation_
 from bots.standins.openai_script import (CodeRun, DefaultUsage, FileSearchHit, FunctionCall,  # noqa: F401
                                          GeneratedFile, Responder, ScriptedResponse, WebSearch, WebSource,
                                          default_policy, input_items as _input_items, last_user_text)
-from bots.standins.openai_storage import Container as _Container, StorageRoutes, StoredFile as _StoredFile, page
+from bots.standins.openai_storage import Container as _Container, StorageRoutes, StoredFile as _StoredFile, page, paged
 
 # (HttpFailure, the scripted values and last_user_text are imported from here by tests and the bench.)
 
@@ -261,15 +261,7 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
         rid = request.match_info["rid"]
         if rid not in self.responses:
             return _err(404, f"Response with id '{rid}' not found.")
-        items = list(self.response_inputs.get(rid, []))
-        if request.query.get("order", "desc") == "desc":
-            items.reverse()
-        after = request.query.get("after")
-        if after:
-            ids = [i["id"] for i in items]
-            items = items[ids.index(after) + 1:] if after in ids else []
-        limit = int(request.query.get("limit", "20"))
-        return web.json_response(page(items[:limit], has_more=len(items) > limit))
+        return web.json_response(paged(self.response_inputs.get(rid, []), request.query))
 
     def _build(self, body: dict[str, Any], plan: ScriptedResponse, conv_id: str | None
                ) -> tuple[list[Any], dict[str, Any] | None]:

@@ -35,6 +35,20 @@ def page(data: list[dict[str, Any]], has_more: bool = False) -> dict[str, Any]:
             "last_id": data[-1]["id"] if data else None, "has_more": has_more}
 
 
+def paged(items: list[dict[str, Any]], query: Any) -> dict[str, Any]:
+    """A page of `items` (oldest first) as a list route serves it: newest first unless `order=asc`, after the
+    id `after`, at most `limit` (20 by default)."""
+    items = list(items)
+    if query.get("order", "desc") == "desc":
+        items.reverse()
+    after = query.get("after")
+    if after:
+        ids = [i["id"] for i in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    limit = int(query.get("limit", "20"))
+    return page(items[:limit], has_more=len(items) > limit)
+
+
 class StorageRoutes:
     """The handlers. The state is FakeOpenAI's (files, vector_stores, vector_store_files, batches, containers,
     poll_steps, _failing_files, _polls), as are `requests` and `_now`."""

@@ -150,18 +150,24 @@ class HeldUsersInfo:
         return await self._client.users_info(**kwargs)
 
 
+async def renamed_an_hour_later(slack) -> tuple[HeldUsersInfo, UserDirectory]:
+    """alice, known to the directory, renamed herself "alicia" an hour ago; Slack is slow to answer from now on."""
+    client = HeldUsersInfo(make_client("xoxb-test", slack.api_url, RateBudget()))
+    clock = Clock()
+    users = UserDirectory(client, ttl=3600, clock=clock)
+    client.release.set()
+    assert (await users.author("U1", team="T0TEAM", wait=0.25)).name == "alice"
+    slack.users["U1"] = "alicia"
+    clock.now += 3601
+    client.release.clear()
+    return client, users
+
+
 async def test_a_known_persons_message_after_the_ttl_goes_on_with_the_name_known_and_refreshes_it():
     # Only someone never seen costs a message the users.info round trip: after the hour, a message goes on with
     # the name last seen (no wait at all) while the look-up refreshes it; a command (admin rights) still waits.
     async with FakeSlack() as slack:
-        client = HeldUsersInfo(make_client("xoxb-test", slack.api_url, RateBudget()))
-        clock = Clock()
-        users = UserDirectory(client, ttl=3600, clock=clock)
-        client.release.set()
-        assert (await users.author("U1", team="T0TEAM", wait=0.25)).name == "alice"
-        slack.users["U1"] = "alicia"
-        clock.now += 3601
-        client.release.clear()                 # Slack is slow to answer from now on
+        client, users = await renamed_an_hour_later(slack)
         message = await users.author("U1", team="T0TEAM", wait=0.25)
         assert message.name == "alice"         # answered while the look-up is held: the message did not wait
         command = asyncio.ensure_future(users.author("U1", team="T0TEAM"))
@@ -177,14 +183,7 @@ async def test_a_known_persons_message_after_the_ttl_refreshes_the_name_by_itsel
     # Someone who only sends messages (never a command) still gets their new name: the message that went on with
     # the old one started the look-up, and the next message carries its answer.
     async with FakeSlack() as slack:
-        client = HeldUsersInfo(make_client("xoxb-test", slack.api_url, RateBudget()))
-        clock = Clock()
-        users = UserDirectory(client, ttl=3600, clock=clock)
-        client.release.set()
-        assert (await users.author("U1", team="T0TEAM", wait=0.25)).name == "alice"
-        slack.users["U1"] = "alicia"
-        clock.now += 3601
-        client.release.clear()
+        client, users = await renamed_an_hour_later(slack)
         assert (await users.author("U1", team="T0TEAM", wait=0.25)).name == "alice"   # did not wait
         client.release.set()
         name = "alice"
