@@ -288,6 +288,11 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
                 burst = list(zip(tags, channels))[b * sc.size:(b + 1) * sc.size]
                 if b:
                     ledger.cpu_probe = None  # the first burst only
+                # no collection of the bench's heap inside the burst (bench/quietgc.py): until its last request
+                # reached the stand-in model — in the model's process too when it has one of its own
+                if remote:
+                    await openai.hold_gc(sc.size)
+                ledger.gc.hold(until=ledger.requests_arrived + sc.size)
                 # ---- N mentions at once ----
                 if slack is not None:
                     frames = [slack.mention_envelopes(ch, f"<@{slack.bot_user_id}> {tag} how is the bridge?",
@@ -304,6 +309,8 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
                         await discord.user_message(ch, people[i % len(people)], f"{tag} how is the bridge?",
                                                    mention_bot=True)
                         ledger.by_tag[tag].event_sent = now()
+                if remote:
+                    ledger.gc.release()  # this process timestamps no request: held while it sent the mentions
 
                 # ---- wait for every answer (or for progress to stop) ----
                 target = (b + 1) * sc.size
@@ -335,6 +342,7 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             if remote:
                 await openai.read_into(ledger)
         finally:
+            ledger.gc.end()
             exit_code = await bot.stop()
             if sc.profile and spy is not None:
                 await asyncio.wait_for(spy.wait(), 30)
@@ -357,6 +365,9 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
         # CPU in front of each request (answers that started early stream meanwhile), and not skewed by how
         # much of the core other processes took
         result["cpu_ms_per_answer_to_model"] = round((ledger.cpu_at_last_request - cpu0) / sc.size * 1000, 2)
+    result["bench_gc"] = ledger.gc.report()
+    if remote:
+        result["model_process_gc"] = openai.gc
     if sc.bursts > 1:
         result["rss_after_burst_mb"] = rss_after_burst
     if slack is not None:

@@ -145,6 +145,8 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                 ledger.requests_arrived, ledger.requests_expected = 0, size
                 ledger.cpu_probe = lambda: os.kill(bot.pid, CLOSE)   # at the N-th request, at once
                 created0 = openai.conversations_created
+                # no collection of the bench's heap until the burst's last request arrived (bench/quietgc.py)
+                ledger.gc.hold(until=ledger.requests_arrived + size)
                 os.kill(bot.pid, OPEN_PROFILED if profiled else OPEN_PLAIN)
                 await asyncio.sleep(0.3)   # the window is open before the first event (the bot idles)
                 await _burst(ledger, burst, slack, discord, people)
@@ -160,7 +162,7 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                        if ledger.by_tag[t].model_request and ledger.by_tag[t].event_sent]
                 window.update(order_stats([(ledger.by_tag[t].event_sent, ledger.by_tag[t].model_request)
                                            for t, _ in burst]))
-                window.update(profiled=profiled, size=size, e2m_ms_p50=ms(e2m, 50),
+                window.update(profiled=profiled, size=size, e2m_ms_p50=ms(e2m, 50), bench_gc=ledger.gc.report(),
                               conversations_created=openai.conversations_created - created0,
                               cpu_us_per_message=round(window["cpu_s"] / size * 1e6, 1),
                               loop_cpu_us_per_message=round(window["loop_cpu_s"] / size * 1e6, 1))
@@ -182,6 +184,7 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                 await _until_done(ledger, [t for t, _ in burst])
                 await asyncio.sleep(0.5)   # the answers' last writes settle before the next window
         finally:
+            ledger.gc.end()
             load.append(os.getloadavg()[0])
             await bot.stop()
             errors = bot.error_lines()[-20:]

@@ -58,13 +58,21 @@ class _ChildModel(BenchOpenAI):
         app = super()._app()
         app.router.add_get("/_bench/times", self._times)
         app.router.add_post("/_bench/expect", self._expect)
+        app.router.add_post("/_bench/hold_gc", self._hold_gc)
         return app
+
+    async def _hold_gc(self, request: web.Request) -> web.Response:
+        """No collection of this process's heap until `more` further requests arrived (bench/quietgc.py)."""
+        body = await request.json()
+        self.ledger.gc.hold(until=self.ledger.requests_arrived + int(body["more"]))
+        return web.json_response({"ok": True})
 
     async def _times(self, request: web.Request) -> web.Response:
         ledger = self.ledger
         return web.json_response({
             "times": {a.tag: [a.model_request, a.first_delta, a.last_delta] for a in ledger.by_tag.values()},
             "cpu_at_last_request": ledger.cpu_at_last_request,
+            "gc": ledger.gc.report(),
         })
 
     async def _expect(self, request: web.Request) -> web.Response:
@@ -94,6 +102,7 @@ class RemoteModel:
     shape: AnswerShape
     proc: asyncio.subprocess.Process | None = None
     base_url: str = ""
+    gc: dict[str, Any] | None = None     # the model process's own collections (GCHold.report), after read_into
 
     async def __aenter__(self) -> "RemoteModel":
         s = self.shape
@@ -126,6 +135,11 @@ class RemoteModel:
             async with s.post(self._url("/_bench/expect"), json={"expected": expected, "pid": pid}) as r:
                 r.raise_for_status()
 
+    async def hold_gc(self, more: int) -> None:
+        async with aiohttp.ClientSession(headers=_AUTH) as s:
+            async with s.post(self._url("/_bench/hold_gc"), json={"more": more}) as r:
+                r.raise_for_status()
+
     async def read_into(self, ledger: Ledger) -> None:
         """Copy the model's times into the parent's records (answers it never saw keep None)."""
         async with aiohttp.ClientSession(headers=_AUTH) as s:
@@ -137,6 +151,7 @@ class RemoteModel:
             if a is not None:
                 a.model_request, a.first_delta, a.last_delta = model_request, first_delta, last_delta
         ledger.cpu_at_last_request = data["cpu_at_last_request"]
+        self.gc = data["gc"]
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bench.quietgc import GCHold
 from bots.standins.discord_server import FakeDiscord, StoredMessage
 from bots.standins.openai_server import FakeOpenAI, ScriptedResponse, last_user_text
 from bots.standins.slack_server import FakeSlack, Message
@@ -64,11 +65,14 @@ class Ledger:
         self.requests_expected = 0
         self.requests_arrived = 0
         self.cpu_at_last_request: float | None = None
+        # no collection of this process's heap until the burst's last request arrived (bench/quietgc.py)
+        self.gc = GCHold()
 
     def model_requested(self) -> None:
         self.requests_arrived += 1
         if self.cpu_probe is not None and self.requests_arrived == self.requests_expected:
             self.cpu_at_last_request = self.cpu_probe()
+        self.gc.arrived(self.requests_arrived)
 
     def add(self, tag: str, answer: str, channel: str) -> AnswerTimes:
         a = AnswerTimes(tag=tag, answer=answer)

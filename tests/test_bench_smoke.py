@@ -5,6 +5,8 @@ No timing assertions: the numbers are the bench's business (python -m bench), no
 """
 from __future__ import annotations
 
+import gc
+
 from bench.harness import Scenario, run_scenario
 from bench.report import HEADER, markdown_table
 from bench.standins import AnswerShape
@@ -24,6 +26,9 @@ async def test_two_simultaneous_mentions_on_discord_arrive_whole_and_are_reporte
         assert result[key]["p50"] is not None and result[key]["p95"] is not None, key
     assert result["cpu_s"] > 0 and result["peak_rss_mb"] > 0
     assert result["first_answer_event_to_model_ms"] > 0   # the process's first answer, reported apart
+    # the bench's collector was held for the burst (bench/quietgc.py) and is back to normal afterwards
+    assert result["bench_gc"]["collect_freeze_ms"] > 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
     table = markdown_table([result]).splitlines()
     assert table[0] == HEADER
