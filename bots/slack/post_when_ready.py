@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Awaitable, Callable
 
 from core.model import ToolUpdate
@@ -26,23 +25,24 @@ class PostWhenReady:
     an edit slot.
     - A message is posted as soon as it is full (split at `max_chars` by core.reply.splitting, code fences closed
       at its end and reopened in the next), the rest when the answer is complete.
-    - An answer still being written after `first_post_after` seconds shows what is ready up to the last
-      paragraph break (else line break, else sentence end), then again every `post_interval` seconds: the
-      reader sees it begin, and the pieces joined are exactly the model's text (no placeholder to replace).
+    - An answer still being written `first_post_after` seconds after its first words shows what is ready up
+      to the last paragraph break (else line break, else sentence end), then again every `post_interval`
+      seconds: the reader sees it begin, and the pieces joined are exactly the model's text (no placeholder to
+      replace). Counted from the first words, not from when the reply opened: the wait for the model's first
+      word (the thinking status shows meanwhile, where set) says nothing about how long the answer is, and an
+      answer the model writes within the first `first_post_after` seconds arrives as one message instead of
+      a piece and the rest a moment later.
     - Tool progress is not shown (it would need edits); the thinking status, where set, covers the wait.
     The tail (footnotes, the one-line error notice, "(no answer)") is core's.
     """
 
     def __init__(self, post: Callable[[str], Awaitable[str]], *, on_posted: OnPosted, max_chars: int,
-                 first_post_after: float = 2.0, post_interval: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 first_post_after: float = 2.0, post_interval: float = 10.0) -> None:
         if max_chars < MIN_LIMIT + len(CLOSER):
             raise ValueError(f"max_chars must be at least {MIN_LIMIT + len(CLOSER)}")
         self._post, self._on_posted = post, on_posted
         self._limit = max_chars
         self._first_after, self._interval = first_post_after, post_interval
-        self._clock = clock
-        self._opened = clock()
         self._text = ""                 # the answer as the model wrote it
         self._sealed = 0                # index into the answer (and tail) up to which it is posted
         self._fence: str | None = None  # code block open at that index
@@ -50,7 +50,7 @@ class PostWhenReady:
         self._closing = False
         self._done = False
         self._lock = asyncio.Lock()     # one post in flight, in order
-        self._timer: asyncio.Task | None = None
+        self._timer: asyncio.Task | None = None   # started by the first words: posts what is ready from then on
         self._failure: BaseException | None = None
         self.message_ids: list[str] = []
         self.lifetime = ReplyLifetime()
@@ -91,11 +91,10 @@ class PostWhenReady:
             raise failure
 
     async def _timer_loop(self) -> None:
-        wait = self._opened + self._first_after - self._clock()
+        wait = self._first_after   # from the first words (the timer starts with them)
         try:
             while not self._closing:
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                await asyncio.sleep(wait)
                 async with self._lock:
                     if self._closing:
                         return

@@ -34,7 +34,8 @@ class StreamSettings:
     # lets it append at least this often; otherwise the reader would see its first words and then long silence.
     max_append_interval: float = 15.0
     post_max_chars: int = 11_000  # post when ready: messages are never edited, so markdown_text's 12k applies
-    first_post_after: float = 2.0  # post when ready: an answer still being written by then shows what is ready
+    # Post when ready: an answer still being written this many seconds after its first words shows what is ready
+    first_post_after: float = 2.0
     post_interval: float = 10.0    # ...and again this often
     # The thinking status ("is thinking…") goes out only when the answer's first words have not come this many
     # seconds after the message: never in front of the request to the model (a Web API call costs about as much

@@ -160,6 +160,28 @@ async def test_a_slow_answer_shows_its_finished_paragraphs_before_the_rest(tmp_p
         assert tier_calls(slack)["chat.update"] == 0
 
 
+async def test_an_answer_posted_when_ready_counts_its_first_post_from_the_first_words_not_the_mention(tmp_path):
+    # The model takes longer than `first_post_after` (2 s) to say its first word, then writes the answer in a
+    # moment: the reader sees the thinking status meanwhile and then the answer as ONE message, not its first
+    # paragraph and the rest a moment later (the wait before the first word says nothing about its length).
+    backend = PausingBackend([2.5, TextDelta("Risotto needs arborio rice.\n\n"), 0.1,
+                              TextDelta("Toast it first, then add stock slowly."), Completed(Usage(1, 0, 1))])
+    settings = StreamSettings(flush_interval=0.05, status_delay=0.05)   # first_post_after: the default 2 s
+    full = "Risotto needs arborio rice.\n\nToast it first, then add stock slowly."
+    async with FakeSlack(rate_minute=MINUTE, retry_after=1) as slack:
+        async with running_bot(tmp_path / "db", backend, slack=slack, rate_minute=MINUTE, stream=settings) as bot:
+            held = budgets_spoken_for(bot, ("chat.startStream", 20), ("chat.update", 50))
+            ts = await slack.user_says("C1", "<@UBOT> risotto?")
+            await slack.wait_for(lambda: slack.thread_status.get(("C1", ts)) == "is thinking…", what="the status")
+            assert slack.bot_messages("C1", ts) == []
+            await slack.wait_for(answered(slack, "C1", ts, full), what="the answer")
+            await bot.adapter.wait_idle()
+            held.release()
+        assert [m.history for m in slack.bot_messages("C1", ts)] == [[full]]   # one message, never edited
+        assert slack.thread_status.get(("C1", ts), "") == ""                  # the status went with the reply
+        assert tier_calls(slack)["chat.update"] == 0 and slack.rate_limited == []
+
+
 async def test_a_quick_answer_posted_when_ready_is_one_message_and_tool_progress_costs_nothing(tmp_path):
     backend = ScriptedBackend([ToolUpdate("ci_1", "code_interpreter", "running", "Running code", "print(6*7)"),
                                ToolUpdate("ci_1", "code_interpreter", "done", "Running code"),
