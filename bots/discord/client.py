@@ -29,6 +29,7 @@ from bots.discord.gateway_turns import take_turns
 from bots.discord.interrupted import mark_interrupted
 from bots.discord.invite import invite_url
 from bots.discord.paced_http import pace_requests
+from bots.discord.plain import PlainMessage, take_plain_messages
 from bots.discord.pacing import Pacers
 from bots.discord.slash import SlashCommands
 from bots.discord.target import TYPING_DELAY, ChannelTarget
@@ -86,6 +87,7 @@ class DiscordAdapter:
         self._stopping = False
         self.reconnects = 0          # gateway connections re-made after one ended with an error
         self.dropped_events = 0      # gateway events discord.py could not parse (dropped, one log line each)
+        self.plain_messages = 0      # messages read from the gateway's payload, without discord.py's Message
         self._saved = None
         self.invite_url: str | None = None
         self.synced_scopes: list[str] = []
@@ -143,6 +145,7 @@ class DiscordAdapter:
         client.event(self.on_interaction)
         client.add_dynamic_items(confirmations)   # Confirm / Cancel under a command's reply
         guard_parsers(client, self._parse_failed)
+        take_plain_messages(client._connection, self._take_plain)   # most messages skip discord.py's Message
         self._dead = asyncio.get_running_loop().create_future()
         try:
             await client.login(self._token)
@@ -276,6 +279,7 @@ class DiscordAdapter:
     # ---- messages ---------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
+        """A message discord.py parsed (the ones bots/discord/plain.py does not read itself: replies, files, ...)."""
         client = self.client
         if client.user is None:
             return
@@ -285,10 +289,37 @@ class DiscordAdapter:
             return
         try:
             full = self._service.config  # one snapshot: hot reload may swap it
-            config = full.discord
             inbound = await translate(message, client.user, full, self._chains, cdn=self._cdn)
-            if inbound is None:
-                return
+        except Exception:
+            log.exception("could not read Discord message %s in %s", message.id, message.channel.id)
+            await self._quiet_reply(message, ERROR_NOTICE)
+            return
+        if inbound is not None:
+            await self._answer(message, inbound, full.discord)
+
+    def _take_plain(self, plain: PlainMessage) -> None:
+        """A plain message read from the gateway's payload (bots/discord/plain.py): answered in a task of its own,
+        as discord.py runs on_message; called in the gateway's reader, so nothing here may raise."""
+        self.plain_messages += 1
+        asyncio.get_running_loop().create_task(self._answer_plain(plain))
+
+    async def _answer_plain(self, plain: PlainMessage) -> None:
+        message = plain.message
+        try:
+            full = self._service.config  # one snapshot: hot reload may swap it
+            inbound = plain.inbound(full, self._chains)
+        except Exception:
+            log.exception("could not read Discord message %s in %s", message.id, message.channel.id)
+            await self._quiet_reply(message, ERROR_NOTICE)
+            return
+        try:
+            await self._answer(message, inbound, full.discord)
+        except Exception:   # what discord.py's event runner would log for on_message
+            log.exception("Discord message %s: answering failed", message.id)
+
+    async def _answer(self, message: discord.Message | discord.PartialMessage, inbound: InboundMessage,
+                      config) -> None:
+        try:
             channel: discord.abc.Messageable = message.channel
             if (config.auto_thread and inbound.mentions_bot and inbound.thread == str(message.id)
                     and isinstance(message.channel, discord.TextChannel)):
@@ -322,7 +353,8 @@ class DiscordAdapter:
                                root=root, typing_delay=self._typing_delay, delivery=self._delivery)
         await self._service.handle(inbound, target, approver=self.approvals.approver(channel))
 
-    async def _start_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
+    async def _start_thread(self, message: discord.Message | discord.PartialMessage,
+                            text: str) -> discord.Thread | None:
         name = (text.splitlines()[0] if text.strip() else f"Chat with {self.client.user.name}")[:90] or "Chat"
         try:
             async with self._pacers.for_global():
@@ -335,7 +367,7 @@ class DiscordAdapter:
             log.warning("could not create a thread for %s (%s); answering in the channel", message.id, exc)
             return None
 
-    async def _quiet_reply(self, message: discord.Message, text: str) -> None:
+    async def _quiet_reply(self, message: discord.Message | discord.PartialMessage, text: str) -> None:
         try:
             await message.reply(text, mention_author=False)
         except discord.HTTPException as exc:

@@ -136,11 +136,15 @@ def strip_mentions(message: discord.Message, me_id: int) -> str:
     """The bot's mention removed, other people's mentions as @their name (other `<@…>` kept as they are)."""
     names = {str(user.id): "@" + user.display_name for user in message.mentions if user.id != me_id}
     names[str(me_id)] = ""
+    return strip_named(message.content, names)
 
+
+def strip_named(content: str, names: dict[str, str]) -> str:
+    """`<@id>` / `<@!id>` replaced by names[id] where it has one, runs of spaces and tabs made one, trimmed."""
     def named(match: re.Match[str]) -> str:
         return names.get(match.group(1), match.group(0))
 
-    return _SPACES.sub(" ", _USER_MENTION.sub(named, message.content)).strip()
+    return _SPACES.sub(" ", _USER_MENTION.sub(named, content)).strip()
 
 
 def author_of(user: discord.abc.User) -> Author:
@@ -228,6 +232,17 @@ def unreadable(message: discord.Message) -> str | None:
     return None
 
 
+def mention_thread(config: Config, channel: str, parents: tuple[str, ...], message_id: int,
+                   chains: ReplyChains) -> str | None:
+    """The conversation a mention in a plain channel starts: rooted at itself — except where the bot answers
+    everything (one conversation for the channel)."""
+    route = route_for(config, "discord", channel, parents)  # core's lookup: the channel, then its category
+    if route and route.respond_without_mention:
+        return None
+    chains.remember(message_id, message_id)
+    return str(message_id)
+
+
 async def translate(message: discord.Message, me: discord.ClientUser, config: Config,
                     chains: ReplyChains, *, cdn: CdnFetcher | None = None) -> InboundMessage | None:
     """None for messages the bot never looks at (its own, other bots', system messages)."""
@@ -244,10 +259,7 @@ async def translate(message: discord.Message, me: discord.ClientUser, config: Co
         if reply_to_me:
             thread = str(await chains.root_of(message, me.id))
         elif mentioned:
-            route = route_for(config, "discord", channel, parents)  # core's lookup: the channel, then its category
-            if not (route and route.respond_without_mention):
-                chains.remember(message.id, message.id)
-                thread = str(message.id)
+            thread = mention_thread(config, channel, parents, message.id, chains)
     message_id = str(message.id)
     return InboundMessage(
         platform="discord",
