@@ -30,12 +30,12 @@ from core.text import clean
 
 ADMINISTRATOR = discord.Permissions(administrator=True).value
 # Keys discord.py reads as data[key] when present, whatever their value: a message with one is not plain.
-_SPECIAL = ("message_reference", "thread", "poll", "interaction", "interaction_metadata", "application",
-            "role_subscription_data", "purchase_notification", "call")
+_SPECIAL = frozenset({"message_reference", "thread", "poll", "interaction", "interaction_metadata", "application",
+                      "role_subscription_data", "purchase_notification", "call"})
 # Lists discord.py turns into objects one by one (attachments, embeds, ...): plain only when absent or empty.
-_EMPTY = ("reactions", "attachments", "embeds", "sticker_items", "components", "message_snapshots")
+_EMPTY = frozenset({"reactions", "attachments", "embeds", "sticker_items", "components", "message_snapshots"})
 # Read with .get() and made into something when set (a webhook's id, an edit time).
-_UNSET = ("webhook_id", "application_id", "edited_timestamp")
+_UNSET = frozenset({"webhook_id", "application_id", "edited_timestamp"})
 _MEMBER_TIMES = ("joined_at", "premium_since", "communication_disabled_until")
 
 
@@ -120,7 +120,8 @@ def _author(guild: discord.Guild, user_id: int, member: dict) -> tuple[tuple[str
     default = guild.default_role
     if default:
         roles.append(default)
-    roles.sort()
+    if len(roles) > 1:
+        roles.sort()
     if guild.owner_id == user_id:
         admin = True
     else:
@@ -145,14 +146,14 @@ def read_plain(data: Any, state: Any) -> PlainMessage | _Skip | None:
         return SKIP
     if data.get("type") != 0 or type(data.get("type")) is not int:
         return None
-    for key in _SPECIAL:
-        if key in data:
+    keys = data.keys()
+    if not keys.isdisjoint(_SPECIAL):
+        return None
+    for key in _EMPTY & keys:   # absent or [] (discord.py iterates them: None would fail there)
+        if type(data[key]) is not list or data[key]:
             return None
-    for key in _EMPTY:   # absent or [] (discord.py iterates them: None would fail there)
-        if key in data and (type(data[key]) is not list or data[key]):
-            return None
-    for key in _UNSET:
-        if data.get(key) is not None:
+    for key in _UNSET & keys:
+        if data[key] is not None:
             return None
     content, message_id, channel_id = data.get("content"), _id(data.get("id")), _id(data.get("channel_id"))
     if type(content) is not str or len(content) > MAX_CONTENT or message_id is None or channel_id is None:
