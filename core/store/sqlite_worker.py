@@ -94,7 +94,19 @@ class SqliteWorker:
         self._job = None
         if not done.cancelled() and done.exception() is not None:   # a bug here, not a statement's error
             log.error("SQLite job failed", exc_info=done.exception())
-        for st in job:
+        if self._pending and not self._closed:
+            self._flush()                 # the thread goes on with what was queued meanwhile
+        self._resolve(job, 0)
+
+    def _resolve(self, job: list[_Statement], i: int) -> None:
+        """The job's statements handed back to their callers in order, one caller per turn of the event loop.
+        Resolved all at once, every caller would wake in the same turn, and each one's next steps (a request
+        to the model made ready, say) would wait behind all the others' before any of them went on: aiohttp
+        sends a request's body in a task of its own, queued behind everything already woken. One per turn, the
+        first caller's request leaves before the second caller goes on: first come, first served."""
+        while i < len(job):
+            st = job[i]
+            i += 1
             if st.future.done():          # its caller was cancelled
                 continue
             if st.error is not None:
@@ -103,8 +115,9 @@ class SqliteWorker:
                 st.future.set_exception(sqlite3.ProgrammingError("Cannot operate on a closed database."))
             else:
                 st.future.set_result(st.result)
-        if self._pending and not self._closed:
-            self._flush()
+            if i < len(job):
+                st.future.get_loop().call_soon(self._resolve, job, i)
+            return
 
     async def close(self) -> None:
         if self._closed:

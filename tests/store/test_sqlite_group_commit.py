@@ -62,3 +62,27 @@ async def test_people_who_never_chose_an_assistant_cost_no_statement_and_choices
     async with SqliteStore(tmp_path / "tb.db") as store:
         assert await store.get_preference(people[0]) == "math"
         assert await store.get_preference("assistant:discord:G:C1:alice") is None
+
+
+async def test_the_callers_of_one_job_go_on_one_at_a_time_in_the_order_they_asked(tmp_path):
+    """A burst's claims come back in one job. Handed back all at once, every caller woke in the same turn of the
+    event loop and each one's next step (aiohttp writing its request to the model, in a task of its own) waited
+    behind all the others' work: the burst's requests left together at its end. One caller per turn, the first
+    one's next step runs before the second one goes on: first come, first served."""
+    worker = await SqliteWorker.connect(tmp_path / "w.db")
+    try:
+        await worker.execute_fetchall("CREATE TABLE t (k TEXT PRIMARY KEY)", group=False)
+        seen: list[str] = []
+        loop = asyncio.get_running_loop()
+
+        async def caller(i: int) -> None:
+            await worker.execute_fetchall("INSERT INTO t VALUES (?)", (str(i),))
+            seen.append(f"{i} goes on")
+            loop.call_soon(seen.append, f"{i}'s request leaves")   # as aiohttp's task writing the request
+
+        await asyncio.gather(*(caller(i) for i in range(3)))
+        await asyncio.sleep(0)
+        assert seen == ["0 goes on", "0's request leaves", "1 goes on", "1's request leaves",
+                        "2 goes on", "2's request leaves"]
+    finally:
+        await worker.close()
