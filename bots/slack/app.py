@@ -304,8 +304,7 @@ class SlackAdapter:
             max_mb = self._service.config.slack.max_file_mb
             attachments = await self._files.attachments(event.get("files") or [], max_mb=max_mb)
             msg = to_inbound(event, team=team, bot_user_id=bot_user_id, author=author, attachments=attachments,
-                             dm_threads=dm_threads,
-                             assistant=assistant)
+                             dm_threads=dm_threads, assistant=assistant, place=place)
         except UserFacingError as e:
             if await self._first_delivery(event):
                 await self._target(place).notice(f"⚠️ {e.message}")

@@ -48,20 +48,28 @@ def is_direct(event: dict) -> bool:
     return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
 
 
-def addressed(event: dict, *, kind: str, bot_user_id: str, config: Config, bot_owns_thread: bool) -> bool:
-    """Core's own rule for whether the bot is addressed, on the raw event (no I/O)."""
+def addressed(event: dict, *, kind: str, bot_user_id: str, config: Config, bot_owns_thread: bool,
+              mentioned: bool | None = None) -> bool:
+    """Core's own rule for whether the bot is addressed, on the raw event (no I/O). `mentioned`: whether the
+    text mentions the bot, when the caller knows already."""
+    if mentioned is None:
+        mentioned = mentions(event.get("text", ""), bot_user_id)
     probe = InboundMessage(platform="slack", workspace=event.get("team", ""), channel=event.get("channel", ""),
                            author=Author(id=event.get("user", "")), text="", thread=event.get("thread_ts"),
-                           is_direct=is_direct(event),
-                           mentions_bot=kind == "app_mention" or mentions(event.get("text", ""), bot_user_id))
+                           is_direct=is_direct(event), mentions_bot=kind == "app_mention" or mentioned)
     return is_addressed(config, probe, bot_owns_thread=bot_owns_thread)
 
 
 def worth_passing_on(event: dict, *, kind: str, bot_user_id: str, config: Config) -> bool:
     """Cheap early filter, before any Web API call (users.info, files.info): core's own rule for whether
     the bot is addressed, taking a thread reply as one in a thread the bot owns (checked next, see
-    `needs_thread_owner`)."""
-    return addressed(event, kind=kind, bot_user_id=bot_user_id, config=config, bot_owns_thread=True)
+    `needs_thread_owner`). A mention or a DM is addressed whatever else core's rule looks at (every mention
+    passes here: no probe message is built for it)."""
+    if kind == "app_mention" or is_direct(event):
+        return True
+    if mentions(event.get("text", ""), bot_user_id):
+        return True
+    return addressed(event, kind=kind, bot_user_id=bot_user_id, config=config, bot_owns_thread=True, mentioned=False)
 
 
 def needs_thread_owner(event: dict, *, kind: str, bot_user_id: str, config: Config) -> bool:
@@ -81,8 +89,10 @@ def reply_place(event: dict, *, team: str, dm_threads: bool = False) -> ReplyPla
 
 def to_inbound(event: dict, *, team: str, bot_user_id: str, author: Author,
                attachments: tuple[Attachment, ...] = (), assistant: str | None = None,
-               dm_threads: bool = False) -> InboundMessage:
-    place = reply_place(event, team=team, dm_threads=dm_threads)
+               dm_threads: bool = False, place: ReplyPlace | None = None) -> InboundMessage:
+    """`place`: the event's reply_place when the caller has it already (the same arguments)."""
+    if place is None:
+        place = reply_place(event, team=team, dm_threads=dm_threads)
     text = event.get("text", "")
     return InboundMessage(
         platform="slack", workspace=team, channel=event["channel"], author=author,
