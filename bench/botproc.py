@@ -7,6 +7,9 @@ per-method budgets count a minute of that many seconds, matching the stand-in's 
 bench of 1,000 answers does not spend 100 real minutes in Slack's Tier 2 (20 chat.startStream per minute).
 Everything else is the real command. (The adapter takes `rate_minute` as a constructor argument but
 `from_env` has no way to set it, hence the default is patched here and only here.)
+
+With BENCH_WRITTEN_OUT=path the process also notes when each request body to the model was written and leaves
+{tag: time} in that file at exit (bench/written.py): the bench's check of its own timestamps.
 """
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ import sys
 
 
 def main() -> int:
+    written = os.environ.get("BENCH_WRITTEN_OUT")
+    if written:   # when each request body to the model was written (bench/written.py), for the bench lag
+        from bench.written import install
+        install(written)
     minute = os.environ.get("BENCH_SLACK_MINUTE")
     if minute:
         from bots.slack.app import SlackAdapter

@@ -7,6 +7,11 @@ event_sent (the platform delivered the mention) -> model_request (POST /v1/respo
 first_delta / last_delta (the stand-in model wrote them) -> first_visible / complete_visible (the platform
 stand-in stored a message showing the first delta / the whole answer). The bot process is measured from
 /proc: utime+stime (CPU) and VmHWM (peak RSS).
+
+The check of the instrument: the bot (bench.botproc) also notes when it wrote each request's body to the socket
+(bench/written.py; CLOCK_MONOTONIC is one clock for all processes). `bench_lag_ms` = model_request − written is
+how late the bench noticed a request it had been sent — its own lag, included in event→model; `bot_e2m_written_ms`
+= written − event_sent is the bot's part alone.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import aiohttp
 
 from bench.model_process import RemoteModel
 from bench.standins import AnswerShape, BenchDiscord, BenchOpenAI, BenchSlack, Ledger, now
+from bench.written import read as read_written
 
 REPO = Path(__file__).resolve().parent.parent
 PLATFORMS = ("slack-native", "slack-edit", "discord")
@@ -48,6 +54,8 @@ class Scenario:
     bot_cpu: int | None = None         # pin the bot to this CPU (and the bench to the others): less noise
     # the stand-in model in a process of its own (bench.model_process), not in the bench's event loop
     model_process: bool = False
+    # the bot notes when it wrote each request (bench/written.py): the bench's own lag is measured
+    written: bool = True
 
 
 # ---- /proc ------------------------------------------------------------------------------------------------
@@ -146,7 +154,8 @@ class BotProcess:
         self.module: str | None = None     # another entry point than `teambridge run` (bench.hotbot)
 
     async def start(self, timeout: float = 60.0) -> None:
-        module = self.module or ("bench.botproc" if "BENCH_SLACK_MINUTE" in self.env else "bots.app")
+        wrapped = "BENCH_SLACK_MINUTE" in self.env or "BENCH_WRITTEN_OUT" in self.env
+        module = self.module or ("bench.botproc" if wrapped else "bots.app")
         log = open(self.log_path, "wb")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module, "run", "--config", str(self.config),
@@ -257,7 +266,11 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
         for tag, ch in zip(tags, channels):
             ledger.add(tag, shape.text_for(tag), ch)
 
-        bot = BotProcess(wd, config, bot_env(sc, openai=openai, slack=slack, discord=discord, db=db))
+        env = bot_env(sc, openai=openai, slack=slack, discord=discord, db=db)
+        written_path = wd / "written.json"
+        if sc.written:
+            env["BENCH_WRITTEN_OUT"] = str(written_path)
+        bot = BotProcess(wd, config, env)
         result: dict[str, Any] = {"platform": sc.platform, "size": sc.size, "scenario": _scenario_dict(sc)}
         spy = None
         try:
@@ -353,12 +366,17 @@ async def _run(sc: Scenario, wd: Path, progress) -> dict[str, Any]:
             if discord is not None:
                 await discord.stop()
 
+    for tag, t in read_written(written_path).items():   # written at the bot's exit
+        if (a := ledger.by_tag.get(tag)) is not None:
+            a.written = t
     result.update(_metrics(ledger, sc, rtt=rtt, cpu=cpu, wall=wall, bench_cpu=bench_cpu, mem0=mem0, mem1=mem1))
     # each answer's timeline relative to the first mention (seconds): where the time went, per answer
     t0 = min((a.event_sent for a in ledger.by_tag.values() if a.event_sent), default=0.0)
-    result["timelines"] = [[round(t - t0, 3) if t else None for t in (a.event_sent, a.model_request, a.first_delta,
+    # (event_sent, model_request, first_delta, last_delta, first_visible, complete_visible, posts, edits, written)
+    result["timelines"] = [[round(t - t0, 4) if t else None for t in (a.event_sent, a.model_request, a.first_delta,
                                                                        a.last_delta, a.first_visible,
                                                                        a.complete_visible)] + [a.posts, a.edits]
+                           + [round(a.written - t0, 4) if a.written else None]
                            for a in ledger.by_tag.values()]
     if ledger.cpu_at_last_request is not None:
         # the bot's CPU from the burst until its last answer reached the model, per answer: an upper bound on the
@@ -445,6 +463,8 @@ def _metrics(ledger: Ledger, sc: Scenario, *, rtt: float, cpu: float, wall: floa
     first = [a.first_visible - a.first_delta for a in answers if a.first_visible and a.first_delta]
     last = [a.complete_visible - a.last_delta for a in answers if a.complete_visible and a.last_delta]
     total = [a.complete_visible - a.event_sent for a in answers if a.complete_visible and a.event_sent]
+    lag = [a.model_request - a.written for a in answers if a.model_request and a.written]
+    bot_e2m = [a.written - a.event_sent for a in answers if a.written and a.event_sent]
     completed = [a for a in answers if a.complete_visible is not None]
     n = max(1, len(completed))
     lost_chars = sum(chars_lost(a.answer, a.visible) for a in answers)
@@ -455,6 +475,10 @@ def _metrics(ledger: Ledger, sc: Scenario, *, rtt: float, cpu: float, wall: floa
         "chars_lost": lost_chars,
         "rtt_ms": round(rtt * 1000, 2),
         "event_to_model_ms": {"p50": ms(e2m, 50), "p95": ms(e2m, 95), "max": ms(e2m, 100)},
+        # the check of the instrument (None without the bot's notes: Scenario(written=False))
+        "bot_e2m_written_ms": {"p50": ms(bot_e2m, 50), "p95": ms(bot_e2m, 95), "max": ms(bot_e2m, 100)},
+        "bench_lag_ms": {"p50": ms(lag, 50), "p95": ms(lag, 95), "max": ms(lag, 100), "min": ms(lag, 0),
+                         "answers": len(lag)},
         "first_visible_ms": {"p50": ms(first, 50), "p95": ms(first, 95), "max": ms(first, 100)},
         "first_visible_overhead_ms": {"p50": _minus(ms(first, 50), rtt), "p95": _minus(ms(first, 95), rtt)},
         "last_visible_ms": {"p50": ms(last, 50), "p95": ms(last, 95), "max": ms(last, 100)},

@@ -247,6 +247,9 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, window.open)
     signal.signal(signal.SIGRTMIN, window.open_profiled)
     signal.signal(signal.SIGUSR2, window.close)
+    if os.environ.get("BENCH_WRITTEN_OUT"):   # when each request body was written (bench/written.py)
+        from bench.written import install
+        install(os.environ["BENCH_WRITTEN_OUT"])
     _count_sqlite_jobs()
     _count_progress()
     _spares_wait_for_profiled_windows()

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from bench.harness import REPO, BotProcess, Scenario, _pin, bot_env, ms, write_config
 from bench.standins import AnswerShape, BenchDiscord, BenchOpenAI, BenchSlack, Ledger, now
+from bench.written import read as read_written
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OPEN_PLAIN, OPEN_PROFILED, CLOSE = signal.SIGUSR1, signal.SIGRTMIN, signal.SIGUSR2
@@ -122,6 +123,7 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
             ledger.add(tag, SHORT.text_for(tag), ch)
         env = bot_env(sc, openai=openai, slack=slack, discord=discord, db=db)
         env["BENCH_HOTPATH_OUT"] = str(out)
+        env["BENCH_WRITTEN_OUT"] = str(wd / "written.json")   # the bot's side of e→m (bench/written.py)
         if uvloop:
             env["BENCH_UVLOOP"] = "1"
         bot = BotProcess(wd, config, env)
@@ -168,6 +170,7 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                               loop_cpu_us_per_message=round(window["loop_cpu_s"] / size * 1e6, 1))
                 if "calls" in window:
                     window["calls_per_message"] = round(window["calls"] / size)
+                window["tags"] = [t for t, _ in burst]
                 windows.append(window)
                 print(f"  burst {b + 1}{' (profiled)' if profiled else ''}: {window['cpu_us_per_message']} µs CPU "
                       f"per message ({window['loop_cpu_us_per_message']} on the loop; {window['gc_collections']} "
@@ -192,6 +195,13 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                 await slack.close()
             if discord is not None:
                 await discord.stop()
+    written = read_written(wd / "written.json")   # left by the bot at its exit
+    for w in windows:
+        answers = [ledger.by_tag[t] for t in w.pop("tags")]
+        lag = [a.model_request - written[a.tag] for a in answers if a.model_request and a.tag in written]
+        bot = [written[a.tag] - a.event_sent for a in answers if a.event_sent and a.tag in written]
+        w.update(bench_lag_ms_p50=ms(lag, 50), bench_lag_ms_p95=ms(lag, 95), bot_e2m_written_ms_p50=ms(bot, 50),
+                 bot_e2m_written_ms_p95=ms(bot, 95))
     plain = [w for w in windows if not w["profiled"]]
     return {
         "platform": sc.platform, "size": size, "bursts": len(plain), "spares": spares, "uvloop": uvloop,
@@ -247,18 +257,20 @@ async def _until_done(ledger: Ledger, tags: list[str], timeout: float = 120.0) -
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = ["| platform | N | bursts | CPU µs per message (median) | of it on the event loop | Python calls per "
-             "message (loop) | conversations created per burst | e→m p50 ms (wall, load-bound) | load 1 min |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "message (loop) | conversations created per burst | e→m p50 ms (wall, load-bound) | bot e→m (written) / bench "
+             "lag p50 ms | load 1 min |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['platform']} | {r['size']} | error: {r['error']} |||||||")
+            lines.append(f"| {r['platform']} | {r['size']} | error: {r['error']} ||||||||")
             continue
         plain = [w for w in r["windows"] if not w["profiled"]]
         created = "/".join(str(w["conversations_created"]) for w in plain)
         e2m = statistics.median(w["e2m_ms_p50"] for w in plain if w["e2m_ms_p50"] is not None) if plain else None
         runs = " · ".join(str(w["cpu_us_per_message"]) for w in plain)
+        written = " · ".join(f"{w.get('bot_e2m_written_ms_p50')} / {w.get('bench_lag_ms_p50')}" for w in plain)
         lines.append(f"| {r['platform']} | {r['size']} | {r['bursts']} | {r['cpu_us_per_message']} ({runs}) | "
-                     f"{r['loop_cpu_us_per_message']} | {r['calls_per_message']} | {created} | {e2m} | "
+                     f"{r['loop_cpu_us_per_message']} | {r['calls_per_message']} | {created} | {e2m} | {written} | "
                      f"{' → '.join(f'{x:.1f}' for x in r['load_1min'])} |")
     return "\n".join(lines)
 

@@ -10,6 +10,8 @@ heap took 77–79 ms on this machine and came, more often than not, right inside
     ...                                            # Ledger.model_requested calls hold.arrived(count)
     hold.end()                                     # the scenario is over: enable, unfreeze
 
+BENCH_GC_HOLD=0 in the environment turns the hold off: to measure what it changes (bench/RESULTS.md).
+
 Before the burst everything alive is collected once and frozen (gc.freeze(): moved to the permanent generation, so
 no later collection walks it again), and the collector is off until the burst's last request reached the model.
 Then it is on again for the young generations; the frozen heap stays out of its way while the answers stream (a
@@ -20,6 +22,7 @@ still pause the loop that timestamps first/last visible.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from typing import Any
 
@@ -35,6 +38,8 @@ class GCHold:
         self._was_enabled = True           # a caller that runs with the collector off keeps it off
 
     def hold(self, *, until: int) -> None:
+        if os.environ.get("BENCH_GC_HOLD") == "0":
+            return
         if not self.held:
             self._was_enabled = gc.isenabled()
         t = time.perf_counter()

@@ -91,7 +91,8 @@ def _pair(r: dict[str, Any], key: str) -> str:
     return f"{a:g} / {b:g}"
 
 
-HEADER = ("| platform | N | event→model ms p50 / p95 | first visible ms p50 / p95 (RTT) | last visible ms p50 / p95 "
+HEADER = ("| platform | N | event→model ms p50 / p95 | bot e→m (written) ms p50 / p95 | bench lag ms p50 / p95 "
+          "| first visible ms p50 / p95 (RTT) | last visible ms p50 / p95 "
           "| event→complete ms p50 / p95 | posts / edits / appends per answer | 429s | answers / chars lost "
           "| CPU s per 100 | peak RSS MB | vs baseline (ours ÷ theirs) | targets missed |")
 
@@ -100,12 +101,13 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['platform']} | {r['size']} | failed: {r['error']} |" + " |" * 10)
+            lines.append(f"| {r['platform']} | {r['size']} | failed: {r['error']} |" + " |" * 12)
             continue
         minute = r["scenario"].get("slack_minute", 60.0)
         name = r["platform"] + (f" (minute={minute:g}s)" if r["platform"].startswith("slack") and minute != 60 else "")
         lines.append(
-            f"| {name} | {r['size']} | {_pair(r, 'event_to_model_ms')} "
+            f"| {name} | {r['size']} | {_pair(r, 'event_to_model_ms')} | {_pair(r, 'bot_e2m_written_ms')} "
+            f"| {_pair(r, 'bench_lag_ms')} "
             f"| {_pair(r, 'first_visible_ms')} ({r['rtt_ms']:g}) | {_pair(r, 'last_visible_ms')} "
             f"| {_pair(r, 'event_to_complete_ms')} "
             f"| {r['posts_per_answer']:g} / {r['edits_per_answer']:g} / {r['appends_per_answer']:g} "

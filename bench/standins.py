@@ -38,6 +38,7 @@ class AnswerTimes:
     last_delta: float | None = None          # ... and its last one
     first_visible: float | None = None       # the platform first held a message showing the first delta
     complete_visible: float | None = None    # the platform first showed the complete answer
+    written: float | None = None             # the bot wrote its request's body (its own clock: bench/written.py)
     visible: str = ""                        # what a reader sees at the end
     posts: int = 0
     edits: int = 0
