@@ -43,13 +43,14 @@ class GCHold:
         self._burst0: tuple[float, float] | None = None
 
     def hold(self, *, until: int) -> None:
-        self._counting = True
         if self._collecting not in gc.callbacks:
             gc.callbacks.append(self._collecting)
         if os.environ.get("BENCH_GC_HOLD") == "0":
+            self._counting = True
             self.until = until
             self._burst0 = (time.thread_time(), time.monotonic())
             return
+        self._counting = False      # the collection asked for here is not one of the bench's own
         if not self.held:
             self._was_enabled = gc.isenabled()
         t = time.perf_counter()
@@ -59,6 +60,7 @@ class GCHold:
         self.hold_ms = (time.perf_counter() - t) * 1000
         self.until, self.held = until, True
         self._burst0 = (time.thread_time(), time.monotonic())
+        self._counting = True
 
     def arrived(self, count: int) -> None:
         """The ledger saw its `count`-th request: the burst is over once it reaches `until`."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from bots.standins.openai_server import FakeOpenAI, ScriptedResponse, last_user_
 from bots.standins.slack_server import FakeSlack, Message
 
 now = time.monotonic
+_ARRIVED = web.RequestKey("bench_arrived", float)   # when the stand-in model's handler first saw the request
 
 
 @dataclass
@@ -127,6 +128,8 @@ class BenchOpenAI(FakeOpenAI):
         # the stand-in keeps every request; at 1,000 answers that is only memory, but conversation items
         # and stored responses are never read by the bench
         self.response_requests_seen = 0
+        self._turn_busy = False
+        self._turn_waiting: deque[asyncio.Future[None]] = deque()
 
     def _answer(self, body: dict[str, Any]) -> ScriptedResponse:
         tag = tag_of(last_user_text(body)) or ""
@@ -135,8 +138,18 @@ class BenchOpenAI(FakeOpenAI):
         return ScriptedResponse(text=text, delta_size=self.shape.delta_chars, delay=self.shape.interval,
                                 first_delay=self.shape.first_delay)
 
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """A request to the model is timestamped when its handler first runs, before the stand-in's own work
+        (reading and checking the body, building the answer): then the loop turns once, so that every request
+        that arrived with it is timestamped before any of them is answered."""
+        request[_ARRIVED] = now()
+        if request.path == "/v1/responses":
+            await asyncio.sleep(0)
+        return await super()._middleware(request, handler)
+
     async def _create_response(self, request: web.Request) -> web.StreamResponse:
-        t = now()
+        t = request.get(_ARRIVED) or now()
         self.response_requests_seen += 1
         body = request.get(_json_key(), None)
         if isinstance(body, dict):
@@ -146,6 +159,30 @@ class BenchOpenAI(FakeOpenAI):
                 self.ledger.model_requested()
         self.requests.clear()  # keep memory flat: the bench reads its own ledger, not the request log
         return await super()._create_response(request)
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], plan, conv_id) -> web.StreamResponse:
+        await self._turn()
+        return await super()._stream(request, body, plan, conv_id)
+
+    async def _turn(self) -> None:
+        """One answer starts (is built, and its first events sent) per turn of the event loop. Answers started
+        together would otherwise run back to back in one turn (~0.5 ms each), and a request arriving meanwhile
+        would be noticed — timestamped — only after all of them."""
+        if self._turn_busy:
+            waiter = asyncio.get_running_loop().create_future()
+            self._turn_waiting.append(waiter)
+            await waiter          # handed over by _next_turn: busy stays True
+        else:
+            self._turn_busy = True
+        asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        while self._turn_waiting:
+            waiter = self._turn_waiting.popleft()
+            if not waiter.done():     # cancelled: the client went away while waiting
+                waiter.set_result(None)
+                return
+        self._turn_busy = False
 
     def _sent(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("type") != "response.output_text.delta":
