@@ -21,11 +21,12 @@ from aiohttp import web
 
 from bench.quietgc import GCHold
 from bots.standins.discord_server import FakeDiscord, StoredMessage
+from bots.standins.http import BACKLOG
 from bots.standins.openai_server import FakeOpenAI, ScriptedResponse, last_user_text
 from bots.standins.slack_server import FakeSlack, Message
 
 now = time.monotonic
-_ARRIVED = web.RequestKey("bench_arrived", float)   # when the stand-in model's handler first saw the request
+_ARRIVED = web.RequestKey("bench_arrived", float)   # when the request to the model began to arrive
 
 
 @dataclass
@@ -138,14 +139,28 @@ class BenchOpenAI(FakeOpenAI):
         return ScriptedResponse(text=text, delta_size=self.shape.delta_chars, delay=self.shape.interval,
                                 first_delay=self.shape.first_delay)
 
+    async def __aenter__(self) -> "BenchOpenAI":
+        """Served like every stand-in (RecordingServer), but through _Arrivals: each connection's protocol notes
+        when a POST /v1/responses began to arrive — in the loop turn that read it from the socket, before aiohttp
+        parses it, starts its handler (two more turns) and the stand-in reads, checks and answers it."""
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        server = self._runner.server
+        assert server is not None
+        arrivals = self._arrivals = _Arrivals()
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: arrivals.protocol(server()), "127.0.0.1", 0, backlog=BACKLOG)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._listener.close()
+        await super().__aexit__(*exc)
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """A request to the model is timestamped when its handler first runs, before the stand-in's own work
-        (reading and checking the body, building the answer): then the loop turns once, so that every request
-        that arrived with it is timestamped before any of them is answered."""
-        request[_ARRIVED] = now()
-        if request.path == "/v1/responses":
-            await asyncio.sleep(0)
+        if request.method == "POST" and request.path == "/v1/responses":   # taken whatever the answer
+            request[_ARRIVED] = self._arrivals.take(request.protocol) or now()
         return await super()._middleware(request, handler)
 
     async def _create_response(self, request: web.Request) -> web.StreamResponse:
@@ -193,6 +208,49 @@ class BenchOpenAI(FakeOpenAI):
             if a.first_delta is None:
                 a.first_delta = t
             a.last_delta = t
+
+
+class _Arrivals:
+    """When each POST /v1/responses began to arrive, per connection (a connection carries one request after the
+    other: the first noted is the first answered)."""
+
+    def __init__(self) -> None:
+        self.by_connection: dict[Any, deque[float]] = {}
+
+    def protocol(self, inner: asyncio.Protocol) -> asyncio.Protocol:
+        return _NotingProtocol(inner, self.by_connection)
+
+    def take(self, connection: Any) -> float | None:
+        times = self.by_connection.get(connection)
+        return times.popleft() if times else None
+
+
+class _NotingProtocol(asyncio.Protocol):
+    """aiohttp's protocol for one connection, passed everything, noting the arrival of each request to the model."""
+
+    def __init__(self, inner: asyncio.Protocol, by_connection: dict[Any, deque[float]]) -> None:
+        self.inner, self.by_connection = inner, by_connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if data.startswith(b"POST /v1/responses "):   # a request's first bytes: its request line
+            self.by_connection.setdefault(self.inner, deque()).append(now())
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.by_connection.pop(self.inner, None)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 def _json_key():
