@@ -115,8 +115,10 @@ class AnswerShape:
         words = ("the", "bridge", "adds", "nothing", "a", "user", "can", "notice", "on", "top", "of", "model",
                  "and", "platform", "one", "small", "process", "carries", "whole", "company")
         out, i = [f"[{tag}]"], 0
-        while sum(len(w) + 1 for w in out) < self.chars:
+        length = len(out[0]) + 1   # of the words so far, a space after each (summed anew per word: 2 ms an answer)
+        while length < self.chars:
             out.append(words[i % len(words)] + ("." if i % 11 == 10 else ""))
+            length += len(out[-1]) + 1
             i += 1
         return " ".join(out)[: self.chars]
 
