@@ -15,7 +15,10 @@ for it), and a claim is answered only after the statement committed. Two claims 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, Awaitable, Callable
+
+from core.store.handback import one_per_turn
 
 # fetch(sql, *args) -> rows: the pool's fetch
 Fetch = Callable[..., Awaitable[list[Any]]]
@@ -66,12 +69,20 @@ class ClaimBatcher:
                 raise
         else:
             won = {(r[0], r[1]) for r in rows}
+            steps = []
             for platform, key, fut in batch:
                 first = (platform, key) in won
                 won.discard((platform, key))   # a second claim of the same event in this batch loses
-                if not fut.done():
-                    fut.set_result(first)
+                steps.append(functools.partial(_answer, fut, first))
+            one_per_turn(steps)   # first come, first served (core/store/handback.py)
         finally:
             self._busy = False
             if self._pending:
                 self._flush()
+
+
+def _answer(fut: asyncio.Future[bool], first: bool) -> bool:
+    if fut.done():   # its caller was cancelled
+        return False
+    fut.set_result(first)
+    return True

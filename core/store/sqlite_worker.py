@@ -34,6 +34,8 @@ from typing import Any, Callable, Sequence
 
 import aiosqlite
 
+from core.store.handback import one_per_turn
+
 log = logging.getLogger(__name__)
 
 _READS = ("select", "pragma")
@@ -46,6 +48,18 @@ class _Statement:
         self.sql, self.params, self.future, self.group = sql, params, future, group
         self.result: list[sqlite3.Row] | None = None
         self.error: BaseException | None = None
+
+    def hand_back(self) -> bool:
+        """Its caller hears how it went (False: nobody waits for it any more)."""
+        if self.future.done():            # its caller was cancelled
+            return False
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        elif self.result is None:         # the job never ran (closing)
+            self.future.set_exception(sqlite3.ProgrammingError("Cannot operate on a closed database."))
+        else:
+            self.future.set_result(self.result)
+        return True
 
 
 class SqliteWorker:
@@ -96,28 +110,7 @@ class SqliteWorker:
             log.error("SQLite job failed", exc_info=done.exception())
         if self._pending and not self._closed:
             self._flush()                 # the thread goes on with what was queued meanwhile
-        self._resolve(job, 0)
-
-    def _resolve(self, job: list[_Statement], i: int) -> None:
-        """The job's statements handed back to their callers in order, one caller per turn of the event loop.
-        Resolved all at once, every caller would wake in the same turn, and each one's next steps (a request
-        to the model made ready, say) would wait behind all the others' before any of them went on: aiohttp
-        sends a request's body in a task of its own, queued behind everything already woken. One per turn, the
-        first caller's request leaves before the second caller goes on: first come, first served."""
-        while i < len(job):
-            st = job[i]
-            i += 1
-            if st.future.done():          # its caller was cancelled
-                continue
-            if st.error is not None:
-                st.future.set_exception(st.error)
-            elif st.result is None:       # the job never ran (closing)
-                st.future.set_exception(sqlite3.ProgrammingError("Cannot operate on a closed database."))
-            else:
-                st.future.set_result(st.result)
-            if i < len(job):
-                st.future.get_loop().call_soon(self._resolve, job, i)
-            return
+        one_per_turn([st.hand_back for st in job])   # first come, first served (core/store/handback.py)
 
     async def close(self) -> None:
         if self._closed:
