@@ -170,8 +170,8 @@ class _Posted:
         self._resp: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.StreamReader:
-        if self._warmer is not None and self._warmer.opening:   # its connection may be on its way (warm.py)
-            await self._warmer.ready()
+        if self._warmer is not None and (opening := self._warmer.take()) is not None:   # (warm.py)
+            await asyncio.wait((opening,))   # its connection is on its way
         try:
             resp = await self._session.post(self._url, data=self._body,
                                             allow_redirects=False)   # a token never follows a redirect

@@ -8,7 +8,7 @@ connects all came at the end, one loop turn (or round trip) after the other in f
 Here a message that will need one says so as soon as it arrives (`expect`, before its event is claimed), and a
 connection is taken from the connector for it then, in the background, while the claim goes to the store, and
 put back idle into the pool. With an idle connection in the pool (steady traffic) that takes and puts back the
-idle one: nothing new is opened. A request sent while such a connect is still on its way waits for it (`ready`)
+idle one: nothing new is opened. A request sent while such a connect is still on its way waits for it (`take`)
 instead of opening a second one. A duplicate delivery (its claim fails) leaves its connection idle in the pool,
 where aiohttp closes it after the keep-alive time like any other.
 
@@ -35,6 +35,7 @@ class Warmer:
         self._timeout = timeout
         self._request: aiohttp.ClientRequest | None = None   # stands for the requests to `url` (host, port, TLS)
         self._opening: deque[asyncio.Task] = deque()
+        self._idle = 0   # opened ahead and put in the pool since a request last took one (an estimate)
 
     def expect(self) -> None:
         """A request to `url` is coming: take a connection for it now (in a running loop) and put it back idle."""
@@ -50,25 +51,26 @@ class Warmer:
     def _opened(self, task: asyncio.Task) -> None:
         try:
             self._opening.remove(task)
-        except ValueError:   # closed meanwhile
-            pass
+            waited_for = False
+        except ValueError:   # a request waits for it (take), or closed meanwhile
+            waited_for = True
         if task.cancelled():
             return
         if task.exception() is not None:   # the request makes its own (and says why it can't)
             log.debug("a connection opened ahead failed: %r", task.exception())
             return
         task.result().release()   # idle in the pool: the next request takes it
+        if not waited_for:
+            self._idle += 1
 
-    @property
-    def opening(self) -> bool:
-        """Whether a connection opened ahead is still on its way."""
-        return bool(self._opening)
-
-    async def ready(self) -> None:
-        """Before a request: a connection on its way is waited for, not opened a second time beside it (each
-        request waits for at most one, the oldest; it is in the pool when this returns, unless taken meanwhile)."""
-        if self._opening:
-            await asyncio.wait((self._opening.popleft(),))
+    def take(self) -> asyncio.Task | None:
+        """Before a request: None when a connection opened ahead is idle in the pool (or none is coming), else
+        the connect to wait for — the oldest on its way — rather than opening a second one beside it (when it is
+        done, its connection is in the pool, unless another request took it meanwhile)."""
+        if self._idle:
+            self._idle -= 1
+            return None
+        return self._opening.popleft() if self._opening else None
 
     def close(self) -> None:
         """Nothing more is opened ahead; the connects on their way are cancelled."""
