@@ -126,7 +126,10 @@ class ChatService:
         if not is_addressed(config, msg, bot_owns_thread=owns_thread):
             return
         # Who would answer is worked out before the event is claimed (reads only; what is said about it comes
-        # after the claim): that assistant's backend opens the connection for the request meanwhile.
+        # after the claim): that assistant's backend opens the connection for the request meanwhile. A message
+        # the claim or the limits then turn away costs that connect (idle in the pool, closed after aiohttp's
+        # keep-alive time) and its preference read (cached for SQLite); one that is answered does not wait for
+        # the connect after its claim any more.
         preference = await self._store.get_preference(preference_scope(msg))
         if owns_thread and not msg.assistant:
             preference = thread_assistant
@@ -134,7 +137,7 @@ class ChatService:
         assistant = config.assistants.get(name)
         refusal = check_access(config, assistant, msg) if assistant is not None else None
         if assistant is not None and refusal is None and self._accepting and assistant.backend in backends:
-            backends[assistant.backend].expect()
+            _warm(backends[assistant.backend])
         # The claim is committed before anything goes to the model (only a connection is opened before it): the
         # event's row is inserted against its primary key, first writer wins, and its caller hears only after the
         # commit (SQLite and PostgreSQL alike), so a second process sharing the database, or a redelivery, finds
@@ -268,6 +271,14 @@ class ChatService:
     @property
     def turns_in_flight(self) -> int:
         return len(self._turns)
+
+
+def _warm(backend: AssistantBackend) -> None:
+    """Best effort: a connection opened ahead only saves time, so nothing about it may stop an answer."""
+    try:
+        backend.expect()
+    except Exception as exc:  # noqa: BLE001 - the request opens its own connection as before
+        log.debug("could not open a connection ahead: %r", exc)
 
 
 def _limits_for(config: Config, assistant):

@@ -289,3 +289,47 @@ async def test_the_turn_lock_and_the_event_claim_are_the_injected_ones(store):
     assert first.shown == "You said: hello" and second.shown == ""
     assert len(locks.held) == 1 and "100.1" in locks.held[0] and locks.held[0].endswith("#food")
     assert await service.claim("slack", "Ev2") is False
+
+
+class WarmingBackend(ScriptedBackend):
+    """Counts the connections it was asked to open ahead (expect)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expected = 0
+
+    def expect(self) -> None:
+        self.expected += 1
+
+
+class NoWarming:
+    """A backend of our port from before expect(), answering through a ScriptedBackend."""
+
+    def __init__(self) -> None:
+        self._inner = ScriptedBackend()
+        self.capabilities = self._inner.capabilities
+        self.create_conversation = self._inner.create_conversation
+        self.ready_conversation = self._inner.ready_conversation
+        self.run = self._inner.run
+
+
+async def test_a_connection_is_opened_ahead_only_for_a_message_that_will_be_answered(store):
+    backend = WarmingBackend()
+    service = ChatService(make_config(), store, {"openai": backend})
+    answered = RecordingTarget()
+    await service.handle(slack_msg("hello", thread="100.1", event_id="Ev1"), answered)
+    assert answered.shown == "You said: hello" and backend.expected == 1
+    await service.handle(slack_msg("chatter", thread="200.1", mention=False), RecordingTarget())   # not for us
+    await service.handle(slack_msg("hi", thread="300.1", assistant="nobody"), RecordingTarget())  # no such assistant
+    service.stop_accepting()
+    refused = RecordingTarget()
+    await service.handle(slack_msg("late", thread="400.1", event_id="Ev4"), refused)
+    assert refused.notices == [(SHUTTING_DOWN_NOTICE, True)]
+    assert backend.expected == 1
+
+
+async def test_a_backend_that_opens_nothing_ahead_still_answers(store):
+    service = ChatService(make_config(), store, {"openai": NoWarming()})
+    target = RecordingTarget()
+    await service.handle(slack_msg("hello", thread="100.1", event_id="Ev1"), target)
+    assert target.shown == "You said: hello"
