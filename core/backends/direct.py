@@ -64,6 +64,7 @@ class DirectJSON:
         self._headers = self._merged_headers()
         self._session: aiohttp.ClientSession | None = None
         self._warmer: Warmer | None = None
+        self._closed = False    # aclose() was called: expect() opens nothing (a request still opens its session)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urls: dict[str, yarl.URL] = {}    # parsed once per path (a new conversation's label: once per id)
 
@@ -95,6 +96,8 @@ class DirectJSON:
     def expect(self) -> None:
         """A request is coming (a message on its way to the model): its connection is opened now, in the
         background, unless one is idle (core/backends/warm.py)."""
+        if self._closed:   # closed (the backend is shutting down): nothing more to open
+            return
         self._session_now()
         assert self._warmer is not None
         self._warmer.expect()
@@ -123,6 +126,7 @@ class DirectJSON:
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
+        self._closed = True
         if self._warmer is not None:
             self._warmer.close()
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
@@ -170,9 +174,11 @@ class _Posted:
         self._resp: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.StreamReader:
-        if self._warmer is not None and (opening := self._warmer.take()) is not None:   # (warm.py)
-            await asyncio.wait((opening,))   # its connection is on its way
         try:
+            if self._warmer is not None and (opening := self._warmer.take()) is not None:   # (warm.py)
+                await asyncio.wait((opening,))   # its connection is on its way
+                if not opening.cancelled() and (failed := opening.exception()) is not None:
+                    raise failed   # that connect failed: the request's own failure, not a second wait for it
             resp = await self._session.post(self._url, data=self._body,
                                             allow_redirects=False)   # a token never follows a redirect
         except asyncio.TimeoutError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import openai
 from openai import AsyncOpenAI
 
 from core.backends.direct import DirectJSON
@@ -95,3 +96,38 @@ async def test_steady_traffic_opens_nothing_new(server, direct):
         direct.expect()
         assert await direct.post_json("responses", {}) == {}
     assert server.connections == 1 and len(server.requests) == 4
+
+
+async def test_a_request_whose_connection_failed_to_open_fails_with_it_without_connecting_again(monkeypatch):
+    # Nothing listens on the port: the connect opened ahead fails, and so does the request — with that failure
+    # (the SDK's exception), not after a second connect of its own (with a slow failure: twice the wait).
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    loop = asyncio.get_running_loop()
+    connects: list[object] = []   # attempts to connect a socket (aiohttp: itself, or through aiohappyeyeballs)
+    create_connection, sock_connect = loop.create_connection, loop.sock_connect
+
+    async def counted_create(*args, **kwargs):
+        if kwargs.get("sock") is None:
+            connects.append(args)
+        return await create_connection(*args, **kwargs)
+
+    async def counted_sock(*args, **kwargs):
+        connects.append(args)
+        return await sock_connect(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "create_connection", counted_create)
+    monkeypatch.setattr(loop, "sock_connect", counted_sock)
+    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test")
+    direct = DirectJSON(client)
+    try:
+        direct.expect()
+        with pytest.raises(openai.APIConnectionError):
+            await direct.post_json("responses", {})
+        assert len(connects) == 1
+    finally:
+        await direct.aclose()
+        await client.close()
+
