@@ -18,7 +18,7 @@ import asyncio
 import functools
 from typing import Any, Awaitable, Callable
 
-from core.store.handback import one_per_turn
+from core.store.handback import HandBack
 
 # fetch(sql, *args) -> rows: the pool's fetch
 Fetch = Callable[..., Awaitable[list[Any]]]
@@ -36,6 +36,7 @@ class ClaimBatcher:
         self._pending: list[tuple[str, str, asyncio.Future[bool]]] = []
         self._busy = False
         self._scheduled = False
+        self._handback = HandBack()
 
     def claim(self, platform: str, event_key: str) -> asyncio.Future[bool]:
         loop = asyncio.get_running_loop()
@@ -74,7 +75,7 @@ class ClaimBatcher:
                 first = (platform, key) in won
                 won.discard((platform, key))   # a second claim of the same event in this batch loses
                 steps.append(functools.partial(_answer, fut, first))
-            one_per_turn(steps)   # first come, first served (core/store/handback.py)
+            self._handback.add(steps)   # first come, first served (core/store/handback.py)
         finally:
             self._busy = False
             if self._pending:

@@ -8,7 +8,8 @@ statement at once, so one message alone sees no extra latency.
 
 The connection is aiosqlite's: sqlite3 on a thread of its own, fed by a queue. A job crosses to that thread once
 and comes back once: the thread runs every statement of it (BEGIN and COMMIT included) in one go and the loop then
-resolves all their futures in one call. aiosqlite's public methods cross twice per statement (a queue put, a thread
+hands their results back, one caller per turn of the event loop in the order they asked (core/store/handback.py).
+aiosqlite's public methods cross twice per statement (a queue put, a thread
 wake-up and a loop wake-up each way), which cost more CPU than the statements themselves; so the job goes through
 `Connection._execute`, the one call every public aiosqlite method is built on (it queues a function for the
 connection's thread) — pinned in pyproject.toml to the versions that have it (every store test fails without
@@ -34,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 import aiosqlite
 
-from core.store.handback import one_per_turn
+from core.store.handback import HandBack
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class SqliteWorker:
         self._pending: list[_Statement] = []
         self._job: asyncio.Future | None = None   # the job with the connection now
         self._scheduled = False                    # a flush is due in this loop turn
+        self._handback = HandBack()                # results to their callers, in order, one per loop turn
         self._closed = False
 
     @classmethod
@@ -110,7 +112,7 @@ class SqliteWorker:
             log.error("SQLite job failed", exc_info=done.exception())
         if self._pending and not self._closed:
             self._flush()                 # the thread goes on with what was queued meanwhile
-        one_per_turn([st.hand_back for st in job])   # first come, first served (core/store/handback.py)
+        self._handback.add(st.hand_back for st in job)   # first come, first served (core/store/handback.py)
 
     async def close(self) -> None:
         if self._closed:
@@ -121,7 +123,7 @@ class SqliteWorker:
                 self._flush()
             if self._job is not None:
                 await asyncio.wait([self._job])
-                await asyncio.sleep(0)   # its done callback (resolving the futures) has run
+                await asyncio.sleep(0)   # its done callback has run (the results are with HandBack)
         await self._connection.close()
 
     # ---- one job, on the connection's thread: statements in order, runs of groupable ones in one transaction ----

@@ -86,3 +86,22 @@ async def test_the_callers_of_one_job_go_on_one_at_a_time_in_the_order_they_aske
                         "2 goes on", "2's request leaves"]
     finally:
         await worker.close()
+
+
+async def test_a_job_that_comes_back_while_an_earlier_one_is_handed_back_waits_behind_it(tmp_path):
+    worker = await SqliteWorker.connect(tmp_path / "w.db")
+    try:
+        await worker.execute_fetchall("CREATE TABLE t (k TEXT PRIMARY KEY)", group=False)
+        order: list[str] = []
+
+        async def caller(name: str) -> None:
+            await worker.execute_fetchall("INSERT INTO t VALUES (?)", (name,))
+            order.append(name)
+
+        first = [asyncio.ensure_future(caller(f"a{i}")) for i in range(300)]
+        await asyncio.sleep(0)   # their job is on the connection's thread: the next statement makes a job of its own
+        late = asyncio.ensure_future(caller("late"))
+        await asyncio.gather(*first, late)
+        assert order == [f"a{i}" for i in range(300)] + ["late"]
+    finally:
+        await worker.close()
