@@ -144,8 +144,10 @@ class DiscordAdapter:
         client.event(self.on_message)
         client.event(self.on_interaction)
         client.add_dynamic_items(confirmations)   # Confirm / Cancel under a command's reply
+        # Most messages skip discord.py's Message; installed first, so that the guard below wraps it as well: a
+        # failure anywhere in reading a MESSAGE_CREATE drops that event with one log line, never the connection.
+        take_plain_messages(client._connection, self._take_plain)
         guard_parsers(client, self._parse_failed)
-        take_plain_messages(client._connection, self._take_plain)   # most messages skip discord.py's Message
         self._dead = asyncio.get_running_loop().create_future()
         try:
             await client.login(self._token)

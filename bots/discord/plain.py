@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import discord
+from discord.state import ConnectionState
 from discord.utils import parse_time
 
 from bots.discord.events import MAX_CONTENT, ReplyChains, channel_place, mention_thread, strip_named
@@ -37,6 +38,14 @@ _EMPTY = frozenset({"reactions", "attachments", "embeds", "sticker_items", "comp
 # Read with .get() and made into something when set (a webhook's id, an edit time).
 _UNSET = frozenset({"webhook_id", "application_id", "edited_timestamp"})
 _MEMBER_TIMES = ("joined_at", "premium_since", "communication_disabled_until")
+# Read here (or, for the flags and the like, read by discord.py without a bearing on the InboundMessage; a value
+# it cannot read is still dropped by it: tests/discord/test_discord_plain.py breaks every field in turn).
+_READ = frozenset({"id", "type", "content", "channel_id", "guild_id", "author", "member", "mentions", "mention_roles",
+                   "mention_everyone", "tts", "pinned", "flags", "nonce", "position", "activity",
+                   "referenced_message"})   # (read by discord.py only with a message_reference: not plain)
+# Every key of a message discord.py's Message reads, sorted by what this reader does with it: a newer discord.py
+# reading another one fails the test that compares this with Message.__init__, before a message is read wrong.
+KNOWN_KEYS = _SPECIAL | _EMPTY | _UNSET | _READ
 
 
 class _Skip:
@@ -234,10 +243,24 @@ def _mention_names(mentions: list, guild: discord.Guild | None, me_id: int) -> t
     return names, mentioned
 
 
+# The channels whose last_message_id discord.py's parse_message_create keeps.
+_LAST_MESSAGE_KEPT = (discord.TextChannel, discord.VoiceChannel, discord.Thread, discord.StageChannel)
+
+
+def reads_as_payload(state: ConnectionState) -> bool:
+    """Whether discord.py, set up as this state is, takes a message's author and mentions from the payload too.
+    It does without the members intent or with an empty member cache (store_user_no_intents): then nothing it
+    holds is fresher or staler than the payload. With a member cache, its Users and Members could carry names
+    the payload no longer has, and the two readings could differ: the plain reader stays out."""
+    return state.member_cache_flags.value == 0 and state.store_user.__func__ is ConnectionState.store_user_no_intents
+
+
 def take_plain_messages(state: Any, on_plain: Callable[[PlainMessage], None]) -> None:
     """From now on a plain MESSAGE_CREATE goes to `on_plain` (which must not raise: it runs in the gateway's
     reader) instead of discord.py's parser and `on_message`; a bot's message goes nowhere; any other message
     to the parser that was in place (bots/discord/gateway.guard_parsers: it drops what it cannot read)."""
+    if not reads_as_payload(state):
+        return
     parsers = state.parsers
     full = parsers["MESSAGE_CREATE"]
 
@@ -249,6 +272,9 @@ def take_plain_messages(state: Any, on_plain: Callable[[PlainMessage], None]) ->
         if plain is None:
             full(data)
         elif plain is not SKIP:
+            channel = plain.message.channel
+            if channel.__class__ in _LAST_MESSAGE_KEPT:   # what discord.py's parser does after the Message
+                channel.last_message_id = plain.message.id
             on_plain(plain)   # type: ignore[arg-type]
 
     parsers["MESSAGE_CREATE"] = parse

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
+import re
 
 import discord
 import pytest
 
 from bots.discord.events import ReplyChains, translate, unreadable
-from bots.discord.plain import SKIP, PlainMessage, read_plain
+from bots.discord.plain import KNOWN_KEYS, SKIP, PlainMessage, read_plain, take_plain_messages
 from bots.discord.pacing import Pacers
 from bots.discord.client import DiscordAdapter
 from bots.standins import discord_payloads as P
@@ -82,6 +84,9 @@ def plain_payloads(w) -> dict[str, dict]:
         "owner": message(w, general, owner, f"<@{me['id']}> hi", mentions=[me]),
         "in a thread": message(w, w.thread["id"], w.alice, f"<@{me['id']}> and then?", mentions=[me]),
         "DM": message(w, w.dm_channel(w.alice), w.alice, "hello there", guild=False),
+        # in a DM a mention's guild nick is not used: the person is named by their own name
+        "DM naming someone": message(w, w.dm_channel(w.alice), w.alice, f"ask <@{w.bob['id']}>", guild=False,
+                                     mentions=[bobby]),
         "role mention": message(w, general, w.alice, f"<@&{w.bot_role['id']}> anyone?",
                                 mention_roles=[w.bot_role["id"]]),
         "other role": message(w, general, w.alice, "<@&1> anyone?", mention_roles=[w.guild["roles"][1]["id"]]),
@@ -221,9 +226,93 @@ async def test_a_plain_mention_is_answered_without_discord_py_building_the_messa
                                  for m in w.messages_in(ch, by_bot=True)))
     (answer,) = w.messages_in(ch, by_bot=True)
     assert answer.reference_id == mid
+    assert w.adapter.client.get_channel(int(ch)).last_message_id == int(mid)   # kept as discord.py's parser keeps it
     # A reply to the answer has a reference: discord.py reads it (and the chain continues the conversation).
     await w.user_message(ch, w.alice, "and with mint?", reply_to=answer.id)
     await w.wait_for(lambda: any(m.content == "You said: and with mint?" for m in w.messages_in(ch, by_bot=True)))
     first, second = w.adapter._service.handled
     assert second.thread == first.thread == mid
     assert w.adapter.plain_messages == 1
+
+
+async def test_a_role_of_the_bots_own_and_an_administrator_everyone_read_as_discord_py_reads_them(world):
+    """Bots are often given a role by hand beside their managed one, and small servers give @everyone Administrator:
+    mentioning the hand-given role does not address the bot, and everyone is an admin — both readings agree."""
+    w = world
+    g = w.guild
+    general = w.channel_id(g, "general")
+    helpers = P.role(w.ids.next(), "helpers", 0, 3)    # not managed
+    await w.dispatch("GUILD_ROLE_CREATE", {"guild_id": g["id"], "role": helpers})
+    await w.dispatch("GUILD_MEMBER_UPDATE", {"guild_id": g["id"], **P.member(w.bot, [w.bot_role["id"], helpers["id"]])})
+    everyone = dict(g["roles"][0]) | {"permissions": "8"}
+    await w.dispatch("GUILD_ROLE_UPDATE", {"guild_id": g["id"], "role": everyone})
+    cached = w.adapter.client.get_guild(int(g["id"]))
+    await w.wait_for(lambda: len(cached.me.roles) == 3 and cached.default_role.permissions.administrator)
+
+    plain, usual = await both_ways(w, message(w, general, w.alice, f"<@&{helpers['id']}> anyone?",
+                                              mention_roles=[helpers["id"]]))
+    assert isinstance(plain, PlainMessage)
+    assert not usual.mentions_bot
+    plain, usual = await both_ways(w, message(w, general, w.alice, f"<@{w.bot['id']}> hi", mentions=[w.bot]))
+    assert isinstance(plain, PlainMessage) and usual.author.is_admin
+
+
+async def test_people_discord_py_holds_in_its_cache_are_left_to_it(world):
+    """discord.py reads a cached member from its cache, not from the payload: such a message is not plain."""
+    w = world
+    g = w.guild
+    general = w.channel_id(g, "general")
+    state = w.adapter.client._connection
+    guild = w.adapter.client.get_guild(int(g["id"]))
+    bob = discord.Member(data=P.member(_public(w.bob), []) | {"nick": "Bobby"}, guild=guild, state=state)
+    guild._add_member(bob)
+    try:
+        plain, _ = await both_ways(w, message(w, general, w.bob, f"<@{w.bot['id']}> hi", mentions=[w.bot]))
+        assert plain is None   # author cached
+        plain, _ = await both_ways(w, message(w, general, w.alice, f"<@{w.bot['id']}> ask <@{w.bob['id']}>",
+                                              mentions=[w.bot, _public(w.bob)]))
+        assert plain is None   # a mentioned person cached
+    finally:
+        guild._remove_member(bob)
+
+
+def test_with_a_member_cache_the_plain_reader_stays_out():
+    """With the members intent and a member cache, discord.py's Users and Members can carry names the payload no
+    longer has: the plain reader is not installed, every message goes to discord.py's parser."""
+    intents = discord.Intents.default()
+    intents.members = True
+    client = discord.Client(intents=intents, member_cache_flags=discord.MemberCacheFlags.all())
+    state = client._connection
+    before = state.parsers["MESSAGE_CREATE"]
+    take_plain_messages(state, lambda plain: None)
+    assert state.parsers["MESSAGE_CREATE"] is before
+    bare = discord.Client(intents=discord.Intents.default(), member_cache_flags=discord.MemberCacheFlags.none())
+    take_plain_messages(bare._connection, lambda plain: None)
+    assert bare._connection.parsers["MESSAGE_CREATE"] is not before
+
+
+def test_every_key_discord_py_reads_from_a_message_is_one_the_plain_reader_knows():
+    """The reader decides from the keys discord.py's Message reads (discord.py >= 2.4 is allowed): a newer
+    discord.py reading a key this list does not know fails here, before it could be read differently."""
+    source = inspect.getsource(discord.Message.__init__)
+    read = set(re.findall(r"data(?:\[|\.get\()['\"](\w+)['\"]", source))
+    for handlers in re.findall(r"for handler in \(([^)]*)\)", source):   # data[handler] for each of these
+        read |= set(re.findall(r"'(\w+)'", handlers))
+    assert read, "discord.py's Message no longer reads its payload where this test looks"
+    assert read <= KNOWN_KEYS, sorted(read - KNOWN_KEYS)
+
+
+@pytest.fixture
+def failing_hand_over(monkeypatch):
+    """The adapter's hand-over of a plain message fails (whatever the cause): installed before `world` starts it."""
+    def fail(self, plain):
+        raise RuntimeError("hand-over failed")
+    monkeypatch.setattr(DiscordAdapter, "_take_plain", fail)
+
+
+async def test_a_failure_handing_a_plain_message_over_drops_that_event_not_the_connection(failing_hand_over, world):
+    w = world
+    ch = w.channel_id(w.guild, "general")
+    await w.user_message(ch, w.alice, "what goes with basil?", mention_bot=True)
+    await w.wait_for(lambda: w.adapter.dropped_events == 1)   # one log line, as for any event discord.py can't read
+    assert w.adapter.reconnects == 0 and w.adapter.connected
