@@ -51,9 +51,6 @@ class BackendBase:
         their way to the model is set up now."""
         self._sessions.prepare()
 
-    def expect(self) -> None:
-        """A turn is coming (its message is being claimed): nothing to get ready here (the SDK's requests)."""
-
     async def aclose(self) -> None:
         await self._sessions.aclose()
         await self._client.close()

@@ -27,8 +27,6 @@ import orjson
 import yarl
 from openai import AsyncOpenAI
 
-from core.backends.warm import Warmer
-
 # The SDK's mapping of an HTTP status to its exception type (openai._client.AsyncOpenAI._make_status_error).
 _STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
     400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
@@ -63,8 +61,6 @@ class DirectJSON:
         # processor runs `uname -p` in a subprocess (once per process) — in the first answer's way otherwise.
         self._headers = self._merged_headers()
         self._session: aiohttp.ClientSession | None = None
-        self._warmer: Warmer | None = None
-        self._closed = False    # aclose() was called: expect() opens nothing (a request still opens its session)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urls: dict[str, yarl.URL] = {}    # parsed once per path (a new conversation's label: once per id)
 
@@ -93,15 +89,6 @@ class DirectJSON:
         """Opens the HTTP session now (in a running event loop), not in the first answer's way."""
         self._session_now()
 
-    def expect(self) -> None:
-        """A request is coming (a message on its way to the model): its connection is opened now, in the
-        background, unless one is idle (core/backends/warm.py)."""
-        if self._closed:   # closed (the backend is shutting down): nothing more to open
-            return
-        self._session_now()
-        assert self._warmer is not None
-        self._warmer.expect()
-
     def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
@@ -110,9 +97,6 @@ class DirectJSON:
             # No cookie jar: the API sets none worth keeping, and the jar is walked on every request.
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000), headers=self.headers(),
                                                   timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar())
-            if self._warmer is not None:
-                self._warmer.close()
-            self._warmer = Warmer(self._session, self._url("responses"), self._timeout)
             self._loop = loop
         return self._session
 
@@ -126,9 +110,6 @@ class DirectJSON:
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
-        self._closed = True
-        if self._warmer is not None:
-            self._warmer.close()
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
 
@@ -139,8 +120,7 @@ class DirectJSON:
         response body stream once the status is 2xx. Raises the SDK's exceptions for a status error or a
         failure before the response; a failure while the body is read raises aiohttp's
         (core.backends.errors.transport words both)."""
-        session = self._session_now()
-        return _Posted(session, self._url(path), self._base + path, body, self._warmer)
+        return _Posted(self._session_now(), self._url(path), self._base + path, body)
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
         """A plain JSON request and its decoded answer (errors as the SDK raises them for a non-streamed call)."""
@@ -165,20 +145,14 @@ class _Posted:
     answer's request goes through here, and the generator form costs an async generator and contextlib's
     wrapper per request)."""
 
-    __slots__ = ("_session", "_url", "_text_url", "_body", "_resp", "_warmer")
+    __slots__ = ("_session", "_url", "_text_url", "_body", "_resp")
 
-    def __init__(self, session: aiohttp.ClientSession, url: yarl.URL, text_url: str, body: bytes,
-                 warmer: Warmer | None) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: yarl.URL, text_url: str, body: bytes) -> None:
         self._session, self._url, self._text_url, self._body = session, url, text_url, body
-        self._warmer = warmer
         self._resp: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.StreamReader:
         try:
-            if self._warmer is not None and (opening := self._warmer.take()) is not None:   # (warm.py)
-                await asyncio.wait((opening,))   # its connection is on its way
-                if not opening.cancelled() and (failed := opening.exception()) is not None:
-                    raise failed   # that connect failed: the request's own failure, not a second wait for it
             resp = await self._session.post(self._url, data=self._body,
                                             allow_redirects=False)   # a token never follows a redirect
         except asyncio.TimeoutError as exc:

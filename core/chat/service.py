@@ -125,33 +125,23 @@ class ChatService:
         owns_thread = thread_assistant is not None
         if not is_addressed(config, msg, bot_owns_thread=owns_thread):
             return
-        # Who would answer is worked out before the event is claimed (reads only; what is said about it comes
-        # after the claim): that assistant's backend opens the connection for the request meanwhile. A message
-        # the claim or the limits then turn away costs that connect (idle in the pool, closed after aiohttp's
-        # keep-alive time) and its preference read (cached for SQLite); one that is answered does not wait for
-        # the connect after its claim any more.
-        preference = await self._store.get_preference(preference_scope(msg))
-        if owns_thread and not msg.assistant:
-            preference = thread_assistant
-        name = pick_assistant(config, msg, preference=preference)
-        assistant = config.assistants.get(name)
-        refusal = check_access(config, assistant, msg) if assistant is not None else None
-        if assistant is not None and refusal is None and self._accepting and assistant.backend in backends:
-            _warm(backends[assistant.backend])
-        # The claim is committed before anything goes to the model (only a connection is opened before it): the
-        # event's row is inserted against its primary key, first writer wins, and its caller hears only after the
-        # commit (SQLite and PostgreSQL alike), so a second process sharing the database, or a redelivery, finds
-        # it taken and answers nothing (tests/store/test_store_contract.py).
         if msg.event_id and not await self._claims.claim_event(msg.platform, msg.event_id):
             log.info("duplicate delivery of %s event %s ignored", msg.platform, msg.event_id)
             return
         if not self._accepting:
             await target.notice(SHUTTING_DOWN_NOTICE, ephemeral=True)
             return
+
+        preference = await self._store.get_preference(preference_scope(msg))
+        if owns_thread and not msg.assistant:
+            preference = thread_assistant
+        name = pick_assistant(config, msg, preference=preference)
+        assistant = config.assistants.get(name)
         if assistant is None:
             await target.notice(f"There is no assistant called “{name}”. Available: {', '.join(config.assistants)}.",
                                 ephemeral=True)
             return
+        refusal = check_access(config, assistant, msg)
         limits = _limits_for(config, assistant)
         if refusal is None and limits is not None:
             refusal = await self._limiter.admit(limits, msg)
@@ -271,14 +261,6 @@ class ChatService:
     @property
     def turns_in_flight(self) -> int:
         return len(self._turns)
-
-
-def _warm(backend: AssistantBackend) -> None:
-    """Best effort: a connection opened ahead only saves time, so nothing about it may stop an answer."""
-    try:
-        backend.expect()
-    except Exception as exc:  # noqa: BLE001 - the request opens its own connection as before
-        log.debug("could not open a connection ahead: %r", exc)
 
 
 def _limits_for(config: Config, assistant):

@@ -50,16 +50,15 @@ class AnswerTurn:
                   backend: AssistantBackend, progress: TurnProgress, approver: Approver | None = None) -> None:
         records = AnswerRecords(self._store, self._limiter, msg, assistant, key)
         writes = records.writes
-        # The typing indicator goes out while the conversation is set up, not before it (and after the request
-        # to the model when that leaves in this turn of the event loop: _after_request).
-        typing: asyncio.Future | None = asyncio.ensure_future(_after_request(lambda: quietly(target.typing())))
+        # The typing indicator goes out while the conversation is set up, not before it.
+        typing: asyncio.Future | None = asyncio.ensure_future(quietly(target.typing()))
         # From now on, follow-ups in this thread need no mention (and stay with this assistant). Written while
-        # the model answers, and stored before the first word shows: a follow-up sent the moment the answer
-        # appears may reach another process, which reads this marker to know the thread is the bot's.
+        # the conversation is set up, and stored before the first word shows: a follow-up sent the moment the
+        # answer appears may reach another process, which reads this marker to know the thread is the bot's.
         marking: asyncio.Future | None = None
         if msg.thread:
-            marking = asyncio.ensure_future(_after_request(lambda: self._store.mark_thread(
-                msg.platform, msg.channel, msg.thread, assistant.name, ttl=THREAD_MEMORY_SECONDS)))
+            marking = asyncio.ensure_future(self._store.mark_thread(
+                msg.platform, msg.channel, msg.thread, assistant.name, ttl=THREAD_MEMORY_SECONDS))
             writes.append(marking)
         labels = metadata(msg, assistant.name)
         try:
@@ -188,16 +187,6 @@ class AnswerTurn:
                 citations.append(event)
             case Completed():
                 await records.completed(event)
-
-
-async def _after_request(start):
-    """`start()`, called one turn of the event loop later (not before: a turn that ends at once cancels this
-    without leaving a coroutine never awaited): what the turn does on its way to the model without
-    waiting (a new thread's first turn: all of it) runs first, up to its request, which aiohttp then writes in a
-    task of its own, queued in that same turn — ahead of this. So the typing indicator and the thread's marker
-    come right after the request has left, not in front of it."""
-    await asyncio.sleep(0)
-    return await start()
 
 
 async def _upload(target: ReplyTarget, file: OutboundFile) -> str | None:

@@ -15,10 +15,7 @@ for it), and a claim is answered only after the statement committed. Two claims 
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import Any, Awaitable, Callable
-
-from core.store.handback import HandBack
 
 # fetch(sql, *args) -> rows: the pool's fetch
 Fetch = Callable[..., Awaitable[list[Any]]]
@@ -36,7 +33,6 @@ class ClaimBatcher:
         self._pending: list[tuple[str, str, asyncio.Future[bool]]] = []
         self._busy = False
         self._scheduled = False
-        self._handback = HandBack()
 
     def claim(self, platform: str, event_key: str) -> asyncio.Future[bool]:
         loop = asyncio.get_running_loop()
@@ -70,20 +66,12 @@ class ClaimBatcher:
                 raise
         else:
             won = {(r[0], r[1]) for r in rows}
-            steps = []
             for platform, key, fut in batch:
                 first = (platform, key) in won
                 won.discard((platform, key))   # a second claim of the same event in this batch loses
-                steps.append(functools.partial(_answer, fut, first))
-            self._handback.add(steps)   # first come, first served (core/store/handback.py)
+                if not fut.done():
+                    fut.set_result(first)
         finally:
             self._busy = False
             if self._pending:
                 self._flush()
-
-
-def _answer(fut: asyncio.Future[bool], first: bool) -> bool:
-    if fut.done():   # its caller was cancelled
-        return False
-    fut.set_result(first)
-    return True

@@ -8,8 +8,7 @@ statement at once, so one message alone sees no extra latency.
 
 The connection is aiosqlite's: sqlite3 on a thread of its own, fed by a queue. A job crosses to that thread once
 and comes back once: the thread runs every statement of it (BEGIN and COMMIT included) in one go and the loop then
-hands their results back, one caller per turn of the event loop in the order they asked (core/store/handback.py).
-aiosqlite's public methods cross twice per statement (a queue put, a thread
+resolves all their futures in one call. aiosqlite's public methods cross twice per statement (a queue put, a thread
 wake-up and a loop wake-up each way), which cost more CPU than the statements themselves; so the job goes through
 `Connection._execute`, the one call every public aiosqlite method is built on (it queues a function for the
 connection's thread) — pinned in pyproject.toml to the versions that have it (every store test fails without
@@ -35,8 +34,6 @@ from typing import Any, Callable, Sequence
 
 import aiosqlite
 
-from core.store.handback import HandBack
-
 log = logging.getLogger(__name__)
 
 _READS = ("select", "pragma")
@@ -50,18 +47,6 @@ class _Statement:
         self.result: list[sqlite3.Row] | None = None
         self.error: BaseException | None = None
 
-    def hand_back(self) -> bool:
-        """Its caller hears how it went (False: nobody waits for it any more)."""
-        if self.future.done():            # its caller was cancelled
-            return False
-        if self.error is not None:
-            self.future.set_exception(self.error)
-        elif self.result is None:         # the job never ran (closing)
-            self.future.set_exception(sqlite3.ProgrammingError("Cannot operate on a closed database."))
-        else:
-            self.future.set_result(self.result)
-        return True
-
 
 class SqliteWorker:
     """`await SqliteWorker.connect(path)`; `execute_fetchall(sql, params)`; `close()`."""
@@ -72,7 +57,6 @@ class SqliteWorker:
         self._pending: list[_Statement] = []
         self._job: asyncio.Future | None = None   # the job with the connection now
         self._scheduled = False                    # a flush is due in this loop turn
-        self._handback = HandBack()                # results to their callers, in order, one per loop turn
         self._closed = False
 
     @classmethod
@@ -110,9 +94,17 @@ class SqliteWorker:
         self._job = None
         if not done.cancelled() and done.exception() is not None:   # a bug here, not a statement's error
             log.error("SQLite job failed", exc_info=done.exception())
+        for st in job:
+            if st.future.done():          # its caller was cancelled
+                continue
+            if st.error is not None:
+                st.future.set_exception(st.error)
+            elif st.result is None:       # the job never ran (closing)
+                st.future.set_exception(sqlite3.ProgrammingError("Cannot operate on a closed database."))
+            else:
+                st.future.set_result(st.result)
         if self._pending and not self._closed:
-            self._flush()                 # the thread goes on with what was queued meanwhile
-        self._handback.add(st.hand_back for st in job)   # first come, first served (core/store/handback.py)
+            self._flush()
 
     async def close(self) -> None:
         if self._closed:
@@ -123,7 +115,7 @@ class SqliteWorker:
                 self._flush()
             if self._job is not None:
                 await asyncio.wait([self._job])
-                await asyncio.sleep(0)   # its done callback has run (the results are with HandBack)
+                await asyncio.sleep(0)   # its done callback (resolving the futures) has run
         await self._connection.close()
 
     # ---- one job, on the connection's thread: statements in order, runs of groupable ones in one transaction ----

@@ -107,39 +107,3 @@ async def test_a_burst_of_new_threads_asks_an_empty_pool_once_until_a_spare_is_r
         assert taken[-1] in fake.conversations and ledger.takes == 2   # the empty pool was asked once before
         await backend.aclose()
         await client.close()
-
-
-class SlowLedger(CountingLedger):
-    """Takes a turn of the event loop per take, as a database does."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counted: list[int] = []
-
-    async def take_spare(self, pool: str) -> str | None:
-        await asyncio.sleep(0)
-        return await super().take_spare(pool)
-
-    async def count_spares(self, pool: str) -> int:
-        self.counted.append(await super().count_spares(pool))
-        return self.counted[-1]
-
-
-async def test_a_burst_of_new_threads_asks_the_ledger_only_as_often_as_it_holds_spares(monkeypatch):
-    # Two spares ready, six new threads at once: two of them get a spare, and the other four don't each ask the
-    # ledger (a write statement in front of their first request) for spares that the first two are taking.
-    monkeypatch.setattr(spares, "QUIET_SECONDS", 3600.0)
-    async with FakeOpenAI() as fake:
-        client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test")
-        ledger = SlowLedger()
-        backend = OpenAIBackend(client, NoTools(), spare_conversations=2, spare_ledger=ledger)
-        backend.prepare()
-        async def full() -> bool:   # the pool has counted its two spares: it is full
-            return 2 in ledger.counted
-
-        await _until(full)
-        burst = await asyncio.gather(*(backend.ready_conversation({"channel": f"C{i}"}) for i in range(6)))
-        got = [c for c in burst if c is not None]
-        assert len(got) == 2 and set(got) <= set(fake.conversations) and ledger.takes == 2
-        await backend.aclose()
-        await client.close()

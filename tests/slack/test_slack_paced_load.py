@@ -61,9 +61,6 @@ class PacedModel:
         self.last_word[turn.text.split()[-1]] = time.monotonic()
         yield Completed(Usage(10, 0, 300))
 
-    def expect(self) -> None:
-        return None
-
     async def aclose(self) -> None:
         return None
 

@@ -271,25 +271,6 @@ async def test_fifty_concurrent_claims_of_one_event_have_one_winner(stores):
         assert results.count(True) == 1
 
 
-async def test_a_burst_of_claims_is_answered_first_come_first_served(stores):
-    # The claims of a burst come back together (one job, one statement); each message then makes its request to
-    # the model ready, which aiohttp writes in a task of its own. Handed back all at once, every message woke
-    # before any request left, and they all left together at the end; one per turn, the first one's leaves first.
-    async with stores.open() as store:
-        seen: list[str] = []
-        loop = asyncio.get_running_loop()
-
-        async def message(i: int) -> None:
-            assert await store.claim_event("slack", f"Ev{i}") is True
-            seen.append(f"{i} goes on")
-            loop.call_soon(seen.append, f"{i}'s request leaves")   # as aiohttp's task writing it
-
-        await asyncio.gather(*(message(i) for i in range(3)))
-        await asyncio.sleep(0)
-        assert seen == ["0 goes on", "0's request leaves", "1 goes on", "1's request leaves",
-                        "2 goes on", "2's request leaves"]
-
-
 async def test_two_processes_on_one_database_have_one_winner(stores):
     # Two stores = two connections, like `teambridge run` started twice against the same database.
     async with stores.open() as a, stores.open() as b:

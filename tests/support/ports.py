@@ -44,9 +44,6 @@ class ScriptedBackend:
     def prepare(self) -> None:
         return None
 
-    def expect(self) -> None:
-        return None
-
     async def aclose(self) -> None:
         return None
 

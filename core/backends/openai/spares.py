@@ -105,13 +105,10 @@ class SpareConversations:
         self._closing = False
         self._answered = False   # the server has answered a create since start (else, at shutdown, it is down)
         self._taken = 0          # spares taken since start: a fill waiting for quiet sees the pool drain
-        # How many spares the ledger holds, as this process last saw it (None: not counted yet), less the takes
-        # asked for since: a new thread asks the ledger (a write statement, in front of its first request) only
-        # while that is above 0. So when a burst's threads all ask at once, as many ask as there are spares, not
-        # every one of them; and once a take found the ledger empty, none asks until a spare is recorded or
-        # counted. Another process's spares are noticed at this pool's next count (every fill round counts);
-        # until then a thread may go without a spare that was there (as without a pool: first_turn.py).
-        self._left: int | None = None
+        # The last take found the ledger empty, and no spare was recorded or counted since: the next new threads
+        # don't ask (a write statement each, in front of their first request) until one is. Another process's
+        # spares are noticed at this pool's next count (every fill round counts).
+        self._empty = False
         self._takes: deque[float] = deque()   # when conversations were asked for (monotonic), DEMAND_SECONDS back
         self._restore = False    # `teambridge run`: the first fill reads the last burst's size from the ledger
         self._demand = 0         # the last burst's size (new threads within DEMAND_SECONDS), when above _size
@@ -127,15 +124,11 @@ class SpareConversations:
         take counts towards the demand the pool is sized by."""
         if self._size:
             self._takes.append(time.monotonic())
-        conversation_id = None
-        if self._size and (self._left is None or self._left > 0):
-            if self._left is not None:
-                self._left -= 1   # asked for: the threads asking meanwhile count it as gone
-            conversation_id = await self._take_spare()
-            if conversation_id is None:
-                self._left = 0
+        conversation_id = await self._take_spare() if self._size and not self._empty else None
         if conversation_id is not None:
             self._taken += 1
+        elif self._size:
+            self._empty = True
         self._refill()
         if conversation_id is None:
             return None
@@ -249,7 +242,9 @@ class SpareConversations:
                 self._restore = False
                 self._demand = await self._ledger.spare_demand(self._pool)
             while not self._closing:
-                have = self._left = await self._ledger.count_spares(self._pool)
+                have = await self._ledger.count_spares(self._pool)
+                if have:
+                    self._empty = False
                 missing = self.target() - have
                 if missing <= 0:
                     return
@@ -303,7 +298,7 @@ class SpareConversations:
             return False
         # recorded at once: a crash from here on leaves it in the ledger, not lost at OpenAI
         await asyncio.shield(self._ledger.add_spare(self._pool, conversation_id))
-        self._left = (self._left or 0) + 1
+        self._empty = False
         return True
 
     async def _create(self, metadata: dict[str, str]) -> str:

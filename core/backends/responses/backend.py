@@ -53,9 +53,6 @@ class ResponsesBackend(BackendBase):
         super().prepare()
         self._stream.prepare()   # its HTTP session (with `type: openai` the one the spares use too)
 
-    def expect(self) -> None:
-        self._stream.expect()    # the turn's connection to the server opens while its message is claimed
-
     async def aclose(self) -> None:
         await self._sessions.aclose()
         await self._stream.aclose()   # its own HTTP session for the direct requests

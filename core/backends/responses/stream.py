@@ -41,10 +41,6 @@ class ResponsesStream(RetryingStream):
         if self._direct is not None:
             self._direct.prepare()
 
-    def expect(self) -> None:
-        if self._direct is not None:
-            self._direct.expect()
-
     async def aclose(self) -> None:
         if self._direct is not None:
             await self._direct.aclose()
