@@ -88,7 +88,9 @@ class ReplyTarget(Protocol):
     # where the posted file can be opened (a permalink, an attachment URL, a path), or None
     async def upload(self, file: OutboundFile) -> str | None: ...
     async def notice(self, text: str, *, ephemeral: bool = False) -> None: ...  # short one-off reply
-    async def typing(self) -> None: ...                           # "is typing" / thinking status; may no-op
+    # "is typing" / thinking status; may no-op. Awaited in the answer's way (before its conversation is set up), so
+    # it returns at once: it sets a timer (shown only when the first words are slow) or starts its request itself.
+    async def typing(self) -> None: ...
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None: ...  # native stream, or None for EditStream
 
 

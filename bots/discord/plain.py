@@ -17,6 +17,7 @@ starts a thread and builds a message_reference exactly as the full Message would
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -77,10 +78,13 @@ class PlainMessage:
                               event_id=message_id, message_id=message_id, channel_parents=parents)
 
 
+_SNOWFLAKE = re.compile(r"[0-9]{1,19}").fullmatch   # (one call for what len/isascii/isdigit checked in three)
+
+
 def _id(value: Any) -> int | None:
     """A snowflake as Discord sends it (a string of ASCII digits; 19 at most keeps it inside discord.py's
     unsigned 64-bit arrays), else None."""
-    if type(value) is str and 0 < len(value) < 20 and value.isascii() and value.isdigit():
+    if type(value) is str and _SNOWFLAKE(value) is not None:
         return int(value)
     return None
 
@@ -153,7 +157,8 @@ def read_plain(data: Any, state: Any) -> PlainMessage | _Skip | None:
         return None
     if author_id == me.id or author.get("bot", False):
         return SKIP
-    if data.get("type") != 0 or type(data.get("type")) is not int:
+    kind = data.get("type")
+    if kind != 0 or type(kind) is not int:
         return None
     keys = data.keys()
     if not keys.isdisjoint(_SPECIAL):

@@ -83,7 +83,8 @@ class ConversationSetup:
                 return "", None
         else:
             conversation_id = await backend.create_conversation(metadata)
-        saving = asyncio.ensure_future(self._store.save_conversation(key, assistant, conversation_id, metadata))
+        saving = asyncio.get_running_loop().create_task(
+            self._store.save_conversation(key, assistant, conversation_id, metadata))
         return conversation_id, saving
 
     async def _made_late(self, backend: AssistantBackend, key: ConversationKey,

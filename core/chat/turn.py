@@ -50,14 +50,18 @@ class AnswerTurn:
                   backend: AssistantBackend, progress: TurnProgress, approver: Approver | None = None) -> None:
         records = AnswerRecords(self._store, self._limiter, msg, assistant, key)
         writes = records.writes
-        # The typing indicator goes out while the conversation is set up, not before it.
-        typing: asyncio.Future | None = asyncio.ensure_future(quietly(target.typing()))
+        # The typing indicator: targets set it up and return at once (a timer: it goes out only when the first
+        # words are slow to come), so it is awaited here rather than given a task of its own per answer.
+        try:
+            await target.typing()
+        except Exception:
+            log.exception("the typing indicator failed for %s", key.as_string())
         # From now on, follow-ups in this thread need no mention (and stay with this assistant). Written while
         # the conversation is set up, and stored before the first word shows: a follow-up sent the moment the
         # answer appears may reach another process, which reads this marker to know the thread is the bot's.
         marking: asyncio.Future | None = None
         if msg.thread:
-            marking = asyncio.ensure_future(self._store.mark_thread(
+            marking = asyncio.get_running_loop().create_task(self._store.mark_thread(
                 msg.platform, msg.channel, msg.thread, assistant.name, ttl=THREAD_MEMORY_SECONDS))
             writes.append(marking)
         labels = metadata(msg, assistant.name)
@@ -65,7 +69,6 @@ class AnswerTurn:
             turn, refused = await self._setup.turn(assistant, msg, key, labels, backend, writes,
                                                    approver=approver)
         except (UserFacingError, BackendError) as err:
-            await typing
             await records.settle()
             if isinstance(err, BackendError):
                 log.warning("backend error before the answer for %s: %s", key.as_string(), err.message)
@@ -75,7 +78,6 @@ class AnswerTurn:
             await target.notice(err.message if isinstance(err, UserFacingError) else notice_line(err.message))
             return
         except BaseException:
-            typing.cancel()
             await records.settle()
             progress.outcome = ERROR
             raise
@@ -100,9 +102,6 @@ class AnswerTurn:
         try:
             async with aclosing(backend.run(turn)) as events:  # leaving early closes the model's stream
                 async for event in events:
-                    if typing is not None:  # the indicator must not land after the answer began
-                        await typing
-                        typing = None
                     if marking is not None:  # a failed write is logged by settle(), not raised here
                         await asyncio.wait((marking,))
                         marking = None
@@ -137,8 +136,6 @@ class AnswerTurn:
             log.exception("error while answering %s", key.as_string())
             settled = await _shown(stream.fail("Something went wrong while answering — please try again."))
         finally:
-            if typing is not None:
-                typing.cancel()
             await records.settle()
             if settled:  # otherwise the record stays: the next start marks the reply as cut off
                 await records.forget_inflight()

@@ -289,3 +289,16 @@ async def test_the_turn_lock_and_the_event_claim_are_the_injected_ones(store):
     assert first.shown == "You said: hello" and second.shown == ""
     assert len(locks.held) == 1 and "100.1" in locks.held[0] and locks.held[0].endswith("#food")
     assert await service.claim("slack", "Ev2") is False
+
+
+async def test_an_indicator_that_fails_costs_one_log_line_and_the_answer_comes_all_the_same(store, caplog):
+    class NoTyping(RecordingTarget):
+        async def typing(self) -> None:   # (awaited in the answer's way: it must not end the answer)
+            self.typing_calls += 1
+            raise RuntimeError("typing endpoint gone")
+
+    target = NoTyping()
+    await ChatService(make_config(), store, {"openai": ScriptedBackend()}).handle(slack_msg("hi", thread="1.1"), target)
+    assert target.shown == "You said: hi" and target.notices == [] and target.typing_calls == 1
+    (failure,) = [r for r in caplog.records if r.exc_info]
+    assert failure.message.startswith("the typing indicator failed for slack|T1|C1|1.1")
