@@ -50,12 +50,23 @@ class _Window:
 
     def open(self, *_: Any) -> None:
         self._profile = None
+        _COUNTING[0] = True
         self._start()
 
     def open_profiled(self, *_: Any) -> None:
         self._profile = cProfile.Profile(time.thread_time)   # CPU of the loop thread, not wall time
         _PROFILING[0] = True
+        _COUNTING[0] = True
         self._start()
+
+    def open_stream(self, *_: Any) -> None:
+        """A window after the requests (`bench.hotpath --stream`): frames and requests are not timed in it."""
+        self.open()
+        _COUNTING[0] = False
+
+    def open_stream_profiled(self, *_: Any) -> None:
+        self.open_profiled()
+        _COUNTING[0] = False
 
     def _start(self) -> None:
         _SQLITE[:] = [0, 0, 0.0, 0.0, 0.0]
@@ -136,6 +147,8 @@ def _count_sqlite_jobs() -> None:
 
 
 _PROFILING = [False]   # a profiled window is open
+_COUNTING = [True]     # frames and requests are timed (not in a window after the requests: its frames are the
+                       # bot's own messages coming back, and each timing is a clock call)
 
 
 def _spares_wait_for_profiled_windows() -> None:
@@ -173,7 +186,7 @@ def _count_progress() -> None:
     read_first: list[Any] = [None]   # the payload the plain reader (bots/discord/plain.py) last looked at
 
     def parse_counted(self, data):
-        if data is not read_first[0]:   # (counted already when the plain reader looked at it first)
+        if _COUNTING[0] and data is not read_first[0]:   # (counted already when the plain reader looked at it first)
             _FRAMES.append(time.process_time())
         return parse(self, data)
     try:
@@ -185,12 +198,13 @@ def _count_progress() -> None:
 
         def read_counted(data, state):
             read_first[0] = data
-            _FRAMES.append(time.process_time())
+            if _COUNTING[0]:
+                _FRAMES.append(time.process_time())
             return read_plain(data, state)
         plain.read_plain = read_counted
 
     def post_counted(self, path, body):
-        if path == "responses":
+        if path == "responses" and _COUNTING[0]:
             _REQUESTS.append(time.process_time())
         return post(self, path, body)
     ConnectionState.parse_message_create = parse_counted
@@ -201,7 +215,7 @@ def _count_progress() -> None:
 
     def first_sight_counted(self, team, channel, ts):
         fresh = first_sight(self, team, channel, ts)
-        if fresh:
+        if fresh and _COUNTING[0]:
             _FRAMES.append(time.process_time())
         return fresh
     RecentMessages.first_sight = first_sight_counted
@@ -247,6 +261,8 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, window.open)
     signal.signal(signal.SIGRTMIN, window.open_profiled)
     signal.signal(signal.SIGUSR2, window.close)
+    signal.signal(signal.SIGRTMIN + 1, window.open_stream)
+    signal.signal(signal.SIGRTMIN + 2, window.open_stream_profiled)
     if os.environ.get("BENCH_WRITTEN_OUT"):   # when each request body was written (bench/written.py)
         from bench.written import install
         install(os.environ["BENCH_WRITTEN_OUT"])

@@ -40,7 +40,9 @@ from bench.written import read as read_written
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OPEN_PLAIN, OPEN_PROFILED, CLOSE = signal.SIGUSR1, signal.SIGRTMIN, signal.SIGUSR2
+OPEN_STREAM, OPEN_STREAM_PROFILED = signal.SIGRTMIN + 1, signal.SIGRTMIN + 2   # (bench.hotbot: no frame timing)
 SHORT = AnswerShape(chars=120, delta_chars=40, interval=0.0, first_delay=0.0)  # released answers end fast
+FULL = AnswerShape()   # --stream: the answers of `python -m bench` (1,200 characters in 60 deltas over ~1.7 s)
 
 
 class GatedOpenAI(BenchOpenAI):
@@ -81,13 +83,14 @@ async def _wait_file(path: Path, bot: BotProcess, timeout: float) -> dict[str, A
 
 async def run(platform: str, size: int, bursts: int, calls: int, *, spares: int | None = None,
               bot_cpu: int | None = None, slack_minute: float | None = None,
-              workdir: Path | None = None, uvloop: bool = False) -> dict[str, Any]:
+              workdir: Path | None = None, uvloop: bool = False, stream: bool = False) -> dict[str, Any]:
     tmp = tempfile.TemporaryDirectory(prefix="tb-hotpath-") if workdir is None else None
     wd = Path(tmp.name) if tmp is not None else workdir
     assert wd is not None
     try:   # a profiled burst's pstats are kept in bench/results, or in the caller's workdir
         return await _run(platform, size, bursts, calls, wd, spares=spares, bot_cpu=bot_cpu,
-                          slack_minute=slack_minute, uvloop=uvloop, keep=RESULTS if tmp is not None else wd)
+                          slack_minute=slack_minute, uvloop=uvloop, keep=RESULTS if tmp is not None else wd,
+                          stream=stream)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -95,8 +98,9 @@ async def run(platform: str, size: int, bursts: int, calls: int, *, spares: int 
 
 async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, spares: int | None,
                bot_cpu: int | None, slack_minute: float | None, uvloop: bool = False,
-               keep: Path = RESULTS) -> dict[str, Any]:
+               keep: Path = RESULTS, stream: bool = False) -> dict[str, Any]:
     ledger = Ledger()
+    shape = FULL if stream else SHORT
     total = size * (bursts + calls) + 1
     minute = slack_minute if slack_minute is not None else (60.0 if size <= 50 else 6.0)
     sc = Scenario(platform="slack-native" if platform == "slack" else platform, size=size,
@@ -106,7 +110,7 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
     slack: BenchSlack | None = None
     discord: BenchDiscord | None = None
     people: list[dict] = []
-    async with GatedOpenAI(ledger, SHORT) as openai:
+    async with GatedOpenAI(ledger, shape) as openai:
         if slack_platform := sc.platform.startswith("slack"):
             users = {f"U{i:05d}": f"user{i}" for i in range(size)}
             slack = BenchSlack(ledger, rate_minute=sc.slack_minute, retry_after=1, users=users)
@@ -120,7 +124,7 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
             channels = list(guild["channel_ids"])
         tags = [f"q{i:05d}" for i in range(total)]
         for tag, ch in zip(tags, channels):
-            ledger.add(tag, SHORT.text_for(tag), ch)
+            ledger.add(tag, shape.text_for(tag), ch)
         env = bot_env(sc, openai=openai, slack=slack, discord=discord, db=db)
         env["BENCH_HOTPATH_OUT"] = str(out)
         env["BENCH_WRITTEN_OUT"] = str(wd / "written.json")   # the bot's side of e→m (bench/written.py)
@@ -158,8 +162,11 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                     keep.mkdir(parents=True, exist_ok=True)
                     (out.parent / (out.name + ".pstats")).replace(kept)
                     window["pstats"] = str(kept)
-                openai.gate.set()
                 ledger.cpu_probe = None
+                if stream:   # a second window: from the answers' release to their last words
+                    window["stream"] = await _stream_window(ledger, openai, bot, out, burst, profiled=profiled,
+                                                            keep=keep / f"stream-{sc.platform}-{size}.pstats")
+                openai.gate.set()
                 e2m = [ledger.by_tag[t].model_request - ledger.by_tag[t].event_sent for t, _ in burst
                        if ledger.by_tag[t].model_request and ledger.by_tag[t].event_sent]
                 window.update(order_stats([(ledger.by_tag[t].event_sent, ledger.by_tag[t].model_request)
@@ -184,6 +191,13 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
                       f"{window.get('cpu_last_request_ms')}; window wall {window.get('wall_ms')} ms, loop idle {window.get('loop_idle_ms')} ms, "
                       f"SQLite jobs wall/max/CPU {window.get('sqlite_wall_ms')}/{window.get('sqlite_max_ms')}/{window.get('sqlite_cpu_ms')} ms"
                       + (f", {window['calls_per_message']} calls" if profiled else ""), file=sys.stderr, flush=True)
+                if stream:
+                    st = window["stream"]
+                    print(f"  burst {b + 1} after the requests: {st['cpu_us_per_answer']} µs CPU per answer "
+                          f"({st['loop_cpu_us_per_answer']} on the loop; {st['gc_collections']} collections, "
+                          f"{st['gc_cpu_s'] * 1e3:.1f} ms), window wall {st['wall_ms']} ms"
+                          + (f", {st['calls_per_answer']} calls per answer" if profiled else ""),
+                          file=sys.stderr, flush=True)
                 await _until_done(ledger, [t for t, _ in burst])
                 await asyncio.sleep(0.5)   # the answers' last writes settle before the next window
         finally:
@@ -203,7 +217,11 @@ async def _run(platform: str, size: int, bursts: int, calls: int, wd: Path, *, s
         w.update(bench_lag_ms_p50=ms(lag, 50), bench_lag_ms_p95=ms(lag, 95), bot_e2m_written_ms_p50=ms(bot, 50),
                  bot_e2m_written_ms_p95=ms(bot, 95))
     plain = [w for w in windows if not w["profiled"]]
+    streams = [w["stream"] for w in windows if "stream" in w]
     return {
+        "stream_cpu_us_per_answer": (statistics.median(s["cpu_us_per_answer"] for s in streams if not s["profiled"])
+                                     if any(not s["profiled"] for s in streams) else None),
+        "stream_calls_per_answer": next((s["calls_per_answer"] for s in streams if s["profiled"]), None),
         "platform": sc.platform, "size": size, "bursts": len(plain), "spares": spares, "uvloop": uvloop,
         "cpu_us_per_message": statistics.median(w["cpu_us_per_message"] for w in plain) if plain else None,
         "loop_cpu_us_per_message": statistics.median(w["loop_cpu_us_per_message"] for w in plain) if plain else None,
@@ -228,6 +246,42 @@ def order_stats(times: list[tuple[float | None, float | None]]) -> dict[str, Any
             "first_request_ms": round((min(req) - t0) * 1000, 1), "last_request_ms": round((max(req) - t0) * 1000, 1),
             "last_event_ms": round((max(e for e, _ in pairs) - t0) * 1000, 1),
             "in_order": round(ordered / (n * (n - 1) / 2), 3) if n > 1 else 1.0}
+
+
+async def _stream_window(ledger: Ledger, openai: GatedOpenAI, bot: BotProcess, out: Path,
+                         burst: list[tuple[str, str]], *, profiled: bool, keep: Path) -> dict[str, Any]:
+    """`--stream`: the bot's CPU from the release of the burst's answers (every request has arrived, none has
+    been answered) until each answer's last words show, plus half a second for what follows them (records, the
+    reply's end): reading the model's stream, relaying its deltas, the reply's posts and edits — per answer.
+    Opened 2 s after the burst's last request: the spare conversations taken by the burst are replaced and
+    labelled by then (≤ 1 s after the last take; the way to the model's work, not the answers')."""
+    await asyncio.sleep(2.0)
+    out.unlink(missing_ok=True)
+    os.kill(bot.pid, OPEN_STREAM_PROFILED if profiled else OPEN_STREAM)
+    spy = None
+    if not profiled and (folded := os.environ.get("BENCH_STREAM_PYSPY")):   # sampled instead: py-spy's folded stacks
+        spy = await asyncio.create_subprocess_exec("py-spy", "record", "--pid", str(bot.pid), "--format", "raw",
+                                                   "--rate", "1000", "--nonblocking", "-o", folded,
+                                                   stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(0.3)
+    openai.gate.set()
+    await _until_done(ledger, [t for t, _ in burst])
+    await asyncio.sleep(0.5)
+    os.kill(bot.pid, CLOSE)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        await spy.wait()
+    window = await _wait_file(out, bot, timeout=300)
+    n = len(burst)
+    window.update(profiled=profiled, cpu_us_per_answer=round(window["cpu_s"] / n * 1e6, 1),
+                  loop_cpu_us_per_answer=round(window["loop_cpu_s"] / n * 1e6, 1))
+    if "calls" in window:
+        window["calls_per_answer"] = round(window["calls"] / n)
+    if profiled and (out.parent / (out.name + ".pstats")).exists():
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        (out.parent / (out.name + ".pstats")).replace(keep)
+        window["pstats"] = str(keep)
+    return window
 
 
 async def _burst(ledger: Ledger, burst: list[tuple[str, str]], slack: BenchSlack | None,
@@ -285,6 +339,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bot-cpu", type=int, default=None, help="pin the bot process to this CPU")
     p.add_argument("--slack-minute", type=float, default=None)
     p.add_argument("--uvloop", action="store_true", help="the bot on uvloop's event loop (pip install uvloop)")
+    p.add_argument("--stream", action="store_true",
+                   help="also measure after the requests: full answers, a second window from their release to "
+                        "their last words (CPU and, profiled, Python calls per answer)")
     p.add_argument("--top", type=int, default=25, help="profile lines to print (0: none)")
     p.add_argument("--out", help="JSON path (default bench/results/hotpath-<timestamp>.json)")
     return p
@@ -299,7 +356,7 @@ async def _main(args: argparse.Namespace) -> int:
             try:
                 results.append(await run(platform, size, args.bursts, args.calls, spares=args.spares,
                                          bot_cpu=args.bot_cpu, slack_minute=args.slack_minute,
-                                         uvloop=args.uvloop))
+                                         uvloop=args.uvloop, stream=args.stream))
             except Exception as exc:
                 print(f"  failed: {exc!r}", file=sys.stderr)
                 results.append({"platform": platform, "size": size, "error": repr(exc)})
@@ -315,6 +372,11 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"\n{r['platform']} x{r['size']}, profiled burst: {profiled['calls_per_message']} calls per message;"
                   f" top by own time:")
             print("\n".join(profiled["top_self"][:args.top + 1]))
+        st = profiled.get("stream") if profiled else None
+        if st and args.top and "top_self" in st:
+            print(f"\n{r['platform']} x{r['size']}, after the requests (profiled): {st['calls_per_answer']} calls per "
+                  f"answer; top by own time:")
+            print("\n".join(st["top_self"][:args.top + 1]))
     print(f"\nJSON: {out}", file=sys.stderr)
     return 0
 
