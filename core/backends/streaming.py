@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, AsyncContextManager, AsyncIterator, Awaitable, Callable, Protocol
 
 import openai
@@ -102,15 +102,25 @@ class RetryingStream:
         return _Failures(self._who)
 
     async def _payloads(self, response: AsyncContextManager[Body]) -> AsyncIterator[bytes]:
-        """The data payloads of a streamed response's SSE body, until `[DONE]` or the body's end. After the
-        terminal event the body is read to its end (only the final chunk is left): a body left unread makes
-        the HTTP client drop the keep-alive connection."""
+        """The data payloads of a streamed response's SSE body, one by one (see _batches)."""
+        async with aclosing(self._batches(response)) as batches:
+            async for batch in batches:
+                for payload in batch:
+                    yield payload
+
+    async def _batches(self, response: AsyncContextManager[Body]) -> AsyncIterator[list[bytes]]:
+        """The data payloads of a streamed response's SSE body, until `[DONE]` or the body's end: every payload
+        that came in one read of the body at once (when the loop is busy, a read holds many: the layers above
+        then take them in one step each, not one per payload). After the terminal event the body is read to its
+        end (only the final chunk is left): a body left unread makes the HTTP client drop the keep-alive
+        connection."""
         async with response as raw:
             decoder = SSEDecoder()
             chunks = aiter(raw.iter_any())
             async for chunk in chunks:
-                for payload in decoder.feed(chunk):
-                    yield payload
+                batch = decoder.feed(chunk)
+                if batch:
+                    yield batch
                 if decoder.done:
                     await _drain(chunks)
                     break

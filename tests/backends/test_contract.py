@@ -6,6 +6,8 @@ is asserted the same way whether the server keeps the history or teambridge rese
 """
 from __future__ import annotations
 
+import asyncio
+
 import json
 from dataclasses import FrozenInstanceError
 from pathlib import Path
@@ -130,13 +132,16 @@ async def world(request, tmp_path):
         yield w
 
 
-async def ask(world: World, conversation: str, text: str, assistant: AssistantConfig = FOOD
-              ) -> tuple[str, list[Any], BackendError | None]:
+async def ask(world: World, conversation: str, text: str, assistant: AssistantConfig = FOOD, *,
+              release: asyncio.Event | None = None) -> tuple[str, list[Any], BackendError | None]:
+    """The turn's text, events and error; `release` is set when the first text arrives."""
     events: list[Any] = []
     try:
         async for ev in world.backend.run(Turn(assistant=assistant, conversation_id=conversation, text=text,
                                                user_id="U1")):
             events.append(ev)
+            if release is not None and isinstance(ev, TextDelta):
+                release.set()
     except BackendError as exc:
         return "".join(e.text for e in events if isinstance(e, TextDelta)), events, exc
     return "".join(e.text for e in events if isinstance(e, TextDelta)), events, None
@@ -150,10 +155,13 @@ async def test_capabilities_are_declared_and_frozen(world):
 
 
 async def test_an_answer_streams_whole_and_its_usage_is_reported(world):
+    # The model stops after its first delta until that delta reached the caller: it streams (deltas that come
+    # in one read may come as one TextDelta).
+    hold = asyncio.Event()
     world.fake.script(ScriptedResponse(text="Pho is a Vietnamese noodle soup.", delta_size=6, input_tokens=40,
-                                       output_tokens=9))
+                                       output_tokens=9, hold=hold, hold_after=1))
     conv = await world.backend.create_conversation({"platform": "console", "user_id": "U1"})
-    text, events, err = await ask(world, conv, "What is pho?")
+    text, events, err = await ask(world, conv, "What is pho?", release=hold)
     assert err is None and text == "Pho is a Vietnamese noodle soup."
     assert sum(isinstance(e, TextDelta) for e in events) > 1
     done = events[-1]

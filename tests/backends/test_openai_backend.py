@@ -124,12 +124,22 @@ async def new_turn(backend: OpenAIBackend, assistant: AssistantConfig, text: str
 
 
 async def test_streamed_answer_arrives_whole_in_several_deltas_with_usage(fake, backend):
+    """The first delta shows before the model wrote the rest; the deltas that were waiting by the time the reader
+    came back for more come as one (the reply shows them at once either way: one step for them, not one each)."""
     answer = "Pho is a Vietnamese soup of broth, rice noodles and herbs."
-    fake.script(ScriptedResponse(text=answer, delta_size=5, input_tokens=120, cached_tokens=100, output_tokens=14))
-    events, err = await converse(backend, await new_turn(backend, FOOD, "What is pho?"))
-    assert err is None
+    hold = asyncio.Event()
+    fake.script(ScriptedResponse(text=answer, delta_size=5, input_tokens=120, cached_tokens=100, output_tokens=14,
+                                 hold=hold, hold_after=1))
+    events: list[Any] = []
+    async for ev in backend.run(await new_turn(backend, FOOD, "What is pho?")):
+        events.append(ev)
+        if isinstance(ev, TextDelta) and not hold.is_set():
+            hold.set()   # the rest of the answer is written while the reader is away
+            while "complete" not in fake.stream_ends:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.05)   # (on this loop: the client's socket has it all by now)
     assert text_of(events) == answer
-    assert sum(isinstance(e, TextDelta) for e in events) == -(-len(answer) // 5)
+    assert [e.text for e in events if isinstance(e, TextDelta)] == [answer[:5], answer[5:]]
     done = events[-1]
     assert isinstance(done, Completed) and done.response_id.startswith("resp_")
     assert (done.usage.input_tokens, done.usage.cached_tokens, done.usage.output_tokens) == (120, 100, 14)

@@ -13,7 +13,8 @@ from openai import AsyncOpenAI
 from pydantic import ValidationError
 
 from core.backends.direct import DirectJSON, dumps
-from core.backends.responses.events import DELTA, EVENT_CLASSES, SKIP, EventMapper, Round, TurnState
+from core.backends.responses.events import (DELTA, EVENT_CLASSES, PLAIN, SKIP, EventMapper, Round, TurnState,
+                                            read_plain)
 from core.backends.retry import Retryable
 from core.backends.streaming import Fallback, RetryingStream, sdk_body
 from core.model import BackendEvent, ConversationStarted, TextDelta
@@ -56,36 +57,59 @@ class ResponsesStream(RetryingStream):
             model=params["model"], stream=True, extra_body=body, extra_headers=self._headers))
 
     async def _stream(self, params: dict[str, Any], rnd: Round, state: TurnState) -> AsyncIterator[BackendEvent]:
-        async with self._failures(), aclosing(self._payloads(self._open(params))) as payloads:
-            async for payload in payloads:
-                try:
-                    ev = orjson.loads(payload)
-                except ValueError as exc:
-                    log.error("%s sent an event that is not JSON: %r", self._who, payload[:200])
-                    raise self._unreadable() from exc
-                kind = ev.get("type")
-                if kind == DELTA:     # the hot path: no pydantic
-                    rnd.visible = True
-                    delta = ev["delta"]
-                    rnd.text.append(delta)
-                    yield TextDelta(delta)
-                    continue
-                if rnd.stored:        # a first turn without a conversation: where its exchange is kept
-                    if kind == CREATED:
-                        yield ConversationStarted(ev["response"]["id"], pending=True)
-                    elif kind == COMPLETED:
-                        rnd.output = list(ev["response"].get("output") or ())
-                if kind in SKIP:
-                    continue
-                cls = EVENT_CLASSES.get(kind)
-                if cls is None:
-                    continue           # an event type newer than this SDK: nothing we render
-                try:
-                    typed = cls.model_validate(ev)
-                except ValidationError as exc:
-                    log.error("%s sent a %s event this SDK cannot read: %s", self._who, kind, exc)
-                    raise self._unreadable(f"{kind} event") from exc
-                async for out in self._mapper.handle(typed, rnd, state):
-                    yield out
+        async with self._failures(), aclosing(self._batches(self._open(params))) as batches:
+            async for batch in batches:
+                # The text deltas of one read go on as one TextDelta (the reply shows them at once either way);
+                # any other event goes after the text before it.
+                run: list[str] = []
+                for payload in batch:
+                    try:
+                        ev = orjson.loads(payload)
+                    except ValueError as exc:
+                        log.error("%s sent an event that is not JSON: %r", self._who, payload[:200])
+                        if run:
+                            yield self._text(run, rnd)
+                        raise self._unreadable() from exc
+                    kind = ev.get("type")
+                    if kind == DELTA:     # the hot path: no pydantic
+                        rnd.visible = True
+                        run.append(ev["delta"])
+                        continue
+                    if not rnd.stored and (kind in SKIP or kind in PLAIN and read_plain(kind, ev, rnd)):
+                        continue          # nothing to show, nothing to keep: the text run goes on
+                    if run:
+                        yield self._text(run, rnd)
+                        run = []
+                    async for out in self._event(kind, ev, rnd, state):
+                        yield out
+                if run:
+                    yield self._text(run, rnd)
         if not rnd.terminal:
             raise Retryable("The connection to the model was lost mid-answer")
+
+    @staticmethod
+    def _text(run: list[str], rnd: Round) -> TextDelta:
+        text = run[0] if len(run) == 1 else "".join(run)
+        rnd.text.append(text)
+        return TextDelta(text)
+
+    async def _event(self, kind: str | None, ev: dict[str, Any], rnd: Round,
+                     state: TurnState) -> AsyncIterator[BackendEvent]:
+        """Any event but a text delta (the rare ones: typed through the SDK's pydantic models)."""
+        if rnd.stored:        # a first turn without a conversation: where its exchange is kept
+            if kind == CREATED:
+                yield ConversationStarted(ev["response"]["id"], pending=True)
+            elif kind == COMPLETED:
+                rnd.output = list(ev["response"].get("output") or ())
+        if kind in SKIP:
+            return
+        cls = EVENT_CLASSES.get(kind)
+        if cls is None:
+            return             # an event type newer than this SDK: nothing we render
+        try:
+            typed = cls.model_validate(ev)
+        except ValidationError as exc:
+            log.error("%s sent a %s event this SDK cannot read: %s", self._who, kind, exc)
+            raise self._unreadable(f"{kind} event") from exc
+        async for out in self._mapper.handle(typed, rnd, state):
+            yield out
