@@ -61,6 +61,10 @@ SKIP = frozenset({
     "response.web_search_call.completed",
 })
 
+# The events every text answer has, read from the raw JSON when they carry nothing to show (see read_plain).
+PLAIN = frozenset({"response.output_item.added", "response.output_item.done", "response.completed"})
+_QUIET_ITEMS = ("message", "reasoning")   # output items whose added/done events show nothing by themselves
+
 # Downloads a code interpreter file: (file id, container id) -> bytes. Raises openai.APIError.
 DownloadContainerFile = Callable[[str, str], Awaitable[bytes]]
 
@@ -231,6 +235,56 @@ class EventMapper:
                 rnd.visible = True
                 yield OutboundFile(name, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
                 yield ToolUpdate(step, "file", "done", f"Posting {name}")   # (after the upload: the caller posts it)
+
+
+def read_plain(kind: str, ev: dict[str, Any], rnd: Round) -> bool:
+    """A text answer's own output_item.added/done (a message or reasoning item, no annotations to pick up) and its
+    response.completed, read from the raw JSON: True when handled. Validating them through the SDK's models
+    costs ~0.2 ms an answer (the completed event carries the whole response again); anything else, or anything
+    not shaped as expected, returns False and goes through EventMapper on the SDK's types."""
+    if kind == "response.completed":
+        response = ev.get("response")
+        if not isinstance(response, dict) or not isinstance(rid := response.get("id"), str):
+            return False
+        usage = _plain_usage(response)
+        if usage is None:
+            return False
+        rnd.terminal = True
+        rnd.response_id = rid
+        rnd.usage = usage
+        return True
+    item = ev.get("item")
+    if not isinstance(item, dict) or item.get("type") not in _QUIET_ITEMS:
+        return False
+    if kind == "response.output_item.done" and item.get("type") == "message":
+        content = item.get("content")
+        if not isinstance(content, list):
+            return False
+        return all(isinstance(part, dict) and not part.get("annotations") for part in content)
+    return True
+
+
+def _plain_usage(response: dict[str, Any]) -> Usage | None:
+    """usage_of() on the raw response object; None when it is not shaped as expected."""
+    output = response.get("output") or ()
+    if not isinstance(output, list):
+        return None
+    tool_calls = 0
+    for item in output:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if not isinstance(kind, str):
+            return None
+        tool_calls += kind.endswith("_call")
+    u = response.get("usage")
+    if u is None:
+        return Usage(tool_calls=tool_calls)
+    if not isinstance(u, dict):
+        return None
+    inp, out, details = u.get("input_tokens"), u.get("output_tokens"), u.get("input_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    if not (type(inp) is int and type(out) is int and (cached is None or type(cached) is int)):
+        return None
+    return Usage(input_tokens=inp, cached_tokens=cached or 0, output_tokens=out, tool_calls=tool_calls)
 
 
 def usage_of(response: Any) -> Usage:
