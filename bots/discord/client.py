@@ -30,6 +30,7 @@ from bots.discord.interrupted import mark_interrupted
 from bots.discord.invite import invite_url
 from bots.discord.paced_http import pace_requests
 from bots.discord.plain import PlainMessage, take_plain_messages
+from bots.discord.session import GatewaySession
 from bots.discord.pacing import Pacers
 from bots.discord.slash import SlashCommands
 from bots.discord.target import TYPING_DELAY, ChannelTarget
@@ -173,7 +174,8 @@ class DiscordAdapter:
                 log.error("Discord: syncing slash commands failed: %s", exc)
 
         ready = asyncio.create_task(client.wait_until_ready())
-        self._task = asyncio.create_task(self._supervise(client), name="discord-gateway")
+        session = GatewaySession(client)   # kept across reconnects
+        self._task = asyncio.create_task(self._supervise(client, session), name="discord-gateway")
         done, _ = await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if self._task in done:
             ready.cancel()
@@ -186,16 +188,17 @@ class DiscordAdapter:
             raise DiscordStartupError(f"Discord gateway connection failed: {exc!r}") from exc
         self._task.add_done_callback(self._gateway_ended)
 
-    async def _supervise(self, client: discord.Client) -> None:
+    async def _supervise(self, client: discord.Client, session: GatewaySession) -> None:
         """discord.py's own reconnect covers network errors and Discord closing the socket; any other exception
         ends `connect()` for good, and the process would stay up answering nothing. Connect again with a
-        growing pause instead. Only a failure before the first READY (bad token, missing intent: start()
+        growing pause instead, resuming the same session (bots/discord/session.py), so that the messages sent
+        meanwhile are replayed. Only a failure before the first READY (bad token, missing intent: start()
         reports those) or one that cannot heal by retrying ends the gateway, and then `wait_dead()` says so."""
         first, ceiling = self._backoff
         delay = first
         while True:
             try:
-                await client.connect(reconnect=True)
+                await session.run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -205,6 +208,7 @@ class DiscordAdapter:
                 if not client.is_ready() or fatal(exc) or client.is_closed():
                     raise
                 log.error("Discord: gateway connection ended (%s); reconnecting in %.1f s", describe(exc), delay)
+                session.left_off()
                 if client.ws is not None:
                     with contextlib.suppress(Exception):
                         await client.ws.close(code=4000)

@@ -1,9 +1,12 @@
-"""The stand-in Discord's gateway: HELLO, heartbeats ACKed, IDENTIFY -> READY (+ GUILD_CREATE per guild), RESUME
-replaying missed events (INVALID_SESSION for an unknown session), close codes 4004 (bad token), 4010 (invalid
-shard) and 4014 (Message Content intent not enabled for the app) like the real one; sharding by Discord's formula,
-one live session per shard. Methods of FakeDiscord (bots/standins/discord_server.py), which holds the state."""
+"""The stand-in Discord's gateway: HELLO, heartbeats ACKed, IDENTIFY -> READY (+ GUILD_CREATE per guild), RESUME on
+READY's `resume_gateway_url` replaying the events dispatched while the bot was away (INVALID_SESSION d=false for an
+unknown or ended session), close codes 4004 (bad token), 4010 (invalid shard) and 4014 (Message Content intent not
+enabled for the app) like the real one; 4007/4009 end the session (Discord: "reconnect and start a new session");
+a network drop (no close frame); sharding by Discord's formula, one live session per shard. Methods of FakeDiscord
+(bots/standins/discord_server.py), which holds the state."""
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -23,6 +26,13 @@ class Session:
     seq: int = 0
     events: list[dict] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
+    transport: asyncio.Transport | None = None   # the socket's TCP connection, for a network drop
+
+
+# Discord's close codes after which the session cannot be resumed ("reconnect and start a new session"), and the
+# fatal ones (no reconnect at all); any other code (4000 unknown error, ...) leaves the session resumable.
+ENDS_SESSION = frozenset({4007, 4009})
+FATAL = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
 
 
 def _frame(op: int, d: Any = None) -> str:
@@ -67,13 +77,37 @@ class Gateway:
             await session.ws.send_str(json.dumps(frame))
 
     async def drop_gateway(self, code: int = 4000, *, redeliver: int = 0) -> None:
-        """Close every live gateway socket (4000 = unknown error, resumable; 4014/4004 are fatal).
-        `redeliver`: on RESUME, send the last N already-delivered events again (Discord may do that)."""
+        """Close every live gateway socket (4000 = unknown error, resumable; 4007/4009 end the session; 4014/4004
+        are fatal). `redeliver`: on RESUME, send the last N already-delivered events again (Discord may do that)."""
         self._redeliver = redeliver
-        for s in self._sessions.values():
+        for sid, s in list(self._sessions.items()):
             if s.ws is not None and not s.ws.closed:
                 ws, s.ws = s.ws, None
+                if code in ENDS_SESSION or code in FATAL:
+                    del self._sessions[sid]
                 await ws.close(code=code)
+
+    def drop_network(self) -> None:
+        """The network between the bot and Discord fails: every gateway connection is cut without a close frame.
+        The sessions stay resumable, as on Discord after a network blip."""
+        for s in self._sessions.values():
+            if s.ws is not None and not s.ws.closed:
+                s.ws = None
+                if s.transport is not None:
+                    s.transport.abort()
+
+    async def invalidate_sessions(self) -> None:
+        """INVALID_SESSION d=false on every live connection: the sessions are gone; the bot must IDENTIFY anew."""
+        for sid, s in list(self._sessions.items()):
+            del self._sessions[sid]
+            if s.ws is not None and not s.ws.closed:
+                await s.ws.send_str(_frame(9, False))
+
+    async def send_raw(self, text: str) -> None:
+        """A frame of `text` as it is (a broken one, say) on every live gateway connection."""
+        for s in self._sessions.values():
+            if s.ws is not None and not s.ws.closed:
+                await s.ws.send_str(text)
 
     def connected(self) -> bool:
         return any(s.ws is not None and not s.ws.closed for s in self._sessions.values())
@@ -85,9 +119,11 @@ class Gateway:
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         if not self.gateway_up:
+            self.requests_refused += 1
             return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        transport = request.transport
         await ws.send_str(_frame(10, {"heartbeat_interval": 41250}))
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -97,13 +133,13 @@ class Gateway:
             if op == 1:
                 await ws.send_str(_frame(11))
             elif op == 2:
-                if not await self._identify(ws, d):
+                if not await self._identify(ws, d, transport):
                     break
             elif op == 6:
-                await self._resume(ws, d)
+                await self._resume(ws, d, transport, request.path)
         return ws
 
-    async def _identify(self, ws: web.WebSocketResponse, d: dict) -> bool:
+    async def _identify(self, ws: web.WebSocketResponse, d: dict, transport: asyncio.Transport | None) -> bool:
         """A new session (READY, then GUILD_CREATE for each guild on its shard); False: the socket was closed."""
         self.identifies += 1
         if d.get("token") != self.token:
@@ -116,7 +152,7 @@ class Gateway:
         if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
             await ws.close(code=4010, message=b"Invalid shard.")
             return False
-        session = Session(secrets.token_hex(16), d.get("intents", 0), shard=shard, ws=ws)
+        session = Session(secrets.token_hex(16), d.get("intents", 0), shard=shard, ws=ws, transport=transport)
         # one live session per shard: a new IDENTIFY for a shard replaces its old session
         self._sessions = {sid: s for sid, s in self._sessions.items() if s.shard[0] != shard[0]}
         self._sessions[session.id] = session
@@ -124,7 +160,7 @@ class Gateway:
         ready = {
             "v": 10, "user": {**self.bot, "verified": True, "mfa_enabled": False},
             "guilds": [{"id": g, "unavailable": True} for g in guilds],
-            "session_id": session.id, "resume_gateway_url": self.gateway_url,
+            "session_id": session.id, "resume_gateway_url": self.resume_gateway_url,
             "application": {"id": self.application_id, "flags": 0},
             "private_channels": [], "relationships": [], "presences": [],
         }
@@ -135,14 +171,17 @@ class Gateway:
             await self._send_event(session, "GUILD_CREATE", self._guild_create(gid))
         return True
 
-    async def _resume(self, ws: web.WebSocketResponse, d: dict) -> None:
+    async def _resume(self, ws: web.WebSocketResponse, d: dict, transport: asyncio.Transport | None,
+                      path: str) -> None:
         """The session again on a new socket: the events it missed (and `_redeliver` more), then RESUMED."""
         old = self._sessions.get(d.get("session_id"))
         if old is None or d.get("token") != self.token:
+            self.refused_resumes += 1
             await ws.send_str(_frame(9, False))
             return
         self.resumes += 1
-        old.ws = ws
+        self.resume_paths.append(path)
+        old.ws, old.transport = ws, transport
         since = (d.get("seq") or 0) - self._redeliver
         for ev in [e for e in old.events if e["s"] > since]:
             await ws.send_str(json.dumps(ev))

@@ -86,7 +86,10 @@ class FakeDiscord(Rest, Gateway, Interactions):
         self.cdn_redirects: dict[str, str] = {}    # CDN path -> where its download redirects to
         self.identifies = 0
         self.gateway_up = True                     # False: new gateway connections are refused (Discord down)
+        self.requests_refused = 0                  # gateway connections refused while it was down
         self.resumes = 0
+        self.refused_resumes = 0                   # RESUMEs answered INVALID_SESSION (unknown or ended session)
+        self.resume_paths: list[str] = []          # where each accepted RESUME came in (READY's resume_gateway_url)
         self._sessions: dict[str, Session] = {}
         self._redeliver = 0                        # see drop_gateway
         self._runner: web.AppRunner | None = None
@@ -97,6 +100,7 @@ class FakeDiscord(Rest, Gateway, Interactions):
     async def start(self) -> "FakeDiscord":
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway-ws", self._gateway)
+        app.router.add_get("/gateway-ws/resume", self._gateway)   # READY's resume_gateway_url
         app.router.add_get("/attachments/{path:.+}", self._cdn_get)
         app.router.add_route("*", "/api/v10/{path:.+}", self._rest)
         self._runner = web.AppRunner(app)
@@ -121,6 +125,10 @@ class FakeDiscord(Rest, Gateway, Interactions):
     @property
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway-ws"
+
+    @property
+    def resume_gateway_url(self) -> str:
+        return f"{self.gateway_url}/resume"
 
     def env(self) -> dict[str, str]:
         return {"DISCORD_BOT_TOKEN": self.token, "DISCORD_API_URL": self.api_url,
