@@ -127,6 +127,9 @@ class OpenAIBackend(ResponsesBackend):
     def _answered_first(self, response_id: str, items: list[dict[str, Any]]) -> None:
         self._first.keep(response_id, items)
 
+    def _shown_first(self, response_id: str, items: list[dict[str, Any]]) -> None:
+        self._first.keep_shown(response_id, items)
+
     async def _conversation_from(self, turn: "Turn", items: list[dict[str, Any]]) -> str:
         return await self._first.make("", clean_metadata(turn.metadata), items, tool_round=True)
 

@@ -23,6 +23,9 @@ thread's next message cannot overtake it:
 - Nothing is lost to a crash: the turn records the stored response's id on the thread's row as soon as
   `response.created` names it (core/chat: ConversationRecord.pending), and the thread's next message makes the
   conversation from what OpenAI kept (`make` without items in memory: the two GETs).
+- A first turn that ended before its answer was complete (a reader's Stop, a failure, a shutdown) keeps the
+  user's message and the text shown so far: if OpenAI kept nothing of that answer (404), the conversation is made
+  from them, so the thread's next message still reads what was asked and what was seen.
 """
 from __future__ import annotations
 
@@ -114,6 +117,12 @@ def _messages_only(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [i for i in items if i.get("type", "message") == "message"]
 
 
+def _hold(held: OrderedDict[str, list[dict[str, Any]]], response_id: str, items: list[dict[str, Any]]) -> None:
+    held[response_id] = items
+    while len(held) > KEPT:   # turns that never came back for theirs: read from OpenAI if they do
+        held.popitem(last=False)
+
+
 class FirstTurns:
     """Conversations made from first turns: from the items a turn just had (held here by response id), or from
     what OpenAI kept of a stored response (after a restart, or in another process)."""
@@ -122,14 +131,19 @@ class FirstTurns:
         self._client = client
         self._direct = direct
         self._answered: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._shown: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()   # answers that ended midway
 
     def keep(self, response_id: str, items: list[dict[str, Any]]) -> None:
         """A first turn's answer is complete: its items, until the turn makes the conversation from them."""
         if not response_id:
             return
-        self._answered[response_id] = items
-        while len(self._answered) > KEPT:   # turns that never came back for theirs: read from OpenAI if they do
-            self._answered.popitem(last=False)
+        _hold(self._answered, response_id, items)
+
+    def keep_shown(self, response_id: str, items: list[dict[str, Any]]) -> None:
+        """A first turn ended before its answer was complete: the user's message and the text shown of the answer,
+        to make the conversation from if OpenAI kept nothing of it."""
+        if response_id:
+            _hold(self._shown, response_id, items)
 
     async def make(self, pending: str, metadata: dict[str, str], items: list[dict[str, Any]] | None = None, *,
                    tool_round: bool = False) -> str:
@@ -143,12 +157,13 @@ class FirstTurns:
         if items is None:
             items = self._answered.get(pending)
         if items is None:
-            items = await self._stored_items(pending)
+            items = await self._stored_items(pending, instead=self._shown.get(pending))
         if tool_round:
             conversation_id = await self._with_items(metadata, items)
         else:
             conversation_id = await self._made_anyway(pending, metadata, answered_calls(items))
         self._answered.pop(pending, None)
+        self._shown.pop(pending, None)
         return conversation_id
 
     async def _made_anyway(self, pending: str, metadata: dict[str, str], items: list[dict[str, Any]]) -> str:
@@ -199,8 +214,10 @@ class FirstTurns:
                                   body=data)  # type: ignore[arg-type]
         return data["id"]
 
-    async def _stored_items(self, response_id: str) -> list[dict[str, Any]]:
-        """What OpenAI kept of a stored response: its input items, then its output items, oldest first."""
+    async def _stored_items(self, response_id: str, *,
+                            instead: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """What OpenAI kept of a stored response: its input items, then its output items, oldest first.
+        `instead`: what this process saw of it (the question, the text shown), should OpenAI have nothing."""
         try:
             # `include`: a code interpreter call's outputs and file search results come back only when asked for
             response = await self._client.responses.retrieve(response_id, include=_INCLUDE)  # type: ignore[arg-type]
@@ -208,8 +225,12 @@ class FirstTurns:
                 response_id, order="asc", limit=100, include=_INCLUDE)]  # type: ignore[arg-type]
         except openai.NotFoundError:
             # Never kept (the answer was cut off before OpenAI finished it) or expired (stored responses are kept
-            # for a limited time): nothing to make the conversation from, and asking again will not change that —
-            # the thread goes on in a new, empty conversation rather than failing every message from now on.
+            # for a limited time): asking again will not change that. The thread goes on in a new conversation —
+            # with what this process saw of that turn, or else an empty one — rather than failing every message.
+            if instead:
+                log.warning("the stored first answer %s is gone at OpenAI: its thread goes on in a new conversation "
+                            "made from the question and the part of the answer shown", response_id)
+                return list(instead)
             log.warning("the stored first answer %s is gone at OpenAI: its thread goes on in a new conversation "
                         "without it", response_id)
             return []
@@ -225,6 +246,7 @@ class FirstTurns:
     async def delete(self, response_id: str) -> bool:
         """Deletes the stored response (a thread erased before its conversation was made). False: gone already."""
         self._answered.pop(response_id, None)
+        self._shown.pop(response_id, None)
         try:
             await self._client.responses.delete(response_id)
         except openai.NotFoundError:

@@ -109,6 +109,15 @@ class ResponsesBackend(BackendBase):
     def _answered_first(self, response_id: str, items: list[dict[str, Any]]) -> None:
         """Such a turn's answer is complete: its items, for the conversation made from them afterwards."""
 
+    def _shown_first(self, response_id: str, items: list[dict[str, Any]]) -> None:
+        """Such a turn ended before its answer was complete: the user's message and the text shown of the answer,
+        for the conversation made afterwards should the server have kept nothing of it."""
+
+    def _cut_short(self, first: bool, rnd: Round, pending: list[dict[str, Any]]) -> None:
+        if first and rnd.response_id:
+            answer = "".join(rnd.text)
+            self._shown_first(rnd.response_id, pending + to_input([AssistantItem(answer)] if answer else []))
+
     async def _conversation_from(self, turn: "Turn", items: list[dict[str, Any]]) -> str:
         """Such a turn needs a second request (a tool round): its conversation, made now from `items`."""
         raise BackendError(f"{self._who} keeps no conversations")
@@ -169,10 +178,14 @@ class ResponsesBackend(BackendBase):
                 async for ev in self._stream.round({**base, "input": sent + pending}, rnd, state):
                     yield ev
             except BackendError:
+                self._cut_short(first, rnd, pending)
                 # An answer cut short or failed still cost tokens: report them before the error.
                 spent = usage + rnd.usage
                 if spent != Usage():
                     yield self._completed(spent, "", state, a.model)
+                raise
+            except BaseException:   # a reader stopped the reply (its stream was closed), a shutdown cut it off
+                self._cut_short(first, rnd, pending)
                 raise
             usage = usage + rnd.usage
             answer = "".join(rnd.text)

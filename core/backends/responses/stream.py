@@ -98,7 +98,8 @@ class ResponsesStream(RetryingStream):
         """Any event but a text delta (the rare ones: typed through the SDK's pydantic models)."""
         if rnd.stored:        # a first turn without a conversation: where its exchange is kept
             if kind == CREATED:
-                yield ConversationStarted(ev["response"]["id"], pending=True)
+                rnd.response_id = ev["response"]["id"]   # kept, should the answer end midway
+                yield ConversationStarted(rnd.response_id, pending=True)
             elif kind == COMPLETED:
                 rnd.output = list(ev["response"].get("output") or ())
         if kind in SKIP:
