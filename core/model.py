@@ -5,6 +5,7 @@ Nothing here knows Slack, Discord or OpenAI.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Literal
 
@@ -56,6 +57,11 @@ class ConversationKey:
 
     def as_string(self) -> str:
         return "|".join((self.platform, self.workspace, self.channel, self.thread, self.user))
+
+    def digest(self, assistant: str) -> str:
+        """The conversation's name for a model server's prompt cache (`prompt_cache_key`): the same for every turn
+        of this conversation with `assistant`, from its first on, and no platform id in the clear."""
+        return "conv-" + hashlib.sha256(f"{self.as_string()}|{assistant}".encode()).hexdigest()[:32]
 
 
 # ---- what a backend yields while it answers -------------------------------------------------

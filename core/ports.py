@@ -54,6 +54,7 @@ class Turn:
     hosted: HostedInputs = HostedInputs()
     metadata: dict[str, str] = field(default_factory=dict)
     approver: "Approver | None" = None             # asks a person before a tool under require_approval runs
+    cache_key: str = ""         # prompt_cache_key: the same for every turn of the conversation (ConversationKey.digest)
 
 
 OnPosted = Callable[[str], Awaitable[None]]  # called with a platform message id when a reply message is created

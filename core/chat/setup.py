@@ -60,7 +60,7 @@ class ConversationSetup:
                     images=inputs.images, documents=inputs.documents,
                     hosted=(HostedInputs(inputs.container_file_ids, knowledge_ids + inputs.vector_store_ids)
                             if inputs.container_file_ids or knowledge_ids or inputs.vector_store_ids else NO_HOSTED),
-                    metadata=metadata, approver=approver), inputs.refused
+                    metadata=metadata, approver=approver, cache_key=key.digest(assistant.name)), inputs.refused
 
     async def _conversation_id(self, backend: AssistantBackend, key: ConversationKey, assistant: str,
                                metadata: dict[str, str], *, new: bool = False,

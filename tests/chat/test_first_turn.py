@@ -102,7 +102,8 @@ async def test_a_new_thread_is_answered_first_and_its_next_message_reads_the_fir
         assert calls(fake)[:2] == [("POST", "/v1/responses"), ("POST", "/v1/conversations")]
         request = fake.response_requests()[0]
         assert "conversation" not in request and request["store"] is True
-        assert request["prompt_cache_key"].startswith("thread-") and "C1" not in request["prompt_cache_key"]
+        assert request["prompt_cache_key"].startswith("conv-") and "C1" not in request["prompt_cache_key"]
+        key = request["prompt_cache_key"]
         record = await row(service, root)
         assert record.pending is False and record.backend_id in fake.conversations
         assert fake.conversations[record.backend_id]["metadata"]["channel"] == "C1"
@@ -112,7 +113,7 @@ async def test_a_new_thread_is_answered_first_and_its_next_message_reads_the_fir
         await service.handle(mention("And with mint?", message_id="100.2"), second)
         assert second.shown == "You said: And with mint?"
         request = fake.response_requests()[1]
-        assert request["conversation"] == record.backend_id and request["prompt_cache_key"] == record.backend_id
+        assert request["conversation"] == record.backend_id and request["prompt_cache_key"] == key
         assert texts(fake.contexts[-1]) == [("user", "What goes with basil?"),
                                             ("assistant", "You said: What goes with basil?"),
                                             ("user", "And with mint?")]

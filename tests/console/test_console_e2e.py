@@ -38,9 +38,9 @@ async def test_plain_chat_streams_the_answer_to_stdout(fake, tmp_path):
     # a long thread is compacted at OpenAI (truncation="auto" is deprecated) and hits the prompt cache
     assert request["context_management"] == [{"type": "compaction"}] and "truncation" not in request
     # a new conversation's first turn goes before the conversation exists (stored; the conversation is made from
-    # it after the answer): its cache key stands for the thread; later turns use the conversation's id
+    # it after the answer): its cache key stands for the conversation, and later turns keep it
     assert "conversation" not in request and request["store"] is True
-    assert request["prompt_cache_key"].startswith("thread-")
+    assert request["prompt_cache_key"].startswith("conv-")
 
 
 async def test_second_message_and_a_restart_keep_the_same_conversation_with_its_metadata(fake, tmp_path):

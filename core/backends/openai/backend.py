@@ -92,12 +92,15 @@ class OpenAIBackend(ResponsesBackend):
 
     def _params(self, turn: "Turn", session: Session) -> dict[str, Any]:
         p = super()._params(turn, session)
+        # One prompt cache key per conversation, from its first turn on: its first turn may go before the
+        # conversation exists (first_turn.py), and a key that changed at the second turn missed the cache there.
+        # (A Turn built without one — not by ConversationSetup — keeps the older keys.)
         if turn.conversation_id:
-            p["prompt_cache_key"] = turn.conversation_id
+            p["prompt_cache_key"] = turn.cache_key or turn.conversation_id
         else:   # a first turn before its conversation exists (first_turn.py): the server keeps it
             p.pop("conversation", None)
             p["store"] = True
-            p["prompt_cache_key"] = cache_key(turn.metadata)
+            p["prompt_cache_key"] = turn.cache_key or cache_key(turn.metadata)
         if turn.user_id:
             p["safety_identifier"] = self._safety_identifier(turn.user_id)
         if turn.metadata:
