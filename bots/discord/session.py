@@ -52,7 +52,6 @@ class GatewaySession:
         if self._sharded:
             keep_shard_sessions(client)
         self._params: dict[str, Any] = {"initial": True, "shard_id": client.shard_id}
-        self.new_sessions = 0     # sessions started after the first (each one logged)
 
     def left_off(self) -> None:
         """The connection ended in a way discord.py does not handle: the next run() resumes where it left off.
@@ -68,8 +67,6 @@ class GatewaySession:
             self._identify()
 
     def _identify(self) -> None:
-        if self._params.get("session") is not None:
-            self.new_sessions += 1
         self._params.update(resume=False, session=None, sequence=None, gateway=None)
 
     async def run(self) -> None:
