@@ -24,7 +24,7 @@ from core.backends.responses.events import DownloadContainerFile, EventMapper, R
 from core.backends.responses.items import document_text, to_input, user_message
 from core.backends.responses.stream import Fallback, ResponsesStream
 from core.backends.tool_calls import ToolRegistryLike, call_function, done_update, function_specs, rounds_exhausted
-from core.model import (AssistantItem, BackendEvent, Capabilities, Completed, ConversationStarted, FunctionCallItem, FunctionOutputItem, HistoryItem, Usage, UserItem)
+from core.model import (AssistantItem, BackendEvent, Capabilities, Completed, ConversationStarted, FunctionCallItem, FunctionOutputItem, HistoryItem, TextDelta, Usage, UserItem)
 from core.errors import BackendError
 from core.ports import Session
 
@@ -113,9 +113,12 @@ class ResponsesBackend(BackendBase):
         """Such a turn ended before its answer was complete: the user's message and the text shown of the answer,
         for the conversation made afterwards should the server have kept nothing of it."""
 
-    def _cut_short(self, first: bool, rnd: Round, pending: list[dict[str, Any]]) -> None:
+    def _cut_short(self, first: bool, rnd: Round, pending: list[dict[str, Any]], refused: object = None) -> None:
+        """`refused`: the event the reader's side quit at (a text a Stop refused was not shown)."""
         if first and rnd.response_id:
             answer = "".join(rnd.text)
+            if isinstance(refused, TextDelta) and answer.endswith(refused.text):
+                answer = answer[:len(answer) - len(refused.text)]
             self._shown_first(rnd.response_id, pending + to_input([AssistantItem(answer)] if answer else []))
 
     async def _conversation_from(self, turn: "Turn", items: list[dict[str, Any]]) -> str:
@@ -174,6 +177,7 @@ class ResponsesBackend(BackendBase):
         first = self._first_turn(turn)  # no conversation yet: the server keeps this turn (openai: first_turn.py)
         for round_no in range(a.max_tool_rounds + 1):
             rnd = Round(stored=first)
+            ev: BackendEvent | None = None
             try:
                 async for ev in self._stream.round({**base, "input": sent + pending}, rnd, state):
                     yield ev
@@ -184,7 +188,10 @@ class ResponsesBackend(BackendBase):
                 if spent != Usage():
                     yield self._completed(spent, "", state, a.model)
                 raise
-            except BaseException:   # a reader stopped the reply (its stream was closed), a shutdown cut it off
+            except GeneratorExit:   # the turn closed the stream at `ev`: a reader's Stop, or it failed showing it
+                self._cut_short(first, rnd, pending, refused=ev)
+                raise
+            except BaseException:   # a shutdown cut it off
                 self._cut_short(first, rnd, pending)
                 raise
             usage = usage + rnd.usage
