@@ -37,13 +37,15 @@ class ConversationSetup:
         """The Turn, and the attachments left out (UserFacingError when they were all the message had). A new
         conversation's save is appended to `writes`: it runs while the model answers. `approver`: how the
         platform asks a person to approve a tool call (None: it cannot)."""
+        new = bool(key.thread) and key.thread == msg.message_id
         conversation_id, saving = await self._conversation_id(
-            backend, key, assistant.name, metadata, new=bool(key.thread) and key.thread == msg.message_id,
-            first_turn=not msg.attachments)
+            backend, key, assistant.name, metadata, new=new, first_turn=not msg.attachments)
         if saving is not None:
             writes.append(saving)
-        if saving is not None and not msg.attachments:
-            inputs = NO_INPUTS  # a new conversation has no earlier uploads to search
+        if (saving is not None or new) and not msg.attachments:
+            # A new conversation, or a thread this message starts, has no earlier uploads to search: nothing to
+            # read from the store in front of the request.
+            inputs = NO_INPUTS
         else:
             if saving is not None:  # attachments are recorded on the conversation's row: it must exist
                 await saving

@@ -16,11 +16,13 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from core.admin.conversations import ConversationAdmin
 from core.backends.openai.backend import OpenAIBackend
+from core.backends.openai.files import OpenAIFileBackend
 from core.backends.openai.first_turn import NOT_RUN
 from core.backends.openai.conversations import OpenAIConversations
 from core.chat.routing import conversation_key
 from core.chat.service import ChatService
 from core.config.schema import AssistantConfig, Config
+from core.files.attachments import AttachmentRouter
 from core.model import Author, InboundMessage
 from core.store.postgres import PostgresStore
 from core.store.sqlite import SqliteStore
@@ -331,3 +333,32 @@ async def test_a_thread_forgotten_while_its_first_answer_is_written_is_not_broug
         await service.handle(mention("Still there?", message_id="900.2", thread="900.1", user="U9"),
                              RecordingTarget())
         assert texts(fake.contexts[-1]) == [("user", "Still there?")]
+
+
+async def test_a_new_threads_first_message_reads_nothing_from_the_store_before_its_request(fake, open_store):
+    # A thread this message starts has no history and no earlier uploads: nothing to read in front of the
+    # request (in a burst, every read is a wait for the store in front of every new thread's first request).
+    client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
+    backend = OpenAIBackend(client, StubRegistry(), spare_conversations=0)
+    async with open_store() as store:
+        service = ChatService(Config(default_assistant="food", assistants={"food": FOOD}), store, {"openai": backend},
+                              files=AttachmentRouter(OpenAIFileBackend(client), store))
+        reads: list[int] = []   # how many requests the model had received at each read of a thread's row
+        read = store.get_conversation
+
+        async def get_conversation(*args, **kwargs):
+            reads.append(len(fake.response_requests()))
+            return await read(*args, **kwargs)
+
+        store.get_conversation = get_conversation  # type: ignore[method-assign]
+        try:
+            first = RecordingTarget()
+            await service.handle(mention("What goes with basil?", message_id="100.1"), first)
+            assert first.shown == "You said: What goes with basil?"
+            assert 0 not in reads
+            second = RecordingTarget()   # its next message reads the thread's row, and goes on in its conversation
+            await service.handle(mention("And with mint?", message_id="100.2"), second)
+            assert second.shown == "You said: And with mint?"
+            assert fake.response_requests()[1]["conversation"] in fake.conversations
+        finally:
+            await backend.aclose()
