@@ -73,10 +73,28 @@ class CachedReads:
     async def save_conversation(self, key: ConversationKey, assistant: str, backend_id: str,
                                 metadata: dict[str, str], *, pending: bool = False) -> None:
         cache_key = (key.as_string(), assistant)
-        self._conversations.drop(cache_key)
-        await super().save_conversation(key, assistant, backend_id, metadata,  # type: ignore[misc]
-                                        pending=pending)
-        self._conversations.drop(cache_key)  # again: a read that raced the write is stale
+        known = self._conversations.get(cache_key)
+        now = float(self._clock())  # type: ignore[attr-defined]
+        if known is MISSING:   # an existing row's created_at and vector store are not known here: read again
+            self._conversations.drop(cache_key)
+            await super()._write_conversation(key, assistant, backend_id, metadata,  # type: ignore[misc]
+                                              pending, now)
+            self._conversations.drop(cache_key)  # again: a read that raced the write is stale
+            return
+        # The row as the statement leaves it: the thread's next message finds it here, not by a round trip in
+        # front of its request (a first turn's row is saved twice: pending, then made).
+        record = ConversationRecord(
+            key=cache_key[0], assistant=assistant, backend_id=backend_id, metadata=dict(metadata),
+            vector_store_id=known.vector_store_id if known is not None else None,
+            created_at=known.created_at if known is not None else now, updated_at=now, pending=bool(pending))
+        self._conversations.put(cache_key, record)
+        try:
+            await super()._write_conversation(key, assistant, backend_id, metadata,  # type: ignore[misc]
+                                              pending, now)
+        except BaseException:
+            self._conversations.drop(cache_key)   # not written: read it again
+            raise
+        self._conversations.put(cache_key, record)  # again: a read that raced the write put the old row back
 
     async def set_conversation_vector_store(self, key: ConversationKey, assistant: str,
                                             vector_store_id: str) -> None:

@@ -98,7 +98,10 @@ class SqlStore(SqlAnswers, SqlRecords):
 
         created_at and vector_store_id of an existing row are kept.
         """
-        now = float(self._clock())
+        await self._write_conversation(key, assistant, backend_id, metadata, pending, float(self._clock()))
+
+    async def _write_conversation(self, key: ConversationKey, assistant: str, backend_id: str,
+                                  metadata: dict[str, str], pending: bool, now: float) -> None:
         await self._fetch(
             "INSERT INTO conversations (key, assistant, backend_id, metadata, vector_store_id, created_at,"
             " updated_at, pending) VALUES (?, ?, ?, ?, NULL, ?, ?, ?)"

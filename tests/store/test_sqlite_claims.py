@@ -136,3 +136,23 @@ async def test_claims_decided_while_the_thread_is_busy_are_in_the_database_after
         assert await claimed(again, "slack") == events
         assert await asyncio.gather(*(again.claim_event("slack", e) for e in events)) == [False] * 50
         assert await again.claim_event("slack", "Ev999") is True
+
+
+async def test_a_reply_in_a_conversation_reaches_the_model_while_the_sqlite_thread_is_busy(tmp_path):
+    # The conversation's row, as this process wrote it, is read from memory (core/store/cache.py): the reply's
+    # request does not wait for a statement.
+    async with make_world(tmp_path) as w:
+        ch = w.channel("general")
+        w.openai.script(ScriptedResponse(text="Try carbonara."), ScriptedResponse(text="A Frascati."))
+        await w.discord.user_message(ch, w.discord.alice, "pick a pasta", mention_bot=True)
+        (first,) = await w.final_answer(ch, "Try carbonara.")
+        for _ in range(600):   # the first turn's conversation is made after its answer
+            if [r for r in await w.store.list_conversations() if not r.pending]:
+                break
+            await asyncio.sleep(0.05)
+        async with held(w.store):
+            await w.discord.user_message(ch, w.discord.alice, "and a wine?", reply_to=first.id)
+            await w.discord.wait_for(lambda: len(w.openai.response_requests()) == 2)
+        await w.discord.wait_for(lambda: any(m.content == "A Frascati." for m in w.discord.messages_in(ch, by_bot=True)))
+        one, two = w.openai.response_requests()
+        assert w.openai.conversation_of(one) == w.openai.conversation_of(two)   # the same conversation
