@@ -1,5 +1,5 @@
 """What a streamed request of either API (Responses, Chat Completions) does the same way: read the raw SSE
-body payload by payload, map the SDK's and the transport's failures, and retry a round while nothing of it
+body read by read, map the SDK's and the transport's failures, and retry a round while nothing of it
 reached the user. The API-specific part — what a payload means — stays with each API's stream.
 """
 from __future__ import annotations

@@ -75,8 +75,18 @@ class ResponsesStream(RetryingStream):
                         rnd.visible = True
                         run.append(ev["delta"])
                         continue
-                    if not rnd.stored and (kind in SKIP or kind in PLAIN and read_plain(kind, ev, rnd)):
-                        continue          # nothing to show, nothing to keep: the text run goes on
+                    if rnd.stored and (kind == CREATED or kind == COMPLETED):
+                        # a first turn without a conversation: where its exchange is kept
+                        if kind == CREATED:
+                            if run:
+                                yield self._text(run, rnd)
+                                run = []
+                            rnd.response_id = ev["response"]["id"]   # kept, should the answer end midway
+                            yield ConversationStarted(rnd.response_id, pending=True)
+                        else:
+                            rnd.output = list(ev["response"].get("output") or ())
+                    if kind in SKIP or kind in PLAIN and read_plain(kind, ev, rnd):
+                        continue          # nothing (else) to show or keep: the text run goes on
                     if run:
                         yield self._text(run, rnd)
                         run = []
@@ -95,15 +105,7 @@ class ResponsesStream(RetryingStream):
 
     async def _event(self, kind: str | None, ev: dict[str, Any], rnd: Round,
                      state: TurnState) -> AsyncIterator[BackendEvent]:
-        """Any event but a text delta (the rare ones: typed through the SDK's pydantic models)."""
-        if rnd.stored:        # a first turn without a conversation: where its exchange is kept
-            if kind == CREATED:
-                rnd.response_id = ev["response"]["id"]   # kept, should the answer end midway
-                yield ConversationStarted(rnd.response_id, pending=True)
-            elif kind == COMPLETED:
-                rnd.output = list(ev["response"].get("output") or ())
-        if kind in SKIP:
-            return
+        """Any event but a text delta and those read plainly (the rare ones: typed through the SDK's models)."""
         cls = EVENT_CLASSES.get(kind)
         if cls is None:
             return             # an event type newer than this SDK: nothing we render
