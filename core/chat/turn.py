@@ -105,6 +105,11 @@ class AnswerTurn:
                     if marking is not None:  # a failed write is logged by settle(), not raised here
                         await asyncio.wait((marking,))
                         marking = None
+                    if type(event) is TextDelta and progress.first_text is not None:
+                        # most events: the answer's text going on (the relay's first case, without its dispatch)
+                        if shown := links.text(event.text):
+                            await stream.text(shown)
+                        continue
                     progress.saw(event)
                     if isinstance(event, ConversationStarted):   # where the history is: not for the reply
                         records.conversation_started(event.conversation_id, event.pending, labels)

@@ -119,8 +119,9 @@ class EditStream:
             return
         self._text += delta
         # A finished tool's ✅/⚠️ line stays only until the model goes on writing.
-        for item_id in [k for k, u in self._tools.items() if u.status in FINISHED]:
-            del self._tools[item_id]
+        if self._tools:
+            for item_id in [k for k, u in self._tools.items() if u.status in FINISHED]:
+                del self._tools[item_id]
         await self._changed()
 
     async def status(self, update: ToolUpdate | None) -> None:
