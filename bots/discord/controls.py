@@ -47,26 +47,59 @@ def _button(label: str, action: str, answer_id: str, style: discord.ButtonStyle)
     return discord.ui.Button(label=label, style=style, custom_id=f"{PREFIX}{action}:{answer_id}")
 
 
-def controls_view(lifetime: ReplyLifetime | None, *, latest: bool, final: bool, edited: bool = True):
-    """The components for one message of an answer: Stop on the message being written, 👍 / 👎 and Retry on
-    the last one once the answer has ended, none on the others (None: take away any it had). MISSING when the
-    answer has no controls (its components are left as they are)."""
+def _actions(lifetime: ReplyLifetime | None, *, latest: bool, final: bool, edited: bool = True):
+    """The buttons (label, action) for one message of an answer: Stop on the message being written, 👍 / 👎 and
+    Retry on the last one once the answer has ended, none on the others (None: take away any it had). MISSING
+    when the answer has no controls (its components are left as they are)."""
     if lifetime is None or not lifetime.answer_id:
         return discord.utils.MISSING
-    view = _Buttons()
-    answer = lifetime.answer_id
     if lifetime.state == "streaming":
-        if latest and not final and edited:
-            view.add_item(_button("Stop", "stop", answer, discord.ButtonStyle.secondary))
-            return view
-        return None
+        return (("Stop", "stop"),) if latest and not final and edited else None
     if not latest:
         return None
-    if lifetime.state != "failed":
-        view.add_item(_button("👍", "up", answer, discord.ButtonStyle.secondary))
-        view.add_item(_button("👎", "down", answer, discord.ButtonStyle.secondary))
-    view.add_item(_button("Retry", "retry", answer, discord.ButtonStyle.secondary))
+    if lifetime.state == "failed":
+        return (("Retry", "retry"),)
+    return (("👍", "up"), ("👎", "down"), ("Retry", "retry"))
+
+
+def controls_view(lifetime: ReplyLifetime | None, *, latest: bool, final: bool, edited: bool = True):
+    """The components for one message of an answer (see _actions) as a discord.py View."""
+    actions = _actions(lifetime, latest=latest, final=final, edited=edited)
+    if not actions:
+        return actions
+    view = _Buttons()
+    for label, action in actions:
+        view.add_item(_button(label, action, lifetime.answer_id, discord.ButtonStyle.secondary))
     return view
+
+
+class _Row:
+    """One action row of secondary buttons, as discord.py's message helper (`handle_message_parameters`) reads a
+    View: the same components without building a View (~50 µs: its children, their weights, a future) on every
+    post and edit of an answer."""
+
+    __slots__ = ("_answer", "_actions")
+
+    def __init__(self, answer: str, actions: tuple[tuple[str, str], ...]) -> None:
+        self._answer = answer
+        self._actions = actions
+
+    def to_components(self) -> list[dict]:
+        return [{"type": 1, "components": [
+            {"type": 2, "style": discord.ButtonStyle.secondary.value, "disabled": False, "label": label,
+             "custom_id": f"{PREFIX}{action}:{self._answer}"} for label, action in self._actions]}]
+
+    def has_components_v2(self) -> bool:
+        return False
+
+
+def controls_row(lifetime: ReplyLifetime | None, *, latest: bool, final: bool):
+    """controls_view() for discord.py's message helper alone (a channel message's POST and PATCH): the same
+    components, no View."""
+    actions = _actions(lifetime, latest=latest, final=final)
+    if not actions:
+        return actions
+    return _Row(lifetime.answer_id, actions)
 
 
 def _without_retry(interaction: discord.Interaction, answer_id: str):

@@ -14,7 +14,7 @@ from discord.http import handle_message_parameters
 from discord.utils import MISSING
 
 from bots.discord.delivery import AnswerPlan, Delivery
-from bots.discord.controls import controls_view
+from bots.discord.controls import controls_row, controls_view
 from bots.discord.events import ReplyChains
 from bots.discord.pacing import Pacer, Pacers, Ticket
 from bots.discord.text import split, to_discord
@@ -250,7 +250,7 @@ class ChannelTarget:
         return data
 
     async def post(self, text: str) -> str:
-        view = controls_view(self._lifetime, latest=True, final=False)
+        view = controls_row(self._lifetime, latest=True, final=False)
         self._latest = str(await self._send(content=to_discord(text), view=view, answer=True))
         return self._latest
 
@@ -278,7 +278,7 @@ class ChannelTarget:
     async def _do_edit(self, message_id: str, text: str, *, final: bool = False) -> None:
         # PATCH through the HTTPClient route, like _send: the response's Message would go unused.
         state = self._channel._state
-        view = controls_view(self._lifetime, latest=message_id == self._latest, final=final)
+        view = controls_row(self._lifetime, latest=message_id == self._latest, final=final)
         with handle_message_parameters(content=to_discord(text), allowed_mentions=NO_PINGS, view=view,
                                        previous_allowed_mentions=state.allowed_mentions) as params:
             await state.http.edit_message(self._channel.id, int(message_id), params=per_spec(params, edit=True))

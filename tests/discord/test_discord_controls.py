@@ -189,3 +189,27 @@ async def test_an_answer_cut_off_by_a_crash_loses_its_stop_button(tmp_path):
         await adapter.mark_interrupted(channel, str(sent.id), None)
         assert message.content == "Half an ans\n\n⚠️ This answer was cut off — please ask again."
         assert labels(message) == []
+
+
+async def test_the_buttons_sent_with_a_channel_message_are_the_view_s_without_a_view():
+    """ChannelTarget sends the buttons as plain components (controls_row): the same payload as the View that
+    interaction replies still build (controls_view), in every state of an answer and for every message of it."""
+    from discord.http import handle_message_parameters
+
+    from bots.discord.controls import controls_row, controls_view
+    from core.reply.lifetime import ReplyLifetime
+
+    def sent(view):
+        with handle_message_parameters(content="x", view=view) as params:
+            return params.payload.get("components", "left as it is")
+
+    for answer_id in ("", "a1"):
+        for state in ("streaming", "finished", "stopped", "failed"):
+            lifetime = ReplyLifetime()
+            lifetime.answer_id, lifetime.state = answer_id, state
+            for latest in (True, False):
+                for final in (True, False):
+                    row = controls_row(lifetime, latest=latest, final=final)
+                    view = controls_view(lifetime, latest=latest, final=final)
+                    assert sent(row) == sent(view), (answer_id, state, latest, final)
+    assert sent(controls_row(None, latest=True, final=False)) == "left as it is"
