@@ -14,9 +14,9 @@ What the memory holds, and for how long:
   one key): these are answered "already claimed" from here. Loaded from the table when the store opens, so a
   restarted process still drops a redelivery.
 - `seen`: every key claimed within the database's retention (core.store.sql.EVENT_RETENTION_SECONDS, a week)
-  as a Bloom filter (2 × 1 MiB): "certainly never claimed" for a new event, so it is claimed without a
-  statement. A key it may have seen (an event redelivered after the window, or a false positive: well under 1 %
-  up to ~700,000 events a week) is decided by the database as before (`None`: ask it). Two generations, each
+  as a Bloom filter (2 × 256 KiB): "certainly never claimed" for a new event, so it is claimed without a
+  statement. A key it may have seen (an event redelivered after the window, or a false positive: under 1 % up to
+  ~200,000 events a week, more above that) is decided by the database as before (`None`: ask it). Two generations, each
   filled for one retention period and dropped one period after it stopped filling, so memory stays bounded and
   nothing is forgotten before the database forgets it.
 """
@@ -27,7 +27,7 @@ from typing import Iterable
 
 WINDOW_SECONDS = 3600.0
 RECENT_MAX = 100_000
-_BITS = 1 << 23            # per generation: 1 MiB
+_BITS = 1 << 21            # per generation: 256 KiB
 _HASHES = 7
 
 
