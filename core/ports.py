@@ -90,7 +90,8 @@ class ReplyTarget(Protocol):
     async def upload(self, file: OutboundFile) -> str | None: ...
     async def notice(self, text: str, *, ephemeral: bool = False) -> None: ...  # short one-off reply
     # "is typing" / thinking status; may no-op. Awaited in the answer's way (before its conversation is set up), so
-    # it returns at once: it sets a timer (shown only when the first words are slow) or starts its request itself.
+    # it returns at once: it sets a timer (shown only when the first words are slow). Only a zero delay (tests, to
+    # see the indicator before an instant answer) sends the platform call before returning.
     async def typing(self) -> None: ...
     def open_stream(self, on_posted: OnPosted) -> ReplyStream | None: ...  # native stream, or None for EditStream
 

@@ -17,7 +17,8 @@ from bots.standins.openai_storage import Container
 @dataclass(slots=True)
 class Answer:
     rid: str
-    # the stream: event dicts, and ("delay", seconds) / ("hold", asyncio.Event) / ("cut", mode) markers
+    # the stream: event dicts, and ("delay", seconds) / ("hold", asyncio.Event) / ("cut", mode) / ("garbled", data)
+    # markers
     events: list[Any] = field(default_factory=list)
     output: list[dict[str, Any]] = field(default_factory=list)   # the response's output items
     call_ids: list[str] = field(default_factory=list)            # the function calls it makes
@@ -108,12 +109,18 @@ def build_answer(body: dict[str, Any], plan: ScriptedResponse, *, usage: Default
             if plan.cut_after is not None and i == plan.cut_after:
                 events.append(("cut", plan.cut_mode))
                 return answer
+            if plan.garbled is not None and i == plan.garbled[0]:
+                events.append(("garbled", plan.garbled[1]))
+                return answer
             if i and plan.delay:
                 events.append(("delay", plan.delay))
             if plan.hold is not None and i == plan.hold_after:
                 events.append(("hold", plan.hold))
             events.append(d)
             n_deltas += 1
+        if plan.garbled is not None and plan.garbled[0] >= len(deltas):
+            events.append(("garbled", plan.garbled[1]))
+            return answer
         if plan.incomplete is None:
             events += tail["events"]
             output.append(tail["item"])

@@ -79,6 +79,7 @@ class ScriptedResponse:
     incomplete: str | None = None                # reason, e.g. "max_output_tokens" -> response.incomplete
     cut_after: int | None = None                 # close the connection after this many text deltas
     cut_mode: str = "abort"                      # "abort": TCP reset mid-body; "eof": clean end, no terminal event
+    garbled: tuple[int, str] | None = None       # (after this many text deltas, a data line that is no event): then ends
     # usage numbers reported for this response (None: fake.usage defaults)
     input_tokens: int | None = None
     cached_tokens: int | None = None

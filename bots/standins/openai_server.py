@@ -293,6 +293,11 @@ class FakeOpenAI(ConversationRoutes, StorageRoutes, RecordingServer):
                     if kind == "hold":
                         await arg.wait()
                         continue
+                    if kind == "garbled":   # a data line no Responses event looks like, then the body ends
+                        await sse.send(arg)
+                        await sse.end()
+                        self.stream_ends.append("garbled")
+                        return sse.response
                     await sse.cut(arg)
                     self.stream_ends.append("cut")
                     return sse.response

@@ -146,6 +146,22 @@ async def test_streamed_answer_arrives_whole_in_several_deltas_with_usage(fake, 
     assert done.usage.tool_calls == 0
 
 
+@pytest.mark.parametrize("garbled", ["not json at all", "[1, 2]", '{"type": "response.output_text.delta"}',
+                                     '{"type": "response.output_text.delta", "delta": 7}'])
+async def test_an_unreadable_event_keeps_the_text_that_came_before_it(fake, backend, caplog, garbled):
+    """Text deltas read together go on as one: a garbled event among them must not take that text with it. The
+    reader gets every word the model sent before it, then one readable error (one log line, no traceback)."""
+    answer = "Pho is a Vietnamese soup of broth, rice noodles and herbs."
+    fake.script(ScriptedResponse(text=answer, delta_size=6, garbled=(99, garbled)))
+    events: list[Any] = []
+    with pytest.raises(BackendError, match="unreadable"):
+        async for ev in backend.run(await new_turn(backend, FOOD, "What is pho?")):
+            events.append(ev)
+    assert text_of(events) == answer
+    assert fake.stream_ends == ["garbled"]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 async def test_conversation_created_with_metadata_and_reused_across_turns(fake, backend):
     meta = {"platform": "slack", "channel": "C1", "user_id": "U1", "user_name": "n" * 600}
     conv = await backend.create_conversation(meta)

@@ -63,28 +63,31 @@ class ResponsesStream(RetryingStream):
                 # any other event goes after the text before it.
                 run: list[str] = []
                 for payload in batch:
-                    try:
-                        ev = orjson.loads(payload)
-                    except ValueError as exc:
-                        log.error("%s sent an event that is not JSON: %r", self._who, payload[:200])
+                    ev = _event_object(payload)
+                    kind = ev.get("type") if ev is not None else None
+                    delta = ev.get("delta") if kind == DELTA else None
+                    if ev is None or kind == DELTA and type(delta) is not str:
+                        # garbled: the text of this read before it still reaches the reader, then the error
+                        log.error("%s sent an unreadable event: %r", self._who, payload[:200])
                         if run:
                             yield self._text(run, rnd)
-                        raise self._unreadable() from exc
-                    kind = ev.get("type")
+                        raise self._unreadable()
                     if kind == DELTA:     # the hot path: no pydantic
                         rnd.visible = True
-                        run.append(ev["delta"])
+                        run.append(delta)
                         continue
                     if rnd.stored and (kind == CREATED or kind == COMPLETED):
                         # a first turn without a conversation: where its exchange is kept
-                        if kind == CREATED:
+                        response = ev.get("response")
+                        if kind == CREATED and isinstance(response, dict) and isinstance(response.get("id"), str):
                             if run:
                                 yield self._text(run, rnd)
                                 run = []
-                            rnd.response_id = ev["response"]["id"]   # kept, should the answer end midway
+                            rnd.response_id = response["id"]   # kept, should the answer end midway
                             yield ConversationStarted(rnd.response_id, pending=True)
-                        else:
-                            rnd.output = list(ev["response"].get("output") or ())
+                        elif kind == COMPLETED and isinstance(response, dict):
+                            output = response.get("output")
+                            rnd.output = list(output) if isinstance(output, list) else []
                     if kind in SKIP or kind in PLAIN and read_plain(kind, ev, rnd):
                         continue          # nothing (else) to show or keep: the text run goes on
                     if run:
@@ -116,3 +119,12 @@ class ResponsesStream(RetryingStream):
             raise self._unreadable(f"{kind} event") from exc
         async for out in self._mapper.handle(typed, rnd, state):
             yield out
+
+
+def _event_object(payload: bytes) -> dict[str, Any] | None:
+    """One SSE data payload as the JSON object every Responses event is; None for anything else."""
+    try:
+        ev = orjson.loads(payload)
+    except ValueError:
+        return None
+    return ev if type(ev) is dict else None
