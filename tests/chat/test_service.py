@@ -302,3 +302,19 @@ async def test_an_indicator_that_fails_costs_one_log_line_and_the_answer_comes_a
     assert target.shown == "You said: hi" and target.notices == [] and target.typing_calls == 1
     (failure,) = [r for r in caplog.records if r.exc_info]
     assert failure.message.startswith("the typing indicator failed for slack|T1|C1|1.1")
+
+
+async def test_a_sandbox_link_split_over_later_deltas_is_rewritten_never_shown(store):
+    """Text after the answer's first words takes its own way to the reply (turn.py); a generated file's link
+    split across those later deltas must still become the file as posted, never the model's sandbox path."""
+    from core.model import OutboundFile
+    backend = ScriptedBackend([TextDelta("Plotted. "), TextDelta("[Download the chart](sand"),
+                               TextDelta("box:/mnt/data/c.png) and more."),
+                               OutboundFile("c.png", b"\x89PNG", "image/png"), Completed(Usage(10, 0, 5))])
+    service = ChatService(make_config(), store, {"openai": backend})
+    target = RecordingTarget()
+    await service.handle(slack_msg("plot it", thread="9.1"), target)
+    assert [f.name for f in target.uploads] == ["c.png"]
+    assert target.shown.startswith("Plotted. ") and "Download the chart" in target.shown
+    assert target.shown.endswith(" and more.")
+    assert "sandbox:" not in target.shown and "/mnt/data" not in target.shown
