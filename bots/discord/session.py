@@ -26,6 +26,9 @@ log = logging.getLogger("teambridge.discord")
 
 # Discord: "reconnect and start a new session" — a RESUME after these only earns an INVALID_SESSION
 ENDS_SESSION = frozenset({4007, 4009})
+# discord.py's backoff grows to 2**10 s (~17 min) after repeated failures: past Discord's resume window the
+# session and the messages sent meanwhile would be gone. A resume is tried at least this often.
+MAX_RESUME_WAIT = 30.0
 # what discord.py's connect() treats as a dropped connection (anything else ends it)
 DROPPED = (OSError, discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed, aiohttp.ClientError,
            asyncio.TimeoutError)
@@ -109,11 +112,16 @@ class GatewaySession:
                     if exc.code != 1000:
                         await client.close()
                         raise
-                retry = backoff.delay()
+                retry = resume_wait(backoff)
                 log.warning("Discord: gateway connection dropped (%s: %s); resuming in %.1f s",
                             type(exc).__name__, str(exc)[:200], retry)
                 await asyncio.sleep(retry)
                 self._resume_from(client.ws)
+
+
+def resume_wait(backoff: ExponentialBackoff) -> float:
+    """Seconds until the next attempt to resume: discord.py's backoff, capped at MAX_RESUME_WAIT."""
+    return min(backoff.delay(), MAX_RESUME_WAIT)
 
 
 def keep_shard_sessions(client: discord.AutoShardedClient) -> None:

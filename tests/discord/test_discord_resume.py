@@ -100,3 +100,16 @@ async def test_a_close_code_that_ends_the_session_starts_a_new_one_at_once(tmp_p
         assert w.discord.refused_resumes == 0       # no RESUME Discord would refuse was tried first
         [line] = new_session_lines(caplog)
         assert f"close code {code}" in line
+
+
+def test_the_wait_before_resuming_stays_within_the_resume_window():
+    """After many failed attempts discord.py's backoff would wait up to ~17 minutes; the session (and the messages
+    sent meanwhile) would be gone by then. The wait is capped; the first waits stay discord.py's short ones."""
+    from discord.backoff import ExponentialBackoff
+
+    from bots.discord.session import MAX_RESUME_WAIT, resume_wait
+    backoff = ExponentialBackoff()
+    waits = [resume_wait(backoff) for _ in range(15)]
+    assert waits[0] <= 2.0
+    assert max(waits) <= MAX_RESUME_WAIT <= 60.0
+    assert max(waits) == MAX_RESUME_WAIT    # reached: without the cap the 15th wait is up to 2**10 s
