@@ -29,16 +29,19 @@ WINDOW_SECONDS = 3600.0
 RECENT_MAX = 100_000
 _BITS = 1 << 21            # per generation: 256 KiB
 _HASHES = 7
+GENERATION_CAPACITY = 200_000   # claims per generation: false positives stay under 1 %
 
 
 class _Bloom:
-    __slots__ = ("start", "bits")
+    __slots__ = ("start", "bits", "count")
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.bits = bytearray(_BITS >> 3)
+        self.count = 0
 
     def add(self, positions: tuple[int, ...]) -> None:
+        self.count += 1
         bits = self.bits
         for p in positions:
             bits[p >> 3] |= 1 << (p & 7)
@@ -74,6 +77,10 @@ class MemoryClaims:
         """The claims the database holds (all within its retention: pruned at open), oldest first."""
         self._recent.clear()
         self._seen = [_Bloom(now)]
+        self.note_all(rows, now)
+
+    def note_all(self, rows: Iterable[tuple[str, str, float]], now: float) -> None:
+        """More of the database's claims, oldest first (load() reads them a page at a time)."""
         for platform, key, at in rows:
             self._note((platform, key), at, now)
 
@@ -117,7 +124,9 @@ class MemoryClaims:
         seen = self._seen
         if not seen:
             seen.append(_Bloom(now))
-        elif now - seen[0].start >= self._retention:
+        elif now - seen[0].start >= self._retention or seen[0].count >= GENERATION_CAPACITY:
+            # full before its period ended (a busy bot): a new one, or false positives would send nearly every
+            # event back to the database's INSERT
             seen.insert(0, _Bloom(now))
             # a generation started at s took claims until s + retention: needed until s + 2 × retention
             self._seen = seen = [g for g in seen if now - g.start < 2 * self._retention]

@@ -44,6 +44,8 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 log = logging.getLogger(__name__)
 
+CLAIMS_PAGE = 20_000   # claims read per statement when the store opens
+
 BUSY_TIMEOUT_MS = 5000                    # another process (e.g. `teambridge chat` next to `run`) holds the lock
 
 
@@ -109,14 +111,23 @@ class SqliteStore(CachedReads, SqlStore):
             await self.load_preferences()   # read on every message: kept whole in memory when small
             await self.renew_lease()
             await self.prune_events()
-            # the claims the database still holds (pruned just now): a restarted process drops a redelivery
-            self._claims.load(await self._fetch("SELECT platform, event_key, created_at FROM processed_events"
-                                                " ORDER BY created_at"), float(self._clock()))
+            await self._load_claims()
         except BaseException:
             self._conn = None
             await conn.close()
             raise
         self._lease_task = asyncio.create_task(self._keep_lease(), name="teambridge-store-lease")
+
+    async def _load_claims(self) -> None:
+        """The claims the database still holds (pruned just now), so a restarted process drops a redelivery: read
+        in pages in the order they were written, so a busy week's rows never sit in memory as one list."""
+        now, after = float(self._clock()), 0
+        self._claims.load((), now)
+        while rows := await self._fetch("SELECT rowid, platform, event_key, created_at FROM processed_events"
+                                        " WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, CLAIMS_PAGE)):
+            self._claims.note_all(((platform, key, at) for _, platform, key, at in rows), now)
+            after = rows[-1][0]
+            await asyncio.sleep(0)   # a page at a time: the loop's other work goes on
 
     async def close(self) -> None:
         if self._conn is None:
@@ -125,6 +136,8 @@ class SqliteStore(CachedReads, SqlStore):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._pruning is not None and not self._pruning.done():
+            await asyncio.wait((self._pruning,))   # its statements go before the connection closes
         await self.flush_claims()   # claims written behind are committed before the connection closes
         try:
             await self._fetch("DELETE FROM instances WHERE owner = ?", (self.owner,))
@@ -239,6 +252,7 @@ class SqliteStore(CachedReads, SqlStore):
         if now - self._last_prune >= EVENT_PRUNE_INTERVAL and (self._pruning is None or self._pruning.done()):
             self._last_prune = now
             self._pruning = asyncio.ensure_future(self.prune_events())
+            self._pruning.add_done_callback(_log_prune_failure)
         if won is None:
             if self._pruning is not None and not self._pruning.done():
                 await asyncio.wait((self._pruning,))
@@ -296,3 +310,9 @@ class SqliteStore(CachedReads, SqlStore):
 if TYPE_CHECKING:  # pragma: no cover - lets a type checker confirm SqliteStore satisfies the port
     def _satisfies_port(store: SqliteStore) -> Store:
         return store
+
+
+def _log_prune_failure(done: asyncio.Future) -> None:
+    """The hourly prune runs beside the claims; nobody awaits it, so its failure is said here, in one line."""
+    if not done.cancelled() and (error := done.exception()) is not None:
+        log.warning("could not prune old processed events (%r); the next hour tries again", error)

@@ -156,3 +156,53 @@ async def test_a_reply_in_a_conversation_reaches_the_model_while_the_sqlite_thre
         await w.discord.wait_for(lambda: any(m.content == "A Frascati." for m in w.discord.messages_in(ch, by_bot=True)))
         one, two = w.openai.response_requests()
         assert w.openai.conversation_of(one) == w.openai.conversation_of(two)   # the same conversation
+
+
+async def test_a_restarted_store_reads_every_claim_a_page_at_a_time(tmp_path, monkeypatch):
+    """The week's claims are read in pages when the store opens (a busy week never sits in memory as one list):
+    every page counts — the first and the last claim are both "already claimed" after the restart."""
+    import core.store.sqlite as sqlite_store
+    monkeypatch.setattr(sqlite_store, "CLAIMS_PAGE", 7)
+    keys = [f"m{i:03d}" for i in range(50)]
+    async with SqliteStore(tmp_path / "tb.db") as store:
+        for k in keys:
+            assert await store.claim_event("discord", k)
+    async with SqliteStore(tmp_path / "tb.db") as fresh:
+        async with held(fresh):   # decided from memory alone: nothing may wait for the held thread
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(fresh.claim_event("discord", k) for k in (keys[0], keys[24], keys[-1]))), 10)
+            assert answers == [False, False, False]
+            assert await asyncio.wait_for(fresh.claim_event("discord", "new-one"), 10) is True
+
+
+def test_a_full_filter_generation_makes_way_for_a_new_one_and_still_knows_its_keys(monkeypatch):
+    """A busy bot fills a generation long before its week ends: a new one starts (or false positives would send
+    nearly every new event to the database), and the keys of the full one are still not new."""
+    import core.store.claims as claims
+    monkeypatch.setattr(claims, "GENERATION_CAPACITY", 100)
+    memory = claims.MemoryClaims(7 * 86400.0, window=0.0)   # no exact window: the filters alone answer
+    now = 1_000_000.0
+    first = [f"e{i}" for i in range(100)]
+    assert all(memory.decide("slack", k, now) is True for k in first)
+    assert memory.decide("slack", "e100", now + 1) is True
+    assert len(memory._seen) == 2
+    assert all(memory.decide("slack", k, now + 2) is None for k in first)   # maybe seen: the database decides
+
+
+async def test_close_waits_for_an_hourly_prune_in_progress(tmp_path, caplog):
+    """The hourly prune runs beside the claims, awaited by nobody: close() lets it finish before the connection
+    goes, and it never leaves an unretrieved exception behind."""
+    import gc
+    from core.store.sql import EVENT_PRUNE_INTERVAL
+    now = [2_000_000.0]
+    store = SqliteStore(tmp_path / "tb.db", clock=lambda: now[0])
+    await store.open()
+    await store.claim_event("discord", "a")
+    now[0] += EVENT_PRUNE_INTERVAL + 1
+    async with held(store):
+        await store.claim_event("discord", "b")   # starts the prune, queued behind the held thread
+        assert store._pruning is not None and not store._pruning.done()
+    await store.close()
+    assert store._pruning.done() and store._pruning.exception() is None
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage() or r.exc_info]
