@@ -30,10 +30,6 @@ EVENT_RETENTION_SECONDS = 7 * 24 * 3600   # processed events older than this are
 EVENT_PRUNE_INTERVAL = 3600.0             # a long-running process prunes at most this often
 LEASE_SECONDS = 30.0                      # a process silent this long is taken for dead (its replies: orphans)
 
-# the claim of one event: the primary key decides, the first writer wins (RETURNING 1: won)
-CLAIM_EVENT = ("INSERT INTO processed_events (platform, event_key, created_at) VALUES (?, ?, ?)"
-               " ON CONFLICT (platform, event_key) DO NOTHING RETURNING 1")
-
 # tables whose rows expire (expires_at); our own constant names, so the statements are constants too
 _PRUNE_EXPIRED = tuple(f"DELETE FROM {table} WHERE expires_at <= ?"
                        for table in ("thread_markers", "reply_roots", "containers"))
@@ -238,7 +234,9 @@ class SqlStore(SqlAnswers, SqlRecords):
         # One INSERT against the primary key: the first writer wins, across coroutines and processes alike.
         # No read-then-write race. (PostgreSQL sends the claims of one moment as one statement instead.)
         now = self._clock()
-        rows = await self._fetch(CLAIM_EVENT, (platform, event_key, now))
+        rows = await self._fetch(
+            "INSERT INTO processed_events (platform, event_key, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (platform, event_key) DO NOTHING RETURNING 1", (platform, event_key, now))
         if now - self._last_prune >= EVENT_PRUNE_INTERVAL:
             await self.prune_events()
         return bool(rows)

@@ -29,11 +29,9 @@ from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Calla
 
 from core.chat.locks import KeyedLocks
 from core.store.cache import CachedReads
-from core.store.claims import MemoryClaims
 from core.store.signals import LocalSignals
 from core.store.shares import WholeBudget
-from core.store.sql import (CLAIM_EVENT, EVENT_PRUNE_INTERVAL, EVENT_RETENTION_SECONDS, LEASE_SECONDS, Execute,
-                            SqlStore)
+from core.store.sql import LEASE_SECONDS, Execute, SqlStore
 from core.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from core.store.sqlite_worker import SqliteWorker
 
@@ -43,8 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 log = logging.getLogger(__name__)
-
-CLAIMS_PAGE = 20_000   # claims read per statement when the store opens
 
 BUSY_TIMEOUT_MS = 5000                    # another process (e.g. `teambridge chat` next to `run`) holds the lock
 
@@ -75,9 +71,6 @@ class SqliteStore(CachedReads, SqlStore):
         self._tx_done = asyncio.Event()    # set whenever no transaction is open
         self._tx_done.set()
         self._last_prune = 0.0
-        self._claims = MemoryClaims(EVENT_RETENTION_SECONDS)   # core/store/claims.py
-        self._claim_writes: set[asyncio.Future] = set()       # claims decided in memory, not yet committed
-        self._pruning: asyncio.Future | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -111,23 +104,11 @@ class SqliteStore(CachedReads, SqlStore):
             await self.load_preferences()   # read on every message: kept whole in memory when small
             await self.renew_lease()
             await self.prune_events()
-            await self._load_claims()
         except BaseException:
             self._conn = None
             await conn.close()
             raise
         self._lease_task = asyncio.create_task(self._keep_lease(), name="teambridge-store-lease")
-
-    async def _load_claims(self) -> None:
-        """The claims the database still holds (pruned just now), so a restarted process drops a redelivery: read
-        in pages in the order they were written, so a busy week's rows never sit in memory as one list."""
-        now, after = float(self._clock()), 0
-        self._claims.load((), now)
-        while rows := await self._fetch("SELECT rowid, platform, event_key, created_at FROM processed_events"
-                                        " WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, CLAIMS_PAGE)):
-            self._claims.note_all(((platform, key, at) for _, platform, key, at in rows), now)
-            after = rows[-1][0]
-            await asyncio.sleep(0)   # a page at a time: the loop's other work goes on
 
     async def close(self) -> None:
         if self._conn is None:
@@ -136,9 +117,6 @@ class SqliteStore(CachedReads, SqlStore):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if self._pruning is not None and not self._pruning.done():
-            await asyncio.wait((self._pruning,))   # its statements go before the connection closes
-        await self.flush_claims()   # claims written behind are committed before the connection closes
         try:
             await self._fetch("DELETE FROM instances WHERE owner = ?", (self.owner,))
         except sqlite3.Error:
@@ -239,60 +217,6 @@ class SqliteStore(CachedReads, SqlStore):
     def _history_transaction(self, conversation: str) -> AsyncContextManager[Execute]:
         return self._transaction()   # BEGIN IMMEDIATE: one writer at a time, across processes too
 
-    # ---- event claims: decided in memory, written behind (core/store/claims.py) ----------------------------
-
-    async def claim_event(self, platform: str, event_key: str) -> bool:
-        """No statement is awaited for a new event: one process owns the database, so its memory knows every
-        claim in it. The row is written behind in the next group commit (durable within its few ms; close()
-        waits for it). An event the memory may have seen before the window it keeps exactly is decided by the
-        database, after a prune in progress."""
-        self._require()
-        now = float(self._clock())
-        won = self._claims.decide(platform, event_key, now)
-        if now - self._last_prune >= EVENT_PRUNE_INTERVAL and (self._pruning is None or self._pruning.done()):
-            self._last_prune = now
-            self._pruning = asyncio.ensure_future(self.prune_events())
-            self._pruning.add_done_callback(_log_prune_failure)
-        if won is None:
-            if self._pruning is not None and not self._pruning.done():
-                await asyncio.wait((self._pruning,))
-            won = bool(await self._fetch(CLAIM_EVENT, (platform, event_key, now)))
-            if won:
-                self._claims.remember(platform, event_key, now)
-        elif won:
-            self._write_claim(platform, event_key, now)
-        return won
-
-    def _write_claim(self, platform: str, event_key: str, now: float) -> None:
-        params = (platform, event_key, now)
-        if self._tx_open:   # never inside another caller's transaction (see _fetch): queued once it ends
-            write: asyncio.Future = asyncio.ensure_future(self._fetch(CLAIM_EVENT, params))
-        else:               # queued now, in this loop turn's group: no task, no await
-            write = self._require().execute_fetchall(CLAIM_EVENT, params)
-        self._claim_writes.add(write)
-        write.add_done_callback(lambda done: self._claim_written(done, platform, event_key))
-
-    def _claim_written(self, done: asyncio.Future, platform: str, event_key: str) -> None:
-        self._claim_writes.discard(done)
-        if done.cancelled():
-            return
-        if (error := done.exception()) is not None:
-            log.error("could not write the claim of %s event %s (%s): a redelivery after a restart would be "
-                      "answered again", platform, event_key, error)
-        elif not done.result():
-            log.warning("%s event %s was already claimed in the database before this process knew (another "
-                        "process on this SQLite file?); answered here too", platform, event_key)
-
-    async def flush_claims(self) -> None:
-        """Wait until every claim decided so far is committed (or has failed and been logged)."""
-        while self._claim_writes:
-            await asyncio.wait(set(self._claim_writes))
-
-    async def prune_events(self) -> int:
-        pruned = await super().prune_events()
-        self._claims.forget_before(self._last_prune - EVENT_RETENTION_SECONDS)
-        return pruned
-
     # ---- SQLite's own statements -------------------------------------------------------------------
 
     async def rate_answer(self, answer_id: str, user: str, rating: int) -> int | None:
@@ -310,9 +234,3 @@ class SqliteStore(CachedReads, SqlStore):
 if TYPE_CHECKING:  # pragma: no cover - lets a type checker confirm SqliteStore satisfies the port
     def _satisfies_port(store: SqliteStore) -> Store:
         return store
-
-
-def _log_prune_failure(done: asyncio.Future) -> None:
-    """The hourly prune runs beside the claims; nobody awaits it, so its failure is said here, in one line."""
-    if not done.cancelled() and (error := done.exception()) is not None:
-        log.warning("could not prune old processed events (%r); the next hour tries again", error)

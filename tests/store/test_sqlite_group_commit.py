@@ -17,7 +17,6 @@ async def test_a_burst_of_claims_commits_in_a_few_transactions_and_each_event_is
         first = await asyncio.gather(*(store.claim_event("slack", e) for e in events))
         again = await asyncio.gather(*(store.claim_event("slack", e) for e in events))
         assert first == [True] * 100 and again == [False] * 100
-        await store.flush_claims()             # decided in memory, written behind (core/store/claims.py)
         commits = sum(s.strip().upper() == "COMMIT" for s in statements)
         assert 1 <= commits <= 10, commits     # one commit per statement would be 200
 

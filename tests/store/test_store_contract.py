@@ -273,10 +273,6 @@ async def test_fifty_concurrent_claims_of_one_event_have_one_winner(stores):
 
 async def test_two_processes_on_one_database_have_one_winner(stores):
     # Two stores = two connections, like `teambridge run` started twice against the same database.
-    if not stores.shared:
-        # One process owns an SQLite file: it decides its claims in memory (core/store/claims.py), as it keeps its
-        # turn locks and read caches there. What SQLite promises across processes is a restart (above).
-        pytest.skip("several processes on one database: PostgreSQL only")
     async with stores.open() as a, stores.open() as b:
         results = await asyncio.gather(*(s.claim_event("slack", f"Ev{i}") for i in range(20) for s in (a, b)))
         assert results.count(True) == 20
